@@ -1,0 +1,151 @@
+"""The agent's conversation with the coordinator: fetch the project, upload
+an extract in batches (resuming where an interrupted upload stopped), pull
+the department's own flags and write the caseworkers' worklist."""
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from agents.config import AgentConfig
+from agents.encoding import key_check
+from agents.extract import read_extract
+from agents.prepare import PreparedUpload, prepare
+from agents.refs import RefCipher, load_key
+from fedlink.pki import channel_credentials
+from fedlink.schema import Project
+from fedlink.v1 import coordinator_pb2 as pb
+from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
+from fedlink.wire import project_from_pb
+
+log = logging.getLogger("fedlink.agent")
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+WORKLIST_EXTRA = ("need", "tier", "reasons", "explanation", "departments_linked", "match_scores", "run_id")
+
+
+class AgentError(RuntimeError):
+    pass
+
+
+def open_channel(config: AgentConfig) -> grpc.Channel:
+    options = [("grpc.max_send_message_length", 16 * 1024 * 1024),
+               ("grpc.max_receive_message_length", 16 * 1024 * 1024)]
+    if config.tls is not None:
+        return grpc.secure_channel(config.coordinator, channel_credentials(config.tls), options=options)
+    return grpc.insecure_channel(config.coordinator, options=options)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, show_progress: bool = True, retries: int = 5):
+        self.config = config
+        self.show_progress = show_progress
+        self.retries = retries
+        self.channel = open_channel(config)
+        self.stub = pb_grpc.CoordinatorStub(self.channel)
+        # Only with insecure = true on loopback: the coordinator has no certificate to read.
+        self.metadata = (("fedlink-dev-identity", f"agent:{config.department}"),) if config.tls is None else ()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, fn, request, timeout=60):
+        return fn(request, timeout=timeout, metadata=self.metadata)
+
+    def project(self) -> Project:
+        return project_from_pb(self._call(self.stub.GetProject, pb.GetProjectRequest(project_id=self.config.project)))
+
+    # -- upload --------------------------------------------------------------
+
+    def prepare(self, project: Project) -> PreparedUpload:
+        c = self.config
+        frame = read_extract(c.extract, c.department, c.columns, c.sql)
+        with self._progress() as bar:
+            task = bar.add_task(f"encoding {c.department}", total=len(frame))
+            return prepare(frame, c.department, project, c.secret(), load_key(c.ref_key_file), c.batch_size,
+                           source=str(c.extract), progress=lambda n: bar.advance(task, n))
+
+    def upload(self, project: Project | None = None, prepared: PreparedUpload | None = None) -> pb.UploadSummary:
+        """Encode and upload the extract; safe to repeat after any interruption."""
+        project = project or self.project()
+        prepared = prepared or self.prepare(project)
+        check = key_check(self.config.secret(), project.project_id)
+        attempt = 0
+        while True:
+            try:
+                return self._upload_once(project, prepared, check)
+            except grpc.RpcError as e:
+                if e.code() not in RETRYABLE or attempt >= self.retries:
+                    raise
+                attempt += 1
+                wait = min(30.0, 0.5 * 2 ** attempt)
+                log.warning("coordinator unreachable (%s); retrying in %.1f s (attempt %d of %d), the upload "
+                            "resumes where it stopped", e.code().name, wait, attempt, self.retries)
+                time.sleep(wait)
+
+    def _upload_once(self, project: Project, prepared: PreparedUpload, check: bytes) -> pb.UploadSummary:
+        session = self._call(self.stub.BeginUpload, pb.BeginUploadRequest(
+            project_id=project.project_id, schema_digest=prepared.schema_digest, key_check=check,
+            upload_digest=prepared.digest, record_count=prepared.record_count,
+            batch_count=len(prepared.batches)))
+        stored = set(session.stored_batches)
+        if not session.committed:
+            todo = [b for b in prepared.batches if b.seq not in stored]
+            with self._progress() as bar:
+                task = bar.add_task(f"uploading {prepared.department}", total=prepared.record_count,
+                                    completed=sum(len(b) for b in prepared.batches if b.seq in stored))
+                sizes = {b.seq: len(b) for b in prepared.batches}
+                for ack in self.stub.UploadBatches(self._batches(session.upload_id, todo), metadata=self.metadata):
+                    bar.advance(task, sizes[ack.seq])
+        return self._call(self.stub.CommitUpload, pb.CommitUploadRequest(upload_id=session.upload_id))
+
+    @staticmethod
+    def _batches(upload_id: str, batches) -> Iterator[pb.RecordBatch]:
+        for b in batches:
+            yield pb.RecordBatch(
+                upload_id=upload_id, seq=b.seq, digest=b.digest,
+                records=[pb.EncodedRecord(ref=r, clk=c, indicators=i) for r, c, i in zip(b.refs, b.clks, b.indicators)])
+
+    # -- flags ---------------------------------------------------------------
+
+    def pull_flags(self, run_id: str = "") -> list[pb.Flag]:
+        request = pb.PullFlagsRequest(project_id=self.config.project, run_id=run_id)
+        return list(self.stub.PullFlags(request, timeout=300, metadata=self.metadata))
+
+    def write_worklist(self, out: Path, run_id: str = "") -> int:
+        """Decrypt this department's references and join the flags to its own rows."""
+        c = self.config
+        flags = self.pull_flags(run_id)
+        cipher = RefCipher(load_key(c.ref_key_file), c.project, c.department)
+        frame = read_extract(c.extract, c.department, c.columns, c.sql).set_index("record_id", drop=False)
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(list(frame.columns) + list(WORKLIST_EXTRA))
+            for f in flags:
+                record_id = cipher.decrypt(f.ref)
+                own = frame.loc[record_id].tolist() if record_id in frame.index else [record_id] + [""] * (
+                    len(frame.columns) - 1)
+                reasons = "; ".join(f"{r.rule}: {', '.join(r.indicators)}" for r in f.reasons)
+                scores = " ".join(f"{s:.3f}" for s in f.match_scores)
+                w.writerow(own + [f.need, f.tier, reasons, f.explanation, f.departments_linked, scores, f.run_id])
+        return len(flags)
+
+    @contextmanager
+    def _progress(self):
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      disable=not self.show_progress, transient=False) as bar:
+            yield bar

@@ -1,0 +1,108 @@
+"""An agent's configuration: one TOML file per department.
+
+    department = "medical_insurance"
+    project = "pilot-2025"
+    coordinator = "coordinator.example.gov:50051"
+    extract = "extracts/medical_insurance.csv"   # .csv, .parquet, or "sql" with [sql]
+    secret_file = "project.secret"              # the project secret, shared out of band
+    ref_key_file = "medical_insurance.refkey"   # this department's own key (fedlink agent keygen)
+    state_dir = "state"
+    batch_size = 1000
+
+    [tls]                                       # mutual TLS (fedlink pki init)
+    cert = "pki/agent-medical_insurance.pem"
+    key = "pki/agent-medical_insurance.key"
+    ca = "pki/ca.pem"
+
+    [columns]                                   # optional: schema column = file column
+    name = "full_name"
+
+    [sql]                                       # optional: read the extract from a database
+    url = "postgresql://..."
+    query = "SELECT ... FROM ..."
+
+Relative paths are relative to the config file.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fedlink.pki import Credentials
+from fedlink.schema import DEPARTMENTS
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    path: Path
+    department: str
+    project: str
+    coordinator: str
+    extract: Path | str
+    secret_file: Path
+    ref_key_file: Path
+    state_dir: Path
+    batch_size: int = 1000
+    tls: Credentials | None = None
+    insecure: bool = False
+    columns: dict[str, str] = field(default_factory=dict)
+    sql: dict[str, str] = field(default_factory=dict)
+
+    def secret(self) -> bytes:
+        try:
+            raw = self.secret_file.read_bytes().strip()
+        except FileNotFoundError:
+            raise ConfigError(f"{self.path}: secret_file {self.secret_file} not found") from None
+        if len(raw) < 16:
+            raise ConfigError(f"{self.secret_file}: the project secret is shorter than 16 bytes")
+        return raw
+
+
+_KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
+         "batch_size", "tls", "insecure", "columns", "sql"}
+
+
+def load_config(path: Path) -> AgentConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(_KEYS)}")
+    for key in ("department", "project", "coordinator", "extract", "secret_file", "ref_key_file"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ConfigError(f"{path}: {key} is required (a string)")
+    if data["department"] not in DEPARTMENTS:
+        raise ConfigError(f"{path}: department {data['department']!r} is not one of {', '.join(DEPARTMENTS)}")
+    batch_size = data.get("batch_size", 1000)
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= 50_000:
+        raise ConfigError(f"{path}: batch_size must be an integer in 1..50000")
+    base = path.parent
+    rel = lambda p: (base / p).resolve()  # noqa: E731
+    tls = data.get("tls")
+    insecure = bool(data.get("insecure", False))
+    creds = None
+    if tls:
+        missing = {"cert", "key", "ca"} - set(tls)
+        if missing:
+            raise ConfigError(f"{path}: [tls] lacks {sorted(missing)}")
+        creds = Credentials(rel(tls["cert"]), rel(tls["key"]), rel(tls["ca"]))
+    elif not insecure:
+        raise ConfigError(f"{path}: [tls] cert/key/ca are required (or insecure = true for a loopback test)")
+    extract = data["extract"]
+    return AgentConfig(
+        path=path, department=data["department"], project=data["project"], coordinator=data["coordinator"],
+        extract=extract if extract == "sql" else rel(extract), secret_file=rel(data["secret_file"]),
+        ref_key_file=rel(data["ref_key_file"]), state_dir=rel(data.get("state_dir", f"state-{data['department']}")),
+        batch_size=batch_size, tls=creds, insecure=insecure, columns=dict(data.get("columns", {})),
+        sql=dict(data.get("sql", {})),
+    )

@@ -1,0 +1,87 @@
+"""Turn an extract into what may leave the department: filters, encrypted
+references and declared indicators, cut into numbered batches with digests.
+
+Everything here is deterministic for a given extract, project and keys, so a
+restarted upload produces the same batches and the coordinator recognises the
+ones it already stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Callable
+
+import pandas as pd
+
+from agents.encoding import Encoder
+from agents.indicators import IndicatorError, derive
+from agents.normalise import normalise_record
+from agents.refs import RefCipher
+from fedlink.rules import load_rulepack
+from fedlink.schema import IDENTITY_COLUMNS, Project
+from fedlink.wire import batch_digest, upload_digest
+
+CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class Batch:
+    seq: int
+    refs: list[bytes]
+    clks: list[bytes]
+    indicators: list[dict[str, int]]
+    digest: bytes
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+
+@dataclass(frozen=True)
+class PreparedUpload:
+    department: str
+    batches: list[Batch]
+    digest: bytes
+    schema_digest: str
+
+    @property
+    def record_count(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+def reference_date(project: Project) -> date:
+    return date.fromisoformat(project.reference_date) if project.reference_date else date.today()
+
+
+def prepare(frame: pd.DataFrame, department: str, project: Project, secret: bytes, ref_key: bytes,
+            batch_size: int, source: str = "extract", progress: Callable[[int], None] | None = None) -> PreparedUpload:
+    encoder = Encoder(project.schema, secret, project.project_id)
+    cipher = RefCipher(ref_key, project.project_id, department)
+    pack = load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
+    declared = project.departments[department]
+    as_of = reference_date(project)
+    refs: list[bytes] = []
+    clks: list[bytes] = []
+    indicators: list[dict[str, int]] = []
+    for start in range(0, len(frame), CHUNK):
+        chunk = frame.iloc[start:start + CHUNK]
+        features = [normalise_record(row) for row in chunk[list(IDENTITY_COLUMNS)].to_dict("records")]
+        births = pd.Series([f["birth_date"] for f in features], index=chunk.index)
+        try:
+            ind = derive(department, chunk, births, pack, as_of, declared)
+        except IndicatorError as e:
+            raise IndicatorError(f"{source}: {e}") from None
+        packed = encoder.encode(features)
+        clks.extend(row.tobytes() for row in packed)
+        refs.extend(cipher.encrypt(rid) for rid in chunk["record_id"])
+        indicators.extend(ind.to_dict("records"))
+        if progress:
+            progress(len(chunk))
+    indicators = [{k: int(v) for k, v in d.items()} for d in indicators]
+    batches = []
+    for seq, start in enumerate(range(0, len(refs), batch_size)):
+        part = slice(start, start + batch_size)
+        b_refs, b_clks, b_ind = refs[part], clks[part], indicators[part]
+        batches.append(Batch(seq, b_refs, b_clks, b_ind, batch_digest(zip(b_refs, b_clks, b_ind))))
+    schema_digest = project.digest()
+    return PreparedUpload(department, batches, upload_digest(schema_digest, [b.digest for b in batches]),
+                          schema_digest)

@@ -1,0 +1,258 @@
+"""`fedlink`: one command for every role. Each subcommand imports only its own
+side, so an agent install never loads the coordinator's dependencies."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Privacy-preserving federated record linkage.")
+pki_app = typer.Typer(no_args_is_help=True, help="Certificates for the coordinator, agents, operators, officers.")
+coord_app = typer.Typer(no_args_is_help=True, help="The central coordinator.")
+agent_app = typer.Typer(no_args_is_help=True, help="A department's agent.")
+project_app = typer.Typer(no_args_is_help=True, help="Operator: linkage projects.")
+run_app = typer.Typer(no_args_is_help=True, help="Operator: linkage runs.")
+app.add_typer(pki_app, name="pki")
+app.add_typer(coord_app, name="coordinator")
+app.add_typer(agent_app, name="agent")
+app.add_typer(project_app, name="project")
+app.add_typer(run_app, name="run")
+
+console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2):
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+# -- pki ----------------------------------------------------------------------
+
+@pki_app.command("init")
+def pki_init(
+    directory: Path,
+    departments: str = typer.Option(..., help="Comma-separated departments, e.g. population,civil_affairs"),
+    operators: str = typer.Option("operator", help="Comma-separated operator names"),
+    officers: str = typer.Option("officer", help="Comma-separated privacy officer names"),
+    hostname: list[str] = typer.Option([], help="Extra coordinator host names or IPs"),
+    days: int = typer.Option(365, help="Validity of the issued certificates"),
+):
+    """Issue a CA and certificates for the coordinator, each department, operators and officers."""
+    from fedlink.pki import init_pki
+
+    try:
+        issued = init_pki(directory, [d.strip() for d in departments.split(",") if d.strip()],
+                          operators=tuple(operators.split(",")), officers=tuple(officers.split(",")),
+                          hostnames=tuple(hostname), days=days)
+    except (FileExistsError, ValueError) as e:
+        _fail(str(e))
+    for party, creds in issued.items():
+        console.print(f"{party:28s} {creds.cert}")
+
+
+# -- coordinator --------------------------------------------------------------
+
+def _server_credentials(pki: Optional[Path], cert: Optional[Path], key: Optional[Path], ca: Optional[Path]):
+    from fedlink.pki import Credentials, credentials_for
+
+    if pki:
+        return credentials_for(pki, "coordinator")
+    if cert and key and ca:
+        return Credentials(cert, key, ca)
+    return None
+
+
+@coord_app.command("serve")
+def coordinator_serve(
+    listen: str = typer.Option("127.0.0.1:50051", help="host:port to listen on"),
+    database: str = typer.Option("fedlink.sqlite", help="SQLite file, or postgresql://..."),
+    pki: Optional[Path] = typer.Option(None, help="PKI folder from `fedlink pki init` (uses coordinator.pem)"),
+    cert: Optional[Path] = typer.Option(None), key: Optional[Path] = typer.Option(None),
+    ca: Optional[Path] = typer.Option(None),
+    insecure: bool = typer.Option(False, help="Plaintext, loopback only, for development"),
+    engine: str = typer.Option("local", help="Match engine: local"),
+    metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus metrics on this port"),
+):
+    """Run the coordinator until Ctrl-C (which finishes the calls in flight)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from server.serve import serve_forever, start
+
+    try:
+        running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
+                        engine=engine, metrics_port=metrics_port)
+    except (ValueError, OSError, FileNotFoundError) as e:
+        _fail(str(e))
+    console.print(f"coordinator serving on {listen} (database {database})")
+    serve_forever(running)
+
+
+# -- operator -----------------------------------------------------------------
+
+def _operator(coordinator: str, pki: Optional[Path], party: str):
+    from fedlink.operator import Operator
+
+    return Operator.connect(coordinator, pki, party)
+
+
+CoordOpt = typer.Option("127.0.0.1:50051", help="Coordinator address")
+PkiOpt = typer.Option(..., help="PKI folder holding your certificate")
+PartyOpt = typer.Option("operator", help="Your certificate's name in the PKI folder")
+
+
+@project_app.command("create")
+def project_create(config: Path, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt):
+    """Create a linkage project from a TOML file (departments, schema, threshold, rules)."""
+    from fedlink.schema import Project, SchemaError
+
+    try:
+        project = Project.from_toml(config)
+    except SchemaError as e:
+        _fail(str(e))
+    with _operator(coordinator, pki, party) as op:
+        created = op.create_project(project)
+    console.print(f"project {created.project_id} created, schema digest {created.digest()[:16]}")
+
+
+@run_app.command("start")
+def run_start(project: str, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt,
+              watch: bool = typer.Option(True, help="Follow the run's progress")):
+    """Start a linkage run on the departments' current uploads."""
+    with _operator(coordinator, pki, party) as op:
+        run_id = op.start_run(project)
+        console.print(f"run {run_id} started")
+        if watch:
+            op.watch(run_id, console)
+        print(run_id)
+
+
+@run_app.command("watch")
+def run_watch(run_id: str, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt):
+    """Follow a run's progress until it finishes."""
+    with _operator(coordinator, pki, party) as op:
+        op.watch(run_id, console)
+
+
+@run_app.command("report")
+def run_report(run_id: str, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt,
+               as_json: bool = typer.Option(False, "--json")):
+    """A run's report: counts per department, matches, flags per need (small cells suppressed)."""
+    with _operator(coordinator, pki, party) as op:
+        report = op.report(run_id)
+    if as_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        from fedlink.operator import print_report
+
+        print_report(report, Console())
+
+
+# -- agent --------------------------------------------------------------------
+
+def _agent(config: Path, quiet: bool = False):
+    from agents.client import Agent
+    from agents.config import load_config
+
+    return Agent(load_config(config), show_progress=not quiet)
+
+
+@agent_app.command("keygen")
+def agent_keygen(config: Path):
+    """Create this department's own reference key (never shared, never overwritten)."""
+    from agents.config import load_config
+    from agents.refs import new_key
+
+    try:
+        path = new_key(load_config(config).ref_key_file)
+    except FileExistsError as e:
+        _fail(str(e))
+    console.print(f"reference key written to {path} (mode 0600); back it up: flags cannot be read without it")
+
+
+@agent_app.command("upload")
+def agent_upload(config: Path = typer.Option(..., help="The department's agent TOML"),
+                 quiet: bool = typer.Option(False, help="No progress bars")):
+    """Normalise, encode and upload the department's extract (resumes an interrupted upload)."""
+    import grpc
+
+    from agents.config import ConfigError
+    from agents.extract import ExtractError
+    from agents.indicators import IndicatorError
+    from agents.refs import RefError
+
+    try:
+        with _agent(config, quiet) as agent:
+            summary = agent.upload()
+    except (ConfigError, ExtractError, IndicatorError, RefError) as e:
+        _fail(str(e))
+    except grpc.RpcError as e:
+        _fail(f"coordinator refused: {e.code().name}: {e.details()}", 3)
+    console.print(f"{summary.department}: {summary.record_count} records uploaded and committed "
+                  f"(upload {summary.upload_id})")
+
+
+@agent_app.command("flags")
+def agent_flags(config: Path = typer.Option(..., help="The department's agent TOML"),
+                out: Path = typer.Option(..., help="Worklist CSV to write"),
+                run: str = typer.Option("", help="Run id; default the latest finished run")):
+    """Pull this department's flags and write the caseworkers' worklist."""
+    import grpc
+
+    from agents.config import ConfigError
+    from agents.extract import ExtractError
+    from agents.refs import RefError
+
+    try:
+        with _agent(config, True) as agent:
+            n = agent.write_worklist(out, run)
+    except (ConfigError, ExtractError, RefError) as e:
+        _fail(str(e))
+    except grpc.RpcError as e:
+        _fail(f"coordinator refused: {e.code().name}: {e.details()}", 3)
+    console.print(f"{n} flags written to {out}")
+
+
+# -- scenarios, bench, demo ---------------------------------------------------
+
+@app.command()
+def synth(out: Path, persons: int = typer.Option(2000), seed: int = typer.Option(0),
+          error_scale: float = typer.Option(1.0, help="Multiply every error rate")):
+    """Write a synthetic scenario (six departments, truth, needs) in the format of DATA_FORMAT.md."""
+    from bench.synth import write_scenario
+
+    summary = write_scenario(out, persons, seed=seed, error_scale=error_scale)
+    console.print_json(json.dumps(summary, ensure_ascii=False, default=str))
+
+
+@app.command()
+def bench(scenario: Path, out: Path = typer.Option(..., help="Folder for links.csv, flags.csv, metrics.json"),
+          threshold: Optional[float] = typer.Option(None, help="Override the schema's Dice threshold")):
+    """Run the real coordinator and agents on a scenario over loopback mTLS; write links, flags, metrics."""
+    from bench.harness import run_bench
+
+    metrics = run_bench(scenario, out, threshold=threshold, console=console)
+    print(json.dumps({k: metrics[k] for k in ("links", "times_s") if k in metrics}, indent=2))
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("fedlink-demo"), help="Where the scenario and worklists go"),
+         persons: int = typer.Option(2000), seed: int = typer.Option(7)):
+    """The whole flow on a synthetic population, on loopback with mTLS; prints what it found."""
+    from bench.demo import run_demo
+
+    run_demo(out, persons=persons, seed=seed)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

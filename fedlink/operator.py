@@ -1,0 +1,79 @@
+"""The operator's client: create projects, start and watch runs, read reports."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from fedlink.pki import Credentials, channel_credentials, credentials_for
+from fedlink.schema import Project
+from fedlink.v1 import coordinator_pb2 as pb
+from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
+from fedlink.wire import project_from_pb, project_to_pb
+
+
+class Operator:
+    def __init__(self, channel: grpc.Channel):
+        self.channel = channel
+        self.stub = pb_grpc.CoordinatorStub(channel)
+
+    @classmethod
+    def connect(cls, address: str, pki: Path | Credentials, party: str = "operator") -> "Operator":
+        creds = pki if isinstance(pki, Credentials) else credentials_for(pki, party)
+        return cls(grpc.secure_channel(address, channel_credentials(creds)))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.channel.close()
+
+    def create_project(self, project: Project) -> Project:
+        return project_from_pb(self.stub.CreateProject(pb.CreateProjectRequest(project=project_to_pb(project)),
+                                                       timeout=60))
+
+    def start_run(self, project_id: str) -> str:
+        return self.stub.StartRun(pb.StartRunRequest(project_id=project_id), timeout=60).run_id
+
+    def progress(self, run_id: str):
+        return self.stub.WatchRun(pb.WatchRunRequest(run_id=run_id))
+
+    def watch(self, run_id: str, console: Console | None = None) -> str:
+        """Follow a run to its end; return its final state."""
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        state = ""
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[msg]}"),
+                      TimeRemainingColumn(), console=console, disable=console is None) as bar:
+            tasks: dict[str, int] = {}
+            for p in self.progress(run_id):
+                state = p.state
+                if p.phase not in tasks and p.state == "running":
+                    tasks[p.phase] = bar.add_task(p.phase, total=max(p.total, 1), msg="")
+                if p.phase in tasks:
+                    bar.update(tasks[p.phase], completed=p.done, total=max(p.total, 1), msg=p.message[:60])
+        if console is not None:
+            console.print(f"run {run_id}: {state}")
+        return state
+
+    def report(self, run_id: str) -> dict:
+        from google.protobuf.json_format import MessageToDict
+
+        return MessageToDict(self.stub.GetReport(pb.GetReportRequest(run_id=run_id), timeout=60),
+                             preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def print_report(report: dict, console: Console) -> None:
+    console.print(f"run {report['run_id']}: {report['state']}, {report.get('persons', 0)} persons; "
+                  f"cells under {report.get('suppression_k', 5)} suppressed")
+    for section in ("records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count",
+                    "flags_per_need"):
+        table = Table(title=section.replace("_", " "))
+        table.add_column("")
+        table.add_column("count", justify="right")
+        for cell in report.get(section, []):
+            table.add_row(cell["key"], f"<{report.get('suppression_k', 5)}" if cell.get("suppressed")
+                          else str(cell.get("count", 0)))
+        console.print(table)

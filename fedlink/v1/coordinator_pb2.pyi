@@ -1,0 +1,260 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FieldSpec(_message.Message):
+    __slots__ = ("name", "hashes", "qgram")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    QGRAM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    hashes: int
+    qgram: int
+    def __init__(self, name: _Optional[str] = ..., hashes: _Optional[int] = ..., qgram: _Optional[int] = ...) -> None: ...
+
+class LinkageSchema(_message.Message):
+    __slots__ = ("filter_bits", "fields", "threshold", "hardening")
+    FILTER_BITS_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    HARDENING_FIELD_NUMBER: _ClassVar[int]
+    filter_bits: int
+    fields: _containers.RepeatedCompositeFieldContainer[FieldSpec]
+    threshold: float
+    hardening: str
+    def __init__(self, filter_bits: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., threshold: _Optional[float] = ..., hardening: _Optional[str] = ...) -> None: ...
+
+class DepartmentSpec(_message.Message):
+    __slots__ = ("name", "indicators")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INDICATORS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    indicators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., indicators: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Project(_message.Message):
+    __slots__ = ("project_id", "schema", "departments", "reference_date", "rules_toml", "schema_digest")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_DATE_FIELD_NUMBER: _ClassVar[int]
+    RULES_TOML_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    schema: LinkageSchema
+    departments: _containers.RepeatedCompositeFieldContainer[DepartmentSpec]
+    reference_date: str
+    rules_toml: str
+    schema_digest: str
+    def __init__(self, project_id: _Optional[str] = ..., schema: _Optional[_Union[LinkageSchema, _Mapping]] = ..., departments: _Optional[_Iterable[_Union[DepartmentSpec, _Mapping]]] = ..., reference_date: _Optional[str] = ..., rules_toml: _Optional[str] = ..., schema_digest: _Optional[str] = ...) -> None: ...
+
+class CreateProjectRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: Project
+    def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ...) -> None: ...
+
+class GetProjectRequest(_message.Message):
+    __slots__ = ("project_id",)
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    def __init__(self, project_id: _Optional[str] = ...) -> None: ...
+
+class BeginUploadRequest(_message.Message):
+    __slots__ = ("project_id", "schema_digest", "key_check", "upload_digest", "record_count", "batch_count")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    KEY_CHECK_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_COUNT_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    schema_digest: str
+    key_check: bytes
+    upload_digest: bytes
+    record_count: int
+    batch_count: int
+    def __init__(self, project_id: _Optional[str] = ..., schema_digest: _Optional[str] = ..., key_check: _Optional[bytes] = ..., upload_digest: _Optional[bytes] = ..., record_count: _Optional[int] = ..., batch_count: _Optional[int] = ...) -> None: ...
+
+class UploadSession(_message.Message):
+    __slots__ = ("upload_id", "stored_batches", "committed")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    STORED_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    stored_batches: _containers.RepeatedScalarFieldContainer[int]
+    committed: bool
+    def __init__(self, upload_id: _Optional[str] = ..., stored_batches: _Optional[_Iterable[int]] = ..., committed: _Optional[bool] = ...) -> None: ...
+
+class EncodedRecord(_message.Message):
+    __slots__ = ("ref", "clk", "indicators")
+    class IndicatorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    REF_FIELD_NUMBER: _ClassVar[int]
+    CLK_FIELD_NUMBER: _ClassVar[int]
+    INDICATORS_FIELD_NUMBER: _ClassVar[int]
+    ref: bytes
+    clk: bytes
+    indicators: _containers.ScalarMap[str, int]
+    def __init__(self, ref: _Optional[bytes] = ..., clk: _Optional[bytes] = ..., indicators: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class RecordBatch(_message.Message):
+    __slots__ = ("upload_id", "seq", "digest", "records")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    seq: int
+    digest: bytes
+    records: _containers.RepeatedCompositeFieldContainer[EncodedRecord]
+    def __init__(self, upload_id: _Optional[str] = ..., seq: _Optional[int] = ..., digest: _Optional[bytes] = ..., records: _Optional[_Iterable[_Union[EncodedRecord, _Mapping]]] = ...) -> None: ...
+
+class BatchAck(_message.Message):
+    __slots__ = ("seq", "stored", "duplicate")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    stored: int
+    duplicate: bool
+    def __init__(self, seq: _Optional[int] = ..., stored: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class CommitUploadRequest(_message.Message):
+    __slots__ = ("upload_id",)
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    def __init__(self, upload_id: _Optional[str] = ...) -> None: ...
+
+class UploadSummary(_message.Message):
+    __slots__ = ("upload_id", "department", "record_count", "committed")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    department: str
+    record_count: int
+    committed: bool
+    def __init__(self, upload_id: _Optional[str] = ..., department: _Optional[str] = ..., record_count: _Optional[int] = ..., committed: _Optional[bool] = ...) -> None: ...
+
+class StartRunRequest(_message.Message):
+    __slots__ = ("project_id",)
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    def __init__(self, project_id: _Optional[str] = ...) -> None: ...
+
+class Run(_message.Message):
+    __slots__ = ("run_id", "project_id", "state")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    project_id: str
+    state: str
+    def __init__(self, run_id: _Optional[str] = ..., project_id: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class WatchRunRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class RunProgress(_message.Message):
+    __slots__ = ("run_id", "phase", "done", "total", "state", "message")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    phase: str
+    done: int
+    total: int
+    state: str
+    message: str
+    def __init__(self, run_id: _Optional[str] = ..., phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., state: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class GetReportRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class CountCell(_message.Message):
+    __slots__ = ("key", "count", "suppressed")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    count: int
+    suppressed: bool
+    def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ..., suppressed: _Optional[bool] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_PER_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    LINKED_PAIRS_PER_DEPARTMENT_PAIR_FIELD_NUMBER: _ClassVar[int]
+    PERSONS_BY_DEPARTMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_PER_NEED_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSION_K_FIELD_NUMBER: _ClassVar[int]
+    PERSONS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    state: str
+    records_per_department: _containers.RepeatedCompositeFieldContainer[CountCell]
+    linked_pairs_per_department_pair: _containers.RepeatedCompositeFieldContainer[CountCell]
+    persons_by_department_count: _containers.RepeatedCompositeFieldContainer[CountCell]
+    flags_per_need: _containers.RepeatedCompositeFieldContainer[CountCell]
+    suppression_k: int
+    persons: int
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ...) -> None: ...
+
+class PullFlagsRequest(_message.Message):
+    __slots__ = ("project_id", "run_id", "department")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    run_id: str
+    department: str
+    def __init__(self, project_id: _Optional[str] = ..., run_id: _Optional[str] = ..., department: _Optional[str] = ...) -> None: ...
+
+class Reason(_message.Message):
+    __slots__ = ("rule", "indicators")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    INDICATORS_FIELD_NUMBER: _ClassVar[int]
+    rule: str
+    indicators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rule: _Optional[str] = ..., indicators: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Flag(_message.Message):
+    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    NEED_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENTS_LINKED_FIELD_NUMBER: _ClassVar[int]
+    MATCH_SCORES_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    ref: bytes
+    need: str
+    tier: int
+    reasons: _containers.RepeatedCompositeFieldContainer[Reason]
+    departments_linked: int
+    match_scores: _containers.RepeatedScalarFieldContainer[float]
+    run_id: str
+    explanation: str
+    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,97 @@
+"""Start the coordinator: gRPC with mutual TLS, health checking, reflection,
+Prometheus metrics, and a graceful stop that finishes the batches in flight."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from fedlink.pki import Credentials, server_credentials
+from fedlink.v1 import coordinator_pb2 as pb
+from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
+from server.engine import engine_from_url
+from server.service import Coordinator
+from server.servicer import CoordinatorServicer
+from server.store import Store
+
+log = logging.getLogger("fedlink.coordinator")
+SERVICE = pb.DESCRIPTOR.services_by_name["Coordinator"].full_name
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class Running:
+    server: grpc.Server
+    port: int
+    coordinator: Coordinator
+    health: health.HealthServicer
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Refuse new calls, let calls in flight (an accepted batch) finish, then close."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.coordinator.close()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def start(address: str, database: str | Path, *, credentials: Credentials | None = None, insecure: bool = False,
+          engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None) -> Running:
+    host, _, _ = address.rpartition(":")
+    if credentials is None:
+        if not insecure:
+            raise ValueError("mutual TLS needs --pki DIR (or --cert/--key/--ca); plaintext needs --insecure")
+        if not is_loopback(host):
+            raise ValueError(f"--insecure is allowed on a loopback address only, not {host!r}")
+        log.warning("INSECURE: serving plaintext gRPC on %s; callers name themselves. Development only.", address)
+    coordinator = Coordinator(Store(database), engine_from_url(engine))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
+    )
+    pb_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(coordinator, insecure=insecure), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if credentials is not None:
+        port = server.add_secure_port(address, server_credentials(credentials))
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=host.strip("[]") or "127.0.0.1")
+    server.start()
+    for name in ("", SERVICE):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("coordinator listening on %s (port %d)", address, port)
+    return Running(server, port, coordinator, health_servicer)
+
+
+def serve_forever(running: Running, grace: float = 10.0) -> None:
+    """Block until SIGINT/SIGTERM, then stop gracefully."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("shutting down: finishing calls in flight (up to %.0f s)", grace)
+    running.stop(grace)
+    log.info("stopped")

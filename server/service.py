@@ -1,0 +1,479 @@
+"""The coordinator's domain logic: projects, uploads, runs, reports and flags.
+
+Every method takes the caller's `Identity`, read by the servicer from the
+verified client certificate, and checks the role here, so the rules hold and
+are tested without a network. Failures are `DomainError`s that the servicer
+maps to gRPC status codes; every call, done or refused, leaves an audit event.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+from sqlalchemy import and_, func, select, update
+
+from fedlink.identity import Identity
+from fedlink.rules import load_rulepack
+from fedlink.schema import DEFAULT_INDICATORS, LinkageSchema, Project, SchemaError, FieldSpec
+from fedlink.wire import batch_digest, upload_digest
+from server import store as t
+from server.store import Store
+
+MAX_REF_BYTES = 16 + 256
+
+
+class DomainError(Exception):
+    code = "INTERNAL"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class PermissionDenied(DomainError):
+    code = "PERMISSION_DENIED"
+
+
+class InvalidArgument(DomainError):
+    code = "INVALID_ARGUMENT"
+
+
+class FailedPrecondition(DomainError):
+    code = "FAILED_PRECONDITION"
+
+
+class AlreadyExists(DomainError):
+    code = "ALREADY_EXISTS"
+
+
+@dataclass(frozen=True)
+class IncomingRecord:
+    ref: bytes
+    clk: bytes
+    indicators: dict[str, int]
+
+
+@dataclass
+class RunStatus:
+    """Live progress of a run, shared between its worker thread and watchers."""
+
+    run_id: str
+    state: str = "queued"
+    phase: str = "queued"
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    version: int = 0
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def snapshot(self) -> dict:
+        return {"run_id": self.run_id, "state": self.state, "phase": self.phase, "done": self.done,
+                "total": self.total, "message": self.message}
+
+
+def project_to_row(p: Project) -> dict:
+    return {
+        "departments": {d: list(v) for d, v in p.departments.items()},
+        "schema": {"filter_bits": p.schema.filter_bits, "threshold": p.schema.threshold,
+                   "hardening": p.schema.hardening,
+                   "fields": [{"name": f.name, "hashes": f.hashes, "qgram": f.qgram} for f in p.schema.fields]},
+        "reference_date": p.reference_date,
+    }
+
+
+def project_from_row(row) -> Project:
+    spec = row.spec
+    schema = LinkageSchema(spec["schema"]["filter_bits"], tuple(FieldSpec(**f) for f in spec["schema"]["fields"]),
+                           spec["schema"]["threshold"], spec["schema"]["hardening"])
+    return Project(row.project_id, {d: tuple(v) for d, v in spec["departments"].items()}, schema,
+                   spec["reference_date"], row.rules_toml)
+
+
+class Coordinator:
+    def __init__(self, store: Store, engine=None):
+        from server.engine import LocalEngine
+
+        self.store = store
+        self.engine = engine or LocalEngine()
+        self._runs: dict[str, RunStatus] = {}
+        self._runs_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # -- access --------------------------------------------------------------
+
+    def refuse(self, who: Identity | str, method: str, error: DomainError) -> DomainError:
+        """Record a refused call, then hand the error back to raise."""
+        with self.store.write() as conn:
+            self.store.audit(conn, str(who), "call.refused", method=method, status=error.code,
+                             reason=error.message[:300])
+        return error
+
+    def _require(self, who: Identity, method: str, *roles: str) -> None:
+        if who.role not in roles:
+            raise self.refuse(who, method, PermissionDenied(
+                f"{method} needs the {' or '.join(roles)} role; your certificate says {who.role}"))
+
+    def _project(self, conn, project_id: str) -> Project:
+        row = conn.execute(select(t.projects).where(t.projects.c.project_id == project_id)).first()
+        if row is None:
+            raise NotFound(f"project {project_id!r} does not exist")
+        return project_from_row(row)
+
+    def _member(self, who: Identity, method: str, project: Project) -> None:
+        if who.role == "agent" and who.department not in project.departments:
+            raise self.refuse(who, method, PermissionDenied(
+                f"department {who.department} does not take part in project {project.project_id}"))
+
+    # -- projects ------------------------------------------------------------
+
+    def create_project(self, who: Identity, project: Project) -> Project:
+        self._require(who, "CreateProject", "operator")
+        try:
+            project.validate()
+            load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
+        except (SchemaError, ValueError) as e:
+            raise self.refuse(who, "CreateProject", InvalidArgument(str(e))) from None
+        with self.store.write() as conn:
+            exists = conn.execute(select(t.projects.c.project_id).where(
+                t.projects.c.project_id == project.project_id)).first()
+            if exists:
+                raise AlreadyExists(f"project {project.project_id!r} already exists")
+            conn.execute(t.projects.insert().values(
+                project_id=project.project_id, spec=project_to_row(project), rules_toml=project.rules_toml,
+                schema_digest=project.digest(), created_by=str(who), created_at=time.time()))
+            self.store.audit(conn, str(who), "project.create", project_id=project.project_id,
+                             departments=sorted(project.departments), schema_digest=project.digest())
+        return project
+
+    def get_project(self, who: Identity, project_id: str) -> Project:
+        self._require(who, "GetProject", "operator", "agent", "officer")
+        with self.store.read() as conn:
+            try:
+                project = self._project(conn, project_id)
+            except NotFound as e:
+                raise self.refuse(who, "GetProject", e) from None
+        self._member(who, "GetProject", project)
+        return project
+
+    # -- uploads -------------------------------------------------------------
+
+    def begin_upload(self, who: Identity, project_id: str, schema_digest: str, key_check: bytes,
+                     digest: bytes, record_count: int, batch_count: int) -> tuple[str, list[int], bool]:
+        method = "BeginUpload"
+        self._require(who, method, "agent")
+        try:
+            if len(digest) != 32:
+                raise InvalidArgument("upload_digest must be a 32-byte SHA-256")
+            if record_count < 0 or batch_count < 0 or (record_count == 0) != (batch_count == 0):
+                raise InvalidArgument(f"record_count {record_count} and batch_count {batch_count} do not agree")
+            with self.store.write() as conn:
+                project = self._project(conn, project_id)
+                self._member(who, method, project)
+                if schema_digest != project.digest():
+                    raise FailedPrecondition(
+                        f"the extract was encoded with schema {schema_digest[:12]}, the project's is "
+                        f"{project.digest()[:12]}: fetch the project again and re-encode")
+                self._check_key(conn, who, project_id, key_check)
+                row = conn.execute(select(t.uploads).where(and_(
+                    t.uploads.c.project_id == project_id, t.uploads.c.department == who.department,
+                    t.uploads.c.upload_digest == digest))).first()
+                if row is not None:
+                    stored = conn.execute(select(t.batches.c.seq).where(
+                        t.batches.c.upload_id == row.upload_id).order_by(t.batches.c.seq)).scalars().all()
+                    self.store.audit(conn, str(who), "upload.resume", project_id=project_id,
+                                     department=who.department, upload_id=row.upload_id, stored_batches=len(stored))
+                    return row.upload_id, list(stored), row.state != "open"
+                upload_id = uuid.uuid4().hex
+                conn.execute(t.uploads.insert().values(
+                    upload_id=upload_id, project_id=project_id, department=who.department, upload_digest=digest,
+                    schema_digest=schema_digest, record_count=record_count, batch_count=batch_count,
+                    state="open", created_at=time.time()))
+                self.store.audit(conn, str(who), "upload.begin", project_id=project_id, department=who.department,
+                                 upload_id=upload_id, record_count=record_count, batch_count=batch_count,
+                                 upload_digest=digest.hex())
+                return upload_id, [], False
+        except DomainError as e:
+            raise self.refuse(who, method, e) from None
+
+    def _check_key(self, conn, who: Identity, project_id: str, key_check: bytes) -> None:
+        if len(key_check) != 32:
+            raise InvalidArgument("key_check must be a 32-byte HMAC-SHA-256")
+        row = conn.execute(select(t.projects.c.key_check, t.projects.c.key_check_by).where(
+            t.projects.c.project_id == project_id)).first()
+        if row.key_check is None:
+            # The first department to upload pins the value; every later one must match it.
+            conn.execute(update(t.projects).where(t.projects.c.project_id == project_id).values(
+                key_check=key_check, key_check_by=who.department))
+            self.store.audit(conn, str(who), "project.key_check_pinned", project_id=project_id,
+                             department=who.department)
+        elif not hmac.compare_digest(row.key_check, key_check):
+            raise PermissionDenied(
+                f"the key-check value of {who.department} differs from the one {row.key_check_by} pinned for "
+                f"project {project_id}: this department holds a different project secret; ask the project's "
+                "departments for the shared secret")
+
+    def store_batch(self, who: Identity, upload_id: str, seq: int, digest: bytes,
+                    records: Sequence[IncomingRecord]) -> tuple[int, bool]:
+        """Store one batch, exactly once. Returns (records stored, was a duplicate)."""
+        method = "UploadBatches"
+        self._require(who, method, "agent")
+        try:
+            with self.store.write() as conn:
+                up = conn.execute(select(t.uploads).where(t.uploads.c.upload_id == upload_id)).first()
+                if up is None:
+                    raise NotFound(f"upload {upload_id!r} does not exist; call BeginUpload first")
+                if up.department != who.department:
+                    raise PermissionDenied(f"upload {upload_id} belongs to another department")
+                prior = conn.execute(select(t.batches.c.digest).where(and_(
+                    t.batches.c.upload_id == upload_id, t.batches.c.seq == seq))).first()
+                if prior is not None:
+                    if prior.digest != digest:
+                        raise AlreadyExists(f"batch {seq} of upload {upload_id} is stored with other content; "
+                                            "an extract cannot change mid-upload: start a new upload")
+                    return 0, True
+                if up.state != "open":
+                    raise FailedPrecondition(f"upload {upload_id} is {up.state}; it takes no more batches")
+                if not 0 <= seq < up.batch_count:
+                    raise InvalidArgument(f"batch {seq} is outside 0..{up.batch_count - 1} of upload {upload_id}")
+                project = self._project(conn, up.project_id)
+                self._validate_batch(project, who.department, seq, digest, records)
+                stored = conn.execute(select(func.coalesce(func.sum(t.batches.c.record_count), 0)).where(
+                    t.batches.c.upload_id == upload_id)).scalar()
+                if stored + len(records) > up.record_count:
+                    raise InvalidArgument(f"batch {seq} takes upload {upload_id} past its declared "
+                                          f"{up.record_count} records")
+                conn.execute(t.batches.insert().values(upload_id=upload_id, seq=seq, digest=digest,
+                                                       record_count=len(records)))
+                if records:
+                    conn.execute(t.records.insert(), [
+                        {"upload_id": upload_id, "seq": seq, "ref": r.ref, "clk": r.clk, "indicators": r.indicators}
+                        for r in records])
+                self.store.audit(conn, str(who), "upload.batch", project_id=up.project_id,
+                                 department=who.department, upload_id=upload_id, seq=seq, records=len(records),
+                                 digest=digest.hex())
+                return len(records), False
+        except DomainError as e:
+            raise self.refuse(who, method, e) from None
+        except Exception as e:  # a unique-constraint breach: a reference repeated across batches
+            if "uq_record_ref" in str(e) or "UNIQUE constraint failed: records" in str(e):
+                raise self.refuse(who, method, InvalidArgument(
+                    f"batch {seq} repeats a record reference already stored in this upload: "
+                    "record_id must be unique in the extract")) from None
+            raise
+
+    def _validate_batch(self, project: Project, department: str, seq: int, digest: bytes,
+                        records: Sequence[IncomingRecord]) -> None:
+        width = project.schema.filter_bytes
+        declared = set(project.departments[department])
+        refs = set()
+        for i, r in enumerate(records):
+            where = f"batch {seq}, record {i}"
+            if len(r.clk) != width:
+                raise InvalidArgument(f"{where}: filter is {len(r.clk)} bytes, the project's schema says {width} "
+                                      f"({project.schema.filter_bits} bits)")
+            if not 16 < len(r.ref) <= MAX_REF_BYTES:
+                raise InvalidArgument(f"{where}: reference of {len(r.ref)} bytes is not an encrypted reference")
+            if r.ref in refs:
+                raise InvalidArgument(f"{where}: reference repeated within the batch: record_id must be unique")
+            refs.add(r.ref)
+            undeclared = set(r.indicators) - declared
+            if undeclared:
+                raise InvalidArgument(f"{where}: indicators {sorted(undeclared)} are not declared for {department} "
+                                      f"in project {project.project_id}; declared: {sorted(declared)}")
+            bad = [k for k, v in r.indicators.items() if v not in (0, 1)]
+            if bad:
+                raise InvalidArgument(f"{where}: indicator {bad[0]!r} must be 0 or 1")
+        expected = batch_digest((r.ref, r.clk, r.indicators) for r in records)
+        if expected != digest:
+            raise InvalidArgument(f"batch {seq}: digest does not match its records (corrupted in transit?)")
+
+    def commit_upload(self, who: Identity, upload_id: str) -> dict:
+        method = "CommitUpload"
+        self._require(who, method, "agent")
+        try:
+            with self.store.write() as conn:
+                up = conn.execute(select(t.uploads).where(t.uploads.c.upload_id == upload_id)).first()
+                if up is None:
+                    raise NotFound(f"upload {upload_id!r} does not exist")
+                if up.department != who.department:
+                    raise PermissionDenied(f"upload {upload_id} belongs to another department")
+                summary = {"upload_id": upload_id, "department": up.department, "record_count": up.record_count,
+                           "committed": True}
+                if up.state != "open":
+                    return summary
+                got = conn.execute(select(t.batches.c.seq, t.batches.c.digest, t.batches.c.record_count).where(
+                    t.batches.c.upload_id == upload_id).order_by(t.batches.c.seq)).all()
+                missing = sorted(set(range(up.batch_count)) - {b.seq for b in got})
+                if missing:
+                    raise FailedPrecondition(f"upload {upload_id} lacks batches {missing[:10]}"
+                                             f"{' ...' if len(missing) > 10 else ''}; resume the upload")
+                if sum(b.record_count for b in got) != up.record_count:
+                    raise FailedPrecondition(f"upload {upload_id} holds {sum(b.record_count for b in got)} records, "
+                                             f"declared {up.record_count}")
+                if upload_digest(up.schema_digest, [b.digest for b in got]) != up.upload_digest:
+                    raise FailedPrecondition(f"upload {upload_id}: the batches do not add up to the declared digest")
+                # The new extract replaces the department's previous one for the next run.
+                conn.execute(update(t.uploads).where(and_(
+                    t.uploads.c.project_id == up.project_id, t.uploads.c.department == up.department,
+                    t.uploads.c.state == "committed")).values(state="superseded"))
+                conn.execute(update(t.uploads).where(t.uploads.c.upload_id == upload_id).values(
+                    state="committed", committed_at=time.time()))
+                self.store.audit(conn, str(who), "upload.commit", project_id=up.project_id,
+                                 department=up.department, upload_id=upload_id, records=up.record_count,
+                                 upload_digest=up.upload_digest.hex())
+                return summary
+        except DomainError as e:
+            raise self.refuse(who, method, e) from None
+
+    # -- runs ----------------------------------------------------------------
+
+    def start_run(self, who: Identity, project_id: str, *, wait: bool = False) -> str:
+        method = "StartRun"
+        self._require(who, method, "operator")
+        try:
+            with self.store.write() as conn:
+                project = self._project(conn, project_id)
+                current = conn.execute(select(t.uploads.c.department, t.uploads.c.upload_id).where(and_(
+                    t.uploads.c.project_id == project_id, t.uploads.c.state == "committed"))).all()
+                if not current:
+                    raise FailedPrecondition(f"project {project_id} has no committed upload yet")
+                running = conn.execute(select(t.runs.c.run_id).where(and_(
+                    t.runs.c.project_id == project_id, t.runs.c.state.in_(("queued", "running"))))).first()
+                if running:
+                    raise FailedPrecondition(f"run {running.run_id} of project {project_id} is still going")
+                run_id = uuid.uuid4().hex[:16]
+                used = {r.department: r.upload_id for r in current}
+                conn.execute(t.runs.insert().values(run_id=run_id, project_id=project_id, state="queued",
+                                                    started_by=str(who), created_at=time.time(), uploads=used))
+                self.store.audit(conn, str(who), "run.start", project_id=project_id, run_id=run_id,
+                                 uploads=used, threshold=project.schema.threshold, engine=self.engine.name)
+        except DomainError as e:
+            raise self.refuse(who, method, e) from None
+        status = RunStatus(run_id)
+        with self._runs_lock:
+            self._runs[run_id] = status
+        worker = threading.Thread(target=self._execute_run, args=(run_id, project, used, status),
+                                  name=f"run-{run_id}", daemon=True)
+        self._threads.append(worker)
+        worker.start()
+        if wait:
+            worker.join()
+        return run_id
+
+    def _execute_run(self, run_id: str, project: Project, used: dict[str, str], status: RunStatus) -> None:
+        from server.linkage import execute_run
+
+        def progress(phase: str, done: int, total: int, message: str = "") -> None:
+            with status.cond:
+                status.state, status.phase, status.done, status.total, status.message = (
+                    "running", phase, done, total, message)
+                status.version += 1
+                status.cond.notify_all()
+
+        try:
+            with self.store.write() as conn:
+                conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(state="running"))
+            report = execute_run(self.store, project, run_id, used, self.engine, progress)
+            final, error = "done", ""
+        except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
+            report, final, error = None, "failed", f"{type(e).__name__}: {e}"
+        with self.store.write() as conn:
+            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(
+                state=final, finished_at=time.time(), report=report, error=error or None))
+            self.store.audit(conn, "coordinator", f"run.{final}", project_id=project.project_id, run_id=run_id,
+                             persons=(report or {}).get("persons"), error=error or None)
+        with status.cond:
+            status.state, status.phase = final, final
+            status.message = error or "finished"
+            status.version += 1
+            status.cond.notify_all()
+
+    def _run_row(self, conn, run_id: str):
+        row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
+        if row is None:
+            raise NotFound(f"run {run_id!r} does not exist")
+        return row
+
+    def watch_run(self, who: Identity, run_id: str, *, poll: float = 1.0) -> Iterator[dict]:
+        self._require(who, "WatchRun", "operator")
+        with self.store.read() as conn:
+            try:
+                row = self._run_row(conn, run_id)
+            except NotFound as e:
+                raise self.refuse(who, "WatchRun", e) from None
+        status = self._runs.get(run_id)
+        if status is None:  # a run from before a restart: its state is all there is
+            yield {"run_id": run_id, "state": row.state, "phase": row.state, "done": 0, "total": 0,
+                   "message": row.error or ""}
+            return
+        seen = -1
+        while True:
+            with status.cond:
+                if status.version == seen:
+                    status.cond.wait(timeout=poll)
+                snap, seen = status.snapshot(), status.version
+            yield snap
+            if snap["state"] in ("done", "failed"):
+                return
+
+    def wait_run(self, run_id: str, timeout: float | None = None) -> str:
+        for th in list(self._threads):
+            if th.name == f"run-{run_id}":
+                th.join(timeout)
+        with self.store.read() as conn:
+            return self._run_row(conn, run_id).state
+
+    def report(self, who: Identity, run_id: str) -> dict:
+        self._require(who, "GetReport", "operator", "officer")
+        with self.store.write() as conn:
+            try:
+                row = self._run_row(conn, run_id)
+            except NotFound as e:
+                raise self.refuse(who, "GetReport", e) from None
+            self.store.audit(conn, str(who), "report.read", project_id=row.project_id, run_id=run_id)
+        return {"run_id": run_id, "state": row.state, **(row.report or {})}
+
+    # -- flags ---------------------------------------------------------------
+
+    def flags_for(self, who: Identity, project_id: str, run_id: str = "", department: str = "") -> list[dict]:
+        """The caller's own department's flags of a run (the latest finished one by default)."""
+        method = "PullFlags"
+        self._require(who, method, "agent")
+        try:
+            if department and department != who.department:
+                raise PermissionDenied(f"your certificate is for {who.department}; you cannot pull the flags "
+                                       f"of {department}")
+            with self.store.write() as conn:
+                project = self._project(conn, project_id)
+                self._member(who, method, project)
+                q = select(t.runs).where(and_(t.runs.c.project_id == project_id, t.runs.c.state == "done"))
+                if run_id:
+                    q = q.where(t.runs.c.run_id == run_id)
+                run = conn.execute(q.order_by(t.runs.c.created_at.desc()).limit(1)).first()
+                if run is None:
+                    raise NotFound(f"project {project_id} has no finished run"
+                                   + (f" {run_id!r}" if run_id else ""))
+                rows = conn.execute(
+                    select(t.flags.c.need, t.flags.c.tier, t.flags.c.detail, t.records.c.ref)
+                    .join(t.records, t.records.c.id == t.flags.c.record_id)
+                    .where(and_(t.flags.c.run_id == run.run_id, t.flags.c.department == who.department))
+                    .order_by(t.flags.c.tier, t.flags.c.id)).all()
+                self.store.audit(conn, str(who), "flags.deliver", project_id=project_id,
+                                 department=who.department, run_id=run.run_id, flags=len(rows))
+        except DomainError as e:
+            raise self.refuse(who, method, e) from None
+        return [{"ref": r.ref, "need": r.need, "tier": r.tier, "run_id": run.run_id, **r.detail} for r in rows]
+
+    def close(self, timeout: float = 30.0) -> None:
+        for th in self._threads:
+            th.join(timeout)

@@ -1,0 +1,178 @@
+"""The coordinator's store: SQLAlchemy Core over SQLite (embedded default) or
+PostgreSQL. It holds projects, uploads and their batches, encoded records,
+runs, links, flags and audit events; never a raw identifier, because none
+reaches the coordinator.
+
+Writes that must be all-or-nothing (a batch and its records; a run's links and
+flags) each happen in one transaction, so a crash never leaves half of one.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    UniqueConstraint, create_engine, event, select,
+)
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+projects = Table(
+    "projects", metadata,
+    Column("project_id", String(128), primary_key=True),
+    Column("spec", JSON, nullable=False),            # departments, schema, reference date
+    Column("rules_toml", Text, nullable=False),
+    Column("schema_digest", String(64), nullable=False),
+    Column("key_check", LargeBinary),                 # pinned by the first upload
+    Column("key_check_by", String(128)),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+uploads = Table(
+    "uploads", metadata,
+    Column("upload_id", String(64), primary_key=True),
+    Column("project_id", String(128), ForeignKey("projects.project_id"), nullable=False),
+    Column("department", String(64), nullable=False),
+    Column("upload_digest", LargeBinary, nullable=False),
+    Column("schema_digest", String(64), nullable=False),
+    Column("record_count", Integer, nullable=False),
+    Column("batch_count", Integer, nullable=False),
+    Column("state", String(16), nullable=False),       # open, committed, superseded
+    Column("created_at", Float, nullable=False),
+    Column("committed_at", Float),
+    UniqueConstraint("project_id", "department", "upload_digest", name="uq_upload_digest"),
+)
+
+batches = Table(
+    "batches", metadata,
+    Column("upload_id", String(64), ForeignKey("uploads.upload_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("digest", LargeBinary, nullable=False),
+    Column("record_count", Integer, nullable=False),
+)
+
+records = Table(
+    "records", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("upload_id", String(64), ForeignKey("uploads.upload_id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("ref", LargeBinary, nullable=False),
+    Column("clk", LargeBinary, nullable=False),
+    Column("indicators", JSON, nullable=False),
+    UniqueConstraint("upload_id", "ref", name="uq_record_ref"),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("project_id", String(128), ForeignKey("projects.project_id"), nullable=False),
+    Column("state", String(16), nullable=False),      # queued, running, done, failed
+    Column("started_by", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("uploads", JSON),                          # the upload of each department the run used
+    Column("report", JSON),
+    Column("error", Text),
+)
+
+links = Table(
+    "links", metadata,
+    Column("run_id", String(64), ForeignKey("runs.run_id"), primary_key=True),
+    Column("record_id", Integer, ForeignKey("records.id"), primary_key=True),
+    Column("person", Integer, nullable=False),
+)
+
+flags = Table(
+    "flags", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("runs.run_id"), nullable=False),
+    Column("department", String(64), nullable=False),
+    Column("record_id", Integer, ForeignKey("records.id"), nullable=False),
+    Column("person", Integer, nullable=False),
+    Column("need", String(64), nullable=False),
+    Column("tier", Integer, nullable=False),
+    Column("detail", JSON, nullable=False),          # reasons, departments linked, scores, explanation
+    Index("ix_flags_run_dept", "run_id", "department"),
+)
+
+audit_events = Table(
+    "audit_events", metadata,
+    Column("seq", Integer, primary_key=True),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("project_id", String(128)),
+    Column("department", String(64)),
+    Column("body", Text, nullable=False),            # canonical JSON: what the Merkle leaf commits to
+)
+
+
+def connect(url: str | Path) -> Engine:
+    """An engine for a database URL or a SQLite file path; creates the schema."""
+    url = str(url)
+    if "://" not in url:
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{url}"
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _):
+            cur = dbapi_conn.cursor()
+            # WAL: readers (WatchRun, PullFlags) do not block the writer; FULL sync:
+            # an acknowledged batch survives a power cut.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+class Store:
+    """Transactions over the engine. SQLite has one writer at a time; a lock
+    keeps our own threads from contending for it and timing out."""
+
+    def __init__(self, url: str | Path):
+        self.engine = connect(url)
+        self._write_lock = threading.RLock() if self.engine.dialect.name == "sqlite" else _NoLock()
+
+    @contextmanager
+    def write(self):
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self):
+        with self.engine.connect() as conn:
+            yield conn
+
+    def audit(self, conn, actor: str, kind: str, *, project_id: str | None = None, department: str | None = None,
+              **details) -> int:
+        """Append an audit event in the caller's transaction: the event lands
+        exactly when what it records does."""
+        last = conn.execute(select(audit_events.c.seq).order_by(audit_events.c.seq.desc()).limit(1)).scalar()
+        seq = 0 if last is None else last + 1
+        ts = time.time()
+        body = json.dumps({"seq": seq, "ts": ts, "actor": actor, "kind": kind, "project_id": project_id,
+                           "department": department, "details": details}, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False)
+        conn.execute(audit_events.insert().values(seq=seq, ts=ts, actor=actor, kind=kind, project_id=project_id,
+                                                  department=department, body=body))
+        return seq
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

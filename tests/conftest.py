@@ -1,0 +1,100 @@
+"""Shared fixtures: a real PKI, a real coordinator on loopback with mutual TLS
+over a real SQLite file, real agents, and a small synthetic scenario."""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from fedlink.schema import DEPARTMENTS, Project
+
+SMALL_PERSONS = 400
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> Path:
+    from fedlink.pki import init_pki
+
+    d = tmp_path_factory.mktemp("pki")
+    init_pki(d, DEPARTMENTS)
+    return d
+
+
+@pytest.fixture(scope="session")
+def foreign_pki(tmp_path_factory) -> Path:
+    """A second, unrelated CA with the same party names."""
+    from fedlink.pki import init_pki
+
+    d = tmp_path_factory.mktemp("foreign-pki")
+    init_pki(d, DEPARTMENTS)
+    return d
+
+
+@pytest.fixture(scope="session")
+def scenario(tmp_path_factory) -> Path:
+    from bench.synth import write_scenario
+
+    d = tmp_path_factory.mktemp("scenario")
+    write_scenario(d, SMALL_PERSONS, seed=11)
+    return d
+
+
+@pytest.fixture
+def coordinator(pki, tmp_path):
+    from fedlink.pki import credentials_for
+    from server.serve import start
+
+    running = start("127.0.0.1:0", tmp_path / "coordinator.sqlite", credentials=credentials_for(pki, "coordinator"))
+    running.address = f"127.0.0.1:{running.port}"
+    running.database = tmp_path / "coordinator.sqlite"
+    yield running
+    running.stop(grace=2)
+
+
+@pytest.fixture
+def operator(coordinator, pki):
+    from fedlink.operator import Operator
+
+    with Operator.connect(coordinator.address, pki) as op:
+        yield op
+
+
+@pytest.fixture
+def project(operator, scenario) -> Project:
+    from bench.harness import scenario_settings
+
+    ref = scenario_settings(scenario).get("project", {}).get("reference_date", "")
+    p = Project.default("pilot", reference_date=ref)
+    operator.create_project(p)
+    return p
+
+
+@pytest.fixture
+def secret_file(tmp_path) -> Path:
+    path = tmp_path / "project.secret"
+    path.write_text(secrets.token_hex(32))
+    return path
+
+
+@pytest.fixture
+def agent_config(tmp_path, pki, coordinator, scenario, secret_file):
+    """Write an agent TOML for a department; returns its path."""
+    from agents.refs import new_key
+    from bench.harness import write_agent_config
+
+    def make(department: str, *, extract: Path | None = None, secret: Path | None = None, project: str = "pilot",
+             batch_size: int = 2000, party_pki: Path | None = None) -> Path:
+        work = tmp_path / f"agent-{department}-{secrets.token_hex(3)}"
+        work.mkdir()
+        (work / "pki").symlink_to(party_pki or pki)
+        (work / "project.secret").write_text((secret or secret_file).read_text())
+        path = write_agent_config(work, department, extract or scenario / f"{department}.csv",
+                                  coordinator.address, {})
+        text = path.read_text().replace('project = "bench"', f'project = "{project}"')
+        text = text.replace("batch_size = 2000", f"batch_size = {batch_size}")
+        path.write_text(text)
+        new_key(work / "agents" / f"{department}.refkey")
+        return path
+
+    return make
