@@ -14,19 +14,19 @@ In the style of anonlink, a small set of pure functions:
   checked and measured against.
 
 The heavy loops are in the numba-compiled section below.  The comparison
-kernel works on a word-major copy of the right-hand filters, cut into tiles of
-about 32 KiB (so a tile stays in L1 while every left row of a block is run
-against it).  For one left row and one tile, the loop runs over the tile's
-columns with the filter words unrolled eight at a time, which LLVM vectorises
-across columns (AND, VPOPCNTQ, add; no horizontal sums).  Both sides are
-sorted by popcount so that the count bound ``2*min(ca, cb)/(ca + cb) >= t``
-turns into one contiguous column range per left row; tiles outside it are
-skipped.  Whether a count ``c`` reaches the threshold is decided with a table
-``need[ca + cb]`` of the smallest passing ``c``, built with the same float64
-division as the reference, so the pairs returned are exactly the reference's.
-Left rows are split into chunks of equal work run on a thread pool (the
-compiled functions release the GIL); the thread count is
-``numba.get_num_threads()``.
+kernel works on a word-major copy of the right-hand filters cut into tiles of
+about 32 KiB, so a tile stays in L1 while a block of left rows is run against
+it.  For one left row and one tile the loop runs along the tile's columns
+with the filter words written out eight at a time, which LLVM vectorises
+across columns (AND, VPOPCNTQ, add, no horizontal sums).  Both sides are
+sorted by popcount, so the count bound ``2*min(ca, cb)/(ca + cb) >= t`` gives
+each left row one contiguous range of columns, and tiles outside the ranges
+of a whole block are skipped.  Whether an overlap ``c`` passes is looked up
+in a table ``need[ca + cb]`` of the least passing ``c``, built with the
+reference's own float64 division, so the pairs returned are exactly the
+reference's; runs of columns with equal popcount share one lookup.  Left rows
+are split into chunks of about equal work on a thread pool (the compiled
+functions release the GIL), as many threads as ``numba.get_num_threads()``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ _jit = dict(cache=True, nogil=True, fastmath=False)
 
 @dataclass(frozen=True)
 class ScoredPairs:
-    """Candidate links between two sets of filters, ordered by (left, right)."""
+    """Candidate links between two sets of filters (one entry per pair)."""
 
     left: np.ndarray  # int64 row indices into the left set
     right: np.ndarray  # int64 row indices into the right set
@@ -92,9 +92,9 @@ def pack_filters(raw: Sequence[bytes] | np.ndarray, filter_bits: int) -> np.ndar
     """Pack CLKs into a C-contiguous ``(n, filter_bits // 64)`` uint64 array.
 
     ``raw`` is a sequence of ``filter_bits // 8``-byte strings (or a 2-D uint8
-    array of them) in ``numpy.packbits`` order: filter bit ``k`` is the most
-    significant bit first within byte ``k // 8``.  In the result, filter bit
-    ``k`` is bit ``63 - k % 64`` of word ``k // 64``.
+    array of them) in ``numpy.packbits`` order: filter bit ``k`` is bit
+    ``7 - k % 8`` of byte ``k // 8``.  In the result it is bit ``63 - k % 64``
+    of word ``k // 64``.
     """
     if filter_bits <= 0 or filter_bits % 64:
         raise ValueError(f"filter_bits must be a positive multiple of 64, got {filter_bits}")
@@ -164,15 +164,22 @@ def dice_reference(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Full ``(n, m)`` float64 Dice matrix with plain NumPy (tests, baseline).
 
     Dice is ``2 * |A & B| / (|A| + |B|)``, and 0 where both filters are empty.
+    Blocks of left rows against all right rows, one word at a time.
     """
     left, right = _check_pair(left, right)
     n, m = left.shape[0], right.shape[0]
-    total = popcounts(left)[:, None].astype(np.float64) + popcounts(right)[None, :]
+    right_words = np.ascontiguousarray(right.T)  # (n_words, m)
     inter = np.empty((n, m), np.float64)
-    rows = max(1, (1 << 24) // max(1, m * left.shape[1]))  # ~16 MiB temporaries
+    rows = 64
+    anded = np.empty((rows, m), np.uint64)
     for i in range(0, n, rows):
-        anded = left[i : i + rows, None, :] & right[None, :, :]
-        inter[i : i + rows] = np.bitwise_count(anded).sum(axis=2)
+        block = left[i : i + rows]
+        counts = np.zeros((len(block), m), np.uint16)
+        for w in range(left.shape[1]):
+            np.bitwise_and(block[:, w, None], right_words[w], out=anded[: len(block)])
+            counts += np.bitwise_count(anded[: len(block)])
+        inter[i : i + rows] = counts
+    total = popcounts(left)[:, None].astype(np.float64) + popcounts(right)[None, :]
     out = np.zeros((n, m), np.float64)
     np.divide(2.0 * inter, total, out=out, where=total > 0)
     return out
@@ -249,84 +256,142 @@ def _hits_in_run(out, j0, j1, least):
     return hits
 
 
+@njit(inline="always", **_jit)
+def _write_run(li, rj, score, size, out, j0, j1, least, i, base, total):
+    """Write the pairs (i, base + j) with out[j] >= least, j0 <= j < j1, from size on."""
+    for j in range(j0, j1):
+        if out[j] >= least:
+            li[size] = i
+            rj[size] = base + j
+            score[size] = _dice(out[j], total)
+            size += 1
+
+
+@njit(**_jit)
+def _scan_block(
+    left, left_counts, col_lo, col_hi, right, need, b0, b1, collect, li, rj, score, size
+):
+    """Compare sorted left rows b0 <= i < b1 with the right columns they may match.
+
+    ``size`` counts the passing pairs found so far; the new count is returned.
+    With ``collect``, the pairs also go into li/rj/score from index ``size`` on,
+    and -1 is returned as soon as they might not fit (grow, then run the block
+    again).  The arrays are never replaced in here: numba's reference counting
+    of arrays reassigned in a loop costs a third of the speed.
+    """
+    tiles, tile_counts, run_end = right
+    width = tiles.shape[2]
+    lo = col_lo[b0:b1].min()
+    hi = col_hi[b0:b1].max()
+    if lo >= hi:
+        return size
+    out = np.empty(width, np.int64)
+    for t in range(lo // width, (hi - 1) // width + 1):
+        base = t * width
+        for i in range(b0, b1):
+            j0 = max(col_lo[i], base) - base
+            j1 = min(col_hi[i], base + width) - base
+            if j0 >= j1:
+                continue
+            if collect and size + (j1 - j0) > li.shape[0]:
+                return -1
+            _tile_counts(left[i], tiles[t], j0, j1, out)
+            # Columns are sorted by popcount: one need[] entry per run of equal counts.
+            ca = left_counts[i]
+            j = j0
+            while j < j1:
+                end = min(run_end[t, j], j1)
+                total = ca + tile_counts[t, j]
+                least = need[total]
+                hits = _hits_in_run(out, j, end, least)
+                if collect and hits:
+                    _write_run(li, rj, score, size, out, j, end, least, i, base, total)
+                size += hits
+                j = end
+    return size
+
+
 @njit(**_jit)
 def _count_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
     """Number of passing pairs for sorted left rows r0 <= i < r1."""
-    tiles, tile_counts, run_end = right
-    width = tiles.shape[2]
-    out = np.empty(width, np.int64)
+    no_ints = np.empty(0, np.int64)
+    no_scores = np.empty(0, np.float32)
     hits = 0
     for b0 in range(r0, r1, _BLOCK_ROWS):
         b1 = min(b0 + _BLOCK_ROWS, r1)
-        lo = col_lo[b0:b1].min()
-        hi = col_hi[b0:b1].max()
-        if lo >= hi:
-            continue
-        for t in range(lo // width, (hi - 1) // width + 1):
-            base = t * width
-            for i in range(b0, b1):
-                j0 = max(col_lo[i], base) - base
-                j1 = min(col_hi[i], base + width) - base
-                if j0 >= j1:
-                    continue
-                _tile_counts(left[i], tiles[t], j0, j1, out)
-                # Runs of equal right popcount share one need[] entry.
-                ca = left_counts[i]
-                j = j0
-                while j < j1:
-                    end = min(run_end[t, j], j1)
-                    hits += _hits_in_run(out, j, end, need[ca + tile_counts[t, j]])
-                    j = end
+        hits = _scan_block(
+            left, left_counts, col_lo, col_hi, right, need, b0, b1,
+            False, no_ints, no_ints, no_scores, hits,
+        )
     return hits
 
 
 @njit(**_jit)
 def _collect_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
     """Passing pairs (sorted left row, sorted right row, Dice) for rows r0..r1."""
-    tiles, tile_counts, run_end = right
-    width = tiles.shape[2]
-    out = np.empty(width, np.int64)
+    capacity = 4 * right[0].shape[2]
+    li = np.empty(capacity, np.int64)
+    rj = np.empty(capacity, np.int64)
+    score = np.empty(capacity, np.float32)
     size = 0
-    li = np.empty(1024, np.int64)
-    rj = np.empty(1024, np.int64)
-    score = np.empty(1024, np.float32)
     for b0 in range(r0, r1, _BLOCK_ROWS):
         b1 = min(b0 + _BLOCK_ROWS, r1)
-        lo = col_lo[b0:b1].min()
-        hi = col_hi[b0:b1].max()
-        if lo >= hi:
-            continue
-        for t in range(lo // width, (hi - 1) // width + 1):
-            base = t * width
-            for i in range(b0, b1):
-                j0 = max(col_lo[i], base) - base
-                j1 = min(col_hi[i], base + width) - base
-                if j0 >= j1:
-                    continue
-                _tile_counts(left[i], tiles[t], j0, j1, out)
-                ca = left_counts[i]
-                j = j0
-                while j < j1:
-                    end = min(run_end[t, j], j1)
-                    total = ca + tile_counts[t, j]
-                    least = need[total]
-                    if _hits_in_run(out, j, end, least):  # rare: most pairs fail
-                        for k in range(j, end):
-                            if out[k] >= least:
-                                if size == li.shape[0]:
-                                    li = _grow(li)
-                                    rj = _grow(rj)
-                                    score = _grow(score)
-                                li[size] = i
-                                rj[size] = base + k
-                                score[size] = _dice(out[k], total)
-                                size += 1
-                    j = end
+        while True:
+            found = _scan_block(
+                left, left_counts, col_lo, col_hi, right, need, b0, b1,
+                True, li, rj, score, size,
+            )
+            if found >= 0:
+                break
+            li = _grow(li)
+            rj = _grow(rj)
+            score = _grow(score)
+        size = found
     return li[:size], rj[:size], score[:size]
+
+
+@njit(**_jit)
+def _bucket_positions(keys, n_keys):
+    """Where each element goes in a stable counting sort by ``keys``."""
+    start = np.zeros(n_keys + 1, np.int64)
+    for k in range(keys.shape[0]):
+        start[keys[k] + 1] += 1
+    for key in range(n_keys):
+        start[key + 1] += start[key]
+    dest = np.empty(keys.shape[0], np.int64)
+    for k in range(keys.shape[0]):
+        dest[k] = start[keys[k]]
+        start[keys[k]] += 1
+    return dest
+
+
+@njit(**_jit)
+def _original_order(li, rj, score, left_order, right_order):
+    """Map sorted-side indices back and order the pairs by (left, right).
+
+    Two stable counting sorts, by right then by left index: linear in the
+    number of pairs, where np.lexsort costs five times the kernel.
+    """
+    right = right_order[rj]
+    dest = _bucket_positions(right, right_order.shape[0])
+    left1 = np.empty_like(li)
+    right1 = np.empty_like(rj)
+    score1 = np.empty_like(score)
+    left1[dest] = left_order[li]
+    right1[dest] = right
+    score1[dest] = score
+    dest = _bucket_positions(left1, left_order.shape[0])
+    left = np.empty_like(li)
+    score2 = np.empty_like(score)
+    left[dest] = left1
+    right[dest] = right1
+    score2[dest] = score1
+    return left, right, score2
 
 
 @njit(inline="always", **_jit)
 def _dice(inter, total):
+    """Dice from overlap and |A|+|B|, as float32 of the float64 quotient."""
     if total == 0:
         return np.float32(0.0)
     return np.float32(2.0 * inter / total)
@@ -387,15 +452,16 @@ def _need_table(threshold: float, filter_bits: int) -> np.ndarray:
     return need
 
 
-def _count_bounds(need: np.ndarray, filter_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each popcount ca, the range [lo, hi] of cb that can reach the threshold.
+def _count_bounds(need: np.ndarray, ca: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each popcount in ``ca``, the range [lo, hi] of cb that can reach the threshold.
 
     A pair can pass only if its largest possible overlap, min(ca, cb), does.
     That set of cb is an interval around ca: 2*cb/(ca+cb) rises with cb below
     ca and 2*ca/(ca+cb) falls with cb above it.  Empty ranges get lo > hi.
     """
-    ca = np.arange(filter_bits + 1)
-    ok = np.minimum(ca[:, None], ca[None, :]) >= need[ca[:, None] + ca[None, :]]
+    filter_bits = (need.shape[0] - 1) // 2
+    cb = np.arange(filter_bits + 1)
+    ok = np.minimum(ca[:, None], cb[None, :]) >= need[ca[:, None] + cb[None, :]]
     any_ok = ok.any(axis=1)
     lo = np.where(any_ok, ok.argmax(axis=1), filter_bits + 1)
     hi = np.where(any_ok, filter_bits - ok[:, ::-1].argmax(axis=1), -1)
@@ -426,10 +492,6 @@ def _tiles(right_sorted: np.ndarray, counts_sorted: np.ndarray):
     return tiles, counts.reshape(n_tiles, width), run_end.reshape(n_tiles, width)
 
 
-def _threads() -> int:
-    return max(1, numba.get_num_threads())
-
-
 def _run_chunks(kernel, left, right, threshold, left_counts, right_counts):
     """Sort, tile, split the left rows into chunks and run ``kernel`` on each.
 
@@ -437,7 +499,6 @@ def _run_chunks(kernel, left, right, threshold, left_counts, right_counts):
     """
     filter_bits = left.shape[1] * 64
     need = _need_table(threshold, filter_bits)
-    cb_lo, cb_hi = _count_bounds(need, filter_bits)
 
     left_order = np.argsort(left_counts, kind="stable")
     right_order = np.argsort(right_counts, kind="stable")
@@ -445,15 +506,17 @@ def _run_chunks(kernel, left, right, threshold, left_counts, right_counts):
     ca = left_counts[left_order].astype(np.int64)
     cb = right_counts[right_order].astype(np.int64)
     # Columns of the sorted right side each sorted left row can match.
-    col_lo = np.searchsorted(cb, cb_lo[ca], side="left")
-    col_hi = np.searchsorted(cb, cb_hi[ca], side="right")
+    ca_values, ca_index = np.unique(ca, return_inverse=True)
+    cb_lo, cb_hi = _count_bounds(need, ca_values)
+    col_lo = np.searchsorted(cb, cb_lo, side="left")[ca_index]
+    col_hi = np.searchsorted(cb, cb_hi, side="right")[ca_index]
     col_hi = np.maximum(col_hi, col_lo)
     tiled_right = _tiles(right[right_order], cb)
 
     # Chunks of about equal work, a few per thread.
     work = np.cumsum(col_hi - col_lo)
     total = int(work[-1]) if len(work) else 0
-    threads = _threads()
+    threads = max(1, numba.get_num_threads())
     n_chunks = min(threads * _TASKS_PER_THREAD, max(1, total // _MIN_PAIRS_PER_TASK))
     if threads == 1:
         n_chunks = 1
@@ -502,11 +565,8 @@ def dice_scores_above(
     )
     if not results:
         return _empty_pairs()
-    li = left_order[np.concatenate([r[0] for r in results])]
-    rj = right_order[np.concatenate([r[1] for r in results])]
-    score = np.concatenate([r[2] for r in results])
-    order = np.lexsort((rj, li))
-    return ScoredPairs(li[order], rj[order], score[order])
+    li, rj, score = (np.concatenate(column) for column in zip(*results))
+    return ScoredPairs(*_original_order(li, rj, score, left_order, right_order))
 
 
 def _dice_count_above(left: np.ndarray, right: np.ndarray, threshold: float) -> int:
@@ -588,6 +648,29 @@ def _greedy_groups(n_records, party, a_rec, b_rec):
     return labels
 
 
+def _link_table(sizes: list[int], pairs: Mapping[tuple[int, int], ScoredPairs]):
+    """All links as columns (score, a, b, left, right), checked against the parties."""
+    n_parties = len(sizes)
+    columns: list[tuple[np.ndarray, ...]] = []
+    for key, links in pairs.items():
+        a, b = (int(p) for p in key)
+        if not 0 <= a < b < n_parties:
+            raise ValueError(f"pair key {key} must be (a, b) with 0 <= a < b < {n_parties}")
+        left = np.asarray(links.left, dtype=np.int64)
+        right = np.asarray(links.right, dtype=np.int64)
+        score = np.asarray(links.score, dtype=np.float64)
+        if left.size and (left.min() < 0 or left.max() >= sizes[a]):
+            raise IndexError(f"pairs[{key}].left out of range for party {a}'s {sizes[a]} records")
+        if right.size and (right.min() < 0 or right.max() >= sizes[b]):
+            raise IndexError(f"pairs[{key}].right out of range for party {b}'s {sizes[b]} records")
+        if np.isnan(score).any():
+            raise ValueError(f"pairs[{key}] has NaN scores")
+        columns.append((score, np.full_like(left, a), np.full_like(left, b), left, right))
+    if not columns:
+        return (np.empty(0),) + (np.empty(0, np.int64),) * 4
+    return tuple(np.concatenate(column) for column in zip(*columns))
+
+
 def group_records(
     n_per_party: Sequence[int], pairs: Mapping[tuple[int, int], ScoredPairs]
 ) -> np.ndarray:
@@ -601,37 +684,15 @@ def group_records(
     each group's first record; unlinked records are groups of their own.
     """
     sizes = [int(n) for n in n_per_party]
-    n_parties = len(sizes)
-    if n_parties > MAX_PARTIES:
-        raise ValueError(f"at most {MAX_PARTIES} parties, got {n_parties}")
+    if len(sizes) > MAX_PARTIES:
+        raise ValueError(f"at most {MAX_PARTIES} parties, got {len(sizes)}")
     if any(n < 0 for n in sizes):
         raise ValueError("party sizes must be non-negative")
     offsets = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
-    n_records = int(offsets[-1])
-    party = np.repeat(np.arange(n_parties, dtype=np.int64), sizes)
+    party = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
 
-    cols: list[list[np.ndarray]] = [[], [], [], [], []]  # score, a, b, left, right
-    for key, links in pairs.items():
-        a, b = (int(p) for p in key)
-        if not 0 <= a < b < n_parties:
-            raise ValueError(f"pair key {key} must be (a, b) with 0 <= a < b < {n_parties}")
-        left = np.asarray(links.left, dtype=np.int64)
-        right = np.asarray(links.right, dtype=np.int64)
-        score = np.asarray(links.score, dtype=np.float64)
-        if left.size and (left.min() < 0 or left.max() >= sizes[a]):
-            raise IndexError(f"pairs[{key}].left out of range for party {a}")
-        if right.size and (right.min() < 0 or right.max() >= sizes[b]):
-            raise IndexError(f"pairs[{key}].right out of range for party {b}")
-        if np.isnan(score).any():
-            raise ValueError(f"pairs[{key}] has NaN scores")
-        for col, values in zip(cols, (score, np.full_like(left, a), np.full_like(left, b), left, right)):
-            col.append(values)
-    if cols[0]:
-        score, a, b, left, right = (np.concatenate(c) for c in cols)
-    else:
-        score = np.empty(0)
-        a = b = left = right = np.empty(0, np.int64)
-    order = np.lexsort((right, left, b, a, -score))
+    score, a, b, left, right = _link_table(sizes, pairs)
+    order = np.lexsort((right, left, b, a, -score))  # last key sorts first
     a_rec = (offsets[a] + left)[order]
     b_rec = (offsets[b] + right)[order]
-    return _greedy_groups(n_records, party, a_rec, b_rec)
+    return _greedy_groups(int(offsets[-1]), party, a_rec, b_rec)
