@@ -18,6 +18,7 @@ from agents.encoding import key_check
 from agents.extract import read_extract
 from agents.prepare import PreparedUpload, prepare
 from agents.refs import RefCipher, load_key
+from fedlink.audit import HeadKeeper, TreeHead, load_public_key
 from fedlink.pki import channel_credentials
 from fedlink.schema import Project
 from fedlink.v1 import coordinator_pb2 as pb
@@ -64,6 +65,18 @@ class Agent:
     def _call(self, fn, request, timeout=60):
         return fn(request, timeout=timeout, metadata=self.metadata)
 
+    def check_log(self) -> None:
+        """Check that the coordinator's audit log only grew since this agent last
+        looked; raises AuditError (and the agent stops) if history was rewritten."""
+        head = self._call(self.stub.GetTreeHead, pb.GetTreeHeadRequest())
+        keeper = HeadKeeper(self.config.state_dir)
+        if self.config.audit_public_key is not None:
+            public = load_public_key(self.config.audit_public_key)
+        else:
+            public = keeper.public_key(head.public_key_pem)
+        keeper.check(TreeHead.from_pb(head), public, lambda old, new: list(self._call(
+            self.stub.GetConsistencyProof, pb.GetConsistencyProofRequest(old_size=old, new_size=new)).hashes))
+
     def project(self) -> Project:
         return project_from_pb(self._call(self.stub.GetProject, pb.GetProjectRequest(project_id=self.config.project)))
 
@@ -79,13 +92,16 @@ class Agent:
 
     def upload(self, project: Project | None = None, prepared: PreparedUpload | None = None) -> pb.UploadSummary:
         """Encode and upload the extract; safe to repeat after any interruption."""
+        self.check_log()
         project = project or self.project()
         prepared = prepared or self.prepare(project)
         check = key_check(self.config.secret(), project.project_id)
         attempt = 0
         while True:
             try:
-                return self._upload_once(project, prepared, check)
+                summary = self._upload_once(project, prepared, check)
+                self.check_log()
+                return summary
             except grpc.RpcError as e:
                 if e.code() not in RETRYABLE or attempt >= self.retries:
                     raise
@@ -121,8 +137,11 @@ class Agent:
     # -- flags ---------------------------------------------------------------
 
     def pull_flags(self, run_id: str = "") -> list[pb.Flag]:
+        self.check_log()
         request = pb.PullFlagsRequest(project_id=self.config.project, run_id=run_id)
-        return list(self.stub.PullFlags(request, timeout=300, metadata=self.metadata))
+        flags = list(self.stub.PullFlags(request, timeout=300, metadata=self.metadata))
+        self.check_log()
+        return flags
 
     def write_worklist(self, out: Path, run_id: str = "") -> int:
         """Decrypt this department's references and join the flags to its own rows."""

@@ -6,7 +6,8 @@
     extract = "extracts/medical_insurance.csv"   # .csv, .parquet, or "sql" with [sql]
     secret_file = "project.secret"              # the project secret, shared out of band
     ref_key_file = "medical_insurance.refkey"   # this department's own key (fedlink agent keygen)
-    state_dir = "state"
+    state_dir = "state"                         # tree heads seen (audit-log consistency)
+    audit_public_key = "pki/audit-signing.pub"  # optional: pin the coordinator's audit key
     batch_size = 1000
 
     [tls]                                       # mutual TLS (fedlink pki init)
@@ -52,6 +53,7 @@ class AgentConfig:
     insecure: bool = False
     columns: dict[str, str] = field(default_factory=dict)
     sql: dict[str, str] = field(default_factory=dict)
+    audit_public_key: Path | None = None  # pin the coordinator's audit key; else trust on first use
 
     def secret(self) -> bytes:
         try:
@@ -64,7 +66,7 @@ class AgentConfig:
 
 
 _KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-         "batch_size", "tls", "insecure", "columns", "sql"}
+         "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key"}
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -105,4 +107,5 @@ def load_config(path: Path) -> AgentConfig:
         ref_key_file=rel(data["ref_key_file"]), state_dir=rel(data.get("state_dir", f"state-{data['department']}")),
         batch_size=batch_size, tls=creds, insecure=insecure, columns=dict(data.get("columns", {})),
         sql=dict(data.get("sql", {})),
+        audit_public_key=rel(data["audit_public_key"]) if data.get("audit_public_key") else None,
     )

@@ -22,6 +22,8 @@ app.add_typer(coord_app, name="coordinator")
 app.add_typer(agent_app, name="agent")
 app.add_typer(project_app, name="project")
 app.add_typer(run_app, name="run")
+audit_app = typer.Typer(no_args_is_help=True, help="Privacy officer: the verifiable audit log.")
+app.add_typer(audit_app, name="audit")
 
 console = Console(stderr=True)
 
@@ -51,8 +53,12 @@ def pki_init(
                           hostnames=tuple(hostname), days=days)
     except (FileExistsError, ValueError) as e:
         _fail(str(e))
+    from fedlink.audit import new_signing_key, public_path
+
+    audit_key = new_signing_key(directory / "audit-signing.key")
     for party, creds in issued.items():
         console.print(f"{party:28s} {creds.cert}")
+    console.print(f"{'audit log signing key':28s} {audit_key} (public: {public_path(audit_key)})")
 
 
 # -- coordinator --------------------------------------------------------------
@@ -151,6 +157,95 @@ def run_report(run_id: str, coordinator: str = CoordOpt, pki: Path = PkiOpt, par
         print_report(report, Console())
 
 
+# -- privacy officer ------------------------------------------------------------
+
+OfficerOpt = typer.Option("officer", help="Your certificate's name in the PKI folder")
+
+
+def _epoch(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp() if text else 0.0
+
+
+@audit_app.command("log")
+def audit_log(coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = OfficerOpt,
+              actor: str = "", kind: str = "", department: str = "",
+              since: str = typer.Option("", help="ISO time"), until: str = typer.Option("", help="ISO time"),
+              as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table")):
+    """List audit events, filtered by actor, department, kind and time."""
+    from datetime import datetime
+
+    from rich.table import Table
+
+    from fedlink.officer import Officer
+
+    with Officer.connect(coordinator, pki, party) as officer:
+        events = officer.events(actor=actor, kind=kind, department=department, since=_epoch(since),
+                                until=_epoch(until))
+    if as_json:
+        for _, body in events:
+            print(body)
+        return
+    table = Table()
+    for col in ("seq", "time", "actor", "kind", "project", "department", "details"):
+        table.add_column(col)
+    for seq, body in events:
+        e = json.loads(body)
+        table.add_row(str(seq), datetime.fromtimestamp(e["ts"]).isoformat(timespec="seconds"), e["actor"], e["kind"],
+                      e.get("project_id") or "", e.get("department") or "",
+                      json.dumps(e["details"], ensure_ascii=False)[:80])
+    Console().print(table)
+
+
+@audit_app.command("export")
+def audit_export(out: Path, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = OfficerOpt):
+    """Save the current signed tree head and every event it covers (for `audit verify`)."""
+    from fedlink.officer import Officer
+
+    with Officer.connect(coordinator, pki, party) as officer:
+        head = officer.export(out)
+    console.print(f"exported {head.tree_size} events and the signed head to {out}")
+
+
+@audit_app.command("verify")
+def audit_verify(export: Optional[Path] = typer.Argument(None, help="An export folder; default: fetch one now"),
+                 public_key: Path = typer.Option(..., help="The coordinator's audit-signing.pub"),
+                 heads: Path = typer.Option(Path("audit-heads.jsonl"), help="Tree heads verified before"),
+                 coordinator: str = CoordOpt, pki: Optional[Path] = typer.Option(None), party: str = OfficerOpt):
+    """Verify the whole log offline: every event, the chain, the signature, and
+    consistency with the tree heads verified before. Names the first bad event."""
+    import tempfile
+
+    from fedlink.audit import AuditError
+    from fedlink.officer import Officer, verify_export
+
+    if export is None:
+        if pki is None:
+            _fail("give an export folder, or --pki to fetch the log now")
+        export = Path(tempfile.mkdtemp(prefix="fedlink-audit-"))
+        with Officer.connect(coordinator, pki, party) as officer:
+            officer.export(export)
+    try:
+        head = verify_export(export, public_key, heads)
+    except AuditError as e:
+        _fail(f"audit log does NOT verify: {e}", 1)
+    console.print(f"audit log verifies: {head.tree_size} events, root {head.root_hash.hex()}, signed at "
+                  f"{head.timestamp_ms} ms by key {head.key_id.hex()[:16]}")
+    print(head.to_json())
+
+
+@audit_app.command("access")
+def audit_access(coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = OfficerOpt,
+                 since: str = typer.Option("", help="ISO time"), until: str = typer.Option("", help="ISO time")):
+    """Access report for a period: per actor, what they read and how often."""
+    from fedlink.officer import Officer, access_report
+
+    with Officer.connect(coordinator, pki, party) as officer:
+        events = officer.events()
+    print(json.dumps(access_report(events, _epoch(since), _epoch(until)), indent=2, ensure_ascii=False))
+
+
 # -- agent --------------------------------------------------------------------
 
 def _agent(config: Path, quiet: bool = False):
@@ -183,12 +278,15 @@ def agent_upload(config: Path = typer.Option(..., help="The department's agent T
     from agents.extract import ExtractError
     from agents.indicators import IndicatorError
     from agents.refs import RefError
+    from fedlink.audit import AuditError
 
     try:
         with _agent(config, quiet) as agent:
             summary = agent.upload()
     except (ConfigError, ExtractError, IndicatorError, RefError) as e:
         _fail(str(e))
+    except AuditError as e:
+        _fail(str(e), 4)
     except grpc.RpcError as e:
         _fail(f"coordinator refused: {e.code().name}: {e.details()}", 3)
     console.print(f"{summary.department}: {summary.record_count} records uploaded and committed "
@@ -205,12 +303,15 @@ def agent_flags(config: Path = typer.Option(..., help="The department's agent TO
     from agents.config import ConfigError
     from agents.extract import ExtractError
     from agents.refs import RefError
+    from fedlink.audit import AuditError
 
     try:
         with _agent(config, True) as agent:
             n = agent.write_worklist(out, run)
     except (ConfigError, ExtractError, RefError) as e:
         _fail(str(e))
+    except AuditError as e:
+        _fail(str(e), 4)
     except grpc.RpcError as e:
         _fail(f"coordinator refused: {e.code().name}: {e.details()}", 3)
     console.print(f"{n} flags written to {out}")

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from fedlink.pki import Credentials, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
+from server.audit import AuditLog
 from server.engine import engine_from_url
 from server.service import Coordinator
 from server.servicer import CoordinatorServicer
@@ -51,7 +52,11 @@ def is_loopback(host: str) -> bool:
 
 
 def start(address: str, database: str | Path, *, credentials: Credentials | None = None, insecure: bool = False,
-          engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None) -> Running:
+          engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None,
+          interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None) -> Running:
+    """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
+    `audit-signing.key` in the PKI folder the coordinator's certificate is in,
+    else one beside the database; it is created on first start."""
     host, _, _ = address.rpartition(":")
     if credentials is None:
         if not insecure:
@@ -59,9 +64,15 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         if not is_loopback(host):
             raise ValueError(f"--insecure is allowed on a loopback address only, not {host!r}")
         log.warning("INSECURE: serving plaintext gRPC on %s; callers name themselves. Development only.", address)
-    coordinator = Coordinator(Store(database), engine_from_url(engine))
+    if audit_key is None:
+        if credentials is None and "://" in str(database):
+            raise ValueError("with a database URL and no PKI folder, name the audit signing key (--audit-key)")
+        audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / "audit-signing.key"
+    store = Store(database)
+    coordinator = Coordinator(store, AuditLog(store, audit_key), engine_from_url(engine))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=interceptors,
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
     )

@@ -23,6 +23,7 @@ from fedlink.rules import load_rulepack
 from fedlink.schema import DEFAULT_INDICATORS, LinkageSchema, Project, SchemaError, FieldSpec
 from fedlink.wire import batch_digest, upload_digest
 from server import store as t
+from server.audit import AuditLog
 from server.store import Store
 
 MAX_REF_BYTES = 16 + 256
@@ -100,10 +101,11 @@ def project_from_row(row) -> Project:
 
 
 class Coordinator:
-    def __init__(self, store: Store, engine=None):
+    def __init__(self, store: Store, audit: AuditLog, engine=None):
         from server.engine import LocalEngine
 
         self.store = store
+        self.audit_log = audit
         self.engine = engine or LocalEngine()
         self._runs: dict[str, RunStatus] = {}
         self._runs_lock = threading.Lock()
@@ -143,6 +145,13 @@ class Coordinator:
             load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
         except (SchemaError, ValueError) as e:
             raise self.refuse(who, "CreateProject", InvalidArgument(str(e))) from None
+        try:
+            self._insert_project(who, project)
+        except DomainError as e:
+            raise self.refuse(who, "CreateProject", e) from None
+        return project
+
+    def _insert_project(self, who: Identity, project: Project) -> None:
         with self.store.write() as conn:
             exists = conn.execute(select(t.projects.c.project_id).where(
                 t.projects.c.project_id == project.project_id)).first()
@@ -153,7 +162,6 @@ class Coordinator:
                 schema_digest=project.digest(), created_by=str(who), created_at=time.time()))
             self.store.audit(conn, str(who), "project.create", project_id=project.project_id,
                              departments=sorted(project.departments), schema_digest=project.digest())
-        return project
 
     def get_project(self, who: Identity, project_id: str) -> Project:
         self._require(who, "GetProject", "operator", "agent", "officer")
@@ -163,6 +171,8 @@ class Coordinator:
             except NotFound as e:
                 raise self.refuse(who, "GetProject", e) from None
         self._member(who, "GetProject", project)
+        with self.store.write() as conn:
+            self.store.audit(conn, str(who), "project.read", project_id=project_id, department=who.department or None)
         return project
 
     # -- uploads -------------------------------------------------------------
@@ -411,6 +421,8 @@ class Coordinator:
                 row = self._run_row(conn, run_id)
             except NotFound as e:
                 raise self.refuse(who, "WatchRun", e) from None
+        with self.store.write() as conn:
+            self.store.audit(conn, str(who), "run.watch", project_id=row.project_id, run_id=run_id)
         status = self._runs.get(run_id)
         if status is None:  # a run from before a restart: its state is all there is
             yield {"run_id": run_id, "state": row.state, "phase": row.state, "done": 0, "total": 0,
@@ -435,11 +447,12 @@ class Coordinator:
 
     def report(self, who: Identity, run_id: str) -> dict:
         self._require(who, "GetReport", "operator", "officer")
-        with self.store.write() as conn:
+        with self.store.read() as conn:
             try:
                 row = self._run_row(conn, run_id)
             except NotFound as e:
                 raise self.refuse(who, "GetReport", e) from None
+        with self.store.write() as conn:
             self.store.audit(conn, str(who), "report.read", project_id=row.project_id, run_id=run_id)
         return {"run_id": run_id, "state": row.state, **(row.report or {})}
 
@@ -473,6 +486,37 @@ class Coordinator:
         except DomainError as e:
             raise self.refuse(who, method, e) from None
         return [{"ref": r.ref, "need": r.need, "tier": r.tier, "run_id": run.run_id, **r.detail} for r in rows]
+
+    # -- audit log -----------------------------------------------------------
+
+    def tree_head(self, who: Identity):
+        return self.audit_log.tree_head()
+
+    def consistency_proof(self, who: Identity, old_size: int, new_size: int) -> list[bytes]:
+        try:
+            return self.audit_log.consistency(old_size, new_size)
+        except ValueError as e:
+            raise self.refuse(who, "GetConsistencyProof", InvalidArgument(str(e))) from None
+
+    def inclusion_proof(self, who: Identity, index: int, size: int) -> list[bytes]:
+        self._require(who, "GetInclusionProof", "officer")
+        try:
+            proof = self.audit_log.inclusion(index, size)
+        except ValueError as e:
+            raise self.refuse(who, "GetInclusionProof", InvalidArgument(str(e))) from None
+        with self.store.write() as conn:
+            self.store.audit(conn, str(who), "audit.read", method="GetInclusionProof", index=index, tree_size=size)
+        return proof
+
+    def audit_events(self, who: Identity, start: int = 0, end: int = 0, **filters) -> Iterator[tuple[int, str]]:
+        """Events up to the current head; the read itself is logged after them."""
+        self._require(who, "ListAuditEvents", "officer")
+        head = self.audit_log.tree_head()
+        end = min(end or head.tree_size, head.tree_size)
+        with self.store.write() as conn:
+            self.store.audit(conn, str(who), "audit.read", method="ListAuditEvents", start=start, end=end,
+                             **{k: v for k, v in filters.items() if v})
+        return self.audit_log.events(start, end, **filters)
 
     def close(self, timeout: float = 30.0) -> None:
         for th in self._threads:

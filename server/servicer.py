@@ -135,3 +135,25 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                 reasons=[pb.Reason(rule=r["rule"], indicators=r["indicators"]) for r in f["reasons"]],
                 departments_linked=f["departments_linked"], match_scores=f["match_scores"],
                 explanation=f["explanation"])
+
+    @rpc
+    def GetTreeHead(self, request, context, who):
+        h = self.coordinator.tree_head(who)
+        return pb.SignedTreeHead(tree_size=h.tree_size, root_hash=h.root_hash, timestamp_ms=h.timestamp_ms,
+                                 signature=h.signature, key_id=h.key_id,
+                                 public_key_pem=self.coordinator.audit_log.public_pem)
+
+    @rpc
+    def GetConsistencyProof(self, request, context, who):
+        return pb.Proof(hashes=self.coordinator.consistency_proof(who, request.old_size, request.new_size))
+
+    @rpc
+    def GetInclusionProof(self, request, context, who):
+        return pb.Proof(hashes=self.coordinator.inclusion_proof(who, request.index, request.tree_size))
+
+    @rpc
+    def ListAuditEvents(self, request, context, who):
+        for seq, body in self.coordinator.audit_events(
+                who, request.start, request.end, actor=request.actor, kind=request.kind,
+                department=request.department, since=request.since, until=request.until):
+            yield pb.AuditEvent(seq=seq, body=body)

@@ -8,7 +8,6 @@ flags) each happen in one transaction, so a crash never leaves half of one.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from contextlib import contextmanager
@@ -19,6 +18,8 @@ from sqlalchemy import (
     UniqueConstraint, create_engine, event, select,
 )
 from sqlalchemy.engine import Engine
+
+from fedlink.audit import GENESIS_PREV, canonical, event_leaf
 
 metadata = MetaData()
 
@@ -109,7 +110,8 @@ audit_events = Table(
     Column("kind", String(64), nullable=False),
     Column("project_id", String(128)),
     Column("department", String(64)),
-    Column("body", Text, nullable=False),            # canonical JSON: what the Merkle leaf commits to
+    Column("body", Text, nullable=False),            # canonical JSON: what the Merkle leaf commits to;
+    # it names the previous event's leaf hash, so an edit is pinned to one event
 )
 
 
@@ -159,12 +161,12 @@ class Store:
               **details) -> int:
         """Append an audit event in the caller's transaction: the event lands
         exactly when what it records does."""
-        last = conn.execute(select(audit_events.c.seq).order_by(audit_events.c.seq.desc()).limit(1)).scalar()
-        seq = 0 if last is None else last + 1
+        last = conn.execute(select(audit_events.c.seq, audit_events.c.body)
+                            .order_by(audit_events.c.seq.desc()).limit(1)).first()
+        seq, prev = (0, GENESIS_PREV) if last is None else (last.seq + 1, event_leaf(last.body).hex())
         ts = time.time()
-        body = json.dumps({"seq": seq, "ts": ts, "actor": actor, "kind": kind, "project_id": project_id,
-                           "department": department, "details": details}, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False)
+        body = canonical({"seq": seq, "prev": prev, "ts": ts, "actor": actor, "kind": kind,
+                          "project_id": project_id, "department": department, "details": details})
         conn.execute(audit_events.insert().values(seq=seq, ts=ts, actor=actor, kind=kind, project_id=project_id,
                                                   department=department, body=body))
         return seq

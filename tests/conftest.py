@@ -10,6 +10,7 @@ import pytest
 from fedlink.schema import DEPARTMENTS, Project
 
 SMALL_PERSONS = 400
+REFERENCE_DATE = "2025-06-30"
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +37,7 @@ def scenario(tmp_path_factory) -> Path:
     from bench.synth import write_scenario
 
     d = tmp_path_factory.mktemp("scenario")
-    write_scenario(d, SMALL_PERSONS, seed=11)
+    write_scenario(d, SMALL_PERSONS, seed=11, reference_date=REFERENCE_DATE)
     return d
 
 
@@ -61,11 +62,8 @@ def operator(coordinator, pki):
 
 
 @pytest.fixture
-def project(operator, scenario) -> Project:
-    from bench.harness import scenario_settings
-
-    ref = scenario_settings(scenario).get("project", {}).get("reference_date", "")
-    p = Project.default("pilot", reference_date=ref)
+def project(operator) -> Project:
+    p = Project.default("pilot", reference_date=REFERENCE_DATE)
     operator.create_project(p)
     return p
 

@@ -258,3 +258,71 @@ class Flag(_message.Message):
     run_id: str
     explanation: str
     def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ...) -> None: ...
+
+class GetTreeHeadRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SignedTreeHead(_message.Message):
+    __slots__ = ("tree_size", "root_hash", "timestamp_ms", "signature", "key_id", "public_key_pem")
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    tree_size: int
+    root_hash: bytes
+    timestamp_ms: int
+    signature: bytes
+    key_id: bytes
+    public_key_pem: str
+    def __init__(self, tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[bytes] = ..., public_key_pem: _Optional[str] = ...) -> None: ...
+
+class GetConsistencyProofRequest(_message.Message):
+    __slots__ = ("old_size", "new_size")
+    OLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NEW_SIZE_FIELD_NUMBER: _ClassVar[int]
+    old_size: int
+    new_size: int
+    def __init__(self, old_size: _Optional[int] = ..., new_size: _Optional[int] = ...) -> None: ...
+
+class GetInclusionProofRequest(_message.Message):
+    __slots__ = ("index", "tree_size")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    tree_size: int
+    def __init__(self, index: _Optional[int] = ..., tree_size: _Optional[int] = ...) -> None: ...
+
+class Proof(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ("start", "end", "actor", "kind", "department", "since", "until")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    actor: str
+    kind: str
+    department: str
+    since: float
+    until: float
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., actor: _Optional[str] = ..., kind: _Optional[str] = ..., department: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("seq", "body")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    body: str
+    def __init__(self, seq: _Optional[int] = ..., body: _Optional[str] = ...) -> None: ...

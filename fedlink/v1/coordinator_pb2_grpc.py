@@ -79,6 +79,26 @@ class CoordinatorStub:
                 request_serializer=fedlink_dot_v1_dot_coordinator__pb2.PullFlagsRequest.SerializeToString,
                 response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Flag.FromString,
                 _registered_method=True)
+        self.GetTreeHead = channel.unary_unary(
+                '/fedlink.v1.Coordinator/GetTreeHead',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetTreeHeadRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.SignedTreeHead.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/fedlink.v1.Coordinator/GetConsistencyProof',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Proof.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/fedlink.v1.Coordinator/GetInclusionProof',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Proof.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_stream(
+                '/fedlink.v1.Coordinator/ListAuditEvents',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.AuditEvent.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -144,6 +164,34 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTreeHead(self, request, context):
+        """The audit log: an RFC 6962 Merkle tree of every event, with signed tree
+        heads. Everyone may read the tree head and consistency proofs (agents
+        check at every contact that history was not rewritten); events and
+        inclusion proofs are for privacy officers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +239,26 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.PullFlags,
                     request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.PullFlagsRequest.FromString,
                     response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Flag.SerializeToString,
+            ),
+            'GetTreeHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTreeHead,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.GetTreeHeadRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.SignedTreeHead.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Proof.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Proof.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.AuditEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +504,114 @@ class Coordinator:
             '/fedlink.v1.Coordinator/PullFlags',
             fedlink_dot_v1_dot_coordinator__pb2.PullFlagsRequest.SerializeToString,
             fedlink_dot_v1_dot_coordinator__pb2.Flag.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTreeHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/GetTreeHead',
+            fedlink_dot_v1_dot_coordinator__pb2.GetTreeHeadRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.SignedTreeHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/GetConsistencyProof',
+            fedlink_dot_v1_dot_coordinator__pb2.GetConsistencyProofRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.Proof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/GetInclusionProof',
+            fedlink_dot_v1_dot_coordinator__pb2.GetInclusionProofRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.Proof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/ListAuditEvents',
+            fedlink_dot_v1_dot_coordinator__pb2.ListAuditEventsRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.AuditEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,102 @@
+"""The privacy officer's tools: list and filter audit events, verify the whole
+log against a signed tree head, and report who read what."""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import grpc
+
+from fedlink.audit import AuditError, TreeHead, load_public_key, verify_events
+from fedlink.pki import Credentials, channel_credentials, credentials_for
+from fedlink.v1 import coordinator_pb2 as pb
+from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
+
+# Event kinds that are someone reading data, for the access report.
+READ_KINDS = ("flags.deliver", "report.read", "audit.read", "project.read", "run.watch")
+
+
+class Officer:
+    def __init__(self, channel: grpc.Channel):
+        self.channel = channel
+        self.stub = pb_grpc.CoordinatorStub(channel)
+
+    @classmethod
+    def connect(cls, address: str, pki: Path | Credentials, party: str = "officer") -> "Officer":
+        creds = pki if isinstance(pki, Credentials) else credentials_for(pki, party)
+        return cls(grpc.secure_channel(address, channel_credentials(creds)))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.channel.close()
+
+    def tree_head(self) -> TreeHead:
+        return TreeHead.from_pb(self.stub.GetTreeHead(pb.GetTreeHeadRequest(), timeout=30))
+
+    def events(self, **filters) -> list[tuple[int, str]]:
+        request = pb.ListAuditEventsRequest(**{k: v for k, v in filters.items() if v})
+        return [(e.seq, e.body) for e in self.stub.ListAuditEvents(request, timeout=600)]
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return list(self.stub.GetInclusionProof(pb.GetInclusionProofRequest(index=index, tree_size=size),
+                                                timeout=30).hashes)
+
+    def export(self, out: Path) -> TreeHead:
+        """Save a signed head and every event it covers, for offline verification."""
+        head = self.tree_head()
+        events = self.events(end=head.tree_size)
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "head.json").write_text(head.to_json() + "\n")
+        with (out / "events.jsonl").open("w", encoding="utf-8") as f:
+            for seq, body in events:
+                f.write(json.dumps({"seq": seq, "body": body}, ensure_ascii=False) + "\n")
+        return head
+
+
+def load_export(folder: Path) -> tuple[TreeHead, list[tuple[int, str]]]:
+    folder = Path(folder)
+    head = TreeHead.from_json((folder / "head.json").read_text())
+    events = []
+    for line in (folder / "events.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            e = json.loads(line)
+            events.append((e["seq"], e["body"]))
+    return head, events
+
+
+def load_heads(path: Path | None) -> list[TreeHead]:
+    if path is None or not Path(path).exists():
+        return []
+    return [TreeHead.from_json(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def verify_export(folder: Path, public_key: Path, heads_file: Path | None = None) -> TreeHead:
+    """Verify an export offline; on success remember its head in `heads_file`."""
+    head, events = load_export(folder)
+    verify_events(events[:head.tree_size], head, load_public_key(public_key), load_heads(heads_file))
+    if heads_file is not None:
+        Path(heads_file).parent.mkdir(parents=True, exist_ok=True)
+        with Path(heads_file).open("a") as f:
+            f.write(head.to_json() + "\n")
+    return head
+
+
+def access_report(events: list[tuple[int, str]], since: float = 0.0, until: float = 0.0) -> dict:
+    """Per actor: what they read, how often, and when they last did."""
+    per_actor: dict[str, Counter] = defaultdict(Counter)
+    last: dict[str, float] = {}
+    for _, body in events:
+        e = json.loads(body)
+        if e["kind"] not in READ_KINDS or (since and e["ts"] < since) or (until and e["ts"] >= until):
+            continue
+        what = e["kind"] if e["kind"] != "audit.read" else f"audit.read:{e['details'].get('method', '')}"
+        per_actor[e["actor"]][what] += 1
+        last[e["actor"]] = max(last.get(e["actor"], 0.0), e["ts"])
+    return {actor: {"reads": dict(c), "last_ts": last[actor]} for actor, c in sorted(per_actor.items())}
+
+
+__all__ = ["Officer", "AuditError", "verify_export", "access_report", "load_export", "load_heads"]

@@ -1,0 +1,81 @@
+"""The coordinator's side of the audit log: the Merkle tree over the stored
+events, signed tree heads, and proofs.
+
+Events are appended by `Store.audit` inside the transaction of what they
+record; this module reads the committed ones, in sequence order, into an
+in-memory tree (rebuilt from the database at start), so every head it signs
+covers exactly what is stored.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import select
+
+from fedlink import merkle
+from fedlink.audit import TreeHead, event_leaf, load_signing_key, new_signing_key, public_path, sign_tree_head
+from server import store as t
+from server.store import Store
+
+
+class AuditLog:
+    def __init__(self, store: Store, key_path: Path):
+        key_path = Path(key_path)
+        if not key_path.exists():
+            new_signing_key(key_path)
+        self.store = store
+        self._key = load_signing_key(key_path)
+        self.public_pem = public_path(key_path).read_text()
+        self._tree = merkle.MerkleTree()
+        self._lock = threading.Lock()
+
+    def _sync(self) -> None:
+        with self.store.read() as conn:
+            rows = conn.execute(select(t.audit_events.c.seq, t.audit_events.c.body).where(
+                t.audit_events.c.seq >= self._tree.size).order_by(t.audit_events.c.seq)).all()
+        for seq, body in rows:
+            if seq != self._tree.size:
+                break  # a gap: an event still being written; the next head covers it
+            self._tree.append_leaf_hash(event_leaf(body))
+
+    def tree_head(self) -> TreeHead:
+        with self._lock:
+            self._sync()
+            size = self._tree.size
+            return sign_tree_head(self._key, size, self._tree.root(size), int(time.time() * 1000))
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        with self._lock:
+            self._sync()
+            if not 0 < old_size <= new_size <= self._tree.size:
+                raise ValueError(f"no consistency proof from {old_size} to {new_size}: the log has "
+                                 f"{self._tree.size} events and proofs need 0 < old <= new")
+            return self._tree.consistency_proof(old_size, new_size)
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        with self._lock:
+            self._sync()
+            if not 0 <= index < size <= self._tree.size:
+                raise ValueError(f"no inclusion proof for event {index} in a tree of {size}: the log has "
+                                 f"{self._tree.size} events")
+            return self._tree.inclusion_proof(index, size)
+
+    def events(self, start: int = 0, end: int = 0, *, actor: str = "", kind: str = "", department: str = "",
+               since: float = 0.0, until: float = 0.0) -> Iterator[tuple[int, str]]:
+        c = t.audit_events.c
+        q = select(c.seq, c.body).where(c.seq >= start)
+        if end:
+            q = q.where(c.seq < end)
+        for column, value in ((c.actor, actor), (c.kind, kind), (c.department, department)):
+            if value:
+                q = q.where(column == value)
+        if since:
+            q = q.where(c.ts >= since)
+        if until:
+            q = q.where(c.ts < until)
+        with self.store.read() as conn:
+            for row in conn.execute(q.order_by(c.seq)):
+                yield row.seq, row.body
