@@ -28,7 +28,8 @@ from fedlink.wire import project_from_pb
 log = logging.getLogger("fedlink.agent")
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
-WORKLIST_EXTRA = ("need", "tier", "reasons", "explanation", "departments_linked", "match_scores", "run_id")
+WORKLIST_EXTRA = ("need", "tier", "status", "since", "transition_until", "reasons", "explanation",
+                  "departments_linked", "match_scores", "run_id")
 
 
 class AgentError(RuntimeError):
@@ -160,8 +161,18 @@ class Agent:
                     len(frame.columns) - 1)
                 reasons = "; ".join(f"{r.rule}: {', '.join(r.indicators)}" for r in f.reasons)
                 scores = " ".join(f"{s:.3f}" for s in f.match_scores)
-                w.writerow(own + [f.need, f.tier, reasons, f.explanation, f.departments_linked, scores, f.run_id])
+                w.writerow(own + [f.need, f.tier, f.status, f.since, f.transition_until, reasons, f.explanation,
+                                  f.departments_linked, scores, f.run_id])
         return len(flags)
+
+    def record_outcome(self, record_id: str, need: str, outcome: str, run_id: str) -> str:
+        """Send a caseworker's review of a flag on one of the department's records."""
+        self.check_log()
+        c = self.config
+        ref = RefCipher(load_key(c.ref_key_file), c.project, c.department).encrypt(record_id)
+        reply = self._call(self.stub.RecordOutcome, pb.RecordOutcomeRequest(
+            project_id=c.project, ref=ref, need=need, outcome=outcome, run_id=run_id))
+        return reply.suppressed_until
 
     @contextmanager
     def _progress(self):

@@ -16,6 +16,9 @@ from fedlink.rules import RulePack
 from fedlink.schema import DEFAULT_INDICATORS
 
 
+EMPLOYMENT_STATUSES = ("employed", "unemployed", "flexible", "retired")
+
+
 class IndicatorError(ValueError):
     """A department column whose value cannot be read; names row and field."""
 
@@ -91,6 +94,11 @@ def _medical_insurance(frame, birth_dates, pack, as_of):
 def _human_resources(frame, birth_dates, pack, as_of):
     status = frame["employment_status"].fillna("").astype(str).str.strip().str.lower() if "employment_status" in frame \
         else pd.Series("", index=frame.index)
+    unknown = ~status.isin(EMPLOYMENT_STATUSES + ("",))
+    if unknown.any():
+        row = unknown.idxmax()
+        raise IndicatorError(f"row {row}: field 'employment_status': {status[row][:20]!r} is not one of "
+                             f"{', '.join(EMPLOYMENT_STATUSES)}")
     months = _num(frame, "months_since_job_loss")
     # The HR register has no region code; the national floor is the conservative line.
     return {

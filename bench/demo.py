@@ -38,5 +38,9 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
     console.print("Worklists for caseworkers (each department sees only its own records):")
     for d, path in metrics["worklists"].items():
         console.print(f"  {d:18s} {path}")
+    audit = metrics["audit"]
+    console.print(f"Audit log verified offline by the privacy officer: {audit['tree_size']} events; signed tree "
+                  f"head root {audit['root_hash']}, signature {audit['signature'][:32]}..., key "
+                  f"{audit['key_id'][:16]} (export in {out / 'audit'})")
     console.print(f"Times (s): {metrics['times_s']}; total {time.perf_counter() - started:.1f} s")
     return metrics

@@ -24,6 +24,7 @@ from agents.client import Agent
 from agents.config import load_config
 from agents.refs import RefCipher, load_key, new_key
 from bench.metrics import flag_quality, pairwise_quality
+from fedlink.officer import Officer, verify_export
 from fedlink.operator import Operator
 from fedlink.pki import credentials_for, init_pki
 from fedlink.schema import DEPARTMENTS, Project
@@ -150,6 +151,10 @@ def run_bench(scenario: Path, out: Path, *, threshold: float | None = None, cons
                              for r, n, tier in zip(wl["record_id"], wl["need"], wl["tier"]))
         times["flag_delivery"] = round(time.perf_counter() - t0, 3)
         links = export_links(db, run_id, {d: load_config(c) for d, c in configs.items()})
+        # The privacy officer's check of everything that happened, offline.
+        with Officer.connect(address, pki) as officer:
+            head = officer.export(out / "audit")
+        verify_export(out / "audit", pki / "audit-signing.pub", out / "audit" / "verified-heads.jsonl")
     finally:
         running.stop(grace=5)
 
@@ -161,6 +166,8 @@ def run_bench(scenario: Path, out: Path, *, threshold: float | None = None, cons
         "threshold": project.schema.threshold if threshold is None else threshold,
         "times_s": times, "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "persons_linked": report.get("persons"), "worklists": worklists,
+        "audit": {"verified": True, "tree_size": head.tree_size, "root_hash": head.root_hash.hex(),
+                  "timestamp_ms": head.timestamp_ms, "signature": head.signature.hex(), "key_id": head.key_id.hex()},
     }
     truth_path = scenario / "truth.csv"
     if truth_path.exists():

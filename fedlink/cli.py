@@ -124,12 +124,34 @@ def project_create(config: Path, coordinator: str = CoordOpt, pki: Path = PkiOpt
     console.print(f"project {created.project_id} created, schema digest {created.digest()[:16]}")
 
 
+@project_app.command("rules")
+def project_rules(project: str, rules: Path = typer.Option(..., help="The new rule pack (TOML)"),
+                  coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt):
+    """Replace a project's rule pack (thresholds, regional lines, rules); the change is an audit event."""
+    import grpc
+
+    from fedlink.rules import RuleError, load_rulepack
+
+    text = rules.read_text(encoding="utf-8")
+    try:
+        load_rulepack(text, source=str(rules))
+    except RuleError as e:
+        _fail(str(e))
+    with _operator(coordinator, pki, party) as op:
+        try:
+            op.update_rules(project, text)
+        except grpc.RpcError as e:
+            _fail(f"{e.code().name}: {e.details()}", 3)
+    console.print(f"rules of {project} replaced; they apply to the next uploads and runs")
+
+
 @run_app.command("start")
 def run_start(project: str, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt,
+              as_of: str = typer.Option("", help="ISO date the run is for (default today)"),
               watch: bool = typer.Option(True, help="Follow the run's progress")):
     """Start a linkage run on the departments' current uploads."""
     with _operator(coordinator, pki, party) as op:
-        run_id = op.start_run(project)
+        run_id = op.start_run(project, as_of)
         console.print(f"run {run_id} started")
         if watch:
             op.watch(run_id, console)
@@ -315,6 +337,22 @@ def agent_flags(config: Path = typer.Option(..., help="The department's agent TO
     except grpc.RpcError as e:
         _fail(f"coordinator refused: {e.code().name}: {e.details()}", 3)
     console.print(f"{n} flags written to {out}")
+
+
+@agent_app.command("review")
+def agent_review(config: Path = typer.Option(..., help="The department's agent TOML"),
+                 record_id: str = typer.Option(..., help="The department's own record_id"),
+                 need: str = typer.Option(...), run: str = typer.Option(..., help="The run of the flag"),
+                 outcome: str = typer.Option(..., help="confirmed, assistance_granted, not_in_need, wrong_person")):
+    """Record the outcome of a caseworker's review of a flag."""
+    import grpc
+
+    try:
+        with _agent(config, True) as agent:
+            until = agent.record_outcome(record_id, need, outcome, run)
+    except grpc.RpcError as e:
+        _fail(f"coordinator refused: {e.code().name}: {e.details()}", 3)
+    console.print(f"outcome {outcome} recorded" + (f"; not raised again before {until}" if until else ""))
 
 
 # -- scenarios, bench, demo ---------------------------------------------------

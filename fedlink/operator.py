@@ -34,8 +34,12 @@ class Operator:
         return project_from_pb(self.stub.CreateProject(pb.CreateProjectRequest(project=project_to_pb(project)),
                                                        timeout=60))
 
-    def start_run(self, project_id: str) -> str:
-        return self.stub.StartRun(pb.StartRunRequest(project_id=project_id), timeout=60).run_id
+    def start_run(self, project_id: str, as_of: str = "") -> str:
+        return self.stub.StartRun(pb.StartRunRequest(project_id=project_id, as_of=as_of), timeout=60).run_id
+
+    def update_rules(self, project_id: str, rules_toml: str) -> Project:
+        return project_from_pb(self.stub.UpdateRules(pb.UpdateRulesRequest(project_id=project_id,
+                                                                           rules_toml=rules_toml), timeout=60))
 
     def progress(self, run_id: str):
         return self.stub.WatchRun(pb.WatchRunRequest(run_id=run_id))
@@ -69,7 +73,7 @@ def print_report(report: dict, console: Console) -> None:
     console.print(f"run {report['run_id']}: {report['state']}, {report.get('persons', 0)} persons; "
                   f"cells under {report.get('suppression_k', 5)} suppressed")
     for section in ("records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count",
-                    "flags_per_need"):
+                    "flags_per_need", "flags_per_status", "outcomes_per_rule"):
         table = Table(title=section.replace("_", " "))
         table.add_column("")
         table.add_column("count", justify="right")

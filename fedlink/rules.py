@@ -54,6 +54,7 @@ class RulePack:
     subsistence_lines: Mapping[str, float]  # region-code prefix -> yuan/person/month
     national_floor: float
     suppression_k: int = 5
+    transition_needs: tuple[str, ...] = ()  # needs whose end opens a gradual-exit transition
     text: str = ""
 
     @property
@@ -78,7 +79,8 @@ class RulePack:
 
 _PARAMETERS = {
     "elderly_age", "school_age_min", "school_age_max", "catastrophic_oop_yuan", "near_line_factor",
-    "wage_above_line_factor", "recent_job_loss_months", "chronic_absence_days",
+    "wage_above_line_factor", "recent_job_loss_months", "chronic_absence_days", "transition_months",
+    "not_in_need_suppression_days",
 }
 
 
@@ -118,7 +120,11 @@ def load_rulepack(text: str | None = None, *, source: str = "rule pack") -> Rule
         rules.append(rule)
     if not rules:
         raise RuleError(f"{source}: no [[rules]]")
-    return RulePack(tuple(rules), params, lines, float(floor), int(data.get("suppression_k", 5)), text)
+    transition = tuple(data.get("transition_needs", ()))
+    unknown = set(transition) - {r.need for r in rules}
+    if unknown:
+        raise RuleError(f"{source}: transition_needs names needs no rule finds: {sorted(unknown)}")
+    return RulePack(tuple(rules), params, lines, float(floor), int(data.get("suppression_k", 5)), transition, text)
 
 
 def _rule(r: dict, where: str) -> Rule:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from datetime import date
 from typing import Callable
 
 import numpy as np
@@ -24,19 +25,20 @@ Progress = Callable[..., None]
 class DepartmentRecords:
     department: str
     ids: np.ndarray               # store row ids (int64)
+    refs: list[bytes]             # encrypted references: stable across uploads, so flags are tracked by them
     filters: np.ndarray           # packed uint64 (n, words)
     indicators: dict[str, np.ndarray]
 
 
 def load_department(conn, department: str, upload_id: str, project: Project) -> DepartmentRecords:
-    rows = conn.execute(select(t.records.c.id, t.records.c.clk, t.records.c.indicators).where(
+    rows = conn.execute(select(t.records.c.id, t.records.c.ref, t.records.c.clk, t.records.c.indicators).where(
         t.records.c.upload_id == upload_id).order_by(t.records.c.id)).all()
     ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
     filters = pack_filters([r.clk for r in rows], project.schema.filter_bits)
     names = project.departments[department]
     indicators = {n: np.fromiter((r.indicators.get(n, 0) for r in rows), dtype=np.int8, count=len(rows))
                   for n in names}
-    return DepartmentRecords(department, ids, filters, indicators)
+    return DepartmentRecords(department, ids, [r.ref for r in rows], filters, indicators)
 
 
 @dataclass
@@ -147,6 +149,63 @@ def route_flags(linkage: Linkage, flags: list[NeedFlag], facts: dict[str, np.nda
     return rows
 
 
+def add_months(day: date, months: int) -> date:
+    y, m = divmod(day.month - 1 + months, 12)
+    year, month = day.year + y, m + 1
+    last = [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31,
+            30, 31][month - 1]
+    return date(year, month, min(day.day, last))
+
+
+def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[dict], ref_of: dict[int, bytes],
+                    pack) -> list[dict]:
+    """Compare this run's flags with the previous run's, by (department,
+    reference, need): new or continuing; a need that ended enters a gradual-exit
+    transition (for the pack's transition needs) and is then resolved. Flags a
+    caseworker reviewed as "not in need" are not raised again until their
+    suppression ends."""
+    today = as_of.isoformat()
+    prev_run = conn.execute(select(t.runs.c.run_id).where(
+        (t.runs.c.project_id == project_id) & (t.runs.c.state == "done") & (t.runs.c.run_id != run_id))
+        .order_by(t.runs.c.created_at.desc()).limit(1)).scalar()
+    previous = {}
+    if prev_run:
+        for f in conn.execute(select(t.flags, t.records.c.ref).join(t.records, t.records.c.id == t.flags.c.record_id)
+                              .where(t.flags.c.run_id == prev_run)):
+            previous[(f.department, f.ref, f.need)] = f
+    suppressed = {(o.department, o.ref, o.need) for o in conn.execute(select(t.outcomes).where(
+        (t.outcomes.c.project_id == project_id) & (t.outcomes.c.outcome == "not_in_need")
+        & (t.outcomes.c.suppressed_until > today)))}
+    months = int(pack.param("transition_months"))
+    out, current = [], set()
+    for r in rows:
+        key = (r["department"], ref_of[r["record_id"]], r["need"])
+        if key in suppressed:
+            continue
+        current.add(key)
+        p = previous.get(key)
+        since = p.since if p is not None and p.status != "resolved" else today
+        until = add_months(date.fromisoformat(since), months).isoformat() if r["need"] == "gradual_exit" else None
+        out.append({**r, "status": "continuing" if since != today else "new", "since": since,
+                    "transition_until": until})
+    for key, p in previous.items():
+        if key in current or p.status == "resolved":
+            continue
+        if p.status == "transition":
+            status, until = ("transition", p.transition_until) if today < p.transition_until else ("resolved", None)
+        elif p.need in pack.transition_needs:
+            status, until = "transition", add_months(as_of, months).isoformat()
+        else:
+            status, until = "resolved", None
+        detail = dict(p.detail)
+        detail["explanation"] = (f"No longer found in this run; support continues until {until} (gradual exit). "
+                                 if status == "transition" else "No longer found in this run: resolved. ") + \
+            p.detail["explanation"]
+        out.append({"department": p.department, "record_id": p.record_id, "person": -1, "need": p.need,
+                    "tier": p.tier, "status": status, "since": p.since, "transition_until": until, "detail": detail})
+    return out
+
+
 def suppress(counts: dict[str, int], k: int) -> list[dict]:
     """Report cells; a count of 1..k-1 people is withheld (privacy model, point 6)."""
     return [{"key": key, "count": 0 if 0 < c < k else int(c), "suppressed": bool(0 < c < k)}
@@ -160,8 +219,11 @@ def build_report(linkage: Linkage, flag_rows: list[dict], k: int) -> dict:
     size = np.bincount(linkage.labels, minlength=linkage.persons) if linkage.persons else np.array([], int)
     by_count = {f"{c} departments": int((size == c).sum()) for c in range(1, len(names) + 1)}
     need_persons: dict[str, set] = {}
+    statuses: dict[str, int] = {}
     for r in flag_rows:
-        need_persons.setdefault(r["need"], set()).add(r["person"])
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        if r["person"] >= 0:
+            need_persons.setdefault(r["need"], set()).add(r["person"])
     per_need = {need: len(p) for need, p in sorted(need_persons.items())}
     return {
         "persons": linkage.persons,
@@ -170,10 +232,11 @@ def build_report(linkage: Linkage, flag_rows: list[dict], k: int) -> dict:
         "linked_pairs_per_department_pair": suppress(pair_counts, k),
         "persons_by_department_count": suppress(by_count, k),
         "flags_per_need": suppress(per_need, k),
+        "flags_per_status": suppress(statuses, k),
     }
 
 
-def execute_run(store: Store, project: Project, run_id: str, used: dict[str, str], engine,
+def execute_run(store: Store, project: Project, run_id: str, as_of: date, used: dict[str, str], engine,
                 progress: Progress) -> dict:
     order = [d for d in DEPARTMENTS if d in used]
     progress("load", 0, len(order), "loading encoded records")
@@ -189,9 +252,11 @@ def execute_run(store: Store, project: Project, run_id: str, used: dict[str, str
     found = evaluate(pack, facts, linkage.persons)
     flag_rows = route_flags(linkage, found, facts)
     progress("rules", linkage.persons, linkage.persons, f"{len(found)} needs found")
-    report = build_report(linkage, flag_rows, pack.suppression_k)
+    ref_of = {int(i): ref for d in departments for i, ref in zip(d.ids.tolist(), d.refs)}
     progress("store", 0, len(flag_rows), "storing links and flags")
     with store.write() as conn:
+        flag_rows = track_over_time(conn, project.project_id, run_id, as_of, flag_rows, ref_of, pack)
+        report = build_report(linkage, flag_rows, pack.suppression_k)
         link_rows = [{"run_id": run_id, "record_id": int(rid), "person": int(p)}
                      for d, dept in enumerate(linkage.departments)
                      for rid, p in zip(dept.ids.tolist(), linkage.person_labels(d).tolist())]

@@ -13,7 +13,8 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from typing import Iterator, Sequence
 
 from sqlalchemy import and_, func, select, update
@@ -27,6 +28,27 @@ from server.audit import AuditLog
 from server.store import Store
 
 MAX_REF_BYTES = 16 + 256
+
+
+OUTCOMES = ("confirmed", "assistance_granted", "not_in_need", "wrong_person")
+
+
+def rule_changes(old, new) -> dict:
+    """What an operator changed in a rule pack, by name: the audit trail of thresholds."""
+    params = {k: [old.parameters.get(k), v] for k, v in new.parameters.items() if old.parameters.get(k) != v}
+    lines = {k: [old.subsistence_lines.get(k), new.subsistence_lines.get(k)]
+             for k in set(old.subsistence_lines) | set(new.subsistence_lines)
+             if old.subsistence_lines.get(k) != new.subsistence_lines.get(k)}
+    if old.national_floor != new.national_floor:
+        lines["national_floor"] = [old.national_floor, new.national_floor]
+    old_rules = {r.name: r for r in old.rules}
+    new_rules = {r.name: r for r in new.rules}
+    return {
+        "parameters": params, "subsistence_lines": lines,
+        "rules_added": sorted(set(new_rules) - set(old_rules)),
+        "rules_removed": sorted(set(old_rules) - set(new_rules)),
+        "rules_changed": sorted(n for n in set(old_rules) & set(new_rules) if old_rules[n] != new_rules[n]),
+    }
 
 
 class DomainError(Exception):
@@ -347,10 +369,14 @@ class Coordinator:
 
     # -- runs ----------------------------------------------------------------
 
-    def start_run(self, who: Identity, project_id: str, *, wait: bool = False) -> str:
+    def start_run(self, who: Identity, project_id: str, as_of: str = "", *, wait: bool = False) -> str:
         method = "StartRun"
         self._require(who, method, "operator")
         try:
+            try:
+                day = date.fromisoformat(as_of) if as_of else date.today()
+            except ValueError:
+                raise InvalidArgument(f"as_of {as_of[:20]!r} is not an ISO date (YYYY-MM-DD)") from None
             with self.store.write() as conn:
                 project = self._project(conn, project_id)
                 current = conn.execute(select(t.uploads.c.department, t.uploads.c.upload_id).where(and_(
@@ -364,15 +390,17 @@ class Coordinator:
                 run_id = uuid.uuid4().hex[:16]
                 used = {r.department: r.upload_id for r in current}
                 conn.execute(t.runs.insert().values(run_id=run_id, project_id=project_id, state="queued",
-                                                    started_by=str(who), created_at=time.time(), uploads=used))
+                                                    started_by=str(who), created_at=time.time(), as_of=day.isoformat(),
+                                                    uploads=used))
                 self.store.audit(conn, str(who), "run.start", project_id=project_id, run_id=run_id,
-                                 uploads=used, threshold=project.schema.threshold, engine=self.engine.name)
+                                 as_of=day.isoformat(), uploads=used, threshold=project.schema.threshold,
+                                 engine=self.engine.name)
         except DomainError as e:
             raise self.refuse(who, method, e) from None
         status = RunStatus(run_id)
         with self._runs_lock:
             self._runs[run_id] = status
-        worker = threading.Thread(target=self._execute_run, args=(run_id, project, used, status),
+        worker = threading.Thread(target=self._execute_run, args=(run_id, project, day, used, status),
                                   name=f"run-{run_id}", daemon=True)
         self._threads.append(worker)
         worker.start()
@@ -380,7 +408,8 @@ class Coordinator:
             worker.join()
         return run_id
 
-    def _execute_run(self, run_id: str, project: Project, used: dict[str, str], status: RunStatus) -> None:
+    def _execute_run(self, run_id: str, project: Project, as_of: date, used: dict[str, str],
+                     status: RunStatus) -> None:
         from server.linkage import execute_run
 
         def progress(phase: str, done: int, total: int, message: str = "") -> None:
@@ -393,7 +422,7 @@ class Coordinator:
         try:
             with self.store.write() as conn:
                 conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(state="running"))
-            report = execute_run(self.store, project, run_id, used, self.engine, progress)
+            report = execute_run(self.store, project, run_id, as_of, used, self.engine, progress)
             final, error = "done", ""
         except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
             report, final, error = None, "failed", f"{type(e).__name__}: {e}"
@@ -452,9 +481,15 @@ class Coordinator:
                 row = self._run_row(conn, run_id)
             except NotFound as e:
                 raise self.refuse(who, "GetReport", e) from None
+            feedback = conn.execute(select(t.outcomes.c.rule, t.outcomes.c.outcome, func.count()).where(
+                t.outcomes.c.project_id == row.project_id).group_by(t.outcomes.c.rule, t.outcomes.c.outcome)).all()
         with self.store.write() as conn:
             self.store.audit(conn, str(who), "report.read", project_id=row.project_id, run_id=run_id)
-        return {"run_id": run_id, "state": row.state, **(row.report or {})}
+        from server.linkage import suppress
+
+        k = (row.report or {}).get("suppression_k", 5)
+        outcomes = suppress({f"{rule}/{outcome}": n for rule, outcome, n in feedback}, k)
+        return {"run_id": run_id, "state": row.state, **(row.report or {}), "outcomes_per_rule": outcomes}
 
     # -- flags ---------------------------------------------------------------
 
@@ -477,7 +512,8 @@ class Coordinator:
                     raise NotFound(f"project {project_id} has no finished run"
                                    + (f" {run_id!r}" if run_id else ""))
                 rows = conn.execute(
-                    select(t.flags.c.need, t.flags.c.tier, t.flags.c.detail, t.records.c.ref)
+                    select(t.flags.c.need, t.flags.c.tier, t.flags.c.detail, t.flags.c.status, t.flags.c.since,
+                           t.flags.c.transition_until, t.records.c.ref)
                     .join(t.records, t.records.c.id == t.flags.c.record_id)
                     .where(and_(t.flags.c.run_id == run.run_id, t.flags.c.department == who.department))
                     .order_by(t.flags.c.tier, t.flags.c.id)).all()
@@ -485,7 +521,62 @@ class Coordinator:
                                  department=who.department, run_id=run.run_id, flags=len(rows))
         except DomainError as e:
             raise self.refuse(who, method, e) from None
-        return [{"ref": r.ref, "need": r.need, "tier": r.tier, "run_id": run.run_id, **r.detail} for r in rows]
+        return [{"ref": r.ref, "need": r.need, "tier": r.tier, "run_id": run.run_id, "status": r.status,
+                 "since": r.since, "transition_until": r.transition_until or "", **r.detail} for r in rows]
+
+    def record_outcome(self, who: Identity, project_id: str, ref: bytes, need: str, outcome: str,
+                       run_id: str) -> str:
+        """A caseworker's review of one of the department's flags; returns the
+        date until which a "not in need" flag is not raised again ("" otherwise)."""
+        method = "RecordOutcome"
+        self._require(who, method, "agent")
+        try:
+            if outcome not in OUTCOMES:
+                raise InvalidArgument(f"outcome {outcome[:40]!r} is not one of {', '.join(OUTCOMES)}")
+            with self.store.write() as conn:
+                project = self._project(conn, project_id)
+                self._member(who, method, project)
+                flag = conn.execute(
+                    select(t.flags.c.id, t.flags.c.detail, t.runs.c.as_of)
+                    .join(t.records, t.records.c.id == t.flags.c.record_id)
+                    .join(t.runs, t.runs.c.run_id == t.flags.c.run_id)
+                    .where(and_(t.flags.c.run_id == run_id, t.flags.c.department == who.department,
+                                t.records.c.ref == ref, t.flags.c.need == need))).first()
+                if flag is None:
+                    raise NotFound(f"run {run_id!r} has no {need!r} flag on that record of {who.department}")
+                until = ""
+                if outcome == "not_in_need":
+                    days = load_rulepack(project.rules_toml).param("not_in_need_suppression_days")
+                    until = (date.fromisoformat(flag.as_of) + timedelta(days=int(days))).isoformat()
+                rule = flag.detail["reasons"][0]["rule"] if flag.detail.get("reasons") else need
+                conn.execute(t.outcomes.insert().values(
+                    project_id=project_id, department=who.department, ref=ref, need=need, rule=rule, run_id=run_id,
+                    outcome=outcome, suppressed_until=until or None, recorded_by=str(who), recorded_at=time.time()))
+                self.store.audit(conn, str(who), "review.outcome", project_id=project_id, department=who.department,
+                                 run_id=run_id, flag=flag.id, need=need, rule=rule, outcome=outcome,
+                                 suppressed_until=until or None)
+                return until
+        except DomainError as e:
+            raise self.refuse(who, method, e) from None
+
+    def update_rules(self, who: Identity, project_id: str, rules_toml: str) -> Project:
+        """Replace the project's rule pack; what changed goes into the audit event."""
+        method = "UpdateRules"
+        self._require(who, method, "operator")
+        try:
+            try:
+                new = load_rulepack(rules_toml, source=f"project {project_id} rules")
+            except ValueError as e:
+                raise InvalidArgument(str(e)) from None
+            with self.store.write() as conn:
+                project = self._project(conn, project_id)
+                old = load_rulepack(project.rules_toml)
+                conn.execute(update(t.projects).where(t.projects.c.project_id == project_id).values(
+                    rules_toml=rules_toml))
+                self.store.audit(conn, str(who), "rules.update", project_id=project_id, **rule_changes(old, new))
+            return replace(project, rules_toml=rules_toml)
+        except DomainError as e:
+            raise self.refuse(who, method, e) from None
 
     # -- audit log -----------------------------------------------------------
 

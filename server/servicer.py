@@ -105,7 +105,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def StartRun(self, request, context, who):
-        run_id = self.coordinator.start_run(who, request.project_id)
+        run_id = self.coordinator.start_run(who, request.project_id, request.as_of)
         return pb.Run(run_id=run_id, project_id=request.project_id, state="queued")
 
     @rpc
@@ -125,7 +125,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             records_per_department=cells("records_per_department"),
             linked_pairs_per_department_pair=cells("linked_pairs_per_department_pair"),
             persons_by_department_count=cells("persons_by_department_count"),
-            flags_per_need=cells("flags_per_need"))
+            flags_per_need=cells("flags_per_need"), flags_per_status=cells("flags_per_status"),
+            outcomes_per_rule=cells("outcomes_per_rule"))
 
     @rpc
     def PullFlags(self, request, context, who):
@@ -134,7 +135,18 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                 ref=f["ref"], need=f["need"], tier=f["tier"], run_id=f["run_id"],
                 reasons=[pb.Reason(rule=r["rule"], indicators=r["indicators"]) for r in f["reasons"]],
                 departments_linked=f["departments_linked"], match_scores=f["match_scores"],
-                explanation=f["explanation"])
+                explanation=f["explanation"], status=f["status"], since=f["since"],
+                transition_until=f["transition_until"])
+
+    @rpc
+    def RecordOutcome(self, request, context, who):
+        until = self.coordinator.record_outcome(who, request.project_id, request.ref, request.need, request.outcome,
+                                                request.run_id)
+        return pb.RecordOutcomeResponse(suppressed_until=until)
+
+    @rpc
+    def UpdateRules(self, request, context, who):
+        return project_to_pb(self.coordinator.update_rules(who, request.project_id, request.rules_toml))
 
     @rpc
     def GetTreeHead(self, request, context, who):

@@ -77,6 +77,7 @@ runs = Table(
     Column("started_by", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
+    Column("as_of", String(10), nullable=False),      # ISO date the run is for
     Column("uploads", JSON),                          # the upload of each department the run used
     Column("report", JSON),
     Column("error", Text),
@@ -98,8 +99,27 @@ flags = Table(
     Column("person", Integer, nullable=False),
     Column("need", String(64), nullable=False),
     Column("tier", Integer, nullable=False),
+    Column("status", String(16), nullable=False),    # new, continuing, transition, resolved
+    Column("since", String(10), nullable=False),     # first flagged without a break
+    Column("transition_until", String(10)),
     Column("detail", JSON, nullable=False),          # reasons, departments linked, scores, explanation
     Index("ix_flags_run_dept", "run_id", "department"),
+)
+
+outcomes = Table(
+    "outcomes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", String(128), ForeignKey("projects.project_id"), nullable=False),
+    Column("department", String(64), nullable=False),
+    Column("ref", LargeBinary, nullable=False),
+    Column("need", String(64), nullable=False),
+    Column("rule", String(128), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("outcome", String(32), nullable=False),    # confirmed, assistance_granted, not_in_need, wrong_person
+    Column("suppressed_until", String(10)),
+    Column("recorded_by", String(128), nullable=False),
+    Column("recorded_at", Float, nullable=False),
+    Index("ix_outcomes_ref", "project_id", "department", "ref", "need"),
 )
 
 audit_events = Table(

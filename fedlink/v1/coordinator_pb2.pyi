@@ -64,6 +64,34 @@ class GetProjectRequest(_message.Message):
     project_id: str
     def __init__(self, project_id: _Optional[str] = ...) -> None: ...
 
+class UpdateRulesRequest(_message.Message):
+    __slots__ = ("project_id", "rules_toml")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    RULES_TOML_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    rules_toml: str
+    def __init__(self, project_id: _Optional[str] = ..., rules_toml: _Optional[str] = ...) -> None: ...
+
+class RecordOutcomeRequest(_message.Message):
+    __slots__ = ("project_id", "ref", "need", "outcome", "run_id")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    NEED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    ref: bytes
+    need: str
+    outcome: str
+    run_id: str
+    def __init__(self, project_id: _Optional[str] = ..., ref: _Optional[bytes] = ..., need: _Optional[str] = ..., outcome: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class RecordOutcomeResponse(_message.Message):
+    __slots__ = ("suppressed_until",)
+    SUPPRESSED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    suppressed_until: str
+    def __init__(self, suppressed_until: _Optional[str] = ...) -> None: ...
+
 class BeginUploadRequest(_message.Message):
     __slots__ = ("project_id", "schema_digest", "key_check", "upload_digest", "record_count", "batch_count")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -148,10 +176,12 @@ class UploadSummary(_message.Message):
     def __init__(self, upload_id: _Optional[str] = ..., department: _Optional[str] = ..., record_count: _Optional[int] = ..., committed: _Optional[bool] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("project_id",)
+    __slots__ = ("project_id", "as_of")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
     project_id: str
-    def __init__(self, project_id: _Optional[str] = ...) -> None: ...
+    as_of: str
+    def __init__(self, project_id: _Optional[str] = ..., as_of: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("run_id", "project_id", "state")
@@ -202,7 +232,7 @@ class CountCell(_message.Message):
     def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ..., suppressed: _Optional[bool] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons")
+    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RECORDS_PER_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +241,8 @@ class Report(_message.Message):
     FLAGS_PER_NEED_FIELD_NUMBER: _ClassVar[int]
     SUPPRESSION_K_FIELD_NUMBER: _ClassVar[int]
     PERSONS_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_PER_STATUS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_PER_RULE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: str
     records_per_department: _containers.RepeatedCompositeFieldContainer[CountCell]
@@ -219,7 +251,9 @@ class Report(_message.Message):
     flags_per_need: _containers.RepeatedCompositeFieldContainer[CountCell]
     suppression_k: int
     persons: int
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ...) -> None: ...
+    flags_per_status: _containers.RepeatedCompositeFieldContainer[CountCell]
+    outcomes_per_rule: _containers.RepeatedCompositeFieldContainer[CountCell]
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ...) -> None: ...
 
 class PullFlagsRequest(_message.Message):
     __slots__ = ("project_id", "run_id", "department")
@@ -240,7 +274,7 @@ class Reason(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., indicators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Flag(_message.Message):
-    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation")
+    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation", "status", "since", "transition_until")
     REF_FIELD_NUMBER: _ClassVar[int]
     NEED_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +283,9 @@ class Flag(_message.Message):
     MATCH_SCORES_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TRANSITION_UNTIL_FIELD_NUMBER: _ClassVar[int]
     ref: bytes
     need: str
     tier: int
@@ -257,7 +294,10 @@ class Flag(_message.Message):
     match_scores: _containers.RepeatedScalarFieldContainer[float]
     run_id: str
     explanation: str
-    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ...) -> None: ...
+    status: str
+    since: str
+    transition_until: str
+    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., transition_until: _Optional[str] = ...) -> None: ...
 
 class GetTreeHeadRequest(_message.Message):
     __slots__ = ()

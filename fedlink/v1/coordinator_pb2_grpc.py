@@ -54,6 +54,11 @@ class CoordinatorStub:
                 request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetReportRequest.SerializeToString,
                 response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Report.FromString,
                 _registered_method=True)
+        self.UpdateRules = channel.unary_unary(
+                '/fedlink.v1.Coordinator/UpdateRules',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.UpdateRulesRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Project.FromString,
+                _registered_method=True)
         self.GetProject = channel.unary_unary(
                 '/fedlink.v1.Coordinator/GetProject',
                 request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetProjectRequest.SerializeToString,
@@ -78,6 +83,11 @@ class CoordinatorStub:
                 '/fedlink.v1.Coordinator/PullFlags',
                 request_serializer=fedlink_dot_v1_dot_coordinator__pb2.PullFlagsRequest.SerializeToString,
                 response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Flag.FromString,
+                _registered_method=True)
+        self.RecordOutcome = channel.unary_unary(
+                '/fedlink.v1.Coordinator/RecordOutcome',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.RecordOutcomeRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.RecordOutcomeResponse.FromString,
                 _registered_method=True)
         self.GetTreeHead = channel.unary_unary(
                 '/fedlink.v1.Coordinator/GetTreeHead',
@@ -129,6 +139,14 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateRules(self, request, context):
+        """Operator: change the project's rule pack (thresholds are data); the
+        change is an audit event and applies to the next uploads and runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetProject(self, request, context):
         """Operator and agents: the project's schema (agents encode with it).
         """
@@ -158,8 +176,15 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PullFlags(self, request, context):
-        """Agents: the flags for the calling department's own records.
+        """Agents: the flags for the calling department's own records, and the
+        outcome of a caseworker's review of one of them.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordOutcome(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -215,6 +240,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.GetReportRequest.FromString,
                     response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Report.SerializeToString,
             ),
+            'UpdateRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRules,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.UpdateRulesRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Project.SerializeToString,
+            ),
             'GetProject': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProject,
                     request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.GetProjectRequest.FromString,
@@ -239,6 +269,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.PullFlags,
                     request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.PullFlagsRequest.FromString,
                     response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Flag.SerializeToString,
+            ),
+            'RecordOutcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordOutcome,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.RecordOutcomeRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.RecordOutcomeResponse.SerializeToString,
             ),
             'GetTreeHead': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTreeHead,
@@ -380,6 +415,33 @@ class Coordinator:
             _registered_method=True)
 
     @staticmethod
+    def UpdateRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/UpdateRules',
+            fedlink_dot_v1_dot_coordinator__pb2.UpdateRulesRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetProject(request,
             target,
             options=(),
@@ -504,6 +566,33 @@ class Coordinator:
             '/fedlink.v1.Coordinator/PullFlags',
             fedlink_dot_v1_dot_coordinator__pb2.PullFlagsRequest.SerializeToString,
             fedlink_dot_v1_dot_coordinator__pb2.Flag.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/RecordOutcome',
+            fedlink_dot_v1_dot_coordinator__pb2.RecordOutcomeRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.RecordOutcomeResponse.FromString,
             options,
             channel_credentials,
             insecure,

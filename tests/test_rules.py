@@ -1,0 +1,142 @@
+"""The rule pack: each default rule, the regional lines, validation, and the
+indicators agents derive for it."""
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agents.indicators import IndicatorError, derive
+from fedlink.rules import RuleError, default_text, evaluate, load_rulepack
+
+PACK = load_rulepack()
+
+
+def flags_for(**facts) -> dict[str, int]:
+    """Evaluate the default pack on one person; returns need -> tier."""
+    present = {f"present:{k.split('.')[0]}" for k in facts if "." in k}
+    arrays = {k: np.array([bool(v)]) for k, v in facts.items()}
+    arrays.update({p: np.array([True]) for p in present if p not in arrays})
+    return {f.need: f.tier for f in evaluate(PACK, arrays, 1)}
+
+
+@pytest.mark.parametrize("facts, need, tier", [
+    ({"medical_insurance.catastrophic_medical_expense": 1, "civil_affairs.below_subsistence_line": 1},
+     "medical_hardship", 1),
+    ({"medical_insurance.catastrophic_medical_expense": 1, "human_resources.unemployed": 1}, "medical_hardship", 1),
+    ({"medical_insurance.major_illness": 1, "civil_affairs.below_subsistence_line": 1}, "medical_hardship", 2),
+    ({"human_resources.recent_job_loss": 1, "civil_affairs.near_subsistence_line": 1}, "income_shock", 2),
+    ({"population.compulsory_school_age": 1}, "school_dropout_risk", 1),  # not on the roll at all
+    ({"population.compulsory_school_age": 1, "education.enrolled": 0}, "school_dropout_risk", 1),
+    ({"education.enrolled": 1, "education.chronic_absence": 1, "civil_affairs.dibao": 1}, "school_dropout_risk", 2),
+    ({"population.elderly": 1, "population.lives_alone": 1, "civil_affairs.below_subsistence_line": 1},
+     "elderly_alone", 2),
+    ({"civil_affairs.dibao": 1, "civil_affairs.below_subsistence_line": 1, "housing.multiple_properties": 1},
+     "eligibility_review", 3),
+    ({"civil_affairs.dibao": 1, "civil_affairs.below_subsistence_line": 0}, "gradual_exit", 3),
+])
+def test_each_default_rule_fires(facts, need, tier):
+    assert flags_for(**facts).get(need) == tier
+
+
+@pytest.mark.parametrize("facts, need", [
+    ({"medical_insurance.catastrophic_medical_expense": 1}, "medical_hardship"),  # costs, but income unknown
+    ({"population.compulsory_school_age": 1, "education.enrolled": 1}, "school_dropout_risk"),
+    ({"population.elderly": 1, "population.lives_alone": 0, "civil_affairs.below_subsistence_line": 1},
+     "elderly_alone"),
+    ({"civil_affairs.dibao": 1, "civil_affairs.below_subsistence_line": 1}, "gradual_exit"),
+    ({"civil_affairs.dibao": 1, "civil_affairs.below_subsistence_line": 1}, "eligibility_review"),
+])
+def test_rules_do_not_fire_without_their_conditions(facts, need):
+    assert need not in flags_for(**facts)
+
+
+def test_one_flag_per_need_at_the_most_urgent_tier_with_reasons():
+    arrays = {k: np.array([True]) for k in ("medical_insurance.catastrophic_medical_expense",
+                                            "medical_insurance.major_illness", "civil_affairs.below_subsistence_line",
+                                            "present:medical_insurance", "present:civil_affairs")}
+    [flag] = [f for f in evaluate(PACK, arrays, 1) if f.need == "medical_hardship"]
+    assert flag.tier == 1 and flag.rules == ("catastrophic_medical_costs", "major_illness_low_income")
+    assert dict(flag.reasons)["catastrophic_medical_costs"] == (
+        "medical_insurance.catastrophic_medical_expense", "civil_affairs.below_subsistence_line")
+
+
+def test_every_need_of_the_design_is_covered():
+    assert set(PACK.needs) == {"medical_hardship", "income_shock", "school_dropout_risk", "elderly_alone",
+                               "eligibility_review", "gradual_exit"}
+
+
+@pytest.mark.parametrize("region, line", [
+    ("310115", 1510), ("330106", 1149), ("440106", 1165), ("440305", 1165), ("440604", 1037),
+    ("441802", 857), ("620102", 920), ("110101", 857), ("", 857),
+])
+def test_regional_subsistence_lines_with_a_national_floor(region, line):
+    assert PACK.line_for(region) == line
+
+
+def test_income_indicators_use_the_local_line():
+    frame = pd.DataFrame({
+        "household_monthly_income": ["4000", "4000", "2000", ""], "household_size": ["3", "3", "1", "2"],
+        "dibao": ["1", "0", "", "1"], "region_code": ["310101", "620102", "620102", "310101"],
+    }, index=[2, 3, 4, 5])
+    out = derive("civil_affairs", frame, pd.Series([""] * 4, index=frame.index), PACK, date(2025, 6, 30))
+    # 1,333/person: below Shanghai's 1,510; above Lanzhou's 920 but under 1.5x of it (1,380).
+    assert out["below_subsistence_line"].tolist() == [1, 0, 0, 0]
+    assert out["near_subsistence_line"].tolist() == [0, 1, 0, 0]
+    assert out["dibao"].tolist() == [1, 0, 0, 1]
+
+
+def test_ages_are_taken_at_the_reference_date():
+    frame = pd.DataFrame({"household_size": ["1", "3", "1"]}, index=[2, 3, 4])
+    births = pd.Series(["1965-07-01", "2015-06-30", ""], index=frame.index)
+    out = derive("population", frame, births, PACK, date(2025, 6, 30))
+    assert out["elderly"].tolist() == [0, 0, 0]  # 59 until tomorrow
+    assert out["compulsory_school_age"].tolist() == [0, 1, 0]
+    assert out["lives_alone"].tolist() == [1, 0, 1]
+
+
+def test_a_bad_amount_names_the_row_and_field():
+    frame = pd.DataFrame({"out_of_pocket_12m": ["100", "lots"], "major_illness": ["0", "1"]}, index=[2, 3])
+    with pytest.raises(IndicatorError, match=r"row 3: field 'out_of_pocket_12m'"):
+        derive("medical_insurance", frame, pd.Series(["", ""], index=frame.index), PACK, date(2025, 6, 30))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('when = "population.elderly and', 'when = "population.eldrly and'),
+     "rule 'elderly_alone_low_income'.when: population has no indicator 'eldrly'"),
+    (lambda t: t.replace("tier = 2\nwhen = \"human_resources.recent", "tier = 9\nwhen = \"human_resources.recent"),
+     "rule 'recent_job_loss_near_line'.tier: 9 is not 1, 2 or 3"),
+    (lambda t: t.replace('route = ["human_resources", "civil_affairs"]', 'route = ["tax_bureau"]'),
+     "rule 'recent_job_loss_near_line'.route: unknown department 'tax_bureau'"),
+    (lambda t: t.replace("catastrophic_oop_yuan = 20000", "catastrophic_oop_yuan = -5"),
+     "parameters.catastrophic_oop_yuan = -5"),
+    (lambda t: t.replace('"31" = 1510', '"31" = "high"'), "subsistence_line.31"),
+    (lambda t: t.replace("__import__", "") .replace('when = "civil_affairs.dibao and (housing',
+                                                    'when = "__import__(\'os\') and (housing'),
+     "is not allowed"),
+])
+def test_a_bad_rule_pack_is_refused_naming_the_rule_and_field(edit, message):
+    with pytest.raises(RuleError) as e:
+        load_rulepack(edit(default_text()), source="pack.toml")
+    assert message in str(e.value)
+    assert str(e.value).startswith("pack.toml")
+
+
+def test_thresholds_are_data():
+    text = default_text().replace("catastrophic_oop_yuan = 20000", "catastrophic_oop_yuan = 5000")
+    pack = load_rulepack(text)
+    frame = pd.DataFrame({"out_of_pocket_12m": ["8000"], "major_illness": ["0"]}, index=[2])
+    births = pd.Series([""], index=frame.index)
+    assert derive("medical_insurance", frame, births, pack, date(2025, 6, 30))[
+        "catastrophic_medical_expense"].tolist() == [1]
+    assert derive("medical_insurance", frame, births, PACK, date(2025, 6, 30))[
+        "catastrophic_medical_expense"].tolist() == [0]
+
+
+def test_an_unknown_employment_status_names_the_row():
+    frame = pd.DataFrame({"employment_status": ["employed", "astronaut"], "months_since_job_loss": ["", ""],
+                          "monthly_wage": ["", ""]}, index=[2, 3])
+    with pytest.raises(IndicatorError, match=r"row 3: field 'employment_status': 'astronaut'"):
+        derive("human_resources", frame, pd.Series(["", ""], index=frame.index), PACK, date(2025, 6, 30))
