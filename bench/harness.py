@@ -64,65 +64,79 @@ def write_agent_config(workdir: Path, department: str, extract: Path, address: s
     return path
 
 
-def run_bench(scenario: Path, out: Path, *, threshold: float | None = None, console: Console | None = None,
-              project_overrides: dict | None = None) -> dict:
-    scenario, out = Path(scenario), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    say = console.print if console else (lambda *a, **k: None)
-    settings = scenario_settings(scenario)
-    departments = scenario_departments(scenario)
-    times: dict[str, float] = {}
+class BenchSession:
+    """A coordinator on loopback with mTLS, a project, and one agent per department."""
 
-    # PKI, the shared project secret, each department's own reference key.
-    pki = out / "pki"
-    if not (pki / "ca.pem").exists():
-        init_pki(pki, departments)
-    secret_file = out / "project.secret"
-    if not secret_file.exists():
-        secret_file.write_text(secrets.token_hex(32) + "\n")
-        secret_file.chmod(0o600)
-    db = out / "coordinator.sqlite"
-    for stale in (db, db.with_suffix(".sqlite-wal"), db.with_suffix(".sqlite-shm")):
-        stale.unlink(missing_ok=True)
-
-    running = start("127.0.0.1:0", db, credentials=credentials_for(pki, "coordinator"))
-    address = f"127.0.0.1:{running.port}"
-    try:
-        project = Project.default(PROJECT_ID, departments, **(project_overrides or {}))
-        overrides = settings.get("project", {})
-        if overrides.get("reference_date"):
-            project = replace(project, reference_date=overrides["reference_date"])
+    def __init__(self, scenario: Path, out: Path, *, threshold: float | None = None,
+                 console: Console | None = None, project_overrides: dict | None = None):
+        self.scenario, self.out = Path(scenario), Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.console = console
+        self.settings = scenario_settings(self.scenario)
+        self.departments = scenario_departments(self.scenario)
+        self.pki = self.out / "pki"
+        if not (self.pki / "ca.pem").exists():
+            init_pki(self.pki, self.departments)
+        secret_file = self.out / "project.secret"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_hex(32) + "\n")
+            secret_file.chmod(0o600)
+        self.db = self.out / "coordinator.sqlite"
+        for stale in (self.db, self.db.with_suffix(".sqlite-wal"), self.db.with_suffix(".sqlite-shm")):
+            stale.unlink(missing_ok=True)
+        # A new coordinator database is a new log: forget the heads of the last one.
+        for state in (self.out / "agents").glob("state-*/tree-heads.jsonl"):
+            state.unlink()
+        (self.out / "audit" / "verified-heads.jsonl").unlink(missing_ok=True)
+        self.running = start("127.0.0.1:0", self.db, credentials=credentials_for(self.pki, "coordinator"))
+        self.address = f"127.0.0.1:{self.running.port}"
+        project = Project.default(PROJECT_ID, self.departments, **(project_overrides or {}))
+        ref = self.settings.get("project", {}).get("reference_date")
+        if ref:
+            project = replace(project, reference_date=ref)
         if threshold is not None:
             project = replace(project, schema=replace(project.schema, threshold=threshold))
-        with Operator.connect(address, pki) as op:
+        self.project = project
+        with Operator.connect(self.address, self.pki) as op:
             op.create_project(project)
-
-        configs = {}
-        for d in departments:
-            configs[d] = write_agent_config(out, d, scenario / f"{d}.csv", address,
-                                            settings.get("columns", {}).get(d, {}))
-            key = load_config(configs[d]).ref_key_file
+        self.configs = {}
+        for d in self.departments:
+            self.configs[d] = self.agent_config(d, self.scenario / f"{d}.csv")
+            key = load_config(self.configs[d]).ref_key_file
             if not key.exists():
                 new_key(key)
 
-        encode_s = upload_s = 0.0
-        counts = {}
-        for d in departments:
-            with Agent(load_config(configs[d]), show_progress=console is not None) as agent:
-                t0 = time.perf_counter()
-                remote = agent.project()
-                prepared = agent.prepare(remote)
-                t1 = time.perf_counter()
-                summary = agent.upload(remote, prepared)
-                t2 = time.perf_counter()
-            encode_s += t1 - t0
-            upload_s += t2 - t1
-            counts[d] = summary.record_count
-            say(f"{d}: {summary.record_count} records encoded in {t1 - t0:.1f} s, uploaded in {t2 - t1:.1f} s")
-        times["normalise_encode"], times["upload"] = round(encode_s, 3), round(upload_s, 3)
+    def say(self, text: str) -> None:
+        if self.console:
+            self.console.print(text)
 
-        with Operator.connect(address, pki) as op:
-            run_id = op.start_run(PROJECT_ID)
+    def agent_config(self, department: str, extract: Path) -> Path:
+        columns = self.settings.get("columns", {}).get(department, {})
+        return write_agent_config(self.out, department, extract, self.address, columns)
+
+    def agent(self, department: str) -> Agent:
+        return Agent(load_config(self.configs[department]), show_progress=self.console is not None)
+
+    def upload(self, department: str, extract: Path | None = None) -> tuple[int, float, float]:
+        """Encode and upload one department's extract; (records, encode s, upload s)."""
+        if extract is not None:
+            self.configs[department] = self.agent_config(department, extract)
+        with self.agent(department) as agent:
+            t0 = time.perf_counter()
+            remote = agent.project()
+            prepared = agent.prepare(remote)
+            t1 = time.perf_counter()
+            summary = agent.upload(remote, prepared)
+            t2 = time.perf_counter()
+        self.say(f"{department}: {summary.record_count} records encoded in {t1 - t0:.1f} s, "
+                 f"uploaded in {t2 - t1:.1f} s")
+        return summary.record_count, t1 - t0, t2 - t1
+
+    def run(self, as_of: str = "") -> tuple[str, dict, dict]:
+        """Start a run, follow its stream; (run id, report, phase times)."""
+        times = {}
+        with Operator.connect(self.address, self.pki) as op:
+            run_id = op.start_run(PROJECT_ID, as_of or self.project.reference_date)
             phase_start: dict[str, float] = {}
             state = ""
             t0 = time.perf_counter()
@@ -137,63 +151,86 @@ def run_bench(scenario: Path, out: Path, *, threshold: float | None = None, cons
         times["link"] = round(rules_at - t0, 3)
         times["rules"] = round(phase_start.get("store", t_end) - rules_at, 3)
         times["store"] = round(t_end - phase_start.get("store", t_end), 3)
+        return run_id, report, times
 
-        t0 = time.perf_counter()
-        flags = []
-        worklists = {}
-        for d in departments:
-            with Agent(load_config(configs[d]), show_progress=False) as agent:
-                path = out / "worklists" / f"{d}.csv"
+    def worklists(self, run_id: str, suffix: str = "") -> tuple[dict[str, Path], pd.DataFrame]:
+        """Every department pulls its worklist; (paths, all flags as department,record_id,need,tier,status)."""
+        paths, flags = {}, []
+        for d in self.departments:
+            with Agent(load_config(self.configs[d]), show_progress=False) as agent:
+                path = self.out / "worklists" / f"{d}{suffix}.csv"
                 agent.write_worklist(path, run_id)
-                worklists[d] = str(path)
-                wl = pd.read_csv(path, dtype=str, keep_default_na=False)
-                flags.extend({"department": d, "record_id": r, "need": n, "tier": int(tier)}
-                             for r, n, tier in zip(wl["record_id"], wl["need"], wl["tier"]))
-        times["flag_delivery"] = round(time.perf_counter() - t0, 3)
-        links = export_links(db, run_id, {d: load_config(c) for d, c in configs.items()})
-        # The privacy officer's check of everything that happened, offline.
-        with Officer.connect(address, pki) as officer:
-            head = officer.export(out / "audit")
-        verify_export(out / "audit", pki / "audit-signing.pub", out / "audit" / "verified-heads.jsonl")
-    finally:
-        running.stop(grace=5)
+            paths[d] = path
+            wl = pd.read_csv(path, dtype=str, keep_default_na=False)
+            flags.append(pd.DataFrame({"department": d, "record_id": wl["record_id"], "need": wl["need"],
+                                       "tier": wl["tier"].astype(int), "status": wl["status"]}))
+        return paths, pd.concat(flags, ignore_index=True)
 
+    def links(self, run_id: str) -> pd.DataFrame:
+        """links.csv: every record's cluster, references decrypted with each department's own key."""
+        with self.running.coordinator.store.read() as conn:
+            rows = conn.execute(
+                select(t.uploads.c.department, t.records.c.ref, t.links.c.person)
+                .join(t.records, t.records.c.id == t.links.c.record_id)
+                .join(t.uploads, t.uploads.c.upload_id == t.records.c.upload_id)
+                .where(t.links.c.run_id == run_id)).all()
+        configs = {d: load_config(c) for d, c in self.configs.items()}
+        ciphers = {d: RefCipher(load_key(c.ref_key_file), c.project, d) for d, c in configs.items()}
+        return pd.DataFrame([(d, ciphers[d].decrypt(ref), person) for d, ref, person in rows],
+                            columns=["department", "record_id", "cluster_id"])
+
+    def verify_audit(self) -> dict:
+        """The privacy officer exports the log and verifies it offline."""
+        with Officer.connect(self.address, self.pki) as officer:
+            officer.export(self.out / "audit")
+        head = verify_export(self.out / "audit", self.pki / "audit-signing.pub",
+                             self.out / "audit" / "verified-heads.jsonl")
+        return {"verified": True, "tree_size": head.tree_size, "root_hash": head.root_hash.hex(),
+                "timestamp_ms": head.timestamp_ms, "signature": head.signature.hex(), "key_id": head.key_id.hex()}
+
+    def close(self) -> None:
+        self.running.stop(grace=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_bench(scenario: Path, out: Path, *, threshold: float | None = None, console: Console | None = None,
+              project_overrides: dict | None = None) -> dict:
+    out = Path(out)
+    with BenchSession(scenario, out, threshold=threshold, console=console,
+                      project_overrides=project_overrides) as s:
+        counts, encode_s, upload_s = {}, 0.0, 0.0
+        for d in s.departments:
+            counts[d], e, u = s.upload(d)
+            encode_s += e
+            upload_s += u
+        run_id, report, times = s.run()
+        times = {"normalise_encode": round(encode_s, 3), "upload": round(upload_s, 3), **times}
+        t0 = time.perf_counter()
+        worklists, flags = s.worklists(run_id)
+        times["flag_delivery"] = round(time.perf_counter() - t0, 3)
+        links = s.links(run_id)
+        audit = s.verify_audit()
     links.to_csv(out / "links.csv", index=False)
-    flags_frame = pd.DataFrame(flags, columns=["department", "record_id", "need", "tier"])
-    flags_frame.to_csv(out / "flags.csv", index=False)
+    flags[["department", "record_id", "need", "tier"]].to_csv(out / "flags.csv", index=False)
     metrics = {
         "scenario": str(scenario), "run_id": run_id, "records_per_department": counts,
-        "threshold": project.schema.threshold if threshold is None else threshold,
-        "times_s": times, "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "persons_linked": report.get("persons"), "worklists": worklists,
-        "audit": {"verified": True, "tree_size": head.tree_size, "root_hash": head.root_hash.hex(),
-                  "timestamp_ms": head.timestamp_ms, "signature": head.signature.hex(), "key_id": head.key_id.hex()},
+        "threshold": s.project.schema.threshold, "times_s": times,
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "persons_linked": report.get("persons"), "worklists": {d: str(p) for d, p in worklists.items()},
+        "audit": audit,
     }
-    truth_path = scenario / "truth.csv"
+    truth_path = Path(scenario) / "truth.csv"
     if truth_path.exists():
         truth = pd.read_csv(truth_path, dtype=str, keep_default_na=False)
         metrics["links"] = pairwise_quality(links, truth)
-        needs_path = scenario / "needs.csv"
+        needs_path = Path(scenario) / "needs.csv"
         if needs_path.exists():
             needs = pd.read_csv(needs_path, dtype=str, keep_default_na=False)
-            metrics["flags"] = flag_quality(flags_frame, truth, needs)
+            metrics["flags"] = flag_quality(flags, truth, needs)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics
-
-
-def export_links(db: Path, run_id: str, configs: dict) -> pd.DataFrame:
-    """links.csv: every record's cluster, references decrypted with each department's own key."""
-    from server.store import connect
-
-    engine = connect(db)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(t.uploads.c.department, t.records.c.ref, t.links.c.person)
-            .join(t.records, t.records.c.id == t.links.c.record_id)
-            .join(t.uploads, t.uploads.c.upload_id == t.records.c.upload_id)
-            .where(t.links.c.run_id == run_id)).all()
-    engine.dispose()
-    ciphers = {d: RefCipher(load_key(c.ref_key_file), c.project, d) for d, c in configs.items()}
-    return pd.DataFrame(
-        [(d, ciphers[d].decrypt(ref), person) for d, ref, person in rows],
-        columns=["department", "record_id", "cluster_id"])

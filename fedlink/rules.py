@@ -116,7 +116,6 @@ def load_rulepack(text: str | None = None, *, source: str = "rule pack") -> Rule
         if rule.name in seen:
             raise RuleError(f"{source}: rule {rule.name!r} is defined twice")
         seen.add(rule.name)
-        rule.terms  # compile now, so a bad expression fails at load
         rules.append(rule)
     if not rules:
         raise RuleError(f"{source}: no [[rules]]")
@@ -146,7 +145,7 @@ def _rule(r: dict, where: str) -> Rule:
         raise RuleError(f"{where}: unknown keys {sorted(extra)}")
     rule = Rule(name, r["need"], r["tier"], r["when"], route, r["explain"])
     try:
-        rule.terms
+        _ = rule.terms  # compile now, so a bad expression fails at load, naming the rule
     except RuleError as e:
         raise RuleError(f"{where}.when: {e}") from None
     return rule
@@ -235,9 +234,11 @@ def evaluate(pack: RulePack, facts: Mapping[str, np.ndarray], n: int) -> list[Ne
     flags = []
     for need, hits in fired.items():
         persons = np.flatnonzero(_reduce(np.logical_or, [h for _, h in hits]))
+        # Each term's array once per rule, not once per person (that was quadratic).
+        held = {r.name: [(term, full.term(term)) for term in r.terms] for r, _ in hits}
         for p in persons:
             rules = [r for r, h in hits if h[p]]
-            reasons = tuple((r.name, tuple(t for t in r.terms if full.term(t)[p])) for r in rules)
+            reasons = tuple((r.name, tuple(term for term, arr in held[r.name] if arr[p])) for r in rules)
             top = rules[0]
             flags.append(NeedFlag(int(p), need, top.tier, tuple(r.name for r in rules), reasons, top.route, top.explain))
     return flags

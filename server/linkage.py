@@ -180,9 +180,9 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
     out, current = [], set()
     for r in rows:
         key = (r["department"], ref_of[r["record_id"]], r["need"])
+        current.add(key)  # a suppressed flag still holds: it is withheld, not resolved
         if key in suppressed:
             continue
-        current.add(key)
         p = previous.get(key)
         since = p.since if p is not None and p.status != "resolved" else today
         until = add_months(date.fromisoformat(since), months).isoformat() if r["need"] == "gradual_exit" else None

@@ -7,9 +7,7 @@ maps to gRPC status codes; every call, done or refused, leaves an audit event.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import threading
 import time
 import uuid
@@ -21,7 +19,7 @@ from sqlalchemy import and_, func, select, update
 
 from fedlink.identity import Identity
 from fedlink.rules import load_rulepack
-from fedlink.schema import DEFAULT_INDICATORS, LinkageSchema, Project, SchemaError, FieldSpec
+from fedlink.schema import LinkageSchema, Project, SchemaError, FieldSpec
 from fedlink.wire import batch_digest, upload_digest
 from server import store as t
 from server.audit import AuditLog
@@ -88,20 +86,23 @@ class IncomingRecord:
 
 @dataclass
 class RunStatus:
-    """Live progress of a run, shared between its worker thread and watchers."""
+    """Live progress of a run, shared between its worker thread and watchers.
+    Every phase change is kept, so a watcher sees each phase however fast it
+    went; within a phase a slow watcher gets the latest counts."""
 
     run_id: str
-    state: str = "queued"
-    phase: str = "queued"
-    done: int = 0
-    total: int = 0
-    message: str = ""
-    version: int = 0
+    events: list[dict] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
-    def snapshot(self) -> dict:
-        return {"run_id": self.run_id, "state": self.state, "phase": self.phase, "done": self.done,
-                "total": self.total, "message": self.message}
+    def publish(self, state: str, phase: str, done: int, total: int, message: str) -> None:
+        event = {"run_id": self.run_id, "state": state, "phase": phase, "done": done, "total": total,
+                 "message": message}
+        with self.cond:
+            if self.events and self.events[-1]["phase"] == phase and self.events[-1]["state"] == state:
+                self.events[-1] = event
+            else:
+                self.events.append(event)
+            self.cond.notify_all()
 
 
 def project_to_row(p: Project) -> dict:
@@ -398,6 +399,7 @@ class Coordinator:
         except DomainError as e:
             raise self.refuse(who, method, e) from None
         status = RunStatus(run_id)
+        status.publish("queued", "queued", 0, 0, "")
         with self._runs_lock:
             self._runs[run_id] = status
         worker = threading.Thread(target=self._execute_run, args=(run_id, project, day, used, status),
@@ -413,11 +415,7 @@ class Coordinator:
         from server.linkage import execute_run
 
         def progress(phase: str, done: int, total: int, message: str = "") -> None:
-            with status.cond:
-                status.state, status.phase, status.done, status.total, status.message = (
-                    "running", phase, done, total, message)
-                status.version += 1
-                status.cond.notify_all()
+            status.publish("running", phase, done, total, message)
 
         try:
             with self.store.write() as conn:
@@ -431,11 +429,7 @@ class Coordinator:
                 state=final, finished_at=time.time(), report=report, error=error or None))
             self.store.audit(conn, "coordinator", f"run.{final}", project_id=project.project_id, run_id=run_id,
                              persons=(report or {}).get("persons"), error=error or None)
-        with status.cond:
-            status.state, status.phase = final, final
-            status.message = error or "finished"
-            status.version += 1
-            status.cond.notify_all()
+        status.publish(final, final, 0, 0, error or "finished")
 
     def _run_row(self, conn, run_id: str):
         row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
@@ -457,15 +451,21 @@ class Coordinator:
             yield {"run_id": run_id, "state": row.state, "phase": row.state, "done": 0, "total": 0,
                    "message": row.error or ""}
             return
-        seen = -1
+        sent, last = 0, None
         while True:
             with status.cond:
-                if status.version == seen:
+                def stale():  # the last event handed out was updated since
+                    return sent > 0 and status.events[sent - 1] != last
+                if len(status.events) <= sent and not stale():
                     status.cond.wait(timeout=poll)
-                snap, seen = status.snapshot(), status.version
-            yield snap
-            if snap["state"] in ("done", "failed"):
-                return
+                # The final counts of the phase last sent, then every newer phase.
+                batch = ([status.events[sent - 1]] if stale() else []) + status.events[sent:]
+                sent = len(status.events)
+            for event in batch:
+                last = event
+                yield dict(event)
+                if event["state"] in ("done", "failed"):
+                    return
 
     def wait_run(self, run_id: str, timeout: float | None = None) -> str:
         for th in list(self._threads):

@@ -4,6 +4,7 @@ certificate; no logic lives here."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 
 import grpc
@@ -67,7 +68,6 @@ def rpc(method):
             CALLS.labels(name, e.code).inc()
             context.abort(grpc.StatusCode[e.code], e.message)
 
-    import inspect
     return streaming if inspect.isgeneratorfunction(method) else unary
 
 

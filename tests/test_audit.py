@@ -213,6 +213,14 @@ def test_every_method_leaves_exactly_its_events(pki, agent_config, coordinator, 
     step(lambda: agent.pull_flags(), ["flags.deliver"])
     refused(lambda: list(agent.stub.PullFlags(pb.PullFlagsRequest(project_id="p", department="population"))),
             grpc.StatusCode.PERMISSION_DENIED)
+    from fedlink.rules import default_text
+
+    step(lambda: operator.update_rules("p", default_text().replace("= 20000", "= 18000")), ["rules.update"])
+    refused(lambda: operator.update_rules("p", "not toml ["), grpc.StatusCode.INVALID_ARGUMENT)
+    refused(lambda: agent.record_outcome("no-such-record", "income_shock", "confirmed", run_id),
+            grpc.StatusCode.NOT_FOUND)
+    refused(lambda: agent.record_outcome("no-such-record", "income_shock", "maybe", run_id),
+            grpc.StatusCode.INVALID_ARGUMENT)
     step(lambda: officer.tree_head(), [])
     step(lambda: officer.events(), ["audit.read"])
     step(lambda: officer.inclusion_proof(0, 2), ["audit.read"])

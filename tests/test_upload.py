@@ -1,13 +1,10 @@
 """Uploads: exactly once, resumable, and refused clearly when wrong."""
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import grpc
 import pytest
