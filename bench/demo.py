@@ -19,17 +19,12 @@ from bench.metrics import flag_quality, pairwise_quality
 from bench.synth import write_scenario
 
 
-def next_month_medical(src: Path, dst: Path, seed: int) -> Path:
-    """A month later: some patients' costs were covered, some others fell seriously ill."""
-    rng = random.Random(seed)
+def next_month(src: Path, dst: Path, change) -> Path:
+    """A department's extract a month later: the same rows, some values changed."""
     with src.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
-        oop = float(row["out_of_pocket_12m"] or 0)
-        if oop >= 20000 and rng.random() < 0.5:
-            row["out_of_pocket_12m"], row["major_illness"] = "0", "0"
-        elif oop < 20000 and rng.random() < 0.02:
-            row["out_of_pocket_12m"], row["major_illness"] = "48000", "1"
+        change(row)
     with dst.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -82,9 +77,23 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
             console.print(f"   {line}")
 
         month2 = (date.fromisoformat(s.project.reference_date) + timedelta(days=31)).isoformat()
-        console.print(f"4. A month later ({month2}): medical insurance sends a new extract; second run")
-        s.upload("medical_insurance", next_month_medical(scenario / "medical_insurance.csv",
-                                                         out / "medical_insurance-month2.csv", seed))
+        rng = random.Random(seed)
+
+        def medical(row):  # some patients' costs were covered, some others fell seriously ill
+            oop = float(row["out_of_pocket_12m"] or 0)
+            if oop >= 20000 and rng.random() < 0.5:
+                row["out_of_pocket_12m"], row["major_illness"] = "0", "0"
+            elif oop < 20000 and rng.random() < 0.02:
+                row["out_of_pocket_12m"], row["major_illness"] = "48000", "1"
+
+        def housing(row):  # some owners of several properties sold them
+            if int(row["properties_owned"] or 0) >= 2 and rng.random() < 0.5:
+                row["properties_owned"] = "1"
+
+        console.print(f"4. A month later ({month2}): medical insurance and housing send new extracts; second run")
+        s.upload("medical_insurance", next_month(scenario / "medical_insurance.csv",
+                                                 out / "medical_insurance-month2.csv", medical))
+        s.upload("housing", next_month(scenario / "housing.csv", out / "housing-month2.csv", housing))
         run2, report2, _ = s.run(month2)
         worklists2, flags2 = s.worklists(run2, "-month2")
         status = flags2.pivot_table(index="need", columns="status", values="record_id", aggfunc="count",
