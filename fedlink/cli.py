@@ -83,6 +83,7 @@ def coordinator_serve(
     insecure: bool = typer.Option(False, help="Plaintext, loopback only, for development"),
     engine: str = typer.Option("local", help="Match engine: local"),
     metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus metrics on this port"),
+    grace: float = typer.Option(10.0, help="Seconds calls in flight get to finish on Ctrl-C"),
 ):
     """Run the coordinator until Ctrl-C (which finishes the calls in flight)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -94,7 +95,7 @@ def coordinator_serve(
     except (ValueError, OSError, FileNotFoundError) as e:
         _fail(str(e))
     console.print(f"coordinator serving on {listen} (database {database})")
-    serve_forever(running)
+    serve_forever(running, grace)
 
 
 # -- operator -----------------------------------------------------------------
@@ -278,7 +279,7 @@ def _agent(config: Path, quiet: bool = False):
 
 
 @agent_app.command("keygen")
-def agent_keygen(config: Path):
+def agent_keygen(config: Path = typer.Option(..., help="The department's agent TOML")):
     """Create this department's own reference key (never shared, never overwritten)."""
     from agents.config import load_config
     from agents.refs import new_key

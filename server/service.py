@@ -606,7 +606,7 @@ class Coordinator:
         end = min(end or head.tree_size, head.tree_size)
         with self.store.write() as conn:
             self.store.audit(conn, str(who), "audit.read", method="ListAuditEvents", start=start, end=end,
-                             **{k: v for k, v in filters.items() if v})
+                             filters={k: v for k, v in filters.items() if v})
         return self.audit_log.events(start, end, **filters)
 
     def close(self, timeout: float = 30.0) -> None:

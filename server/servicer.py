@@ -37,6 +37,13 @@ def _identity(context, insecure: bool) -> Identity:
     return identity_from_grpc_context(context)
 
 
+def _internal(name: str, context) -> None:
+    # The traceback goes to the operator's log; the caller gets no internals.
+    log.exception("%s failed", name)
+    CALLS.labels(name, "INTERNAL").inc()
+    context.abort(grpc.StatusCode.INTERNAL, f"{name} failed inside the coordinator; the operator's log has details")
+
+
 def rpc(method):
     """Identify the caller, run the method, map domain errors to status codes."""
     name = method.__name__
@@ -54,6 +61,8 @@ def rpc(method):
         except DomainError as e:
             CALLS.labels(name, e.code).inc()
             context.abort(grpc.StatusCode[e.code], e.message)
+        except Exception:
+            _internal(name, context)
 
     @functools.wraps(method)
     def streaming(self, request, context):
@@ -67,6 +76,8 @@ def rpc(method):
         except DomainError as e:
             CALLS.labels(name, e.code).inc()
             context.abort(grpc.StatusCode[e.code], e.message)
+        except Exception:
+            _internal(name, context)
 
     return streaming if inspect.isgeneratorfunction(method) else unary
 

@@ -1,0 +1,154 @@
+"""The commands a user types, as real processes: pki init, coordinator serve,
+project create, agent keygen/upload/flags, run start/report, audit verify;
+and Ctrl-C on the coordinator in the middle of an upload."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+FEDLINK = [sys.executable, "-m", "fedlink.cli"]
+
+
+def fedlink(*args, cwd: Path, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
+    done = subprocess.run([*FEDLINK, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(cwd: Path, port: int, grace: float = 10.0) -> subprocess.Popen:
+    proc = subprocess.Popen([*FEDLINK, "coordinator", "serve", "--listen", f"127.0.0.1:{port}", "--pki", "pki",
+                             "--database", "coordinator.sqlite", "--grace", str(grace)], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from fedlink.pki import channel_credentials, credentials_for
+
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        channel = grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(credentials_for(cwd / "pki",
+                                                                                              "officer")))
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            return proc
+        except grpc.RpcError:
+            time.sleep(0.2)
+        finally:
+            channel.close()
+    proc.kill()
+    raise AssertionError(f"coordinator did not start: {proc.stderr.read()}")
+
+
+def agent_toml(work: Path, department: str, port: int, extract: Path, batch_size: int = 500) -> Path:
+    path = work / f"{department}.toml"
+    path.write_text(f"""department = "{department}"
+project = "pilot"
+coordinator = "127.0.0.1:{port}"
+extract = "{extract}"
+secret_file = "project.secret"
+ref_key_file = "{department}.refkey"
+state_dir = "state-{department}"
+audit_public_key = "pki/audit-signing.pub"
+batch_size = {batch_size}
+
+[tls]
+cert = "pki/agent-{department}.pem"
+key = "pki/agent-{department}.key"
+ca = "pki/ca.pem"
+""")
+    return path
+
+
+@pytest.fixture
+def site(tmp_path, scenario):
+    departments = "population,civil_affairs,medical_insurance,education"
+    fedlink("pki", "init", "pki", "--departments", departments, cwd=tmp_path)
+    (tmp_path / "project.secret").write_text("a project secret shared out of band, 32+ bytes")
+    (tmp_path / "project.toml").write_text(
+        f'project_id = "pilot"\nreference_date = "2025-06-30"\ndepartments = [{", ".join(repr(d) for d in departments.split(","))}]\n'
+        '[schema]\nthreshold = 0.75\n'.replace("'", '"'))
+    return tmp_path
+
+
+def test_the_commands_of_the_readme_work_end_to_end(site, scenario):
+    port = free_port()
+    coordinator = serve(site, port)
+    try:
+        address = f"127.0.0.1:{port}"
+        fedlink("project", "create", "project.toml", "--coordinator", address, "--pki", "pki", cwd=site)
+        for d in ("population", "civil_affairs", "medical_insurance", "education"):
+            config = agent_toml(site, d, port, scenario / f"{d}.csv")
+            fedlink("agent", "keygen", "--config", config, cwd=site)
+            out = fedlink("agent", "upload", "--config", config, "--quiet", cwd=site)
+            assert "uploaded and committed" in out.stderr
+        run = fedlink("run", "start", "pilot", "--coordinator", address, "--pki", "pki", cwd=site)
+        run_id = run.stdout.strip().splitlines()[-1]
+        report = fedlink("run", "report", run_id, "--json", "--coordinator", address, "--pki", "pki", cwd=site)
+        assert '"state": "done"' in report.stdout
+        flags = fedlink("agent", "flags", "--config", site / "population.toml", "--out", "worklist.csv", cwd=site)
+        assert "flags written" in flags.stderr and (site / "worklist.csv").exists()
+        verify = fedlink("audit", "verify", "--public-key", "pki/audit-signing.pub", "--pki", "pki",
+                         "--coordinator", address, "--heads", "heads.jsonl", cwd=site)
+        assert "audit log verifies" in verify.stderr
+        log = fedlink("audit", "log", "--json", "--kind", "upload.commit", "--coordinator", address, "--pki", "pki",
+                      cwd=site)
+        assert len(log.stdout.splitlines()) == 4
+    finally:
+        coordinator.send_signal(signal.SIGINT)
+        coordinator.wait(timeout=30)
+    assert coordinator.returncode == 0
+
+
+def test_ctrl_c_mid_upload_loses_nothing_and_the_agent_resumes(site, scenario):
+    port = free_port()
+    coordinator = serve(site, port, grace=0.2)  # a short grace cuts the upload stream
+    address = f"127.0.0.1:{port}"
+    fedlink("project", "create", "project.toml", "--coordinator", address, "--pki", "pki", cwd=site)
+    config = agent_toml(site, "population", port, scenario / "population.csv", batch_size=1)
+    fedlink("agent", "keygen", "--config", config, cwd=site)
+    total = len((scenario / "population.csv").read_text(encoding="utf-8").splitlines()) - 1
+    agent = subprocess.Popen([*FEDLINK, "agent", "upload", "--config", str(config), "--quiet"], cwd=site,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def stored() -> int:
+        with sqlite3.connect(site / "coordinator.sqlite") as db:
+            try:
+                return db.execute("select count(*) from records").fetchone()[0]
+            except sqlite3.OperationalError:
+                return 0
+
+    deadline = time.time() + 60
+    while time.time() < deadline and stored() < total // 4:
+        time.sleep(0.005)
+    coordinator.send_signal(signal.SIGINT)  # Ctrl-C: the batch being stored commits, then it stops
+    coordinator.wait(timeout=30)
+    assert coordinator.returncode == 0
+    at_stop = stored()
+    assert 0 < at_stop < total
+    coordinator = serve(site, port)  # back within the agent's retry backoff
+    try:
+        out, err = agent.communicate(timeout=120)
+        assert agent.returncode == 0, err
+        assert "retrying" in err and "resumes" in err
+        assert stored() == total
+        with sqlite3.connect(site / "coordinator.sqlite") as db:
+            refs = db.execute("select count(distinct ref) from records").fetchone()[0]
+        assert refs == total
+    finally:
+        coordinator.send_signal(signal.SIGINT)
+        coordinator.wait(timeout=30)
