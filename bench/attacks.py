@@ -1,0 +1,378 @@
+"""Attacks on Bloom-filter encodings, played as the coordinator.
+
+The attacker holds one department's uploaded filters and public knowledge
+only: the linkage schema (which fields, q-gram lengths; a project's TOML is
+not secret) and a census, i.e. name and birth-year frequency tables of the
+population. The census here is a SEPARATE synthetic population (another
+seed, by default four times the size), never the target's own truth and
+never the project secret.
+
+Attacks
+  * frequency: Kuzu et al. (2011) style. Identical filters are grouped, the
+    groups sorted by size, and the i-th largest group is named after the
+    i-th most frequent census value (full name, or name + birth year).
+    Only groups of two or more records are aligned (a singleton's rank
+    carries no frequency information).
+  * pattern_mining: Christen et al. (2017/2018) style. Bit positions that are
+    set together in a block of filters form a pattern; the largest such
+    block is aligned with the most frequent public token (q-gram, or birth
+    year token) by frequency, and the filters are split into "has it" /
+    "has it not", recursively, so the next most frequent token of each part
+    is found the same way. Each filter is then reduced to the signature of
+    the learned tokens it has and has not, and named when exactly one census
+    name has that signature.
+
+A record is re-identified when the attack names its true name (the person's
+name in the truth table) and only that name. Rate = correct / records.
+
+Targets
+  * weak_unkeyed_names: a deliberately weak control, a plain Bloom filter of
+    the name's character bigrams (padded) with a known unkeyed double hash
+    (MD5 / SHA-1, Schnell 2009 style), 1024 bits, 20 hashes per bigram.
+    The attacks must break it, or they prove nothing.
+  * fedlink_default: the record-level keyed encoding of agents.encoding
+    with the default schema.
+
+Hardening (pure functions over packed filters, applied after encoding):
+``none``, ``blip`` (flip each bit with probability BLIP_FLIP), ``xor`` (XOR
+folding to half length), ``balance`` (append the complement and permute the
+positions with a secret-derived permutation: fill exactly 0.5).
+
+    run_attacks(persons=5000, seed=0, hardening=None) -> dict
+    python -m bench.attacks --persons 5000 [--hardening blip]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import heapq
+import json
+import secrets
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import sparse
+
+from agents.encoding import Encoder
+from agents.normalise import name_pinyin, normalise_name, normalise_record
+from bench.synth import build, render_department
+from fedlink.schema import LinkageSchema
+
+HARDENINGS = ("none", "blip", "xor", "balance")
+BLIP_FLIP = 0.05
+WEAK_BITS = 1024
+WEAK_HASHES = 20
+PROJECT_ID = "attack-bench"
+
+# --------------------------------------------------------------------------- hardening
+
+
+def _bits(filters: np.ndarray) -> np.ndarray:
+    return np.unpackbits(np.asarray(filters, dtype=np.uint8), axis=1)
+
+
+def blip(filters: np.ndarray, flip: float = BLIP_FLIP, seed: int = 0) -> np.ndarray:
+    """Randomised response: every bit flipped independently with probability ``flip``."""
+    bits = _bits(filters)
+    noise = np.random.default_rng(seed).random(bits.shape) < flip
+    return np.packbits(bits ^ noise, axis=1)
+
+
+def xor_fold(filters: np.ndarray) -> np.ndarray:
+    """XOR of the two halves: m bits become m/2 (Schnell et al. 2016)."""
+    filters = np.asarray(filters, dtype=np.uint8)
+    half = filters.shape[1] // 2
+    return filters[:, :half] ^ filters[:, half:2 * half]
+
+
+def balance(filters: np.ndarray, key: bytes = b"") -> np.ndarray:
+    """Filter followed by its complement, positions permuted under ``key``: every filter
+    has exactly half its bits set (Berger-Schnell-style balanced Bloom filters)."""
+    bits = _bits(filters)
+    both = np.concatenate([bits, 1 - bits], axis=1)
+    seed = int.from_bytes(hashlib.sha256(b"balance-permutation" + key).digest()[:8], "big")
+    perm = np.random.default_rng(seed).permutation(both.shape[1])
+    return np.packbits(both[:, perm], axis=1)
+
+
+def harden(filters: np.ndarray, hardening: str | None, seed: int = 0, key: bytes = b"") -> np.ndarray:
+    h = hardening or "none"
+    if h == "none":
+        return np.asarray(filters, dtype=np.uint8)
+    if h == "blip":
+        return blip(filters, BLIP_FLIP, seed)
+    if h == "xor":
+        return xor_fold(filters)
+    if h == "balance":
+        return balance(filters, key)
+    raise ValueError(f"unknown hardening {hardening!r}; known: {', '.join(HARDENINGS)}")
+
+
+# --------------------------------------------------------------------------- encodings
+
+
+def name_bigrams(name: str) -> list[str]:
+    padded = f"_{name}_"
+    return [padded[i:i + 2] for i in range(len(padded) - 1)]
+
+
+def weak_encode(names: Sequence[str], bits: int = WEAK_BITS, hashes: int = WEAK_HASHES) -> np.ndarray:
+    """The weak control: unkeyed double hashing of name bigrams, packbits layout."""
+    out = np.zeros((len(names), bits), dtype=np.uint8)
+    cache: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        for g in name_bigrams(name) if name else ():
+            pos = cache.get(g)
+            if pos is None:
+                h1 = int.from_bytes(hashlib.md5(g.encode()).digest(), "big")
+                h2 = int.from_bytes(hashlib.sha1(g.encode()).digest(), "big")
+                pos = cache[g] = [(h1 + j * h2) % bits for j in range(hashes)]
+            out[i, pos] = 1
+    return np.packbits(out, axis=1)
+
+
+def weak_tokens(name: str, year: str) -> set[str]:
+    return set(name_bigrams(name)) if name else set()
+
+
+def fedlink_tokens(name: str, year: str) -> set[str]:
+    """The public tokenisation of the default schema, restricted to what a census has:
+    name characters, pinyin bigrams and the birth-year token."""
+    out: set[str] = set()
+    n = normalise_name(name)
+    out.update("n:" + c for c in n)
+    p = name_pinyin(name)
+    if p:
+        padded = f"_{p}_"
+        out.update("p:" + padded[i:i + 2] for i in range(len(padded) - 1))
+    if year:
+        out.add("y:" + year)
+    return out
+
+
+# --------------------------------------------------------------------------- census
+
+
+class Census:
+    """Public frequency tables: (name, birth year) entities with counts, and their tokens."""
+
+    def __init__(self, names: Sequence[str], years: Sequence[str], tokeniser: Callable[[str, str], set[str]],
+                 use_year: bool):
+        pairs: dict[tuple[str, str], int] = {}
+        for n, y in zip(names, years):
+            key = (n, y if use_year else "")
+            pairs[key] = pairs.get(key, 0) + 1
+        self.entities = list(pairs)
+        self.weights = np.array([pairs[e] for e in self.entities], dtype=np.float64)
+        self.names = np.array([e[0] for e in self.entities], dtype=object)
+        vocab: dict[str, int] = {}
+        rows, cols = [], []
+        for i, (n, y) in enumerate(self.entities):
+            for t in tokeniser(n, y):
+                rows.append(i)
+                cols.append(vocab.setdefault(t, len(vocab)))
+        self.tokens = list(vocab)
+        self.matrix = sparse.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)),
+                                        shape=(len(self.entities), len(vocab)))
+        self.matrix_csc = self.matrix.tocsc()
+
+    def has(self, token: int) -> np.ndarray:
+        col = np.zeros(len(self.entities), dtype=bool)
+        col[self.matrix_csc[:, token].indices] = True
+        return col
+
+
+# --------------------------------------------------------------------------- attacks
+
+
+def _score(guesses: Sequence[str | None], truth: Sequence[str]) -> dict:
+    made = sum(g is not None for g in guesses)
+    correct = sum(g is not None and g == t for g, t in zip(guesses, truth))
+    n = len(truth)
+    return {"records": n, "guesses": made, "correct": correct,
+            "reidentification_rate": correct / n if n else 0.0,
+            "precision": correct / made if made else 0.0}
+
+
+def frequency_attack(filters: np.ndarray, census_values: Sequence, min_group: int = 2) -> list:
+    """Name the i-th largest group of identical filters after the i-th most frequent census value."""
+    filters = np.asarray(filters, dtype=np.uint8)
+    if len(filters) == 0:
+        return []
+    _, inverse, counts = np.unique(filters, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    groups = [g for g in np.argsort(-counts, kind="stable") if counts[g] >= min_group]
+    values: dict = {}
+    for v in census_values:
+        values[v] = values.get(v, 0) + 1
+    ranked = sorted(values, key=lambda v: -values[v])
+    named = {int(g): ranked[i] for i, g in enumerate(groups[:len(ranked)])}
+    return [named.get(int(g)) for g in inverse]
+
+
+def dictionary_attack(filters: np.ndarray, census_names: Sequence[str], encode) -> list:
+    """Encode every census name with the (known, unkeyed) encoding and look each filter up.
+    Only possible when the attacker can compute the encoding: a keyed encoding needs the secret."""
+    names = sorted(set(census_names))
+    table: dict[bytes, set] = {}
+    for name, f in zip(names, encode(names)):
+        table.setdefault(f.tobytes(), set()).add(name)
+    out = []
+    for f in np.asarray(filters, dtype=np.uint8):
+        cands = table.get(f.tobytes())
+        out.append(next(iter(cands)) if cands and len(cands) == 1 else None)
+    return out
+
+
+def pattern_mining_attack(filters: np.ndarray, census: Census, *, tau: float = 0.9, min_pattern: int = 3,
+                          min_support: int | None = None, max_nodes: int = 600) -> tuple[list, dict]:
+    """Christen et al. style pattern mining; returns (guessed name or None per record, diagnostics)."""
+    bits = _bits(filters).astype(bool)
+    n, m = bits.shape
+    if min_support is None:
+        min_support = max(8, n // 400)
+    known: dict[int, np.ndarray] = {}
+    known_pos = np.zeros(m, dtype=bool)
+    all_ents = np.ones(len(census.entities), dtype=bool)
+    heap = [(-n, 0, np.arange(n), all_ents)]
+    tick, nodes = 1, 0
+    while heap and nodes < max_nodes:
+        _, _, rows, ents = heapq.heappop(heap)
+        nodes += 1
+        if len(rows) < 2 * min_support or not ents.any():
+            continue
+        sub = bits[rows]
+        inside = np.ones(len(rows), dtype=bool)
+        pattern: list[int] = []
+        blocked = known_pos.copy()
+        while True:
+            f = sub[inside].mean(axis=0)
+            f[blocked] = -1.0
+            p = int(f.argmax())
+            if f[p] <= 0 or inside.sum() * f[p] < min_support:
+                break
+            if len(pattern) >= min_pattern and f[p] < tau:
+                break
+            pattern.append(p)
+            blocked[p] = True
+            inside &= sub[:, p]
+        if len(pattern) < min_pattern:
+            continue
+        # The support of the pattern within this node, aligned with the most
+        # frequent not yet learned token of the census entities of this node.
+        w = census.weights * ents
+        tf = census.matrix.T @ w / w.sum()
+        for t in known:
+            tf[t] = -1.0
+        g = int(tf.argmax())
+        support = inside.mean()
+        if tf[g] <= 0 or not 0.5 <= support / tf[g] <= 2.0:
+            continue
+        # Positions set in (nearly) every filter of the block, besides the greedy path.
+        full = sub[inside].mean(axis=0) >= tau
+        full[known_pos] = False
+        positions = np.flatnonzero(full)
+        known[g] = positions
+        known_pos[positions] = True
+        has = census.has(g)
+        for part, emask in ((rows[inside], ents & has), (rows[~inside], ents & ~has)):
+            heapq.heappush(heap, (-len(part), tick, part, emask))
+            tick += 1
+    if not known:
+        return [None] * n, {"tokens_learned": 0, "nodes": nodes}
+    order = list(known)
+    rec_sig = np.stack([bits[:, known[t]].all(axis=1) for t in order], axis=1)
+    ent_sig = np.stack([census.has(t) for t in order], axis=1)
+    by_sig: dict[bytes, set] = {}
+    for i, s in enumerate(np.packbits(ent_sig, axis=1)):
+        by_sig.setdefault(s.tobytes(), set()).add(census.names[i])
+    guesses = []
+    for s in np.packbits(rec_sig, axis=1):
+        cands = by_sig.get(s.tobytes())
+        guesses.append(next(iter(cands)) if cands and len(cands) == 1 else None)
+    return guesses, {"tokens_learned": len(known), "nodes": nodes,
+                     "learned": [census.tokens[t] for t in order[:20]],
+                     "positions": {census.tokens[t]: known[t].tolist() for t in order}}
+
+
+# --------------------------------------------------------------------------- harness
+
+
+def _target(persons: int, seed: int, department: str):
+    world = build(persons, seed)
+    frame, idx = render_department(world, department, seed)
+    rows = frame.astype(str).to_dict("records")
+    features = [normalise_record(r) for r in rows]
+    truth = world.persons["name"].to_numpy()[idx].tolist()
+    return features, truth
+
+
+def _census(persons: int, seed: int) -> tuple[list[str], list[str]]:
+    p = build(persons, seed).persons
+    return p["name"].tolist(), [b[:4] for b in p["birth_date"].tolist()]
+
+
+def attack_encoding(filters: np.ndarray, truth: Sequence[str], cnames: Sequence[str], cyears: Sequence[str],
+                    tokeniser, use_year: bool, public_encode=None) -> dict:
+    out = {}
+    if public_encode is not None:
+        out["dictionary"] = _score(dictionary_attack(filters, cnames, public_encode), truth)
+    freq_name = frequency_attack(filters, cnames)
+    out["frequency_name"] = _score(freq_name, truth)
+    if use_year:
+        pairs = frequency_attack(filters, list(zip(cnames, cyears)))
+        out["frequency_name_year"] = _score([p[0] if p else None for p in pairs], truth)
+    census = Census(cnames, cyears, tokeniser, use_year)
+    guesses, diag = pattern_mining_attack(filters, census)
+    diag.pop("positions", None)
+    out["pattern_mining"] = {**_score(guesses, truth), **diag}
+    return out
+
+
+def run_attacks(persons: int = 5000, seed: int = 0, hardening: str | None = None, *,
+                department: str = "population", census_persons: int | None = None,
+                census_seed: int | None = None, targets: Sequence[str] = ("weak_unkeyed_names", "fedlink_default")) -> dict:
+    """Run every attack on every target encoding of one department's extract; rates per attack."""
+    t0 = time.perf_counter()
+    census_persons = census_persons or 8 * persons
+    census_seed = seed + 7919 if census_seed is None else census_seed
+    features, truth = _target(persons, seed, department)
+    cnames, cyears = _census(census_persons, census_seed)
+    secret = secrets.token_bytes(32)  # the project secret: the attacker never sees it
+    result = {"persons": persons, "seed": seed, "department": department, "records": len(truth),
+              "census_persons": census_persons, "census_seed": census_seed, "hardening": hardening or "none",
+              "attacks": {}}
+    for target in targets:
+        if target == "weak_unkeyed_names":
+            raw = weak_encode([f["name"] for f in features])
+            tokeniser, use_year = weak_tokens, False
+            # The hash is public: the attacker can encode its census, through the same hardening
+            # (a keyed permutation or noise would need the secret or the noise; shown as is).
+            public = (lambda names: harden(weak_encode([normalise_name(x) for x in names]), hardening, seed, secret))
+        elif target == "fedlink_default":
+            raw = Encoder(LinkageSchema(), secret, PROJECT_ID).encode(features)
+            tokeniser, use_year = fedlink_tokens, True
+            public = None  # the positions depend on the project secret: no dictionary
+        else:
+            raise ValueError(f"unknown target {target!r}")
+        filters = harden(raw, hardening, seed, secret)
+        result["attacks"][target] = attack_encoding(filters, truth, cnames, cyears, tokeniser, use_year, public)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.attacks", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--persons", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hardening", choices=HARDENINGS, default="none")
+    ap.add_argument("--department", default="population")
+    ap.add_argument("--census-persons", type=int, default=None)
+    a = ap.parse_args(argv)
+    r = run_attacks(a.persons, a.seed, a.hardening, department=a.department, census_persons=a.census_persons)
+    print(json.dumps(r, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()
