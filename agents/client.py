@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,20 +21,39 @@ from agents.prepare import PreparedUpload, prepare
 from agents.refs import RefCipher, load_key
 from fedlink.audit import HeadKeeper, TreeHead, load_public_key
 from fedlink.pki import channel_credentials
-from fedlink.schema import Project
+from fedlink.schema import Project, schema_columns
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
 from fedlink.wire import project_from_pb
 
 log = logging.getLogger("fedlink.agent")
 
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+# RESOURCE_EXHAUSTED is retried only when the coordinator says when (its rate limit):
+# a message or upload over a size limit stays over it.
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 WORKLIST_EXTRA = ("need", "tier", "status", "since", "transition_until", "reasons", "explanation",
                   "departments_linked", "match_scores", "run_id")
 
 
 class AgentError(RuntimeError):
     pass
+
+
+class AgentUnavailable(AgentError):
+    """The coordinator stayed unreachable through every retry."""
+
+
+def _retry_after_s(error: grpc.RpcError) -> float | None:
+    """The wait a rate-limited call was told (trailing metadata retry-after-ms), if any."""
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    try:
+        for key, value in error.trailing_metadata() or ():
+            if key == "retry-after-ms":
+                return int(value) / 1000.0
+    except (AttributeError, ValueError):
+        return None
+    return None
 
 
 def open_channel(config: AgentConfig) -> grpc.Channel:
@@ -45,10 +65,10 @@ def open_channel(config: AgentConfig) -> grpc.Channel:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, *, show_progress: bool = True, retries: int = 5):
+    def __init__(self, config: AgentConfig, *, show_progress: bool = True, retries: int | None = None):
         self.config = config
         self.show_progress = show_progress
-        self.retries = retries
+        self.retries = config.retries if retries is None else retries
         self.channel = open_channel(config)
         self.stub = pb_grpc.CoordinatorStub(self.channel)
         # Only with insecure = true on loopback: the coordinator has no certificate to read.
@@ -85,31 +105,51 @@ class Agent:
 
     def prepare(self, project: Project) -> PreparedUpload:
         c = self.config
-        frame = read_extract(c.extract, c.department, c.columns, c.sql)
+        frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=schema_columns(project.schema))
         with self._progress() as bar:
             task = bar.add_task(f"encoding {c.department}", total=len(frame))
             return prepare(frame, c.department, project, c.secret(), load_key(c.ref_key_file), c.batch_size,
                            source=str(c.extract), progress=lambda n: bar.advance(task, n))
 
     def upload(self, project: Project | None = None, prepared: PreparedUpload | None = None) -> pb.UploadSummary:
-        """Encode and upload the extract; safe to repeat after any interruption."""
-        self.check_log()
-        project = project or self.project()
+        """Encode and upload the extract; safe to repeat after any interruption.
+        A lost connection is retried with backoff: the upload resumes at the
+        first batch the coordinator does not hold, and counts only once the
+        coordinator has committed every batch."""
+        self._retrying("the upload resumes where it stopped", self.check_log)
+        project = project or self._retrying("", self.project)
         prepared = prepared or self.prepare(project)
         check = key_check(self.config.secret(), project.project_id)
+
+        def once() -> pb.UploadSummary:
+            summary = self._upload_once(project, prepared, check)
+            self.check_log()
+            return summary
+
+        return self._retrying("the upload resumes where it stopped", once)
+
+    def _retrying(self, resumes: str, fn):
+        """Call fn, retrying with exponential backoff (and jitter) while the
+        coordinator is unreachable or asks to be called later (rate limit);
+        after `retries` attempts, an AgentUnavailable that says what to do."""
         attempt = 0
         while True:
             try:
-                summary = self._upload_once(project, prepared, check)
-                self.check_log()
-                return summary
+                return fn()
             except grpc.RpcError as e:
-                if e.code() not in RETRYABLE or attempt >= self.retries:
+                pushback = _retry_after_s(e)
+                if not (e.code() in RETRYABLE or pushback is not None):
                     raise
+                if attempt >= self.retries:
+                    raise AgentUnavailable(
+                        f"the coordinator at {self.config.coordinator} is still unreachable after {attempt} "
+                        f"retries ({e.code().name}: {e.details()}); nothing is counted until the coordinator "
+                        "commits it: run the same command again to resume") from e
                 attempt += 1
-                wait = min(30.0, 0.5 * 2 ** attempt)
-                log.warning("coordinator unreachable (%s); retrying in %.1f s (attempt %d of %d), the upload "
-                            "resumes where it stopped", e.code().name, wait, attempt, self.retries)
+                wait = max(pushback or 0.0, min(30.0, 0.5 * 2 ** attempt) * random.uniform(0.8, 1.2))
+                log.warning("coordinator unreachable (%s: %s); retrying in %.1f s (attempt %d of %d)%s",
+                            e.code().name, (e.details() or "")[:120], wait, attempt, self.retries,
+                            f", {resumes}" if resumes else "")
                 time.sleep(wait)
 
     def _upload_once(self, project: Project, prepared: PreparedUpload, check: bytes) -> pb.UploadSummary:
@@ -133,23 +173,31 @@ class Agent:
         for b in batches:
             yield pb.RecordBatch(
                 upload_id=upload_id, seq=b.seq, digest=b.digest,
-                records=[pb.EncodedRecord(ref=r, clk=c, indicators=i) for r, c, i in zip(b.refs, b.clks, b.indicators)])
+                records=[pb.EncodedRecord(ref=r, clk=c, indicators=i, household=h)
+                         for r, c, i, h in zip(b.refs, b.clks, b.indicators, b.households or [b""] * len(b))])
 
     # -- flags ---------------------------------------------------------------
 
     def pull_flags(self, run_id: str = "") -> list[pb.Flag]:
-        self.check_log()
+        """Every flag of the run, or an error: a stream cut off midway is pulled
+        again whole, so a worklist never holds part of a delivery or a flag twice."""
         request = pb.PullFlagsRequest(project_id=self.config.project, run_id=run_id)
-        flags = list(self.stub.PullFlags(request, timeout=300, metadata=self.metadata))
-        self.check_log()
-        return flags
+
+        def once() -> list[pb.Flag]:
+            self.check_log()
+            flags = list(self.stub.PullFlags(request, timeout=300, metadata=self.metadata))
+            self.check_log()
+            return flags
+
+        return self._retrying("the flags are pulled again whole", once)
 
     def write_worklist(self, out: Path, run_id: str = "") -> int:
         """Decrypt this department's references and join the flags to its own rows."""
         c = self.config
         flags = self.pull_flags(run_id)
         cipher = RefCipher(load_key(c.ref_key_file), c.project, c.department)
-        frame = read_extract(c.extract, c.department, c.columns, c.sql).set_index("record_id", drop=False)
+        frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=None).set_index(
+            "record_id", drop=False)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", newline="", encoding="utf-8") as fh:

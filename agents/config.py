@@ -9,6 +9,7 @@
     state_dir = "state"                         # tree heads seen (audit-log consistency)
     audit_public_key = "pki/audit-signing.pub"  # optional: pin the coordinator's audit key
     batch_size = 1000
+    retries = 5                                 # reconnect attempts, with backoff, when the coordinator is away
 
     [tls]                                       # mutual TLS (fedlink pki init)
     cert = "pki/agent-medical_insurance.pem"
@@ -54,6 +55,7 @@ class AgentConfig:
     columns: dict[str, str] = field(default_factory=dict)
     sql: dict[str, str] = field(default_factory=dict)
     audit_public_key: Path | None = None  # pin the coordinator's audit key; else trust on first use
+    retries: int = 5
 
     def secret(self) -> bytes:
         try:
@@ -66,7 +68,7 @@ class AgentConfig:
 
 
 _KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-         "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key"}
+         "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries"}
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -86,8 +88,11 @@ def load_config(path: Path) -> AgentConfig:
     if data["department"] not in DEPARTMENTS:
         raise ConfigError(f"{path}: department {data['department']!r} is not one of {', '.join(DEPARTMENTS)}")
     batch_size = data.get("batch_size", 1000)
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= 50_000:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= 50_000:
         raise ConfigError(f"{path}: batch_size must be an integer in 1..50000")
+    retries = data.get("retries", 5)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 20:
+        raise ConfigError(f"{path}: retries must be an integer in 0..20")
     base = path.parent
     rel = lambda p: (base / p).resolve()  # noqa: E731
     tls = data.get("tls")
@@ -108,4 +113,5 @@ def load_config(path: Path) -> AgentConfig:
         batch_size=batch_size, tls=creds, insecure=insecure, columns=dict(data.get("columns", {})),
         sql=dict(data.get("sql", {})),
         audit_public_key=rel(data["audit_public_key"]) if data.get("audit_public_key") else None,
+        retries=retries,
     )

@@ -54,7 +54,7 @@ def date_tokens(iso: str) -> list[str]:
 def tokens(field: FieldSpec, value: str) -> list[str]:
     if not value:
         return []  # a blank field sets no bits: it neither agrees nor disagrees
-    if field.name == "birth_date":
+    if field.kind == "date":
         return date_tokens(value)
     if field.qgram == 0:
         return value.split()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,14 +20,21 @@ class ExtractError(ValueError):
     pass
 
 
-def required_columns(department: str) -> tuple[str, ...]:
-    return IDENTITY_COLUMNS + DEPARTMENT_COLUMNS[department]
+def required_columns(department: str, identity: Sequence[str] = IDENTITY_COLUMNS[1:]) -> tuple[str, ...]:
+    return ("record_id",) + tuple(c for c in dict.fromkeys(identity) if c != "record_id") + \
+        DEPARTMENT_COLUMNS[department]
 
 
 def read_extract(source: Path | str, department: str, columns: dict[str, str] | None = None,
-                 sql: dict[str, str] | None = None) -> pd.DataFrame:
+                 sql: dict[str, str] | None = None,
+                 identity: Sequence[str] | None = IDENTITY_COLUMNS[1:]) -> pd.DataFrame:
     """The extract with the schema's column names, all values as stripped strings
-    ('' = blank). `columns` maps schema column -> column in the file."""
+    ('' = blank). `columns` maps schema column -> column in the file.
+
+    `identity` names the identity columns that must be there (a project's
+    schema reads its own, `fedlink.schema.schema_columns`); None keeps every
+    column of the file after record_id and the department's (a worklist
+    shows caseworkers the department's whole row)."""
     if source == "sql":
         frame = _read_sql(sql or {})
         where = f"SQL query on {(sql or {}).get('url', '?').split('@')[-1]}"
@@ -39,11 +47,14 @@ def read_extract(source: Path | str, department: str, columns: dict[str, str] | 
             frame = _read_csv(path)
     mapping = dict(columns or {})
     frame = frame.rename(columns={v: k for k, v in mapping.items()})
-    missing = [c for c in required_columns(department) if c not in frame.columns]
+    if identity is None:
+        identity = [c for c in frame.columns if c not in required_columns(department, ())]
+    wanted = required_columns(department, identity)
+    missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise ExtractError(f"{where}: missing column(s) {', '.join(missing)} for department {department}"
                            + (f" (mapped: {mapping})" if mapping else ""))
-    frame = frame[list(required_columns(department))].astype(str).apply(lambda s: s.str.strip())
+    frame = frame[list(wanted)].astype(str).apply(lambda s: s.str.strip())
     if frame.index.name != "line":  # Parquet/SQL: number rows as a file would, header = 1
         frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
     blank = frame["record_id"] == ""

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
 from pypinyin import Style, lazy_pinyin
+
+from fedlink.schema import BUILTIN_FEATURES
 
 __all__ = [
     "ResidentId",
@@ -28,10 +30,13 @@ __all__ = [
     "normalise_address",
     "normalise_date",
     "normalise_name",
+    "normalise_digits",
     "normalise_phone",
     "normalise_record",
     "normalise_sex",
+    "normalise_text",
     "parse_resident_id",
+    "record_features",
 ]
 
 _MIDDLE_DOT = "\u00b7"
@@ -419,6 +424,39 @@ def normalise_phone(raw: str) -> str:
     return digits if len(digits) >= 7 else ""
 
 
+# ---------------------------------------------------------------- Latin text and digits
+
+_NOT_WORD_RE = re.compile(r"[^0-9a-z]+")
+_DIGIT_DROP_RE = re.compile(r"[^0-9]+")
+
+
+def normalise_text(raw: str) -> str:
+    """Free text in Latin script (names, street names, places): accents
+    dropped, lower case, letters and digits only.
+
+    Spaces go too: registers split and join words at will ("sherlockstreet",
+    "rosett a village", "Mary Ann" / "Maryann"), and the q-grams of the
+    joined form still carry the word order. "O'Brien" and "St. Kilda" come
+    out "obrien" and "stkilda".
+    """
+    if not raw:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", raw.lower())
+    ascii_only = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _NOT_WORD_RE.sub("", ascii_only)
+
+
+def normalise_digits(raw: str) -> str:
+    """The digits of a number written in any form (full-width, spaced,
+    hyphenated, a spreadsheet's "4223.0" is read as 4223); "" if none."""
+    if not raw:
+        return ""
+    text = _nfkc(raw).strip()
+    if text.endswith(".0"):
+        text = text[:-2]
+    return _DIGIT_DROP_RE.sub("", text)
+
+
 # ---------------------------------------------------------------- record
 
 def _text(value: object) -> str:
@@ -432,28 +470,46 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def normalise_record(row: Mapping[str, str]) -> dict[str, str]:
-    """The encoding features of one extract row, keys as fedlink.schema.FEATURES.
+def _joined(row: Mapping[str, str], column: str) -> str:
+    # "address_1+address_2": a field read from several columns, joined, so
+    # a value recorded in the other column (swapped address lines) still agrees.
+    return " ".join(v for v in (_text(row.get(c)) for c in column.split("+")) if v)
 
-    Sex and birth date left blank are filled from the resident ID when the
-    ID is valid. A declared value that disagrees with the ID is kept: the ID
-    may be someone else's mistyped number, and the filter carries the ID
+
+_NORMALISERS = {
+    "name": normalise_name,
+    "pinyin": name_pinyin,
+    "sex": normalise_sex,
+    "date": normalise_date,
+    "resident_id": lambda raw: parse_resident_id(raw).value,
+    "address": normalise_address,
+    "phone": normalise_phone,
+    "text": normalise_text,
+    "digits": normalise_digits,
+}
+_BUILTIN = tuple((name, kind, column) for name, (kind, column) in BUILTIN_FEATURES.items())
+
+
+def record_features(row: Mapping[str, str], fields: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+    """The encoding features of one extract row for (name, kind, column) fields;
+    a column "a+b" reads columns a and b joined by a space.
+
+    Sex and birth date left blank are filled from a resident ID when the ID
+    is valid. A declared value that disagrees with the ID is kept: the ID may
+    be someone else's mistyped number, and the filter carries the ID
     separately, so both pieces of evidence reach the matcher.
     """
-    get = row.get
-    name = _text(get("name"))
-    rid = parse_resident_id(_text(get("resident_id")))
-    sex = normalise_sex(_text(get("sex")))
-    birth = normalise_date(_text(get("birth_date")))
-    if rid.valid:
-        sex = sex or rid.sex
-        birth = birth or rid.birth_date
-    return {
-        "name": normalise_name(name),
-        "name_pinyin": name_pinyin(name),
-        "sex": sex,
-        "birth_date": birth,
-        "resident_id": rid.value,
-        "address": normalise_address(_text(get("address"))),
-        "phone": normalise_phone(_text(get("phone"))),
-    }
+    fields = tuple(fields)
+    out = {name: _NORMALISERS[kind](_joined(row, column)) for name, kind, column in fields}
+    ids = (parse_resident_id(_joined(row, column)) for _, kind, column in fields if kind == "resident_id")
+    rid = next((r for r in ids if r.valid), None)
+    if rid is not None:
+        for name, kind, _ in fields:
+            if kind in ("sex", "date") and not out[name]:
+                out[name] = rid.sex if kind == "sex" else rid.birth_date
+    return out
+
+
+def normalise_record(row: Mapping[str, str]) -> dict[str, str]:
+    """The built-in features (fedlink.schema.FEATURES) of a standard extract row."""
+    return record_features(row, _BUILTIN)

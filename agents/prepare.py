@@ -13,12 +13,13 @@ from typing import Callable
 
 import pandas as pd
 
-from agents.encoding import Encoder
+from agents.hardening import hardened_encoder
+from agents.households import household_key, household_tokens
 from agents.indicators import IndicatorError, derive
-from agents.normalise import normalise_record
+from agents.normalise import record_features
 from agents.refs import RefCipher
 from fedlink.rules import load_rulepack
-from fedlink.schema import IDENTITY_COLUMNS, Project
+from fedlink.schema import HOUSEHOLD_DEPARTMENTS, Project, schema_columns
 from fedlink.wire import batch_digest, upload_digest
 
 CHUNK = 5000
@@ -31,6 +32,7 @@ class Batch:
     clks: list[bytes]
     indicators: list[dict[str, int]]
     digest: bytes
+    households: list[bytes] | None = None  # keyed household tokens (agents/households.py), where sent
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -54,18 +56,27 @@ def reference_date(project: Project) -> date:
 
 def prepare(frame: pd.DataFrame, department: str, project: Project, secret: bytes, ref_key: bytes,
             batch_size: int, source: str = "extract", progress: Callable[[int], None] | None = None) -> PreparedUpload:
-    encoder = Encoder(project.schema, secret, project.project_id)
+    # The project's hardening (agents/hardening.py) applies before anything leaves the department.
+    encoder = hardened_encoder(project.schema, secret, project.project_id)
+    fields = [(f.name, f.kind, f.column) for f in project.schema.fields]
+    columns = list(schema_columns(project.schema))
+    # Ages for the indicators come from the schema's (first) birth-date field.
+    birth_field = next((f.name for f in project.schema.fields if f.kind == "date"), "")
     cipher = RefCipher(ref_key, project.project_id, department)
     pack = load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
     declared = project.departments[department]
     as_of = reference_date(project)
+    # Household tokens go only where the pack evaluates households, and only from a household register.
+    hh_key = (household_key(ref_key, project.project_id, department)
+              if department in HOUSEHOLD_DEPARTMENTS and pack.household_indicators else None)
+    households: list[bytes] = []
     refs: list[bytes] = []
     clks: list[bytes] = []
     indicators: list[dict[str, int]] = []
     for start in range(0, len(frame), CHUNK):
         chunk = frame.iloc[start:start + CHUNK]
-        features = [normalise_record(row) for row in chunk[list(IDENTITY_COLUMNS)].to_dict("records")]
-        births = pd.Series([f["birth_date"] for f in features], index=chunk.index)
+        features = [record_features(row, fields) for row in chunk[columns].to_dict("records")]
+        births = pd.Series([f[birth_field] for f in features] if birth_field else "", index=chunk.index)
         try:
             ind = derive(department, chunk, births, pack, as_of, declared)
         except IndicatorError as e:
@@ -74,6 +85,9 @@ def prepare(frame: pd.DataFrame, department: str, project: Project, secret: byte
         clks.extend(row.tobytes() for row in packed)
         refs.extend(cipher.encrypt(rid) for rid in chunk["record_id"])
         indicators.extend(ind.to_dict("records"))
+        if hh_key is not None:
+            households.extend(household_tokens(chunk["household_id"] if "household_id" in chunk
+                                               else pd.Series("", index=chunk.index), hh_key))
         if progress:
             progress(len(chunk))
     indicators = [{k: int(v) for k, v in d.items()} for d in indicators]
@@ -81,7 +95,11 @@ def prepare(frame: pd.DataFrame, department: str, project: Project, secret: byte
     for seq, start in enumerate(range(0, len(refs), batch_size)):
         part = slice(start, start + batch_size)
         b_refs, b_clks, b_ind = refs[part], clks[part], indicators[part]
-        batches.append(Batch(seq, b_refs, b_clks, b_ind, batch_digest(zip(b_refs, b_clks, b_ind))))
+        if hh_key is None:
+            batches.append(Batch(seq, b_refs, b_clks, b_ind, batch_digest(zip(b_refs, b_clks, b_ind))))
+        else:
+            b_hh = households[part]
+            batches.append(Batch(seq, b_refs, b_clks, b_ind, batch_digest(zip(b_refs, b_clks, b_ind, b_hh)), b_hh))
     schema_digest = project.digest()
     return PreparedUpload(department, batches, upload_digest(schema_digest, [b.digest for b in batches]),
                           schema_digest)

@@ -7,39 +7,46 @@ population. The census here is a SEPARATE synthetic population (another
 seed, by default four times the size), never the target's own truth and
 never the project secret.
 
-Attacks
-  * frequency: Kuzu et al. (2011) style. Identical filters are grouped, the
-    groups sorted by size, and the i-th largest group is named after the
-    i-th most frequent census value (full name, or name + birth year).
-    Only groups of two or more records are aligned (a singleton's rank
-    carries no frequency information).
+Attacks (every one runs on every target; ``ATTACKS`` names them)
+  * frequency_name, frequency_name_year: frequency attack on whole filters,
+    Kuzu et al. (2011) style. Identical filters are grouped, the groups
+    sorted by size, and the i-th largest group is named after the i-th most
+    frequent census value (full name, or name + birth year). Only groups of
+    two or more records are aligned (a singleton's rank carries no
+    frequency information).
+  * position_frequency: frequency attack on bit positions. Positions that
+    are set together far more often than chance (phi correlation) are
+    grouped as the positions of one token; the groups, ranked by how many
+    filters have all their positions, are aligned with the census tokens
+    ranked by frequency; records are then named by signature (below).
   * pattern_mining: Christen et al. (2017/2018) style. Bit positions that are
     set together in a block of filters form a pattern; the largest such
     block is aligned with the most frequent public token (q-gram, or birth
     year token) by frequency, and the filters are split into "has it" /
     "has it not", recursively, so the next most frequent token of each part
-    is found the same way. Each filter is then reduced to the signature of
-    the learned tokens it has and has not, and named when exactly one census
-    name has that signature.
+    is found the same way.
+  * dictionary (weak control only): encode every census name with the
+    public, unkeyed encoding and look each filter up. A keyed encoding
+    needs the project secret for this.
 
-A record is re-identified when the attack names its true name (the person's
-name in the truth table) and only that name. Rate = correct / records.
+Signature step: each filter is reduced to which learned tokens it has and
+has not, and named when exactly one census name has that signature. A record
+is re-identified when the attack names its true name (the person's name in
+the truth table) and only that name. Rate = correct / records.
 
 Targets
   * weak_unkeyed_names: a deliberately weak control, a plain Bloom filter of
     the name's character bigrams (padded) with a known unkeyed double hash
     (MD5 / SHA-1, Schnell 2009 style), 1024 bits, 20 hashes per bigram.
     The attacks must break it, or they prove nothing.
-  * fedlink_default: the record-level keyed encoding of agents.encoding
-    with the default schema.
+  * fedlink: what a fedlink agent uploads with the default schema and the
+    hardening asked for (agents.hardening, the same code the agent runs).
+    The attacker knows the hardening (Kerckhoffs): against ``salt`` its
+    census tokens are salted with the birth year too.
 
-Hardening (pure functions over packed filters, applied after encoding):
-``none``, ``blip`` (flip each bit with probability BLIP_FLIP), ``xor`` (XOR
-folding to half length), ``balance`` (append the complement and permute the
-positions with a secret-derived permutation: fill exactly 0.5).
-
-    run_attacks(persons=5000, seed=0, hardening=None) -> dict
-    python -m bench.attacks --persons 5000 [--hardening blip]
+    run_attacks(persons=5000, seed=0, hardening=None) -> dict   # None: the default
+    python -m bench.attacks --persons 5000 [--hardening salt]
+    python -m bench.attacks --table SCENARIO --out DIR   # docs/hardening.md's table
 """
 from __future__ import annotations
 
@@ -50,63 +57,29 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
-from agents.encoding import Encoder
+from agents.hardening import hardened_encoder
 from agents.normalise import name_pinyin, normalise_name, normalise_record
 from bench.synth import build, render_department
 from fedlink.schema import LinkageSchema
 
-HARDENINGS = ("none", "blip", "xor", "balance")
-BLIP_FLIP = 0.05
+PROJECT_ID = "attack-bench"
 WEAK_BITS = 1024
 WEAK_HASHES = 20
-PROJECT_ID = "attack-bench"
-
-# --------------------------------------------------------------------------- hardening
+ATTACKS = ("frequency_name", "frequency_name_year", "position_frequency", "pattern_mining", "dictionary")
+# The options docs/hardening.md compares, in its order.
+TABLE_OPTIONS = ("none", "salt", "balance", "xor", "blip-0.01", "blip-0.02", "blip-0.05")
+POSITION_PHI = 0.4  # positions correlated above this are taken for one token's
 
 
 def _bits(filters: np.ndarray) -> np.ndarray:
     return np.unpackbits(np.asarray(filters, dtype=np.uint8), axis=1)
-
-
-def blip(filters: np.ndarray, flip: float = BLIP_FLIP, seed: int = 0) -> np.ndarray:
-    """Randomised response: every bit flipped independently with probability ``flip``."""
-    bits = _bits(filters)
-    noise = np.random.default_rng(seed).random(bits.shape) < flip
-    return np.packbits(bits ^ noise, axis=1)
-
-
-def xor_fold(filters: np.ndarray) -> np.ndarray:
-    """XOR of the two halves: m bits become m/2 (Schnell et al. 2016)."""
-    filters = np.asarray(filters, dtype=np.uint8)
-    half = filters.shape[1] // 2
-    return filters[:, :half] ^ filters[:, half:2 * half]
-
-
-def balance(filters: np.ndarray, key: bytes = b"") -> np.ndarray:
-    """Filter followed by its complement, positions permuted under ``key``: every filter
-    has exactly half its bits set (Berger-Schnell-style balanced Bloom filters)."""
-    bits = _bits(filters)
-    both = np.concatenate([bits, 1 - bits], axis=1)
-    seed = int.from_bytes(hashlib.sha256(b"balance-permutation" + key).digest()[:8], "big")
-    perm = np.random.default_rng(seed).permutation(both.shape[1])
-    return np.packbits(both[:, perm], axis=1)
-
-
-def harden(filters: np.ndarray, hardening: str | None, seed: int = 0, key: bytes = b"") -> np.ndarray:
-    h = hardening or "none"
-    if h == "none":
-        return np.asarray(filters, dtype=np.uint8)
-    if h == "blip":
-        return blip(filters, BLIP_FLIP, seed)
-    if h == "xor":
-        return xor_fold(filters)
-    if h == "balance":
-        return balance(filters, key)
-    raise ValueError(f"unknown hardening {hardening!r}; known: {', '.join(HARDENINGS)}")
 
 
 # --------------------------------------------------------------------------- encodings
@@ -136,19 +109,25 @@ def weak_tokens(name: str, year: str) -> set[str]:
     return set(name_bigrams(name)) if name else set()
 
 
-def fedlink_tokens(name: str, year: str) -> set[str]:
+def fedlink_tokens(name: str, year: str, salted: bool = False) -> set[str]:
     """The public tokenisation of the default schema, restricted to what a census has:
-    name characters, pinyin bigrams and the birth-year token."""
+    name characters, pinyin bigrams and the birth-year token; with the birth year
+    as salt when the hardening salts (the attacker knows the scheme)."""
     out: set[str] = set()
+    salt = f"{year}|" if salted else ""
     n = normalise_name(name)
-    out.update("n:" + c for c in n)
+    out.update(f"n:{salt}{c}" for c in n)
     p = name_pinyin(name)
     if p:
         padded = f"_{p}_"
-        out.update("p:" + padded[i:i + 2] for i in range(len(padded) - 1))
+        out.update(f"p:{salt}{padded[i:i + 2]}" for i in range(len(padded) - 1))
     if year:
         out.add("y:" + year)
     return out
+
+
+def salted_tokens(name: str, year: str) -> set[str]:
+    return fedlink_tokens(name, year, salted=True)
 
 
 # --------------------------------------------------------------------------- census
@@ -279,8 +258,15 @@ def pattern_mining_attack(filters: np.ndarray, census: Census, *, tau: float = 0
         for part, emask in ((rows[inside], ents & has), (rows[~inside], ents & ~has)):
             heapq.heappush(heap, (-len(part), tick, part, emask))
             tick += 1
+    return signature_guesses(bits, census, known), {
+        "tokens_learned": len(known), "nodes": nodes, "learned": [census.tokens[t] for t in list(known)[:20]],
+        "positions": {census.tokens[t]: known[t].tolist() for t in known}}
+
+
+def signature_guesses(bits: np.ndarray, census: Census, known: dict[int, np.ndarray]) -> list:
+    """Name each record whose has / has-not signature over the learned tokens fits exactly one census name."""
     if not known:
-        return [None] * n, {"tokens_learned": 0, "nodes": nodes}
+        return [None] * len(bits)
     order = list(known)
     rec_sig = np.stack([bits[:, known[t]].all(axis=1) for t in order], axis=1)
     ent_sig = np.stack([census.has(t) for t in order], axis=1)
@@ -291,9 +277,37 @@ def pattern_mining_attack(filters: np.ndarray, census: Census, *, tau: float = 0
     for s in np.packbits(rec_sig, axis=1):
         cands = by_sig.get(s.tobytes())
         guesses.append(next(iter(cands)) if cands and len(cands) == 1 else None)
-    return guesses, {"tokens_learned": len(known), "nodes": nodes,
-                     "learned": [census.tokens[t] for t in order[:20]],
-                     "positions": {census.tokens[t]: known[t].tolist() for t in order}}
+    return guesses
+
+
+def position_frequency_attack(filters: np.ndarray, census: Census, *, phi_min: float = POSITION_PHI,
+                              min_support: int | None = None) -> tuple[list, dict]:
+    """Frequency attack on bit positions: positions set together far above chance are one
+    token's; such groups, ranked by support, are aligned with census tokens ranked by frequency."""
+    bits = _bits(filters)
+    n, m = bits.shape
+    if min_support is None:
+        min_support = max(8, n // 400)
+    x = bits.astype(np.float32)
+    freq = x.mean(axis=0)
+    joint = (x.T @ x) / n
+    sd = np.sqrt(freq * (1 - freq)) + 1e-9
+    phi = (joint - np.outer(freq, freq)) / np.outer(sd, sd)
+    np.fill_diagonal(phi, 0.0)
+    _, label = connected_components(sparse.csr_matrix(phi > phi_min), directed=False)
+    groups = [g for g in (np.flatnonzero(label == c) for c in np.unique(label)) if len(g) >= 2]
+    support = np.array([bits[:, g].all(axis=1).sum() for g in groups], dtype=np.int64)
+    ranked_groups = [groups[i] for i in np.argsort(-support, kind="stable") if support[i] >= min_support]
+    tf = census.matrix.T @ census.weights / census.weights.sum()
+    ranked_tokens = np.argsort(-tf, kind="stable")
+    known: dict[int, np.ndarray] = {}
+    for g, t in zip(ranked_groups, ranked_tokens):
+        share = bits[:, g].all(axis=1).mean()
+        if tf[t] > 0 and 0.5 <= share / tf[t] <= 2.0:  # aligned only where the frequencies agree
+            known[int(t)] = g
+    return signature_guesses(bits.astype(bool), census, known), {
+        "position_groups": len(groups), "tokens_learned": len(known),
+        "learned": [census.tokens[t] for t in list(known)[:20]]}
 
 
 # --------------------------------------------------------------------------- harness
@@ -315,61 +329,103 @@ def _census(persons: int, seed: int) -> tuple[list[str], list[str]]:
 
 def attack_encoding(filters: np.ndarray, truth: Sequence[str], cnames: Sequence[str], cyears: Sequence[str],
                     tokeniser, use_year: bool, public_encode=None) -> dict:
+    """Every attack of ATTACKS that applies to this encoding; a score per attack."""
     out = {}
-    if public_encode is not None:
-        out["dictionary"] = _score(dictionary_attack(filters, cnames, public_encode), truth)
-    freq_name = frequency_attack(filters, cnames)
-    out["frequency_name"] = _score(freq_name, truth)
-    if use_year:
-        pairs = frequency_attack(filters, list(zip(cnames, cyears)))
-        out["frequency_name_year"] = _score([p[0] if p else None for p in pairs], truth)
+    out["frequency_name"] = _score(frequency_attack(filters, cnames), truth)
+    pairs = frequency_attack(filters, list(zip(cnames, cyears)))
+    out["frequency_name_year"] = _score([p[0] if p else None for p in pairs], truth)
     census = Census(cnames, cyears, tokeniser, use_year)
+    guesses, diag = position_frequency_attack(filters, census)
+    out["position_frequency"] = {**_score(guesses, truth), **diag}
     guesses, diag = pattern_mining_attack(filters, census)
     diag.pop("positions", None)
     out["pattern_mining"] = {**_score(guesses, truth), **diag}
+    if public_encode is not None:
+        out["dictionary"] = _score(dictionary_attack(filters, cnames, public_encode), truth)
     return out
 
 
 def run_attacks(persons: int = 5000, seed: int = 0, hardening: str | None = None, *,
                 department: str = "population", census_persons: int | None = None,
-                census_seed: int | None = None, targets: Sequence[str] = ("weak_unkeyed_names", "fedlink_default")) -> dict:
+                census_seed: int | None = None, targets: Sequence[str] = ("weak_unkeyed_names", "fedlink")) -> dict:
     """Run every attack on every target encoding of one department's extract; rates per attack."""
     t0 = time.perf_counter()
+    hardening = hardening or LinkageSchema().hardening  # by default what an agent uploads
     census_persons = census_persons or 8 * persons
     census_seed = seed + 7919 if census_seed is None else census_seed
     features, truth = _target(persons, seed, department)
     cnames, cyears = _census(census_persons, census_seed)
     secret = secrets.token_bytes(32)  # the project secret: the attacker never sees it
     result = {"persons": persons, "seed": seed, "department": department, "records": len(truth),
-              "census_persons": census_persons, "census_seed": census_seed, "hardening": hardening or "none",
+              "census_persons": census_persons, "census_seed": census_seed, "hardening": hardening,
               "attacks": {}}
     for target in targets:
         if target == "weak_unkeyed_names":
-            raw = weak_encode([f["name"] for f in features])
+            # The control stays unhardened: it shows the attacks have teeth.
+            filters = weak_encode([f["name"] for f in features])
             tokeniser, use_year = weak_tokens, False
-            # The hash is public: the attacker can encode its census, through the same hardening
-            # (a keyed permutation or noise would need the secret or the noise; shown as is).
-            public = (lambda names: harden(weak_encode([normalise_name(x) for x in names]), hardening, seed, secret))
-        elif target == "fedlink_default":
-            raw = Encoder(LinkageSchema(), secret, PROJECT_ID).encode(features)
-            tokeniser, use_year = fedlink_tokens, True
+            public = lambda names: weak_encode([normalise_name(x) for x in names])  # noqa: E731 (public hash)
+        elif target == "fedlink":
+            schema = replace(LinkageSchema(), hardening=hardening)
+            filters = hardened_encoder(schema, secret, PROJECT_ID).encode(features)
+            tokeniser, use_year = (salted_tokens if hardening == "salt" else fedlink_tokens), True
             public = None  # the positions depend on the project secret: no dictionary
         else:
             raise ValueError(f"unknown target {target!r}")
-        filters = harden(raw, hardening, seed, secret)
         result["attacks"][target] = attack_encoding(filters, truth, cnames, cyears, tokeniser, use_year, public)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
+
+
+# --------------------------------------------------------------------------- the hardening table
+
+
+def hardening_table(scenario: Path, out: Path, persons: int, seed: int = 0,
+                    options: Sequence[str] = TABLE_OPTIONS) -> list[dict]:
+    """Per option: pairwise F1 of `fedlink bench` on the scenario, and each attack's
+    re-identification rate on the population extract of a `persons`-person world."""
+    from bench.harness import run_bench
+
+    rows = []
+    for option in options:
+        schema = replace(LinkageSchema(), hardening=option)
+        metrics = run_bench(scenario, Path(out) / option, project_overrides={"schema": schema})
+        attacks = run_attacks(persons, seed, option, targets=("fedlink",))["attacks"]["fedlink"]
+        rows.append({"hardening": option, "f1": metrics["links"]["f1"], "precision": metrics["links"]["precision"],
+                     "recall": metrics["links"]["recall"],
+                     **{a: round(r["reidentification_rate"], 5) for a, r in attacks.items()},
+                     "tokens_learned": {a: r["tokens_learned"] for a, r in attacks.items() if "tokens_learned" in r}})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    attacks = [a for a in ATTACKS if a in rows[0]]
+    base = next((r["f1"] for r in rows if r["hardening"] == "none"), None)
+    head = ["hardening", "F1", "F1 vs none"] + attacks
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        delta = f"{r['f1'] - base:+.5f}" if base is not None else ""
+        lines.append("| " + " | ".join([r["hardening"], f"{r['f1']:.5f}", delta]
+                                       + [f"{100 * r[a]:.2f} %" for a in attacks]) + " |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.attacks", description=__doc__.split("\n\n")[0])
     ap.add_argument("--persons", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--hardening", choices=HARDENINGS, default="none")
+    ap.add_argument("--hardening", default=None, help="none, salt, balance, xor, blip-R; default: the schema's")
     ap.add_argument("--department", default="population")
     ap.add_argument("--census-persons", type=int, default=None)
+    ap.add_argument("--table", type=Path, default=None, metavar="SCENARIO",
+                    help="measure every option: bench F1 on SCENARIO and every attack (docs/hardening.md)")
+    ap.add_argument("--out", type=Path, default=Path("hardening-bench"), help="bench folders of --table")
     a = ap.parse_args(argv)
+    if a.table:
+        rows = hardening_table(a.table, a.out, a.persons, a.seed)
+        (a.out / "hardening.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print(markdown(rows))
+        return
     r = run_attacks(a.persons, a.seed, a.hardening, department=a.department, census_persons=a.census_persons)
     print(json.dumps(r, ensure_ascii=False, indent=2))
 

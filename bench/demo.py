@@ -17,6 +17,7 @@ from rich.table import Table
 from bench.harness import BenchSession
 from bench.metrics import flag_quality, pairwise_quality
 from bench.synth import write_scenario
+from fedlink.operator import Operator
 
 
 def next_month(src: Path, dst: Path, change) -> Path:
@@ -109,6 +110,10 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
         feedback = {c["key"]: ("<5" if c.get("suppressed") else str(c.get("count", 0)))
                     for c in report2.get("outcomes_per_rule", [])}
         console.print(f"Review feedback in the operator's report (small cells suppressed): {feedback}")
+        with Operator.connect(s.address, s.pki) as op:  # from now on the coordinator starts the runs itself
+            sched = op.set_schedule(s.project.project_id, "1mo", day=1, at="02:00")
+        console.print(f"5. The operator schedules monthly runs (day 1, 02:00 UTC): the coordinator starts the "
+                      f"next one when it is due, {sched.next_due}")
         audit = s.verify_audit()
     console.print("Worklists for caseworkers (each department sees only its own records):")
     for d in worklists:

@@ -23,11 +23,12 @@ from sqlalchemy import select
 from agents.client import Agent
 from agents.config import load_config
 from agents.refs import RefCipher, load_key, new_key
-from bench.metrics import flag_quality, pairwise_quality
+from bench.febrl import materialise, named_scenario
+from bench.metrics import flag_quality, missed_links_by_group, pair_quality, pairwise_quality, record_groups
 from fedlink.officer import Officer, verify_export
 from fedlink.operator import Operator
 from fedlink.pki import credentials_for, init_pki
-from fedlink.schema import DEPARTMENTS, Project
+from fedlink.schema import DEPARTMENTS, Project, schema_from_dict
 from server import store as t
 from server.serve import start
 
@@ -37,6 +38,15 @@ PROJECT_ID = "bench"
 def scenario_settings(scenario: Path) -> dict:
     path = scenario / "scenario.toml"
     return tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def resolve_scenario(scenario: Path | str, out: Path) -> Path:
+    """A scenario folder as given, or a named one (e.g. "febrl4") written under out/scenario."""
+    if Path(scenario).is_dir():
+        return Path(scenario)
+    if named_scenario(str(scenario)) is not None:
+        return materialise(str(scenario), Path(out) / "scenario")
+    raise FileNotFoundError(f"{scenario}: not a scenario folder nor a named scenario in bench/scenarios")
 
 
 def scenario_departments(scenario: Path) -> list[str]:
@@ -68,7 +78,8 @@ class BenchSession:
     """A coordinator on loopback with mTLS, a project, and one agent per department."""
 
     def __init__(self, scenario: Path, out: Path, *, threshold: float | None = None,
-                 console: Console | None = None, project_overrides: dict | None = None):
+                 console: Console | None = None, project_overrides: dict | None = None,
+                 engine: str | None = None):
         self.scenario, self.out = Path(scenario), Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.console = console
@@ -88,14 +99,18 @@ class BenchSession:
         for state in (self.out / "agents").glob("state-*/tree-heads.jsonl"):
             state.unlink()
         (self.out / "audit" / "verified-heads.jsonl").unlink(missing_ok=True)
-        self.running = start("127.0.0.1:0", self.db, credentials=credentials_for(self.pki, "coordinator"))
+        self.running = start("127.0.0.1:0", self.db, credentials=credentials_for(self.pki, "coordinator"),
+                             engine=engine)
         self.address = f"127.0.0.1:{self.running.port}"
-        project = Project.default(PROJECT_ID, self.departments, **(project_overrides or {}))
+        overrides = dict(project_overrides or {})
+        if "schema" in self.settings and "schema" not in overrides:
+            overrides["schema"] = schema_from_dict(self.settings["schema"])
+        project = Project.default(PROJECT_ID, self.departments, **overrides)
         ref = self.settings.get("project", {}).get("reference_date")
         if ref:
             project = replace(project, reference_date=ref)
         if threshold is not None:
-            project = replace(project, schema=replace(project.schema, threshold=threshold))
+            project = replace(project, schema=replace(project.schema, threshold=threshold, auto_threshold=False))
         self.project = project
         with Operator.connect(self.address, self.pki) as op:
             op.create_project(project)
@@ -179,6 +194,12 @@ class BenchSession:
         return pd.DataFrame([(d, ciphers[d].decrypt(ref), person) for d, ref, person in rows],
                             columns=["department", "record_id", "cluster_id"])
 
+    def thresholds(self, run_id: str) -> dict[str, float]:
+        """The threshold each department pair was linked at, from the run's stored report."""
+        with self.running.coordinator.store.read() as conn:
+            report = conn.execute(select(t.runs.c.report).where(t.runs.c.run_id == run_id)).scalar()
+        return (report or {}).get("threshold_per_department_pair", {})
+
     def verify_audit(self) -> dict:
         """The privacy officer exports the log and verifies it offline."""
         with Officer.connect(self.address, self.pki) as officer:
@@ -199,10 +220,11 @@ class BenchSession:
 
 
 def run_bench(scenario: Path, out: Path, *, threshold: float | None = None, console: Console | None = None,
-              project_overrides: dict | None = None) -> dict:
+              project_overrides: dict | None = None, engine: str | None = None) -> dict:
     out = Path(out)
+    scenario = resolve_scenario(scenario, out)
     with BenchSession(scenario, out, threshold=threshold, console=console,
-                      project_overrides=project_overrides) as s:
+                      project_overrides=project_overrides, engine=engine) as s:
         counts, encode_s, upload_s = {}, 0.0, 0.0
         for d in s.departments:
             counts[d], e, u = s.upload(d)
@@ -214,12 +236,14 @@ def run_bench(scenario: Path, out: Path, *, threshold: float | None = None, cons
         worklists, flags = s.worklists(run_id)
         times["flag_delivery"] = round(time.perf_counter() - t0, 3)
         links = s.links(run_id)
+        thresholds = s.thresholds(run_id)
         audit = s.verify_audit()
     links.to_csv(out / "links.csv", index=False)
     flags[["department", "record_id", "need", "tier"]].to_csv(out / "flags.csv", index=False)
     metrics = {
         "scenario": str(scenario), "run_id": run_id, "records_per_department": counts,
-        "threshold": s.project.schema.threshold, "times_s": times,
+        "threshold": s.project.schema.threshold, "auto_threshold": s.project.schema.auto_threshold,
+        "thresholds_used": thresholds, "times_s": times,
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "persons_linked": report.get("persons"), "worklists": {d: str(p) for d, p in worklists.items()},
         "audit": audit,
@@ -228,6 +252,9 @@ def run_bench(scenario: Path, out: Path, *, threshold: float | None = None, cons
     if truth_path.exists():
         truth = pd.read_csv(truth_path, dtype=str, keep_default_na=False)
         metrics["links"] = pairwise_quality(links, truth)
+        metrics["links_per_department_pair"] = pair_quality(links, truth)
+        groups = record_groups(scenario, s.departments, s.settings, s.project)
+        metrics["missed_links_by_group"] = missed_links_by_group(links, truth, groups)
         needs_path = Path(scenario) / "needs.csv"
         if needs_path.exists():
             needs = pd.read_csv(needs_path, dtype=str, keep_default_na=False)

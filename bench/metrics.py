@@ -2,7 +2,14 @@
 truth is never read by an agent or the coordinator)."""
 from __future__ import annotations
 
+from datetime import date
+from pathlib import Path
+
 import pandas as pd
+
+from agents.extract import read_extract
+from agents.normalise import name_pinyin, normalise_name, record_features
+from fedlink.schema import Project
 
 
 def _pairs(sizes: pd.Series) -> int:
@@ -38,3 +45,97 @@ def flag_quality(flags: pd.DataFrame, truth: pd.DataFrame, needs: pd.DataFrame) 
             "recall": round(tp / len(true), 4) if true else 1.0,
         }
     return out
+
+
+def pair_quality(links: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """Pairwise precision, recall and F1 for each pair of departments: only
+    record pairs with one record in each of the two count."""
+    merged = links.merge(truth, on=["department", "record_id"], how="inner")
+    departments = sorted(merged["department"].unique())
+    out = {}
+    for i, a in enumerate(departments):
+        for b in departments[i + 1:]:
+            def cross(keys: list[str]) -> int:
+                counts = merged[merged["department"].isin([a, b])].groupby(keys + ["department"]).size()
+                table = counts.unstack("department", fill_value=0)
+                return int((table.get(a, 0) * table.get(b, 0)).sum()) if a in table and b in table else 0
+            predicted, actual, tp = cross(["cluster_id"]), cross(["person_id"]), cross(["cluster_id", "person_id"])
+            precision = tp / predicted if predicted else 1.0
+            recall = tp / actual if actual else 1.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            out[f"{a}~{b}"] = {"precision": round(precision, 5), "recall": round(recall, 5), "f1": round(f1, 5),
+                               "true_pairs": actual, "predicted_pairs": predicted, "true_positive_pairs": tp}
+    return out
+
+
+AGE_BANDS = ((0, "0-17"), (18, "18-39"), (40, "40-59"), (60, "60-79"), (80, "80+"))
+
+
+def _age_band(birth: str, as_of: date) -> str:
+    if not birth:
+        return "unknown"
+    born = date.fromisoformat(birth)
+    age = as_of.year - born.year - ((as_of.month, as_of.day) < (born.month, born.day))
+    return [label for low, label in AGE_BANDS if age >= low][-1] if age >= 0 else "unknown"
+
+
+def record_groups(scenario: Path, departments: list[str], settings: dict, project: Project) -> pd.DataFrame:
+    """Per record, the attributes the missed-link rates are broken down by, read
+    from the scenario's extracts at evaluation only: birth date and sex as the
+    schema's fields normalise them, and from the schema's name column whether
+    the name is a minority name (with a middle dot) or written in pinyin only."""
+    fields = [(f.name, f.kind, f.column) for f in project.schema.fields]
+    birth = next((f.name for f in project.schema.fields if f.kind == "date"), None)
+    sex = next((f.name for f in project.schema.fields if f.kind == "sex"), None)
+    name_col = next((f.column for f in project.schema.fields if f.kind in ("name", "pinyin")), None)
+    rows = []
+    for d in departments:
+        frame = read_extract(Path(scenario) / f"{d}.csv", d, settings.get("columns", {}).get(d, {}), identity=None)
+        for row in frame.to_dict("records"):
+            feats = record_features(row, fields)
+            raw_name = row.get(name_col, "") if name_col else ""
+            chars = normalise_name(raw_name)
+            rows.append({"department": d, "record_id": row["record_id"],
+                         "birth": feats[birth] if birth else "", "sex": feats[sex] if sex else "",
+                         "minority": "\u00b7" in chars, "pinyin_only": bool(raw_name) and not chars
+                         and bool(name_pinyin(raw_name))})
+    groups = pd.DataFrame(rows)
+    as_of = date.fromisoformat(project.reference_date) if project.reference_date else date.today()
+    groups.attrs.update(as_of=as_of, has_birth=birth is not None, has_sex=sex is not None,
+                        has_name=name_col is not None)
+    return groups
+
+
+def _first_known(values: pd.Series) -> str:
+    known = values[values != ""]
+    return known.mode().iloc[0] if len(known) else ""
+
+
+def missed_links_by_group(links: pd.DataFrame, truth: pd.DataFrame, groups: pd.DataFrame) -> dict:
+    """Share of true record pairs left unlinked, by group. Age band, sex and
+    minority name are the person's (the value most of their records give); a
+    pair is "pinyin-only" when either of its records has its name in pinyin only."""
+    merged = links.merge(truth, on=["department", "record_id"]).merge(groups, on=["department", "record_id"])
+    person = merged.groupby("person_id").agg(birth=("birth", _first_known), sex=("sex", _first_known),
+                                             minority=("minority", "any"))
+    person["age_band"] = [_age_band(b, groups.attrs["as_of"]) for b in person["birth"]]
+    person["sex"] = person["sex"].replace("", "unknown")
+    person["minority_name"] = person["minority"].map({True: "yes", False: "no"})
+    recs = merged[["person_id", "cluster_id", "pinyin_only"]].reset_index(drop=True)
+    recs["i"] = recs.index
+    pairs = recs.merge(recs, on="person_id", suffixes=("_a", "_b"))
+    pairs = pairs[pairs["i_a"] < pairs["i_b"]].join(person, on="person_id")
+    pairs["missed"] = pairs["cluster_id_a"] != pairs["cluster_id_b"]
+    pairs["pinyin_only_record"] = (pairs["pinyin_only_a"] | pairs["pinyin_only_b"]).map({True: "yes", False: "no"})
+    wanted = [("age_band", groups.attrs["has_birth"]), ("sex", groups.attrs["has_sex"]),
+              ("minority_name", groups.attrs["has_name"]), ("pinyin_only_record", groups.attrs["has_name"])]
+    out = {"all": _missed(pairs)}
+    for column, present in wanted:
+        if present:
+            out[column] = {str(value): _missed(part) for value, part in pairs.groupby(column)}
+    return out
+
+
+def _missed(pairs: pd.DataFrame) -> dict:
+    n, missed = len(pairs), int(pairs["missed"].sum())
+    return {"true_pairs": n, "missed": missed, "missed_rate": round(missed / n, 5) if n else 0.0}

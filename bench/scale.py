@@ -3,6 +3,19 @@
     python -m bench.scale [--sizes 10000 100000] [--engines local+lsh local]
                           [--exact-upto 100000] [--big [--big-engine URL]]
                           [--threshold 0.8] [--json FILE]
+                          [--scenario SYNTH_DIR [--cache DIR]]
+                          [--fedlink-bench 10000 100000 [--work DIR]]
+
+The printout, in order: the kernel against anonlink on one core and the
+fraction of the estimated hardware limit (``bench.kernel.versus_anonlink``);
+blocking on perturbed random filters and, with ``--scenario``, on a real
+``fedlink synth`` scenario encoded by the agents' own code
+(``real_blocking_figures``: pair completeness, completeness against the
+exact engine's links, fraction of pairs compared; LSH alone and with
+agent-side keyed blocking keys); the link phase on synthetic filters by
+size; and with ``--fedlink-bench``, the scale table of the real path
+(``fedlink synth --error-scale 2`` then ``fedlink bench``: agents, gRPC with
+mTLS, store, linkage) with each phase's seconds, peak memory and growth.
 
 Three parts, printed as they finish:
 
@@ -39,11 +52,12 @@ import resource
 import subprocess
 import sys
 import time
+import tomllib
 
 import numpy as np
 
 from server.blocking import BlockingStats, LshParams, lsh_candidates
-from server.matching import dice_scores_pairs, group_records, pack_filters
+from server.matching import dice_scores_above, dice_scores_pairs, group_records, pack_filters
 
 N_DEPARTMENTS = 6
 
@@ -196,6 +210,185 @@ def population(
     return filters, who
 
 
+# --------------------------------------------------------------------------
+# A real scenario, encoded by the agent's own code
+# --------------------------------------------------------------------------
+
+BLOCKING_KEYS = ("resident_id", "name_birth", "phone")
+
+
+def encode_scenario(scenario, cache=None, secret: bytes = b"fedlink scale bench secret 32 by") -> dict:
+    """Encode a ``fedlink synth`` scenario exactly as the agents do (``agents.prepare``).
+
+    Returns ``{department: {"filters": (n, words) uint64, "person": (n,) int64,
+    "keys": {name: (n,) uint64}}}``: the person of each record from truth.csv,
+    and the agent-side keyed blocking keys measured against LSH (see
+    ``blocking_keys``).  With ``cache`` (a folder), the encodings are kept in
+    an .npz there and reused.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from agents.encoding import derive_key
+    from agents.extract import read_extract
+    from agents.normalise import normalise_record
+    from agents.prepare import prepare
+    from fedlink.schema import DEPARTMENTS, IDENTITY_COLUMNS, Project
+
+    scenario = Path(scenario)
+    path = Path(cache) / f"{scenario.resolve().name}.npz" if cache else None
+    if path is not None and path.exists():
+        data = np.load(path)
+        deps = [str(d) for d in data["departments"]]
+        return {d: {"filters": data[f"{d}/filters"], "person": data[f"{d}/person"],
+                    "keys": {k: data[f"{d}/key/{k}"] for k in BLOCKING_KEYS}} for d in deps}
+    deps = [d for d in DEPARTMENTS if (scenario / f"{d}.csv").exists()]
+    project = Project.default("scale", deps)
+    truth = pd.read_csv(scenario / "truth.csv", dtype=str, keep_default_na=False)
+    person_code = {p: k for k, p in enumerate(sorted(set(truth["person_id"])))}
+    settings = scenario / "scenario.toml"
+    columns = tomllib.loads(settings.read_text("utf-8")).get("columns", {}) if settings.exists() else {}
+    block_key = derive_key(secret, project.project_id, "blocking")
+    out = {}
+    for d in deps:
+        frame = read_extract(scenario / f"{d}.csv", d, columns.get(d, {}))
+        prepared = prepare(frame, d, project, secret, b"r" * 32, 50_000)
+        clks = [c for b in prepared.batches for c in b.clks]
+        who = truth[truth["department"] == d].set_index("record_id")["person_id"]
+        features = [normalise_record(r) for r in frame[list(IDENTITY_COLUMNS)].to_dict("records")]
+        out[d] = {
+            "filters": pack_filters(clks, project.schema.filter_bits),
+            "person": np.array([person_code[who[r]] for r in frame["record_id"]], np.int64),
+            "keys": blocking_keys(features, block_key),
+        }
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"departments": np.array(deps)}
+        for d, v in out.items():
+            arrays[f"{d}/filters"] = v["filters"]
+            arrays[f"{d}/person"] = v["person"]
+            for k, key in v["keys"].items():
+                arrays[f"{d}/key/{k}"] = key
+        np.savez(path, **arrays)
+    return out
+
+
+def blocking_keys(features: list[dict], key: bytes) -> dict[str, np.ndarray]:
+    """Agent-side keyed blocking keys, as an agent would compute them (measured here only).
+
+    Each is the first 8 bytes of HMAC-SHA-256 under a key derived from the
+    project secret, of one exact normalised value: the resident ID; name
+    (pinyin) with birth date; the phone number.  0 where the value is blank.
+    The coordinator would learn which records agree *exactly* on each (see
+    docs/scale.md for what that leaks); these figures decide whether that is
+    worth it.
+    """
+    import hashlib
+    import hmac
+
+    def h(value: str) -> int:
+        if not value:
+            return 0
+        return int.from_bytes(hmac.digest(key, value.encode(), hashlib.sha256)[:8], "little") or 1
+
+    return {
+        "resident_id": np.array([h(f["resident_id"]) for f in features], np.uint64),
+        "name_birth": np.array([h(f["name_pinyin"] + "|" + f["birth_date"] if f["name_pinyin"] and f["birth_date"]
+                                  else "") for f in features], np.uint64),
+        "phone": np.array([h(f["phone"]) for f in features], np.uint64),
+    }
+
+
+def _key_pairs(left: np.ndarray, right: np.ndarray, max_bucket: int) -> np.ndarray:
+    """Codes ``i * m + j`` of the pairs with equal non-zero keys (buckets over max_bucket skipped)."""
+    m = len(right)
+    lo = np.argsort(left, kind="stable")
+    ro = np.argsort(right, kind="stable")
+    lk, rk = left[lo], right[ro]
+    values, lstart, lcount = np.unique(lk, return_index=True, return_counts=True)
+    rstart = np.searchsorted(rk, values, side="left")
+    rcount = np.searchsorted(rk, values, side="right") - rstart
+    ok = (values != 0) & (rcount > 0) & (lcount <= max_bucket) & (rcount <= max_bucket)
+    codes = []
+    for ls, lc, rs, rc in zip(lstart[ok], lcount[ok], rstart[ok], rcount[ok]):
+        codes.append((lo[ls:ls + lc, None] * m + ro[None, rs:rs + rc]).ravel())
+    return np.unique(np.concatenate(codes)) if codes else np.empty(0, np.int64)
+
+
+def real_blocking_figures(encoded: dict, threshold: float, params_list, *, use_keys=(), max_bucket: int = 1000) -> list:
+    """Pair completeness and fraction compared over all department pairs of an encoded scenario.
+
+    Definitions (summed over the 15 department pairs):
+
+    * true pairs: two records in different departments of the same person
+      (truth.csv), whatever their Dice;
+    * exact links: pairs the exact engine links, Dice >= ``threshold``;
+    * completeness = true pairs among the candidates / true pairs;
+    * completeness vs exact = exact links among the candidates / exact links
+      (what blocking loses of what the exact engine would link);
+    * fraction compared = unique candidate pairs / sum of n * m.
+
+    ``params_list``: LshParams (None: no LSH), each measured with and without
+    ``use_keys`` (the agent-side keyed blocking keys, see ``blocking_keys``).
+    """
+    deps = list(encoded)
+    pairs = list(itertools.combinations(range(len(deps)), 2))
+    total = sum(len(encoded[deps[a]]["person"]) * len(encoded[deps[b]]["person"]) for a, b in pairs)
+    truth, exact, key_codes, dice_true = {}, {}, {}, []
+    for a, b in pairs:
+        A, B = encoded[deps[a]], encoded[deps[b]]
+        m = len(B["person"])
+        pos = {p: j for j, p in enumerate(B["person"].tolist())}
+        li = np.array([i for i, p in enumerate(A["person"].tolist()) if p in pos], np.int64)
+        rj = np.array([pos[p] for p in A["person"][li].tolist()], np.int64)
+        truth[(a, b)] = li * m + rj
+        dice_true.append(dice_scores_pairs(A["filters"], B["filters"], li, rj))
+        found = dice_scores_above(A["filters"], B["filters"], threshold)
+        exact[(a, b)] = found.left * m + found.right
+        if use_keys:
+            key_codes[(a, b)] = np.unique(np.concatenate(
+                [_key_pairs(A["keys"][k], B["keys"][k], max_bucket) for k in use_keys]))
+    dice_true = np.concatenate(dice_true)
+    n_true = sum(len(v) for v in truth.values())
+    n_exact = sum(len(v) for v in exact.values())
+    rows = []
+    variants = [(p, False) for p in params_list if p is not None]
+    if use_keys:
+        variants += [(p, True) for p in params_list]
+    for params, keys in variants:
+        hit_true = hit_exact = compared = 0
+        hit_mask = []
+        start = time.perf_counter()
+        for a, b in pairs:
+            A, B = encoded[deps[a]], encoded[deps[b]]
+            codes = np.empty(0, np.int64)
+            if params is not None:
+                li, rj = lsh_candidates(A["filters"], B["filters"], bands=params.bands, rows=params.rows,
+                                        seed=params.seed, max_bucket=params.max_bucket)
+                codes = li * len(B["person"]) + rj
+            if keys:
+                codes = np.union1d(codes, key_codes[(a, b)])
+            compared += len(codes)
+            h = np.isin(truth[(a, b)], codes)
+            hit_mask.append(h)
+            hit_true += int(h.sum())
+            hit_exact += int(np.isin(exact[(a, b)], codes).sum())
+        hit_mask = np.concatenate(hit_mask)
+        rows.append({
+            "lsh": None if params is None else {"bands": params.bands, "rows": params.rows},
+            "keys": list(use_keys) if keys else [],
+            "seconds": round(time.perf_counter() - start, 2),
+            "true_pairs": n_true, "exact_links": n_exact, "pairs_total": total,
+            "completeness": hit_true / n_true if n_true else 1.0,
+            "completeness_vs_exact": hit_exact / n_exact if n_exact else 1.0,
+            "completeness_true_above_threshold": float(hit_mask[dice_true >= threshold].mean()),
+            "true_pairs_below_threshold": int((dice_true < threshold).sum()),
+            "fraction_compared": compared / total,
+        })
+    return rows
+
+
 def _memory_mb(field: str) -> int:
     """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, in MiB.
 
@@ -267,6 +460,85 @@ def link_phase(persons: int, engine_url: str, threshold: float = 0.8, seed: int 
     return result
 
 
+def print_real_blocking(scenario, cache=None, threshold: float = 0.75) -> list:
+    """Blocking figures on a real scenario: the default LSH, a stricter one, each with and without keys."""
+    encoded = encode_scenario(scenario, cache)
+    rows = real_blocking_figures(encoded, threshold, [LshParams(), LshParams(bands=1600, rows=32), None],
+                                 use_keys=BLOCKING_KEYS)
+    records = sum(len(v["person"]) for v in encoded.values())
+    print(f"blocking on {scenario} ({records:,} records, real agent encodings, threshold {threshold}): "
+          f"{rows[0]['true_pairs']:,} true pairs ({rows[0]['true_pairs_below_threshold']} score below "
+          f"{threshold}), exact engine links {rows[0]['exact_links']:,}", flush=True)
+    for r in rows:
+        how = (f"LSH r={r['lsh']['rows']} L={r['lsh']['bands']}" if r["lsh"] else "no LSH") + \
+              (" + keyed blocking keys" if r["keys"] else "")
+        print(f"  {how:<42} completeness {r['completeness']:.4f} (true pairs >= t: "
+              f"{r['completeness_true_above_threshold']:.4f}; vs exact links {r['completeness_vs_exact']:.4f}), "
+              f"compared {r['fraction_compared']:.2e} of {r['pairs_total']:.2e} pairs", flush=True)
+    return rows
+
+
+def _peak_children_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+def fedlink_bench_table(sizes, work, engine: str = "local") -> list:
+    """``fedlink synth --error-scale 2`` and ``fedlink bench`` at each size, in fresh processes.
+
+    Peak memory is the bench process's (coordinator and agents in one
+    process): the largest child's maximum RSS so far, so run sizes
+    smallest first.
+    """
+    from pathlib import Path
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for persons in sizes:
+        scenario, out = work / f"synth-{persons}", work / f"bench-{persons}"
+        if not (scenario / "truth.csv").exists():
+            subprocess.run([sys.executable, "-m", "fedlink.cli", "synth", str(scenario), "--persons", str(persons),
+                            "--seed", "1", "--error-scale", "2"], check=True, capture_output=True)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fedlink.cli", "bench", str(scenario), "--out", str(out),
+                        "--engine", engine], check=True, capture_output=True)
+        wall = time.perf_counter() - start
+        metrics = json.loads((out / "metrics.json").read_text())
+        rows.append(scale_row(persons, metrics, wall, _peak_children_mb()))
+        print_scale_rows(rows[-1:], header=len(rows) == 1)
+    print_growth(rows)
+    return rows
+
+
+def scale_row(persons: int, metrics: dict, wall: float | None = None, peak_mb: float | None = None) -> dict:
+    times = metrics["times_s"]
+    return {"persons": persons, "records": sum(metrics["records_per_department"].values()),
+            **{k: times.get(k) for k in ("normalise_encode", "upload", "link", "rules", "store", "flag_delivery")},
+            "wall_s": wall, "peak_mb": peak_mb or metrics.get("peak_memory_mb"),
+            "f1": metrics.get("links", {}).get("f1")}
+
+
+def print_scale_rows(rows, header: bool = True) -> None:
+    if header:
+        print(f"{'persons':>9} {'records':>9} {'encode':>8} {'upload':>8} {'link':>8} {'rules':>7} "
+              f"{'store':>7} {'flags':>7} {'peak MB':>8} {'F1':>6}")
+    for r in rows:
+        print(f"{r['persons']:>9,} {r['records']:>9,} {r['normalise_encode']:>8.1f} {r['upload']:>8.1f} "
+              f"{r['link']:>8.1f} {r['rules']:>7.1f} {r['store']:>7.1f} {r['flag_delivery']:>7.1f} "
+              f"{r['peak_mb']:>8.0f} {r['f1'] or 0:>6.4f}", flush=True)
+
+
+def print_growth(rows) -> None:
+    for small, big in itertools.pairwise(sorted(rows, key=lambda r: r["persons"])):
+        ratio = big["records"] / small["records"]
+        parts = []
+        for phase in ("normalise_encode", "upload", "link", "store", "flag_delivery"):
+            if small[phase] and big[phase]:
+                parts.append(f"{phase} x{big[phase] / small[phase]:.1f} (n^{np.log(big[phase] / small[phase]) / np.log(ratio):.2f})")
+        print(f"{small['persons']:,} -> {big['persons']:,} persons (records x{ratio:.1f}): " + ", ".join(parts),
+              flush=True)
+
+
 def _run_case(persons: int, engine_url: str, threshold: float) -> dict:
     """One link-phase case in a fresh process (so peak RSS is its own)."""
     cmd = [sys.executable, "-m", "bench.scale", "--case", str(persons), "--engine", engine_url,
@@ -290,6 +562,13 @@ def main() -> None:
     parser.add_argument("--skip-kernel", action="store_true")
     parser.add_argument("--skip-blocking", action="store_true")
     parser.add_argument("--json", help="write all figures to this file")
+    parser.add_argument("--scenario", help="a fedlink synth folder: blocking figures on real encodings")
+    parser.add_argument("--cache", default=None, help="folder to keep the scenario's encodings in")
+    parser.add_argument("--fedlink-bench", type=int, nargs="*", default=[],
+                        help="persons: run fedlink synth --error-scale 2 + fedlink bench at each size")
+    parser.add_argument("--work", default="scale-work", help="folder for --fedlink-bench scenarios and outputs")
+    parser.add_argument("--bench-engine", default="local", help="--engine for --fedlink-bench")
+    parser.add_argument("--skip-link", action="store_true", help="skip the synthetic link-phase cases")
     parser.add_argument("--case", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -300,8 +579,12 @@ def main() -> None:
 
     report: dict = {}
     if not args.skip_kernel:
+        from bench.kernel import print_versus, versus_anonlink
         from bench.kernel import run as kernel_run
 
+        v = versus_anonlink(10_000)
+        report["kernel_vs_anonlink"] = v
+        print_versus(v)
         k = kernel_run(10_000)
         report["kernel"] = k
         print(f"kernel 10k x 10k, {k['threads']} threads: {k['count_pairs_per_s'] / 1e6:.0f} M pairs/s "
@@ -317,6 +600,12 @@ def main() -> None:
               f"compared {b['fraction_compared']:.2e} of pairs (expected {b['expected_fraction']:.2e}), "
               f"{b['seconds']:.2f} s", flush=True)
 
+    if args.scenario:
+        report["real_blocking"] = print_real_blocking(args.scenario, args.cache)
+    if args.fedlink_bench:
+        report["fedlink_bench"] = fedlink_bench_table(args.fedlink_bench, args.work, args.bench_engine)
+    if args.skip_link:
+        args.sizes, args.big = [], False
     plan = [(persons, url) for persons in args.sizes for url in args.engines
             if "lsh" in url or persons <= args.exact_upto]
     if args.big:

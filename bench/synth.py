@@ -53,7 +53,9 @@ M/F, date as 1985-03-07 / 1985/3/7 / 19850307 / 1985年3月7日) follow a
 department habit with some mixing, which is not an error and is not scaled.
 
 ``needs.csv`` holds what the default rule pack finds on the true department
-values and true coverage (``agents.indicators.derive`` per department, then
+values and true coverage (``agents.indicators.derive`` per department, the
+pack's household indicators applied to every member of the true household of
+anyone on a household register (``fedlink.rules.apply_households``), then
 ``fedlink.rules.evaluate``).
 
 Run ``python -m bench.synth OUT --persons N`` to write one from the shell.
@@ -70,8 +72,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedlink.rules import RulePack, evaluate, load_rulepack
-from fedlink.schema import DEPARTMENT_COLUMNS, DEPARTMENTS, IDENTITY_COLUMNS
+from fedlink.rules import RulePack, apply_households, evaluate, household_labels, load_rulepack
+from fedlink.schema import DEPARTMENT_COLUMNS, DEPARTMENTS, HOUSEHOLD_DEPARTMENTS, IDENTITY_COLUMNS
 
 __all__ = [
     "ERROR_RATES",
@@ -869,6 +871,12 @@ def true_needs(world: World, pack: RulePack | None = None) -> pd.DataFrame:
             v = np.zeros(n, dtype=bool)
             v[m] = ind[col].to_numpy() != 0
             facts[f"{dept}.{col}"] = v
+    # Household indicators apply to every member, as the coordinator applies them
+    # to the households it forms from the departments' household numbers: here
+    # with the true household of each person a household register holds.
+    household = world.persons["household"].to_numpy()
+    registers = [(m, household[m]) for m in (world.members[d] for d in HOUSEHOLD_DEPARTMENTS)]
+    facts = apply_households(pack, facts, household_labels(n, registers))
     rows = []
     chunk = 20000  # evaluate() looks facts up per flagged person: keep the arrays short
     for lo in range(0, n, chunk):

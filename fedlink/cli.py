@@ -81,21 +81,65 @@ def coordinator_serve(
     cert: Optional[Path] = typer.Option(None), key: Optional[Path] = typer.Option(None),
     ca: Optional[Path] = typer.Option(None),
     insecure: bool = typer.Option(False, help="Plaintext, loopback only, for development"),
-    engine: str = typer.Option("local", help="Match engine: local"),
+    engine: str = typer.Option("local", help="Match engine: local (exact, LSH-blocked for large pairs), "
+                                             "local+lsh, dask://HOST:PORT, dask+lsh://HOST:PORT; "
+                                             "see docs/scale.md"),
     metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus metrics on this port"),
     grace: float = typer.Option(10.0, help="Seconds calls in flight get to finish on Ctrl-C"),
+    max_message_bytes: int = typer.Option(16 * 1024 * 1024, help="Largest gRPC message accepted"),
+    max_batch_records: int = typer.Option(50_000, help="Most records in one upload batch"),
+    max_records_per_upload: int = typer.Option(20_000_000, help="Most records in one department's upload"),
+    max_calls_per_minute: int = typer.Option(6_000, help="Calls per minute per caller identity (0: no limit)"),
 ):
-    """Run the coordinator until Ctrl-C (which finishes the calls in flight)."""
+    """Run the coordinator until Ctrl-C (which finishes the calls in flight).
+    Pending schema migrations are applied first."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from server.limits import Limits
     from server.serve import serve_forever, start
 
     try:
+        limits = Limits(max_message_bytes, max_batch_records, max_records_per_upload, max_calls_per_minute)
         running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
-                        engine=engine, metrics_port=metrics_port)
+                        engine=engine, metrics_port=metrics_port, limits=limits)
     except (ValueError, OSError, FileNotFoundError) as e:
         _fail(str(e))
+    except SQLAlchemyError as e:
+        _fail(f"database {_safe_url(database)}: {e.__class__.__name__}: {str(e).splitlines()[0]}")
     console.print(f"coordinator serving on {listen} (database {database})")
     serve_forever(running, grace)
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    if "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@coord_app.command("migrate")
+def coordinator_migrate(
+    database: str = typer.Option("fedlink.sqlite", help="SQLite file, or postgresql://..."),
+):
+    """Apply the pending schema migrations (Alembic) and exit; `serve` does this too."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from server.migrations import upgrade
+    from server.store import connect_engine
+
+    try:
+        engine = connect_engine(database)
+        before, after = upgrade(engine)
+        engine.dispose()
+    except SQLAlchemyError as e:
+        _fail(f"database {_safe_url(database)}: {e.__class__.__name__}: {str(e).splitlines()[0]}")
+    if before == after:
+        console.print(f"database {_safe_url(database)} already at revision {after}")
+    else:
+        console.print(f"database {_safe_url(database)} migrated from {before or 'empty'} to revision {after}")
 
 
 # -- operator -----------------------------------------------------------------
@@ -144,6 +188,32 @@ def project_rules(project: str, rules: Path = typer.Option(..., help="The new ru
         except grpc.RpcError as e:
             _fail(f"{e.code().name}: {e.details()}", 3)
     console.print(f"rules of {project} replaced; they apply to the next uploads and runs")
+
+
+@project_app.command("schedule")
+def project_schedule(project: str,
+                     every: str = typer.Option("", help="1mo (monthly), 3mo, 6mo, 14d, 1w, or semester (March and "
+                                                        "September); omit to show the schedule"),
+                     day: int = typer.Option(1, help="Day of the month (1-28) for month cadences and semester"),
+                     at: str = typer.Option("02:00", help="UTC time of day, HH:MM"),
+                     start: str = typer.Option("", help="ISO date of the first possible run (default today)"),
+                     off: bool = typer.Option(False, "--off", help="Remove the schedule"),
+                     coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt):
+    """Run a project on a cadence: the coordinator starts each run when it is due (audited)."""
+    import grpc
+
+    with _operator(coordinator, pki, party) as op:
+        try:
+            s = (op.set_schedule(project, "" if off else every, day, at, start) if every or off
+                 else op.schedule(project))
+        except grpc.RpcError as e:
+            _fail(f"{e.code().name}: {e.details()}", 3)
+    if not s.every:
+        console.print(f"{project} has no schedule: runs start when an operator starts them")
+        return
+    console.print(f"{project} runs every {s.every} (day {s.day}, {s.at} UTC); next run due {s.next_due}"
+                  + (f"; last started {s.last_run_id or '-'} for {s.last_due}" if s.last_due else "")
+                  + (f"; last due run not started: {s.last_error}" if s.last_error else ""))
 
 
 @run_app.command("start")
@@ -303,6 +373,8 @@ def agent_upload(config: Path = typer.Option(..., help="The department's agent T
     from agents.refs import RefError
     from fedlink.audit import AuditError
 
+    from agents.client import AgentUnavailable
+
     try:
         with _agent(config, quiet) as agent:
             summary = agent.upload()
@@ -310,10 +382,18 @@ def agent_upload(config: Path = typer.Option(..., help="The department's agent T
         _fail(str(e))
     except AuditError as e:
         _fail(str(e), 4)
+    except AgentUnavailable as e:
+        _fail(f"upload not complete: {e}", 3)
     except grpc.RpcError as e:
         _fail(f"coordinator refused: {e.code().name}: {e.details()}", 3)
     console.print(f"{summary.department}: {summary.record_count} records uploaded and committed "
                   f"(upload {summary.upload_id})")
+    if summary.replaced_upload_id:
+        console.print(f"it replaces upload {summary.replaced_upload_id} for the next run: {summary.records_kept} "
+                      f"records kept, {summary.records_added} added, {summary.records_removed} removed "
+                      "(their open flags resolve)")
+    for warning in summary.health_warnings:
+        console.print(f"[yellow]encoding health:[/yellow] {warning}")
 
 
 @agent_app.command("flags")
@@ -328,6 +408,8 @@ def agent_flags(config: Path = typer.Option(..., help="The department's agent TO
     from agents.refs import RefError
     from fedlink.audit import AuditError
 
+    from agents.client import AgentUnavailable
+
     try:
         with _agent(config, True) as agent:
             n = agent.write_worklist(out, run)
@@ -335,6 +417,8 @@ def agent_flags(config: Path = typer.Option(..., help="The department's agent TO
         _fail(str(e))
     except AuditError as e:
         _fail(str(e), 4)
+    except AgentUnavailable as e:
+        _fail(f"no worklist written: {e}", 3)
     except grpc.RpcError as e:
         _fail(f"coordinator refused: {e.code().name}: {e.details()}", 3)
     console.print(f"{n} flags written to {out}")
@@ -370,11 +454,12 @@ def synth(out: Path, persons: int = typer.Option(2000), seed: int = typer.Option
 
 @app.command()
 def bench(scenario: Path, out: Path = typer.Option(..., help="Folder for links.csv, flags.csv, metrics.json"),
-          threshold: Optional[float] = typer.Option(None, help="Override the schema's Dice threshold")):
+          threshold: Optional[float] = typer.Option(None, help="Override the schema's Dice threshold"),
+          engine: str = typer.Option("local", help="Match engine, as for `coordinator serve --engine`")):
     """Run the real coordinator and agents on a scenario over loopback mTLS; write links, flags, metrics."""
     from bench.harness import run_bench
 
-    metrics = run_bench(scenario, out, threshold=threshold, console=console)
+    metrics = run_bench(scenario, out, threshold=threshold, console=console, engine=engine)
     print(json.dumps({k: metrics[k] for k in ("links", "times_s") if k in metrics}, indent=2))
 
 

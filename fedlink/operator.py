@@ -41,6 +41,13 @@ class Operator:
         return project_from_pb(self.stub.UpdateRules(pb.UpdateRulesRequest(project_id=project_id,
                                                                            rules_toml=rules_toml), timeout=60))
 
+    def set_schedule(self, project_id: str, every: str, day: int = 0, at: str = "", start: str = "") -> pb.Schedule:
+        return self.stub.SetSchedule(pb.SetScheduleRequest(project_id=project_id, every=every, day=day, at=at,
+                                                           start=start), timeout=60)
+
+    def schedule(self, project_id: str) -> pb.Schedule:
+        return self.stub.GetSchedule(pb.GetScheduleRequest(project_id=project_id), timeout=60)
+
     def progress(self, run_id: str):
         return self.stub.WatchRun(pb.WatchRunRequest(run_id=run_id))
 
@@ -81,3 +88,15 @@ def print_report(report: dict, console: Console) -> None:
             table.add_row(cell["key"], f"<{report.get('suppression_k', 5)}" if cell.get("suppressed")
                           else str(cell.get("count", 0)))
         console.print(table)
+    print_encoding_health(report.get("encoding_health", []), console)
+
+
+def print_encoding_health(health: list[dict], console: Console) -> None:
+    """Per department, the encoding health of the upload the run used (checked at commit)."""
+    table = Table(title="encoding health of the uploads used")
+    for col in ("department", "fill", "max identical", "position share min..max", "warnings"):
+        table.add_column(col)
+    for h in health:
+        table.add_row(h["department"], f"{h['fill_rate']:.3f}", str(h["max_duplicates"]),
+                      f"{h['position_min']:.3f}..{h['position_max']:.3f}", "; ".join(h["warnings"]) or "none")
+    console.print(table)

@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from fedlink.schema import DEFAULT_INDICATORS, DEPARTMENTS
+from fedlink.schema import DEFAULT_INDICATORS, DEPARTMENTS, HOUSEHOLD_DEPARTMENTS
 
 
 class RuleError(ValueError):
@@ -56,6 +56,9 @@ class RulePack:
     suppression_k: int = 5
     transition_needs: tuple[str, ...] = ()  # needs whose end opens a gradual-exit transition
     text: str = ""
+    # 'dept.indicator' facts about a household rather than a person: every
+    # member linked to the household is evaluated with them (apply_households).
+    household_indicators: tuple[str, ...] = ()
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -102,6 +105,9 @@ def load_rulepack(text: str | None = None, *, source: str = "rule pack") -> Rule
     for k, v in params.items():
         if not isinstance(v, (int, float)) or v < 0:
             raise RuleError(f"{source}: parameters.{k} = {v!r} is not a non-negative number")
+    if not 3 <= params["transition_months"] <= 6:
+        raise RuleError(f"{source}: parameters.transition_months = {params['transition_months']!r}: a gradual exit "
+                        "lasts 3 to 6 months")
     lines = dict(data.get("subsistence_line", {}))
     floor = lines.pop("national_floor", None)
     if not isinstance(floor, (int, float)) or floor <= 0:
@@ -123,7 +129,23 @@ def load_rulepack(text: str | None = None, *, source: str = "rule pack") -> Rule
     unknown = set(transition) - {r.need for r in rules}
     if unknown:
         raise RuleError(f"{source}: transition_needs names needs no rule finds: {sorted(unknown)}")
-    return RulePack(tuple(rules), params, lines, float(floor), int(data.get("suppression_k", 5)), transition, text)
+    households = _household_indicators(data.get("household_indicators", []), source)
+    return RulePack(tuple(rules), params, lines, float(floor), int(data.get("suppression_k", 5)), transition, text,
+                    households)
+
+
+def _household_indicators(names, source: str) -> tuple[str, ...]:
+    if not isinstance(names, list):
+        raise RuleError(f"{source}: household_indicators must be a list of 'department.indicator' names")
+    for i, name in enumerate(names):
+        dept, _, ind = str(name).partition(".")
+        where = f"{source}: household_indicators[{i}] = {name!r}"
+        if dept not in HOUSEHOLD_DEPARTMENTS:
+            raise RuleError(f"{where}: only departments that number households can say something about one "
+                            f"({', '.join(HOUSEHOLD_DEPARTMENTS)})")
+        if ind not in DEFAULT_INDICATORS[dept]:
+            raise RuleError(f"{where}: {dept} has no indicator {ind!r}; it has {', '.join(DEFAULT_INDICATORS[dept])}")
+    return tuple(dict.fromkeys(names))
 
 
 def _rule(r: dict, where: str) -> Rule:
@@ -198,6 +220,71 @@ def _term(terms: list[str], key: str) -> Callable:
         dept = key.split(":", 1)[1]
         return lambda f: ~np.asarray(f[f"present:{dept}"], dtype=bool)
     return lambda f: np.asarray(f[key], dtype=bool)
+
+
+def household_labels(persons: int, memberships: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Households of persons, from each department's own household grouping.
+
+    `memberships` holds, per department that numbers households, (person of
+    each record, that department's household number of the record, -1 where
+    unknown). Persons who share a household in any department are one
+    household (connected components), so a population household and a civil
+    affairs household that share a member merge. Returns a label per person
+    (the smallest person index in the household), -1 for persons in none.
+    """
+    label = np.arange(persons, dtype=np.int64)
+    edges = []
+    for person, household in memberships:
+        person, household = np.asarray(person, np.int64), np.asarray(household, np.int64)
+        keep = household >= 0
+        person, household = person[keep], household[keep]
+        if not person.size:
+            continue
+        # Tie every member to the first-seen member of its household.
+        _, first, inverse = np.unique(household, return_index=True, return_inverse=True)
+        edges.append((person, person[first][inverse]))
+    if not edges:
+        return np.full(persons, -1, dtype=np.int64)
+    a = np.concatenate([e[0] for e in edges])
+    b = np.concatenate([e[1] for e in edges])
+    while True:  # min-label propagation: rounds grow with a chain's length, which households keep short
+        low = np.minimum(label[a], label[b])
+        before = label.copy()
+        np.minimum.at(label, a, low)
+        np.minimum.at(label, b, low)
+        label = label[label]  # pointer jumping
+        if np.array_equal(label, before):
+            break
+    member = np.zeros(persons, dtype=bool)
+    member[a] = True
+    return np.where(member, label, -1)
+
+
+def apply_households(pack: RulePack, facts: Mapping[str, np.ndarray], households: np.ndarray) -> dict:
+    """Household indicators apply to every member of the household.
+
+    A person with their own record in the department keeps that record's
+    value; a member without one (a child not on the civil affairs roll, or
+    whose record did not link) takes the value of the household's records
+    there (any of them: they describe one household). The person's
+    `household:dept.indicator` fact says the value came from a household
+    member's record, for the explanation. `facts` is not changed."""
+    out = dict(facts)
+    n = len(households)
+    member = households >= 0
+    for key in pack.household_indicators:
+        dept = key.split(".", 1)[0]
+        own = facts.get(f"present:{dept}")
+        value = facts.get(key)
+        if own is None or value is None or not member.any():
+            continue
+        own, value = np.asarray(own, bool), np.asarray(value, bool)
+        held = np.zeros(n, dtype=bool)  # household label -> any member's record says so
+        np.logical_or.at(held, households[member & own & value], True)
+        borrowed = member & ~own & held[np.where(member, households, 0)]
+        out[key] = value | borrowed
+        out[f"household:{key}"] = borrowed
+    return out
 
 
 def _reduce(op, arrays):

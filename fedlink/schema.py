@@ -37,22 +37,60 @@ DEFAULT_INDICATORS: dict[str, tuple[str, ...]] = {
     "housing": ("multiple_properties",),
 }
 
+# Departments whose extract numbers households (a household_id column). Their
+# agents may send a keyed household token with each record (agents/households.py)
+# when the rule pack has household indicators; the coordinator refuses one from
+# any other department.
+HOUSEHOLD_DEPARTMENTS = tuple(d for d, cols in DEPARTMENT_COLUMNS.items() if "household_id" in cols)
+HOUSEHOLD_TOKEN_BYTES = 16
+
 
 class SchemaError(ValueError):
     """A project or schema that cannot be used; the message names the field."""
 
 
+# How a field's value is normalised and cut into tokens (agents/normalise.py,
+# agents/encoding.py). The first seven are the Chinese extract contract's;
+# "text" (Latin names, street names, places) and "digits" (house numbers,
+# postcodes, other ID numbers) serve data sets written in other conventions.
+KINDS = ("name", "pinyin", "sex", "date", "resident_id", "address", "phone", "text", "digits")
+
+# The features of the extract contract: name -> (kind, extract column).
+BUILTIN_FEATURES: dict[str, tuple[str, str]] = {
+    "name": ("name", "name"),
+    "name_pinyin": ("pinyin", "name"),
+    "sex": ("sex", "sex"),
+    "birth_date": ("date", "birth_date"),
+    "resident_id": ("resident_id", "resident_id"),
+    "address": ("address", "address"),
+    "phone": ("phone", "phone"),
+}
+# Feature names the agent's normaliser produces for a standard extract.
+FEATURES = tuple(BUILTIN_FEATURES)
+
+
 @dataclass(frozen=True)
 class FieldSpec:
-    """One identifying feature and how it is hashed into the filter."""
+    """One identifying feature and how it is hashed into the filter.
+
+    A built-in feature (FEATURES) needs only its weights; any other name is a
+    field of the project's own, read from `column` (default: its name) and
+    normalised as `kind`, so a data set with other columns (FEBRL's
+    given_name, surname, suburb, ...) is described as data, not code.
+    """
 
     name: str
     hashes: int  # bits set per token: the field's weight in the filter
     qgram: int = 2  # q-gram length; 0 means whole tokens
+    kind: str = ""  # one of KINDS; default: the built-in feature's
+    column: str = ""  # extract column(s) it is read from ("a+b" joins two); default: the built-in's, else the name
 
+    def __post_init__(self):
+        kind, column = BUILTIN_FEATURES.get(self.name, ("", self.name))
+        # Frozen: defaults are filled once here so every reader sees the resolved spec.
+        object.__setattr__(self, "kind", self.kind or kind)
+        object.__setattr__(self, "column", self.column or column)
 
-# Feature names the agent's normaliser produces (agents/normalise.py).
-FEATURES = ("name", "name_pinyin", "sex", "birth_date", "resident_id", "address", "phone")
 
 DEFAULT_FIELDS = (
     FieldSpec("name", hashes=12, qgram=1),
@@ -64,12 +102,39 @@ DEFAULT_FIELDS = (
 )
 
 
+# Hardening options agents apply to their filters (agents/hardening.py; the
+# measured choice is in docs/hardening.md). "blip-R" flips bits with probability R.
+HARDENINGS = ("none", "salt", "balance", "xor", "blip-R")
+
+
+def hardening_option(value: str) -> tuple[str, float]:
+    """(option, BLIP flip rate) of a schema's `hardening`; SchemaError says what is accepted."""
+    name, _, rate = value.partition("-")
+    if name in HARDENINGS and not rate:
+        return name, 0.0
+    if name == "blip":
+        try:
+            r = float(rate)
+        except ValueError:
+            r = -1.0
+        if 0.0 < r < 0.5:
+            return name, r
+    raise SchemaError(f"schema.hardening: {value!r} is not one of {', '.join(HARDENINGS)} "
+                      "(R a flip rate between 0 and 0.5, e.g. blip-0.02)")
+
+
 @dataclass(frozen=True)
 class LinkageSchema:
     filter_bits: int = 1024
     fields: tuple[FieldSpec, ...] = DEFAULT_FIELDS
-    threshold: float = 0.75
-    hardening: str = "none"
+    # The least Dice at which two records link. With auto_threshold the
+    # coordinator raises it for each department pair to where the pair's own
+    # score distribution puts the non-matches (server/threshold.py): no
+    # department has the truth to tune it on. 0.6 sits above unrelated
+    # records in every encoding measured (docs/quality.md).
+    threshold: float = 0.6
+    auto_threshold: bool = True
+    hardening: str = "balance"  # chosen on measured evidence: docs/hardening.md
 
     def validate(self) -> None:
         if self.filter_bits <= 0 or self.filter_bits % 64:
@@ -78,11 +143,15 @@ class LinkageSchema:
             raise SchemaError(f"schema.threshold: {self.threshold} is not in (0, 1]")
         if not self.fields:
             raise SchemaError("schema.fields: at least one field is needed")
+        hardening_option(self.hardening)
         seen = set()
         for f in self.fields:
             where = f"schema.fields[{f.name!r}]"
-            if f.name not in FEATURES:
-                raise SchemaError(f"{where}: unknown feature; known: {', '.join(FEATURES)}")
+            if not f.name or not all(c.isalnum() or c == "_" for c in f.name):
+                raise SchemaError(f"{where}: a field name is letters, digits and '_'")
+            if f.kind not in KINDS:
+                raise SchemaError(f"{where}.kind: {f.kind or '(none)'!r} is not one of {', '.join(KINDS)} "
+                                  f"(a field other than {', '.join(FEATURES)} needs a kind)")
             if f.name in seen:
                 raise SchemaError(f"{where}: listed twice")
             seen.add(f.name)
@@ -94,6 +163,32 @@ class LinkageSchema:
     @property
     def filter_bytes(self) -> int:
         return self.filter_bits // 8
+
+
+def _field_spec(index: int, data: dict) -> FieldSpec:
+    known = {"name", "hashes", "qgram", "kind", "column"}
+    extra = set(data) - known
+    if extra or "name" not in data or "hashes" not in data:
+        raise SchemaError(f"schema.fields[{index}] ({data.get('name', '?')}): needs name and hashes; "
+                          f"unknown keys {sorted(extra)}; known: {sorted(known)}")
+    return FieldSpec(**data)
+
+
+def schema_from_dict(s: dict) -> LinkageSchema:
+    """A [schema] table (project TOML, a scenario's scenario.toml) over the defaults."""
+    known = {"fields", "filter_bits", "threshold", "auto_threshold", "hardening"}
+    extra = set(s) - known
+    if extra:
+        raise SchemaError(f"schema: unknown keys {sorted(extra)}; known: {sorted(known)}")
+    schema = LinkageSchema()
+    if "fields" in s:
+        schema = replace(schema, fields=tuple(_field_spec(i, f) for i, f in enumerate(s["fields"])))
+    return replace(schema, **{k: v for k, v in s.items() if k != "fields"})
+
+
+def schema_columns(schema: "LinkageSchema") -> tuple[str, ...]:
+    """The extract columns an agent reads for this schema, in field order."""
+    return tuple(dict.fromkeys(c for f in schema.fields for c in f.column.split("+")))
 
 
 @dataclass(frozen=True)
@@ -151,13 +246,7 @@ class Project:
             depts = {d: DEFAULT_INDICATORS.get(d, ()) for d in depts}
         else:
             depts = {d: tuple(v.get("indicators", DEFAULT_INDICATORS.get(d, ()))) for d, v in depts.items()}
-        s = data.get("schema", {})
-        schema = LinkageSchema()
-        if "fields" in s:
-            schema = replace(schema, fields=tuple(FieldSpec(**f) for f in s["fields"]))
-        for key in ("filter_bits", "threshold", "hardening"):
-            if key in s:
-                schema = replace(schema, **{key: s[key]})
+        schema = schema_from_dict(data.get("schema", {}))
         rules = data.get("rules", "")
         if rules:
             rules = Path(rules).read_text(encoding="utf-8")

@@ -4,12 +4,17 @@ refused) and an upload by its batches (an interrupted upload is found again)."""
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 
-def batch_digest(records: Iterable[tuple[bytes, bytes, Mapping[str, int]]]) -> bytes:
+def batch_digest(records: Iterable[tuple]) -> bytes:
+    """Over (ref, clk, indicators) or (ref, clk, indicators, household token) per record."""
     h = hashlib.sha256(b"fedlink/v1/batch\0")
-    for ref, clk, indicators in records:
+    for ref, clk, indicators, *household in records:
+        if household and household[0]:
+            # Tagged, so a record without a token digests as it always did; 0xFF
+            # cannot start a reference's 4-byte length.
+            h.update(b"\xffH" + len(household[0]).to_bytes(2, "big") + household[0])
         h.update(len(ref).to_bytes(4, "big") + ref)
         h.update(len(clk).to_bytes(4, "big") + clk)
         items = sorted(indicators.items())
@@ -34,8 +39,9 @@ def project_to_pb(project):
     return pb.Project(
         project_id=project.project_id,
         schema=pb.LinkageSchema(
-            filter_bits=s.filter_bits, threshold=s.threshold, hardening=s.hardening,
-            fields=[pb.FieldSpec(name=f.name, hashes=f.hashes, qgram=f.qgram) for f in s.fields]),
+            filter_bits=s.filter_bits, threshold=s.threshold, hardening=s.hardening, auto_threshold=s.auto_threshold,
+            fields=[pb.FieldSpec(name=f.name, hashes=f.hashes, qgram=f.qgram, kind=f.kind, column=f.column)
+                    for f in s.fields]),
         departments=[pb.DepartmentSpec(name=d, indicators=list(ind)) for d, ind in project.departments.items()],
         reference_date=project.reference_date,
         rules_toml=project.rules_toml,
@@ -48,8 +54,9 @@ def project_from_pb(msg):
 
     schema = LinkageSchema(
         filter_bits=msg.schema.filter_bits,
-        fields=tuple(FieldSpec(f.name, f.hashes, f.qgram) for f in msg.schema.fields),
+        fields=tuple(FieldSpec(f.name, f.hashes, f.qgram, f.kind, f.column) for f in msg.schema.fields),
         threshold=msg.schema.threshold,
+        auto_threshold=msg.schema.auto_threshold,
         hardening=msg.schema.hardening or "none",
     )
     return Project(msg.project_id, {d.name: tuple(d.indicators) for d in msg.departments}, schema,

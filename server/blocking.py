@@ -10,6 +10,17 @@ sampled bits are equal in at least one band.
 
 Choice of r and L
 -----------------
+The default is r = 26, L = 1200, chosen on the agents' real encodings
+(balanced filters, fill 0.5) of a synth scenario with doubled errors: pair
+completeness 0.996 of all true pairs, 7.1e-4 of the pairs compared
+(docs/scale.md, ``bench/scale.py --scenario``).  Real filters share tokens
+(sex, birth years, common surnames, addresses), so unrelated pairs agree on
+more bits than the independent-bits model below says: the old default
+r = 20, L = 600 compared 14% of the pairs of real (pre-balance) encodings.
+The model below still explains the shape of the trade-off; the figures for
+choosing come from the measured per-pair bit agreement.  r over 31 is
+allowed: the sampled bits are then hashed to a 31-bit key.
+
 Two filters of popcounts ``ka`` and ``kb`` with Dice ``d`` differ in
 ``(ka + kb) (1 - d)`` bits, so with mean fill ``f`` one sampled bit agrees
 with probability ``s = 1 - 2 f (1 - d)``, and
@@ -64,6 +75,12 @@ L = 1460 (1.1e-4 compared, P = 0.999 at s = 0.80).
 
 Algorithm
 ---------
+Several departments (``lsh_links_multi``): the keys of every department in
+a band are sorted together, tagged with their department, so each band is
+one sort over all records instead of one per department pair, and each
+department's keys are computed once; a bucket's rows of each department are
+the same as in the two-department pass, so each pair's links are identical.
+
 ``band_keys`` packs each record's r sampled bits of each band into a uint32
 (r <= 31), vectorised across records (blocks of 64 records transposed to
 word-major).  For one band, the keys of both sides, tagged with side and
@@ -112,7 +129,14 @@ __all__ = [
 
 _jit = {"cache": True, "nogil": True, "fastmath": False}
 
-_MAX_ROWS = 31  # band key bits: a key must fit in 31 bits (see _pack_band)
+_EXACT_ROWS = 31  # up to this many sampled bits, the band key is the bits themselves
+_MAX_ROWS = 64  # beyond 31, the bits are hashed to a 31-bit key (see _keys_range)
+# Multiply-shift hash of the sampled bits to 31 bits (the packed sort key holds
+# 31 key bits, see _pack_band).  Two different bit patterns share a key with
+# probability about 2^-31: over 1e12 pairs and 1000 bands that adds ~5e5
+# candidates, which are scored and rejected like any other.
+_HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
+_HASH_SHIFT = np.uint64(33)
 _MAX_SIDE_ROWS = 1 << 31  # row index bits in the packed sort key
 _KEY_BLOCK = 64  # records per vectorised block in band_keys
 _KEY_BANDS = 16  # bands per pass over the records in band_keys
@@ -137,8 +161,12 @@ def bit_agreement(dice: float, fill: float) -> float:
 class LshParams:
     """Bit-sampling LSH parameters (see the module notes for the choice)."""
 
-    bands: int = 600
-    rows: int = 20
+    # Measured on the agents' real (balanced, fill 0.5) encodings of a synth
+    # scenario with doubled errors (docs/scale.md): r = 26, L = 1200 keeps
+    # 0.996 of the true pairs and compares 7e-4 of all pairs; the iid model
+    # in the module notes is optimistic for real filters (shared tokens).
+    bands: int = 1200
+    rows: int = 26
     seed: int = 0
     max_bucket: int = 1000
 
@@ -236,6 +264,7 @@ def _keys_range(filters, r0, r1, word, shift, out):
     few bands at a time, so the rows of ``out`` being written stay few.
     """
     n_words = filters.shape[1]
+    hashed = word.shape[1] > _EXACT_ROWS
     words = np.zeros((n_words, _KEY_BLOCK), np.uint64)
     acc = np.empty(_KEY_BLOCK, np.uint64)
     one = np.uint64(1)
@@ -254,8 +283,12 @@ def _keys_range(filters, r0, r1, word, shift, out):
                     bit = np.uint64(t)
                     for k in range(_KEY_BLOCK):
                         acc[k] |= ((row[k] >> sh) & one) << bit
-                for k in range(count):
-                    out[b, i0 + k] = np.uint32(acc[k])
+                if hashed:
+                    for k in range(count):
+                        out[b, i0 + k] = np.uint32((acc[k] * _HASH_MULT) >> _HASH_SHIFT)
+                else:
+                    for k in range(count):
+                        out[b, i0 + k] = np.uint32(acc[k])
 
 
 def _threads() -> int:
@@ -298,6 +331,8 @@ def band_keys(filters: np.ndarray, bands: int, rows: int, seed: int = 0) -> np.n
     """``(bands, n)`` uint32: the packed sampled bits of every record in every band.
 
     Bit t of ``keys[b, i]`` is filter bit ``band_positions(...)[b, t]`` of record i.
+    For ``rows`` over 31 the key is a 31-bit hash of those bits instead:
+    ``((bits as uint64) * 0x9E3779B97F4A7C15 mod 2^64) >> 33``.
     """
     from server.matching import _as_filters
 
@@ -582,3 +617,188 @@ def score_candidates(
     overlap = np.rint(score.astype(np.float64) * total / 2.0).astype(np.int64)
     keep = overlap >= _need_table(threshold, left.shape[1] * 64)[total]
     return ScoredPairs(li[keep], rj[keep], score[keep])
+
+
+# --------------------------------------------------------------------------
+# Several departments at once
+# --------------------------------------------------------------------------
+
+_PARTY_BITS = 3  # parties per multi-party pass: at most 8 (the sort key holds the party in 3 bits)
+_MULTI_ROW_BITS = 28  # rows per party in the multi-party sort key
+_PAIR_SHIFT = 48  # a multi-party candidate is pair_index << 48 | (i * m + j)
+
+
+@njit(**_jit)
+def _pack_multi(keys, offsets, out):
+    """out = key << 32 | party << 28 | row for every party's rows of one band."""
+    for p in range(offsets.shape[0] - 1):
+        tag = np.uint64(p) << np.uint64(_MULTI_ROW_BITS)
+        for r in range(offsets[p + 1] - offsets[p]):
+            out[offsets[p] + r] = (np.uint64(keys[offsets[p] + r]) << np.uint64(32)) | tag | np.uint64(r)
+
+
+@njit(**_jit)
+def _emit_band_multi(packed, sizes, pair_index, max_bucket):
+    """Codes ``pair << 48 | i * m_b + j`` of the cross-party pairs of each bucket of one sorted band.
+
+    ``pair_index[a, b]`` (a < b) numbers the party pairs wanted, -1 for the
+    others.  A run of equal keys is a bucket; within it rows come party by
+    party.  A party pair is skipped in a bucket holding more than
+    ``max_bucket`` rows of either party, exactly as the two-party pass
+    decides.  Returns (codes, buckets skipped, pairs skipped), the last two
+    summed over party pairs.
+    """
+    key_shift = np.uint64(32)
+    party_mask = np.uint64((1 << _PARTY_BITS) - 1)
+    row_mask = np.uint64((1 << _MULTI_ROW_BITS) - 1)
+    n = packed.shape[0]
+    n_parties = sizes.shape[0]
+    bounds = np.zeros(n_parties + 1, np.int64)
+    skipped_buckets = 0
+    skipped_pairs = 0
+    codes = np.empty(0, np.int64)
+    total = 0
+    for sweep in range(2):  # count, then fill
+        if sweep == 1:
+            codes = np.empty(total, np.int64)
+        total = 0
+        s = 0
+        while s < n:
+            e = s + 1
+            key = packed[s] >> key_shift
+            while e < n and (packed[e] >> key_shift) == key:
+                e += 1
+            if e - s > 1:
+                first = (packed[s] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
+                last = (packed[e - 1] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
+                if first != last:
+                    # Where each party's rows start in this run.
+                    k = s
+                    for p in range(n_parties):
+                        bounds[p] = k
+                        while k < e and ((packed[k] >> np.uint64(_MULTI_ROW_BITS)) & party_mask) == p:
+                            k += 1
+                    bounds[n_parties] = e
+                    for a in range(n_parties):
+                        ca = bounds[a + 1] - bounds[a]
+                        if ca == 0:
+                            continue
+                        for b in range(a + 1, n_parties):
+                            cb = bounds[b + 1] - bounds[b]
+                            if cb == 0 or pair_index[a, b] < 0:
+                                continue
+                            if ca > max_bucket or cb > max_bucket:
+                                if sweep == 0:
+                                    skipped_buckets += 1
+                                    skipped_pairs += ca * cb
+                                continue
+                            if sweep == 1:
+                                tag = np.int64(pair_index[a, b]) << _PAIR_SHIFT
+                                m = sizes[b]
+                                for x in range(bounds[a], bounds[a + 1]):
+                                    base = tag | (np.int64(packed[x] & row_mask) * m)
+                                    for y in range(bounds[b], bounds[b + 1]):
+                                        codes[total] = base + np.int64(packed[y] & row_mask)
+                                        total += 1
+                            else:
+                                total += ca * cb
+            s = e
+    return codes, skipped_buckets, skipped_pairs
+
+
+def multi_slice_candidates(filters, positions, pair_index, max_bucket):
+    """One slice of bands over all parties at once: sorted unique pair-tagged codes.
+
+    The multi-party form of ``slice_candidates``: one sort per band over
+    every party's records instead of one per party pair, and each party's
+    band keys computed once.  Returns (codes, buckets skipped, pairs skipped).
+    """
+    sizes = np.array([len(f) for f in filters], np.int64)
+    offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    keys = np.empty((positions.shape[0], offsets[-1]), np.uint32)
+    for p, f in enumerate(filters):
+        keys[:, offsets[p]:offsets[p + 1]] = _keys(f, positions, parallel=False)
+    packed = np.empty(offsets[-1], np.uint64)
+    found = _Dedup(4 * int(offsets[-1]))
+    buckets = skipped = 0
+    for b in range(positions.shape[0]):
+        _pack_multi(keys[b], offsets, packed)
+        packed.sort()
+        codes, nb, ns = _emit_band_multi(packed, sizes, pair_index, max_bucket)
+        buckets += nb
+        skipped += ns
+        found.add(codes)
+    return found.result(), buckets, skipped
+
+
+def lsh_links_multi(
+    filters: list[np.ndarray],
+    pairs: dict[tuple[int, int], float],
+    params: LshParams | None = None,
+    *,
+    stats: BlockingStats | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[tuple[int, int], ScoredPairs]:
+    """``lsh_links`` for several party pairs in one pass over the bands.
+
+    ``pairs`` maps (a, b), a < b, to that pair's threshold.  For each pair
+    the result is identical to ``lsh_links(filters[a], filters[b],
+    threshold, params)``: a bucket's rows of each party are the same whether
+    the parties are sorted together or two at a time.  The work per band is
+    one sort over all parties' records instead of one per pair (each party
+    appears in n_parties - 1 pairs).  ``progress(bands done, bands)``.
+    """
+    from server.matching import _check_pair, _check_threshold
+
+    params = params or LshParams()
+    parties = sorted({p for pair in pairs for p in pair})
+    if len(parties) > 1 << _PARTY_BITS:
+        raise ValueError(f"at most {1 << _PARTY_BITS} parties in one multi-party pass")
+    local = [filters[p] for p in parties]
+    for f in local[1:]:
+        _check_pair(local[0], f)
+    sizes = [len(f) for f in local]
+    if max(sizes) >= 1 << _MULTI_ROW_BITS or max(
+        sizes[parties.index(a)] * sizes[parties.index(b)] for a, b in pairs
+    ) >= 1 << _PAIR_SHIFT:
+        raise ValueError("too many records for a multi-party pass; compare the pairs one by one")
+    order = sorted(pairs)
+    pair_index = np.full((len(parties), len(parties)), -1, np.int64)
+    for k, (a, b) in enumerate(order):
+        pair_index[parties.index(a), parties.index(b)] = k
+    filter_bits = local[0].shape[1] * 64
+    positions = band_positions(filter_bits, params.bands, params.rows, params.seed)
+    total_records = sum(sizes)
+    slices = band_slices(params.bands, total_records // 2, total_records - total_records // 2)
+    found = _Dedup(4 * total_records)
+    buckets = skipped = 0
+    work = _parallel(lambda r: multi_slice_candidates(local, positions[r[0]:r[1]], pair_index, params.max_bucket),
+                     slices)
+    for (_, b1), (codes, nb, ns) in zip(slices, work):
+        found.add(codes)
+        buckets += int(nb)
+        skipped += int(ns)
+        if progress is not None:
+            progress(b1, params.bands)
+    codes = found.result()
+    del found
+    counts = [popcounts(f) for f in local]
+    cuts = np.searchsorted(codes, np.arange(len(order) + 1, dtype=np.int64) << _PAIR_SHIFT)
+
+    def score(k):
+        a, b = order[k]
+        pa, pb = parties.index(a), parties.index(b)
+        m = sizes[pb]
+        pair_codes = codes[cuts[k]:cuts[k + 1]] & ((1 << _PAIR_SHIFT) - 1)
+        found = score_candidates(local[pa], local[pb], pair_codes // m, pair_codes % m,
+                                 _check_threshold(pairs[(a, b)]),
+                                 left_counts=counts[pa], right_counts=counts[pb])
+        return len(pair_codes), found
+
+    results = list(_parallel(score, range(len(order))))
+    if stats is not None:
+        stats.add(BlockingStats(
+            pairs_total=sum(sizes[parties.index(a)] * sizes[parties.index(b)] for a, b in order),
+            pairs_compared=sum(n for n, _ in results), buckets_skipped=buckets, pairs_skipped=skipped,
+            calls=len(order)))
+    return {pair: found for pair, (_, found) in zip(order, results)}

@@ -24,7 +24,9 @@ share of bands done), and once at the end with ``done == total``.
 Engines by URL (``engine_from_url``, the coordinator's ``--engine``):
 
 ==========================================  ======================================
-``local`` (or empty)                        in process, exact
+``local`` (or empty)                        in process: exact, LSH-blocked above
+                                            ``AUTO_EXACT_PAIRS`` pairs (the default)
+``local+exact``                             in process, exact always
 ``local+lsh``                               in process, blocked, ``LshParams()``
 ``local+lsh?bands=900&rows=22``             in process, blocked, those parameters
 ``dask://HOST:PORT``                        Dask scheduler at HOST:PORT, exact
@@ -48,6 +50,7 @@ from server.blocking import (
     band_positions,
     band_slices,
     lsh_links,
+    lsh_links_multi,
     score_candidates,
     slice_candidates,
 )
@@ -89,15 +92,51 @@ def _row_chunks(n: int, chunks: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in itertools.pairwise(cuts) if b > a]
 
 
+# Department pairs with more pairs than this are LSH-blocked by the default
+# engine ("local"); smaller ones are compared exactly.  Measured on real
+# encodings of a 100k-person synth (docs/scale.md): one 98k x 90k pair takes
+# 26 s exact against 12.5 s blocked, and all 15 pairs 35 s in one blocked
+# multi-party pass against ~2 min exact; at 1e9 pairs exact takes ~1 s and
+# the per-band work of blocking (linear in n + m) is about as much.  Below
+# it, exact is no slower and loses nothing.
+AUTO_EXACT_PAIRS = 1_000_000_000
+
+
+def auto_lsh_params(pairs: int) -> LshParams:
+    """The default engine's blocking for a department pair of ``pairs`` pairs.
+
+    ``LshParams()`` (r = 26, L = 1200) compares ~6-7e-4 of the pairs of real
+    encodings at 10k and 100k persons: fine to ~1e11 pairs (7e7 candidates).  Above that the
+    fraction must fall as the pairs grow, or the candidates (8 bytes each,
+    several copies while de-duplicated) outgrow memory: r = 32, L = 1600
+    (~1e-4 compared by the model fitted to the measured agreement of real
+    filters, docs/scale.md), at some cost in the completeness of low-scoring
+    true pairs.
+    """
+    if pairs <= 100_000_000_000:
+        return LshParams()
+    return LshParams(bands=1600, rows=32)
+
+
 class LocalEngine:
     """The compiled kernels in this process: all pairs (exact), or LSH-blocked.
 
+    ``blocking``: None (exact), ``LshParams`` (always blocked), or "auto"
+    (the default engine): blocked with ``LshParams()`` when a department
+    pair has more than ``exact_upto`` pairs, exact otherwise.
     ``stats`` adds up what blocking did over this engine's compares.
     """
 
-    def __init__(self, blocking: LshParams | None = None):
+    def __init__(self, blocking: LshParams | str | None = None, exact_upto: int = AUTO_EXACT_PAIRS):
+        if blocking == "auto":
+            self.auto, blocking = True, LshParams()
+        elif isinstance(blocking, str):
+            raise ValueError(f"blocking must be None, 'auto' or LshParams, got {blocking!r}")
+        else:
+            self.auto = False
         self.blocking = blocking
-        self.name = "local" if blocking is None else "local+lsh"
+        self.exact_upto = exact_upto
+        self.name = "local" if blocking is None or self.auto else "local+lsh"
         self.stats = BlockingStats()
 
     def compare(
@@ -105,10 +144,10 @@ class LocalEngine:
     ) -> ScoredPairs:
         n, m = len(left), len(right)
         total = n * m
-        if self.blocking is None:
+        p = self._params_for(total)
+        if p is None:
             result = self._exact(left, right, threshold, progress)
         else:
-            p = self.blocking
 
             def bands_done(done: int, bands: int) -> None:
                 if progress is not None and done < bands:
@@ -118,6 +157,55 @@ class LocalEngine:
         if progress is not None:
             progress(total, total)
         return result
+
+    def _params_for(self, pairs: int) -> LshParams | None:
+        """The blocking ``compare`` uses for a department pair of this many pairs (None: exact)."""
+        if self.blocking is None or (self.auto and pairs <= self.exact_upto):
+            return None
+        return auto_lsh_params(pairs) if self.auto else self.blocking
+
+    def compare_all(
+        self,
+        filters: list[np.ndarray],
+        thresholds: dict[tuple[int, int], float],
+        progress: Progress | None = None,
+    ) -> dict[tuple[int, int], ScoredPairs]:
+        """``compare`` for several department pairs, each with its own threshold.
+
+        Each pair's result is identical to ``compare(filters[a], filters[b],
+        thresholds[(a, b)])``.  The pairs that ``compare`` would block with
+        the same parameters share one multi-party pass
+        (``lsh_links_multi``: one sort per band over all their departments'
+        records, instead of one per pair); exact pairs run one by one.
+        ``progress(done, total)`` over the sum of n * m of all the pairs.
+        """
+        sizes = {pair: len(filters[pair[0]]) * len(filters[pair[1]]) for pair in thresholds}
+        total = sum(sizes.values())
+        groups: dict[LshParams | None, list[tuple[int, int]]] = {}
+        for pair in sorted(thresholds):
+            groups.setdefault(self._params_for(sizes[pair]), []).append(pair)
+        out: dict[tuple[int, int], ScoredPairs] = {}
+        done = 0
+
+        def shifted(base: int, span: int | None = None):
+            if progress is None:
+                return None
+            if span is None:
+                return lambda d, t: progress(base + d, total)
+            return lambda d, t: progress(base + span * d // t, total) if d < t else None
+
+        for a, b in groups.pop(None, []):
+            out[(a, b)] = self._exact(filters[a], filters[b], thresholds[(a, b)], shifted(done))
+            done += sizes[(a, b)]
+        for params, group in groups.items():
+            span = sum(sizes[p] for p in group)
+            found = lsh_links_multi(filters, {p: thresholds[p] for p in group}, params, stats=self.stats,
+                                    progress=shifted(done, span))
+            out.update(found)
+            done += span
+        if progress is not None:
+            progress(total, total)
+        return out
 
     @staticmethod
     def _exact(left, right, threshold, progress) -> ScoredPairs:
@@ -314,6 +402,8 @@ def _lsh_params(query: str) -> LshParams:
 def engine_from_url(url: str | None) -> Engine:
     """``local``, ``local+lsh[?bands=..&rows=..]``, ``dask://HOST:PORT``, ``dask+lsh://HOST:PORT[?..]``."""
     if not url or url in ("local", "inprocess"):
+        return LocalEngine(blocking="auto")
+    if url == "local+exact":
         return LocalEngine()
     if url.startswith("local+lsh"):
         rest = url[len("local+lsh"):]

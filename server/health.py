@@ -9,9 +9,13 @@ known attacks easy (many identical filters for a frequency attack, strongly
 skewed bit positions for pattern mining).
 
     report = encoding_health(filters)
-    report.healthy, report.warnings
+    report.healthy, report.warnings, report.refusals
 
-The thresholds are module constants so a test or an operator can read them.
+`refusals` are findings no working encoder produces (nearly empty or nearly
+full filters, many empty filters, one filter shared by a large share of the
+records): the coordinator refuses to commit such an upload. `warnings` are
+milder and only reported. The thresholds are module constants so a test or an
+operator can read them.
 1M x 1024-bit filters take about a second or two (chunked unpacking, a 64-bit
 row hash for duplicates).
 """
@@ -23,10 +27,19 @@ import numpy as np
 
 FILL_LOW = 0.2
 FILL_HIGH = 0.8
-POSITION_HIGH = 0.95  # a position set in more than this share of records is "constant"
+# Symmetric, because a balanced filter (the default hardening) sets a position's
+# complement partner exactly when the position is clear: rare and frequent go together.
+POSITION_HIGH = 0.99  # a position set in more than this share of records is "constant"
 POSITION_LOW = 0.01   # a position set in less than this share is "dead"
+POSITION_MIN_RECORDS = 1000  # below this a healthy position can be that rare (or frequent) by chance
 DUPLICATE_MIN = 5     # a filter shared by more than max(DUPLICATE_MIN, DUPLICATE_SHARE * n) records is flagged
 DUPLICATE_SHARE = 0.001
+# Refusal thresholds: far outside what any schema or hardening produces.
+REFUSE_FILL_LOW = 0.05
+REFUSE_FILL_HIGH = 0.95
+REFUSE_EMPTY_SHARE = 0.05     # more than this share of filters with no bit set
+REFUSE_DUPLICATE_MIN = 10     # one filter shared by more than max(MIN, SHARE * n) records
+REFUSE_DUPLICATE_SHARE = 0.01
 _CHUNK_ROWS = 1 << 15
 
 
@@ -49,15 +62,25 @@ class HealthReport:
     constant_positions: list[int] = field(default_factory=list)  # set in > POSITION_HIGH of records
     dead_positions: list[int] = field(default_factory=list)      # set in < POSITION_LOW of records
     warnings: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)  # broken: the upload is not committed
 
     @property
     def healthy(self) -> bool:
-        return not self.warnings
+        return not self.warnings and not self.refusals
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["healthy"] = self.healthy
         return d
+
+    def figures(self) -> dict:
+        """The compact form the audit event and the operator's report carry (positions as counts)."""
+        rounded = {k: round(getattr(self, k), 4) for k in (
+            "fill_rate", "fill_min", "fill_max", "position_min", "position_max", "chi2_per_dof")}
+        return {**rounded, "empty_filters": self.empty_filters, "max_duplicates": self.max_duplicates,
+                "duplicate_limit": self.duplicate_limit, "constant_positions": len(self.constant_positions),
+                "dead_positions": len(self.dead_positions), "warnings": list(self.warnings),
+                "refusals": list(self.refusals)}
 
 
 def _as_filters(filters: np.ndarray) -> np.ndarray:
@@ -147,17 +170,33 @@ def encoding_health(filters: np.ndarray) -> HealthReport:
     if max_dup > dup_limit:
         warnings.append(f"{max_dup} records share one identical filter (limit {dup_limit}): "
                         "identical filters are exposed to a frequency attack")
-    if constant:
+    if constant and n >= POSITION_MIN_RECORDS:
         warnings.append(f"{len(constant)} bit positions are set in more than {POSITION_HIGH:.0%} of records "
                         f"(first: {constant[:5]}): a constant token or a broken encoder")
-    if dead and n >= 1000:
-        # Below ~1000 records a healthy position can be rare by chance.
+    if dead and n >= POSITION_MIN_RECORDS:
         warnings.append(f"{len(dead)} bit positions are set in fewer than {POSITION_LOW:.0%} of records "
                         f"(first: {dead[:5]})")
+    refusals = _refusals(n, fill, empty, max_dup)
     return HealthReport(
         records=n, filter_bits=m, fill_rate=fill, fill_min=float(per_fill.min()), fill_max=float(per_fill.max()),
         empty_filters=empty, distinct_filters=distinct, max_duplicates=max_dup, duplicate_limit=dup_limit,
         position_min=float(freq.min()), position_max=float(freq.max()), position_std=float(freq.std()),
         chi2=chi2, chi2_per_dof=chi2 / (m - 1) if m > 1 else 0.0,
-        constant_positions=constant, dead_positions=dead, warnings=warnings,
+        constant_positions=constant, dead_positions=dead, warnings=warnings, refusals=refusals,
     )
+
+
+def _refusals(n: int, fill: float, empty: int, max_dup: int) -> list[str]:
+    out = []
+    if not REFUSE_FILL_LOW <= fill <= REFUSE_FILL_HIGH:
+        out.append(f"the filters have {fill:.1%} of their bits set on average, outside "
+                   f"{REFUSE_FILL_LOW:.0%}..{REFUSE_FILL_HIGH:.0%}: the identity columns are blank or misnamed, "
+                   "or the encoder is broken")
+    if empty > REFUSE_EMPTY_SHARE * n:
+        out.append(f"{empty} of {n} filters have no bit set: those records have no identifying field "
+                   "(check the extract's column names against the project's schema)")
+    limit = max(REFUSE_DUPLICATE_MIN, int(REFUSE_DUPLICATE_SHARE * n))
+    if max_dup > limit:
+        out.append(f"{max_dup} of {n} records share one identical filter (more than {limit}): the same "
+                   "identity repeated, or an encoder that ignores the records")
+    return out

@@ -19,8 +19,10 @@ from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
 from server.audit import AuditLog
 from server.engine import engine_from_url
+from server.limits import Limits
+from server.schedule import Scheduler
 from server.service import Coordinator
-from server.servicer import CoordinatorServicer
+from server.servicer import CoordinatorServicer, register
 from server.store import Store
 
 log = logging.getLogger("fedlink.coordinator")
@@ -40,6 +42,7 @@ class Running:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
         self.coordinator.close()
+        self.coordinator.store.engine.dispose()  # return the database connections
 
 
 def is_loopback(host: str) -> bool:
@@ -53,7 +56,8 @@ def is_loopback(host: str) -> bool:
 
 def start(address: str, database: str | Path, *, credentials: Credentials | None = None, insecure: bool = False,
           engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None,
-          interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None) -> Running:
+          interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
+          limits: Limits | None = None, schedule_poll: float = 30.0) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
     else one beside the database; it is created on first start."""
@@ -68,15 +72,19 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         if credentials is None and "://" in str(database):
             raise ValueError("with a database URL and no PKI folder, name the audit signing key (--audit-key)")
         audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / "audit-signing.key"
+    limits = limits or Limits()
     store = Store(database)
-    coordinator = Coordinator(store, AuditLog(store, audit_key), engine_from_url(engine))
+    coordinator = Coordinator(store, AuditLog(store, audit_key), engine_from_url(engine), limits)
+    for run_id in coordinator.recover_interrupted_runs():
+        log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
+        options=[("grpc.max_receive_message_length", limits.max_message_bytes),
+                 ("grpc.max_send_message_length", max(limits.max_message_bytes, MAX_MESSAGE_BYTES))],
     )
-    pb_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(coordinator, insecure=insecure), server)
+    # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.
+    register(CoordinatorServicer(coordinator, insecure=insecure, limits=limits), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -94,6 +102,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     for name in ("", SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("coordinator listening on %s (port %d)", address, port)
+    # Runs on a cadence (server/schedule.py): the schedules are in the store, so they survive a restart.
+    coordinator.scheduler = Scheduler(coordinator.fire_due, poll=schedule_poll).start()
     return Running(server, port, coordinator, health_servicer)
 
 

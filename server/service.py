@@ -8,21 +8,29 @@ maps to gRPC status codes; every call, done or refused, leaves an audit event.
 from __future__ import annotations
 
 import hmac
+import json
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Iterator, Sequence
 
 from sqlalchemy import and_, func, select, update
 
 from fedlink.identity import Identity
 from fedlink.rules import load_rulepack
-from fedlink.schema import LinkageSchema, Project, SchemaError, FieldSpec
+from fedlink.schema import (
+    HOUSEHOLD_DEPARTMENTS, HOUSEHOLD_TOKEN_BYTES, FieldSpec, LinkageSchema, Project, SchemaError,
+)
 from fedlink.wire import batch_digest, upload_digest
+from server import faults
 from server import store as t
 from server.audit import AuditLog
+from server.schedule import ScheduleError, first_due, from_iso, iso, latest_passed, next_due, parse_cadence
+from server.limits import Limits
+from server.health import HealthReport, encoding_health
+from server.matching import pack_filters
 from server.store import Store
 
 MAX_REF_BYTES = 16 + 256
@@ -77,11 +85,22 @@ class AlreadyExists(DomainError):
     code = "ALREADY_EXISTS"
 
 
+class ResourceExhausted(DomainError):
+    """Over one of the coordinator's limits (server/limits.py). With
+    `retry_after_ms` (the rate limit) the caller may retry after that long."""
+    code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_ms: int = 0):
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
 @dataclass(frozen=True)
 class IncomingRecord:
     ref: bytes
     clk: bytes
     indicators: dict[str, int]
+    household: bytes = b""  # keyed household token (agents/households.py), household registers only
 
 
 @dataclass
@@ -109,8 +128,9 @@ def project_to_row(p: Project) -> dict:
     return {
         "departments": {d: list(v) for d, v in p.departments.items()},
         "schema": {"filter_bits": p.schema.filter_bits, "threshold": p.schema.threshold,
-                   "hardening": p.schema.hardening,
-                   "fields": [{"name": f.name, "hashes": f.hashes, "qgram": f.qgram} for f in p.schema.fields]},
+                   "auto_threshold": p.schema.auto_threshold, "hardening": p.schema.hardening,
+                   "fields": [{"name": f.name, "hashes": f.hashes, "qgram": f.qgram, "kind": f.kind,
+                               "column": f.column} for f in p.schema.fields]},
         "reference_date": p.reference_date,
     }
 
@@ -118,18 +138,29 @@ def project_to_row(p: Project) -> dict:
 def project_from_row(row) -> Project:
     spec = row.spec
     schema = LinkageSchema(spec["schema"]["filter_bits"], tuple(FieldSpec(**f) for f in spec["schema"]["fields"]),
-                           spec["schema"]["threshold"], spec["schema"]["hardening"])
+                           spec["schema"]["threshold"], spec["schema"].get("auto_threshold", False),
+                           spec["schema"]["hardening"])
     return Project(row.project_id, {d: tuple(v) for d, v in spec["departments"].items()}, schema,
                    spec["reference_date"], row.rules_toml)
 
 
+def _schedule_dict(project_id: str, row) -> dict:
+    keys = ("every", "day", "at", "next_due", "last_run_id", "last_due", "last_error")
+    if row is None:
+        return {"project_id": project_id, **{k: 0 if k == "day" else "" for k in keys}}
+    return {"project_id": project_id, **{k: getattr(row, k) or (0 if k == "day" else "") for k in keys}}
+
+
 class Coordinator:
-    def __init__(self, store: Store, audit: AuditLog, engine=None):
+    scheduler = None  # the Scheduler thread, when serving (server/serve.py)
+
+    def __init__(self, store: Store, audit: AuditLog, engine=None, limits: Limits | None = None):
         from server.engine import LocalEngine
 
         self.store = store
         self.audit_log = audit
         self.engine = engine or LocalEngine()
+        self.limits = limits or Limits()
         self._runs: dict[str, RunStatus] = {}
         self._runs_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -209,6 +240,13 @@ class Coordinator:
                 raise InvalidArgument("upload_digest must be a 32-byte SHA-256")
             if record_count < 0 or batch_count < 0 or (record_count == 0) != (batch_count == 0):
                 raise InvalidArgument(f"record_count {record_count} and batch_count {batch_count} do not agree")
+            if record_count > self.limits.max_records_per_upload:
+                raise ResourceExhausted(
+                    f"the upload declares {record_count} records; this coordinator takes at most "
+                    f"{self.limits.max_records_per_upload} per department upload (--max-records-per-upload)")
+            if batch_count > record_count:
+                raise InvalidArgument(f"batch_count {batch_count} exceeds record_count {record_count}: "
+                                      "every batch holds at least one record")
             with self.store.write() as conn:
                 project = self._project(conn, project_id)
                 self._member(who, method, project)
@@ -261,12 +299,19 @@ class Coordinator:
         method = "UploadBatches"
         self._require(who, method, "agent")
         try:
+            if len(records) > self.limits.max_batch_records:
+                raise ResourceExhausted(
+                    f"batch {seq} holds {len(records)} records; this coordinator takes at most "
+                    f"{self.limits.max_batch_records} per batch (--max-batch-records): lower batch_size in the "
+                    "agent's config")
             with self.store.write() as conn:
                 up = conn.execute(select(t.uploads).where(t.uploads.c.upload_id == upload_id)).first()
                 if up is None:
                     raise NotFound(f"upload {upload_id!r} does not exist; call BeginUpload first")
                 if up.department != who.department:
                     raise PermissionDenied(f"upload {upload_id} belongs to another department")
+                if not 0 <= seq < up.batch_count:  # before any lookup: seq is 32-bit unsigned on the wire
+                    raise InvalidArgument(f"batch {seq} is outside 0..{up.batch_count - 1} of upload {upload_id}")
                 prior = conn.execute(select(t.batches.c.digest).where(and_(
                     t.batches.c.upload_id == upload_id, t.batches.c.seq == seq))).first()
                 if prior is not None:
@@ -276,8 +321,6 @@ class Coordinator:
                     return 0, True
                 if up.state != "open":
                     raise FailedPrecondition(f"upload {upload_id} is {up.state}; it takes no more batches")
-                if not 0 <= seq < up.batch_count:
-                    raise InvalidArgument(f"batch {seq} is outside 0..{up.batch_count - 1} of upload {upload_id}")
                 project = self._project(conn, up.project_id)
                 self._validate_batch(project, who.department, seq, digest, records)
                 stored = conn.execute(select(func.coalesce(func.sum(t.batches.c.record_count), 0)).where(
@@ -289,7 +332,8 @@ class Coordinator:
                                                        record_count=len(records)))
                 if records:
                     conn.execute(t.records.insert(), [
-                        {"upload_id": upload_id, "seq": seq, "ref": r.ref, "clk": r.clk, "indicators": r.indicators}
+                        {"upload_id": upload_id, "seq": seq, "ref": r.ref, "clk": r.clk, "indicators": r.indicators,
+                         "household": r.household or None}
                         for r in records])
                 self.store.audit(conn, str(who), "upload.batch", project_id=up.project_id,
                                  department=who.department, upload_id=upload_id, seq=seq, records=len(records),
@@ -304,10 +348,39 @@ class Coordinator:
                     "record_id must be unique in the extract")) from None
             raise
 
+    def _replace_current(self, conn, who: Identity, up, *, reinstated: bool = False) -> dict:
+        """Make `up` the department's current upload: the next run uses it and
+        not the one before, whose records are then no longer linked or flagged
+        (their open flags resolve). Records in both, matched by their stable
+        encrypted reference, are the same records: nothing is duplicated."""
+        previous = conn.execute(select(t.uploads.c.upload_id).where(and_(
+            t.uploads.c.project_id == up.project_id, t.uploads.c.department == up.department,
+            t.uploads.c.state == "committed"))).scalar()
+        kept = 0
+        if previous:
+            old = t.records.alias("old")
+            kept = conn.execute(select(func.count()).select_from(t.records).join(old, and_(
+                old.c.upload_id == previous, old.c.ref == t.records.c.ref)).where(
+                t.records.c.upload_id == up.upload_id)).scalar()
+            old_count = conn.execute(select(t.uploads.c.record_count).where(
+                t.uploads.c.upload_id == previous)).scalar()
+            conn.execute(update(t.uploads).where(t.uploads.c.upload_id == previous).values(state="superseded"))
+        comparison = {"replaced_upload_id": previous or "", "records_kept": kept,
+                      "records_added": up.record_count - kept, "records_removed": (old_count - kept) if previous else 0}
+        conn.execute(update(t.uploads).where(t.uploads.c.upload_id == up.upload_id).values(
+            state="committed", committed_at=time.time()))
+        self.store.audit(conn, str(who), "upload.commit", project_id=up.project_id, department=up.department,
+                         upload_id=up.upload_id, records=up.record_count, upload_digest=up.upload_digest.hex(),
+                         reinstated=reinstated, **comparison)
+        return comparison
+
     def _validate_batch(self, project: Project, department: str, seq: int, digest: bytes,
                         records: Sequence[IncomingRecord]) -> None:
         width = project.schema.filter_bytes
         declared = set(project.departments[department])
+        # Household tokens are refused where the pack evaluates no household or the department numbers none.
+        households = (department in HOUSEHOLD_DEPARTMENTS
+                      and bool(load_rulepack(project.rules_toml).household_indicators))
         refs = set()
         for i, r in enumerate(records):
             where = f"batch {seq}, record {i}"
@@ -326,7 +399,14 @@ class Coordinator:
             bad = [k for k, v in r.indicators.items() if v not in (0, 1)]
             if bad:
                 raise InvalidArgument(f"{where}: indicator {bad[0]!r} must be 0 or 1")
-        expected = batch_digest((r.ref, r.clk, r.indicators) for r in records)
+            if r.household and not households:
+                raise InvalidArgument(f"{where}: a household token is not accepted from {department} in project "
+                                      f"{project.project_id} (only {', '.join(HOUSEHOLD_DEPARTMENTS)}, and only "
+                                      "when the rule pack has household indicators)")
+            if r.household and len(r.household) != HOUSEHOLD_TOKEN_BYTES:
+                raise InvalidArgument(f"{where}: a household token is {HOUSEHOLD_TOKEN_BYTES} bytes, not "
+                                      f"{len(r.household)}")
+        expected = batch_digest((r.ref, r.clk, r.indicators, r.household) for r in records)
         if expected != digest:
             raise InvalidArgument(f"batch {seq}: digest does not match its records (corrupted in transit?)")
 
@@ -342,6 +422,9 @@ class Coordinator:
                     raise PermissionDenied(f"upload {upload_id} belongs to another department")
                 summary = {"upload_id": upload_id, "department": up.department, "record_count": up.record_count,
                            "committed": True}
+                if up.state == "superseded":
+                    # The department sends an extract it had sent before (same digest): it is current again.
+                    return {**summary, **self._replace_current(conn, who, up, reinstated=True)}
                 if up.state != "open":
                     return summary
                 got = conn.execute(select(t.batches.c.seq, t.batches.c.digest, t.batches.c.record_count).where(
@@ -355,18 +438,41 @@ class Coordinator:
                                              f"declared {up.record_count}")
                 if upload_digest(up.schema_digest, [b.digest for b in got]) != up.upload_digest:
                     raise FailedPrecondition(f"upload {upload_id}: the batches do not add up to the declared digest")
-                # The new extract replaces the department's previous one for the next run.
-                conn.execute(update(t.uploads).where(and_(
-                    t.uploads.c.project_id == up.project_id, t.uploads.c.department == up.department,
-                    t.uploads.c.state == "committed")).values(state="superseded"))
-                conn.execute(update(t.uploads).where(t.uploads.c.upload_id == upload_id).values(
-                    state="committed", committed_at=time.time()))
-                self.store.audit(conn, str(who), "upload.commit", project_id=up.project_id,
-                                 department=up.department, upload_id=upload_id, records=up.record_count,
-                                 upload_digest=up.upload_digest.hex())
-                return summary
+                health = self._encoding_health(conn, up)
+                # Recorded whether or not the upload is accepted: a refusal leaves its figures too.
+                self.store.audit(conn, str(who), "upload.health", project_id=up.project_id,
+                                 department=up.department, upload_id=upload_id, accepted=not health.refusals,
+                                 **health.figures())
+                if not health.refusals:
+                    summary.update(self._replace_current(conn, who, up))
+            if health.refusals:
+                # The batches stay stored and the upload open; the department's previous upload stays current.
+                raise FailedPrecondition(
+                    f"upload {upload_id} of {up.department} was not committed, its filters look broken: "
+                    f"{'; '.join(health.refusals)}. Its batches are kept and the previous upload stays in use; "
+                    "fix the extract or the agent's encoding and upload again")
+            return {**summary, "health_warnings": health.warnings}
         except DomainError as e:
             raise self.refuse(who, method, e) from None
+
+    def _encoding_health(self, conn, up) -> HealthReport:
+        """Encoding health (server/health.py) of an upload's stored filters."""
+        project = self._project(conn, up.project_id)
+        clks = conn.execute(select(t.records.c.clk).where(t.records.c.upload_id == up.upload_id)).scalars().all()
+        return encoding_health(pack_filters(clks, project.schema.filter_bits))
+
+    def _health_of_uploads(self, conn, project_id: str, upload_ids: dict[str, str]) -> list[dict]:
+        """The recorded health of each department's upload (its upload.health audit event)."""
+        wanted = {u: d for d, u in upload_ids.items()}
+        bodies = conn.execute(select(t.audit_events.c.body).where(and_(
+            t.audit_events.c.kind == "upload.health", t.audit_events.c.project_id == project_id))).scalars()
+        found = {}
+        for body in bodies:
+            details = json.loads(body)["details"]
+            if details["upload_id"] in wanted and details["accepted"]:
+                found[details["upload_id"]] = {"department": wanted[details["upload_id"]], **details}
+        return [{k: v for k, v in found[u].items() if k not in ("accepted", "refusals")}
+                for u in sorted(found, key=lambda u: wanted[u])]
 
     # -- runs ----------------------------------------------------------------
 
@@ -379,25 +485,38 @@ class Coordinator:
             except ValueError:
                 raise InvalidArgument(f"as_of {as_of[:20]!r} is not an ISO date (YYYY-MM-DD)") from None
             with self.store.write() as conn:
-                project = self._project(conn, project_id)
-                current = conn.execute(select(t.uploads.c.department, t.uploads.c.upload_id).where(and_(
-                    t.uploads.c.project_id == project_id, t.uploads.c.state == "committed"))).all()
-                if not current:
-                    raise FailedPrecondition(f"project {project_id} has no committed upload yet")
-                running = conn.execute(select(t.runs.c.run_id).where(and_(
-                    t.runs.c.project_id == project_id, t.runs.c.state.in_(("queued", "running"))))).first()
-                if running:
-                    raise FailedPrecondition(f"run {running.run_id} of project {project_id} is still going")
-                run_id = uuid.uuid4().hex[:16]
-                used = {r.department: r.upload_id for r in current}
-                conn.execute(t.runs.insert().values(run_id=run_id, project_id=project_id, state="queued",
-                                                    started_by=str(who), created_at=time.time(), as_of=day.isoformat(),
-                                                    uploads=used))
-                self.store.audit(conn, str(who), "run.start", project_id=project_id, run_id=run_id,
-                                 as_of=day.isoformat(), uploads=used, threshold=project.schema.threshold,
-                                 engine=self.engine.name)
+                queued = self._queue_run(conn, str(who), project_id, day)
         except DomainError as e:
             raise self.refuse(who, method, e) from None
+        return self._launch(*queued, wait=wait)
+
+    def _queue_run(self, conn, actor: str, project_id: str, day: date, **why) -> tuple:
+        """Record a queued run on the departments' current uploads, in the caller's transaction."""
+        project = self._project(conn, project_id)
+        current = conn.execute(select(t.uploads.c.department, t.uploads.c.upload_id).where(and_(
+            t.uploads.c.project_id == project_id, t.uploads.c.state == "committed"))).all()
+        if not current:
+            raise FailedPrecondition(f"project {project_id} has no committed upload yet")
+        running = self._running(conn, project_id)
+        if running:
+            raise FailedPrecondition(f"run {running} of project {project_id} is still going")
+        run_id = uuid.uuid4().hex[:16]
+        used = {r.department: r.upload_id for r in current}
+        conn.execute(t.runs.insert().values(run_id=run_id, project_id=project_id, state="queued",
+                                            started_by=actor, created_at=time.time(), as_of=day.isoformat(),
+                                            uploads=used))
+        self.store.audit(conn, actor, "run.start", project_id=project_id, run_id=run_id,
+                         as_of=day.isoformat(), uploads=used, threshold=project.schema.threshold,
+                         auto_threshold=project.schema.auto_threshold,
+                         engine=self.engine.name, **why)
+        return run_id, project, day, used
+
+    @staticmethod
+    def _running(conn, project_id: str) -> str | None:
+        return conn.execute(select(t.runs.c.run_id).where(and_(
+            t.runs.c.project_id == project_id, t.runs.c.state.in_(("queued", "running"))))).scalar()
+
+    def _launch(self, run_id: str, project: Project, day: date, used: dict[str, str], *, wait: bool = False) -> str:
         status = RunStatus(run_id)
         status.publish("queued", "queued", 0, 0, "")
         with self._runs_lock:
@@ -410,17 +529,111 @@ class Coordinator:
             worker.join()
         return run_id
 
+    # -- schedules -------------------------------------------------------------
+
+    def set_schedule(self, who: Identity, project_id: str, every: str, day: int = 0, at: str = "",
+                     start: str = "") -> dict:
+        """Set (or with an empty `every`, remove) the project's cadence; audited with what it was before."""
+        method = "SetSchedule"
+        self._require(who, method, "operator")
+        try:
+            cadence = None
+            if every:
+                try:
+                    cadence = parse_cadence(every, day, at, start)
+                except ScheduleError as e:
+                    raise InvalidArgument(f"schedule of {project_id}: {e}") from None
+            with self.store.write() as conn:
+                self._project(conn, project_id)
+                old = conn.execute(select(t.schedules).where(t.schedules.c.project_id == project_id)).first()
+                conn.execute(t.schedules.delete().where(t.schedules.c.project_id == project_id))
+                before = _schedule_dict(project_id, old)
+                if cadence is None:
+                    self.store.audit(conn, str(who), "schedule.clear", project_id=project_id,
+                                     before={k: before[k] for k in ("every", "day", "at", "next_due")})
+                    after = _schedule_dict(project_id, None)
+                else:
+                    conn.execute(t.schedules.insert().values(
+                        project_id=project_id, every=cadence.every, day=cadence.day, at=cadence.at,
+                        start=cadence.start.isoformat(), next_due=iso(first_due(cadence)),
+                        updated_by=str(who), updated_at=time.time()))
+                    row = conn.execute(select(t.schedules).where(t.schedules.c.project_id == project_id)).first()
+                    after = _schedule_dict(project_id, row)
+                    self.store.audit(conn, str(who), "schedule.set", project_id=project_id,
+                                     before={k: before[k] for k in ("every", "day", "at", "next_due")},
+                                     after={k: after[k] for k in ("every", "day", "at", "next_due")},
+                                     start=cadence.start.isoformat())
+        except DomainError as e:
+            raise self.refuse(who, method, e) from None
+        if self.scheduler is not None:
+            self.scheduler.wake()  # a schedule that is already due starts now, not at the next poll
+        return after
+
+    def get_schedule(self, who: Identity, project_id: str) -> dict:
+        method = "GetSchedule"
+        self._require(who, method, "operator", "officer")
+        try:
+            with self.store.write() as conn:
+                self._project(conn, project_id)
+                row = conn.execute(select(t.schedules).where(t.schedules.c.project_id == project_id)).first()
+                self.store.audit(conn, str(who), "schedule.read", project_id=project_id)
+        except DomainError as e:
+            raise self.refuse(who, method, e) from None
+        return _schedule_dict(project_id, row)
+
+    def fire_due(self, now: datetime) -> list[str]:
+        """Start the runs that are due at `now` (the scheduler thread calls this).
+        Claiming an occurrence and queueing its run are one write transaction,
+        so two coordinators on one database never start the same run twice."""
+        with self.store.read() as conn:
+            due = conn.execute(select(t.schedules.c.project_id).where(
+                t.schedules.c.next_due <= iso(now))).scalars().all()
+        started = []
+        for project_id in due:
+            queued = self._fire_one(project_id, now)
+            if queued:
+                started.append(self._launch(*queued))
+        return started
+
+    def _fire_one(self, project_id: str, now: datetime) -> tuple | None:
+        actor = "coordinator:scheduler"
+        with self.store.write() as conn:
+            row = conn.execute(select(t.schedules).where(and_(
+                t.schedules.c.project_id == project_id, t.schedules.c.next_due <= iso(now)))).first()
+            if row is None or self._running(conn, project_id):
+                return None  # taken by another coordinator, or a run is still going: try again next tick
+            cadence = parse_cadence(row.every, row.day, row.at, row.start)
+            occurrence = latest_passed(cadence, from_iso(row.next_due), now)
+            try:
+                queued = self._queue_run(conn, actor, project_id, occurrence.date(), scheduled_for=iso(occurrence),
+                                         every=row.every)
+                error = None
+            except DomainError as e:  # e.g. nothing uploaded yet: this occurrence is skipped, and says why
+                queued, error = None, e.message
+                self.store.audit(conn, actor, "schedule.skipped", project_id=project_id,
+                                 scheduled_for=iso(occurrence), reason=error[:300])
+            conn.execute(update(t.schedules).where(t.schedules.c.project_id == project_id).values(
+                next_due=iso(next_due(cadence, now)), last_due=iso(occurrence), last_error=error,
+                last_run_id=queued[0] if queued else row.last_run_id))
+            return queued
+
     def _execute_run(self, run_id: str, project: Project, as_of: date, used: dict[str, str],
                      status: RunStatus) -> None:
         from server.linkage import execute_run
 
+        phases: set[str] = set()
+
         def progress(phase: str, done: int, total: int, message: str = "") -> None:
             status.publish("running", phase, done, total, message)
+            if phase not in phases:
+                phases.add(phase)
+                faults.pause(f"run.{phase}")
 
         try:
             with self.store.write() as conn:
                 conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(state="running"))
             report = execute_run(self.store, project, run_id, as_of, used, self.engine, progress)
+            faults.pause("run.finishing")
             final, error = "done", ""
         except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
             report, final, error = None, "failed", f"{type(e).__name__}: {e}"
@@ -483,13 +696,15 @@ class Coordinator:
                 raise self.refuse(who, "GetReport", e) from None
             feedback = conn.execute(select(t.outcomes.c.rule, t.outcomes.c.outcome, func.count()).where(
                 t.outcomes.c.project_id == row.project_id).group_by(t.outcomes.c.rule, t.outcomes.c.outcome)).all()
+            health = self._health_of_uploads(conn, row.project_id, row.uploads or {})
         with self.store.write() as conn:
             self.store.audit(conn, str(who), "report.read", project_id=row.project_id, run_id=run_id)
         from server.linkage import suppress
 
         k = (row.report or {}).get("suppression_k", 5)
         outcomes = suppress({f"{rule}/{outcome}": n for rule, outcome, n in feedback}, k)
-        return {"run_id": run_id, "state": row.state, **(row.report or {}), "outcomes_per_rule": outcomes}
+        return {"run_id": run_id, "state": row.state, **(row.report or {}), "outcomes_per_rule": outcomes,
+                "encoding_health": health}
 
     # -- flags ---------------------------------------------------------------
 
@@ -609,6 +824,29 @@ class Coordinator:
                              filters={k: v for k, v in filters.items() if v})
         return self.audit_log.events(start, end, **filters)
 
+    def recover_interrupted_runs(self) -> list[str]:
+        """At start: a run that a previous coordinator process left queued or
+        running was cut off by a crash or kill. Its links and flags are written
+        in one transaction at its end, so none of them were committed; it is
+        marked failed (an audit event says so), its links and flags, if the
+        process died after storing them but before marking the run done, are
+        removed, and the operator starts it again. One coordinator process
+        serves a database at a time."""
+        message = "interrupted: the coordinator stopped during the run; start the run again"
+        with self.store.write() as conn:
+            stale = conn.execute(select(t.runs.c.run_id, t.runs.c.project_id, t.runs.c.state).where(
+                t.runs.c.state.in_(("queued", "running")))).all()
+            for r in stale:
+                conn.execute(t.flags.delete().where(t.flags.c.run_id == r.run_id))
+                conn.execute(t.links.delete().where(t.links.c.run_id == r.run_id))
+                conn.execute(update(t.runs).where(t.runs.c.run_id == r.run_id).values(
+                    state="failed", finished_at=time.time(), error=message))
+                self.store.audit(conn, "coordinator", "run.failed", project_id=r.project_id, run_id=r.run_id,
+                                 persons=None, error=message, was=r.state)
+        return [r.run_id for r in stale]
+
     def close(self, timeout: float = 30.0) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop(timeout)
         for th in self._threads:
             th.join(timeout)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     JSON, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    UniqueConstraint, create_engine, event, select,
+    UniqueConstraint, create_engine, event, select, text,
 )
 from sqlalchemy.engine import Engine
 
@@ -66,6 +66,7 @@ records = Table(
     Column("ref", LargeBinary, nullable=False),
     Column("clk", LargeBinary, nullable=False),
     Column("indicators", JSON, nullable=False),
+    Column("household", LargeBinary),                 # keyed household token, household registers only
     UniqueConstraint("upload_id", "ref", name="uq_record_ref"),
 )
 
@@ -106,6 +107,21 @@ flags = Table(
     Index("ix_flags_run_dept", "run_id", "department"),
 )
 
+schedules = Table(
+    "schedules", metadata,                            # a project's run cadence (server/schedule.py)
+    Column("project_id", String(128), ForeignKey("projects.project_id"), primary_key=True),
+    Column("every", String(16), nullable=False),      # 1mo, 3mo, 14d, 1w, semester
+    Column("day", Integer, nullable=False),
+    Column("at", String(5), nullable=False),          # HH:MM UTC
+    Column("start", String(10), nullable=False),      # ISO date
+    Column("next_due", String(20), nullable=False),   # ISO UTC, e.g. 2025-07-01T02:00:00Z
+    Column("last_due", String(20)),
+    Column("last_run_id", String(64)),
+    Column("last_error", Text),
+    Column("updated_by", String(128), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 outcomes = Table(
     "outcomes", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -136,7 +152,18 @@ audit_events = Table(
 
 
 def connect(url: str | Path) -> Engine:
-    """An engine for a database URL or a SQLite file path; creates the schema."""
+    """An engine for a database URL or a SQLite file path, its schema brought
+    to the latest migration."""
+    from server.migrations import upgrade
+
+    engine = connect_engine(url)
+    upgrade(engine)  # the Alembic revisions not yet applied (server/migrations)
+    return engine
+
+
+def connect_engine(url: str | Path) -> Engine:
+    """An engine for a database URL or a SQLite file path (SQLite in WAL mode);
+    `postgresql://` uses the psycopg 3 driver."""
     url = str(url)
     if "://" not in url:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
@@ -154,22 +181,37 @@ def connect(url: str | Path) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+        if url.startswith(("postgresql://", "postgres://")):  # the psycopg 3 driver (fedlink[coordinator])
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     return engine
 
 
+# Any fixed 64-bit key: the lock every PostgreSQL write transaction takes first.
+PG_WRITE_LOCK = 0x666564_6C6E6B
+
+
 class Store:
-    """Transactions over the engine. SQLite has one writer at a time; a lock
-    keeps our own threads from contending for it and timing out."""
+    """Transactions over the engine.
+
+    Writes are serialised, on both databases: SQLite has one writer at a time
+    (a lock keeps our own threads from contending for it and timing out), and
+    on PostgreSQL every write transaction first takes a transaction-scoped
+    advisory lock, so that audit events, which chain to the event before them,
+    get gap-free, ordered sequence numbers under concurrent writers, across
+    coordinator processes too, and no two writers can deadlock. Reads never
+    wait (WAL on SQLite, MVCC on PostgreSQL)."""
 
     def __init__(self, url: str | Path):
         self.engine = connect(url)
-        self._write_lock = threading.RLock() if self.engine.dialect.name == "sqlite" else _NoLock()
+        self.dialect = self.engine.dialect.name
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else _NoLock()
 
     @contextmanager
     def write(self):
         with self._write_lock, self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
             yield conn
 
     @contextmanager

@@ -1,5 +1,7 @@
 """Shared fixtures: a real PKI, a real coordinator on loopback with mutual TLS
-over a real SQLite file, real agents, and a small synthetic scenario."""
+over a real database (a SQLite file; PostgreSQL when FEDLINK_TEST_DATABASE
+names a server, see tests/dbutil.py), real agents, and a small synthetic
+scenario."""
 from __future__ import annotations
 
 import secrets
@@ -11,6 +13,12 @@ from fedlink.schema import DEPARTMENTS, Project
 
 SMALL_PERSONS = 400
 REFERENCE_DATE = "2025-06-30"
+
+
+def pytest_report_header(config):
+    from dbutil import BACKEND, SERVER
+
+    return f"coordinator database: {BACKEND}" + (f" ({SERVER.split('@')[-1]})" if SERVER else " (a file per test)")
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +50,22 @@ def scenario(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def coordinator(pki, tmp_path):
+def database(tmp_path):
+    """A fresh coordinator database: a SQLite file, or a PostgreSQL database when
+    FEDLINK_TEST_DATABASE names a server (tests/dbutil.py)."""
+    from dbutil import new_database
+
+    return new_database(tmp_path)
+
+
+@pytest.fixture
+def coordinator(pki, database):
     from fedlink.pki import credentials_for
     from server.serve import start
 
-    running = start("127.0.0.1:0", tmp_path / "coordinator.sqlite", credentials=credentials_for(pki, "coordinator"))
+    running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"))
     running.address = f"127.0.0.1:{running.port}"
-    running.database = tmp_path / "coordinator.sqlite"
+    running.database = database
     yield running
     running.stop(grace=2)
 

@@ -1,29 +1,37 @@
-"""The attack harness (bench.attacks): it breaks a weak control, and fedlink's default holds."""
+"""The attack harness (bench.attacks) and the agent's hardening (agents.hardening):
+the attacks break a weak control, and what an agent uploads by default holds."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from bench.attacks import balance, blip, run_attacks, xor_fold
+from agents.hardening import balance, blip, hardened_encoder, xor_fold
+from bench.attacks import ATTACKS, run_attacks
+from fedlink.schema import LinkageSchema, SchemaError, hardening_option
 
 
 @pytest.fixture(scope="module")
 def result():
-    return run_attacks(persons=2000, seed=0)
+    return run_attacks(persons=2000, seed=0)  # the default hardening, as an agent uploads
 
 
-def test_attacks_break_the_weak_control(result):
+def test_every_attack_runs_and_breaks_the_weak_control(result):
     weak = result["attacks"]["weak_unkeyed_names"]
+    assert set(weak) == set(ATTACKS)
     # An unkeyed name-only Bloom filter falls to a dictionary of public names.
     assert weak["dictionary"]["reidentification_rate"] > 0.10
     assert weak["dictionary"]["precision"] > 0.9
-    for attack in ("frequency_name", "pattern_mining"):
-        assert 0.0 <= weak[attack]["reidentification_rate"] <= 1.0
+    # Pattern mining and the position attack find the weak filter's token positions.
+    assert weak["pattern_mining"]["tokens_learned"] > 10
+    assert weak["position_frequency"]["tokens_learned"] > 0
 
 
-def test_default_encoding_holds(result):
-    ours = result["attacks"]["fedlink_default"]
-    assert "dictionary" not in ours  # needs the project secret
+def test_the_default_hardened_encoding_holds(result):
+    assert result["hardening"] == LinkageSchema().hardening == "balance"
+    ours = result["attacks"]["fedlink"]
+    assert set(ours) == set(ATTACKS) - {"dictionary"}  # a dictionary needs the project secret
     for attack, score in ours.items():
         assert score["reidentification_rate"] < 0.01, (attack, score)
 
@@ -32,19 +40,46 @@ def test_census_is_separate(result):
     assert result["census_seed"] != result["seed"]
 
 
-def test_hardening_functions():
+def test_salting_leaves_pattern_mining_nothing_to_learn():
+    r = run_attacks(persons=600, seed=1, hardening="salt", targets=("fedlink",))
+    ours = r["attacks"]["fedlink"]
+    assert ours["pattern_mining"]["tokens_learned"] == 0
+    assert all(s["reidentification_rate"] < 0.01 for s in ours.values())
+
+
+def test_bit_level_options():
     rng = np.random.default_rng(0)
     f = np.packbits(rng.random((50, 1024)) < 0.3, axis=1)
     assert xor_fold(f).shape == (50, 64)
     b = balance(f, b"k")
     assert b.shape == (50, 256)
     assert (np.unpackbits(b, axis=1).sum(axis=1) == 1024).all()
-    n = blip(f, 0.05, seed=1)
+    n = blip(f, 0.05, b"k")
     flipped = (np.unpackbits(n, axis=1) != np.unpackbits(f, axis=1)).mean()
     assert 0.03 < flipped < 0.07
+    # Keyed and deterministic: the same record flips the same bits (a resumed upload matches),
+    # another key flips others.
+    assert (blip(f, 0.05, b"k") == n).all() and not (blip(f, 0.05, b"other") == n).all()
 
 
-def test_run_with_hardening():
-    r = run_attacks(persons=600, seed=1, hardening="xor", targets=("fedlink_default",))
-    assert r["hardening"] == "xor"
-    assert r["attacks"]["fedlink_default"]["pattern_mining"]["reidentification_rate"] < 0.01
+@pytest.mark.parametrize("option", ["none", "salt", "balance", "xor", "blip-0.02"])
+def test_every_option_keeps_the_wire_length_and_links_a_record_to_itself(option):
+    schema = replace(LinkageSchema(), hardening=option)
+    enc = hardened_encoder(schema, b"secret", "p")
+    a = {"name": "王小明", "name_pinyin": "wang xiaoming", "sex": "M", "birth_date": "1980-03-04",
+         "resident_id": "110101198003041234", "address": "朝阳路12号"}
+    b = {**a, "name": "王晓明"}  # a homophone
+    x, y = enc.encode([a, b])
+    assert len(x) == schema.filter_bytes
+    ones = lambda v: np.unpackbits(v).astype(bool)  # noqa: E731
+    dice = 2 * (ones(x) & ones(y)).sum() / (ones(x).sum() + ones(y).sum())
+    assert dice > 0.75
+    assert (enc.encode([a])[0] == x).all()
+
+
+def test_hardening_is_validated_as_project_data():
+    assert hardening_option("blip-0.02") == ("blip", 0.02)
+    assert hardening_option("balance") == ("balance", 0.0)
+    for bad in ("balanced", "blip", "blip-0.7", "blip-R", "xor-1"):
+        with pytest.raises(SchemaError, match="schema.hardening"):
+            replace(LinkageSchema(), hardening=bad).validate()

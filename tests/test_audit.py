@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import grpc
 import pytest
+
+from dbutil import copy_database, dbapi
 
 from agents.client import Agent
 from agents.config import load_config
@@ -44,7 +45,7 @@ def test_coordinator_signs_with_the_pki_audit_key_and_the_log_verifies(busy_log,
 
 
 def _db(coordinator):
-    return sqlite3.connect(coordinator.database)
+    return dbapi(coordinator.database)
 
 
 @pytest.mark.parametrize("tamper, named", [
@@ -126,7 +127,7 @@ def test_agent_refuses_a_coordinator_that_rewrote_history(pki, tmp_path, agent_c
         agent.upload()  # saves the tree heads it saw
     # The operator of the coordinator rewrites an old event and restarts.
     coordinator.stop(grace=1)
-    with sqlite3.connect(coordinator.database) as db:
+    with dbapi(coordinator.database) as db:
         body = json.loads(db.execute("select body from audit_events where seq = 1").fetchone()[0])
         body["actor"] = "operator:nobody"
         db.execute("update audit_events set body = ? where seq = 1",
@@ -149,10 +150,8 @@ def test_agent_refuses_a_split_view(pki, tmp_path, agent_config, coordinator, op
     config = agent_config("housing", batch_size=100)
     with Agent(load_config(config), show_progress=False) as agent:
         agent.upload()
-    fork_db = tmp_path / "fork.sqlite"
-    with sqlite3.connect(coordinator.database) as src, sqlite3.connect(fork_db) as dst:
-        src.backup(dst)
-    with sqlite3.connect(fork_db) as db:  # the fork shows a log where the agent's upload never happened
+    fork_db = copy_database(coordinator.database, tmp_path, "fork")
+    with dbapi(fork_db) as db:  # the fork shows a log where the agent's upload never happened
         first = db.execute("select min(seq) from audit_events where kind = 'upload.begin'").fetchone()[0]
         db.execute("delete from audit_events where seq >= ?", (first,))
     fork = start("127.0.0.1:0", fork_db, credentials=credentials_for(pki, "coordinator"))
@@ -167,12 +166,12 @@ def test_agent_refuses_a_split_view(pki, tmp_path, agent_config, coordinator, op
 
 
 def kinds_after(coordinator, before: int) -> list[str]:
-    with sqlite3.connect(coordinator.database) as db:
+    with dbapi(coordinator.database) as db:
         return [k for (k,) in db.execute("select kind from audit_events where seq >= ? order by seq", (before,))]
 
 
 def log_size(coordinator) -> int:
-    with sqlite3.connect(coordinator.database) as db:
+    with dbapi(coordinator.database) as db:
         return db.execute("select count(*) from audit_events").fetchone()[0]
 
 
@@ -202,7 +201,7 @@ def test_every_method_leaves_exactly_its_events(pki, agent_config, coordinator, 
     agent.upload(agent.project(), prepared)
     batches = ["upload.batch"] * len(prepared.batches)
     assert kinds_after(coordinator, n) == ["project.read", "project.key_check_pinned", "upload.begin", *batches,
-                                           "upload.commit"]
+                                           "upload.health", "upload.commit"]
     refused(lambda: agent.stub.StartRun(pb.StartRunRequest(project_id="p")), grpc.StatusCode.PERMISSION_DENIED)
     n = log_size(coordinator)
     run_id = operator.start_run("p")

@@ -47,12 +47,11 @@ def brute_force_candidates(left, right, bands, rows, seed, max_bucket):
 
 def test_default_parameters_follow_the_formula():
     p = LshParams()
-    assert (p.rows, p.bands) == (20, 600)
-    # Dice 0.8 at 50% fill: s = 0.8; P = 1 - (1 - 0.8^20)^600.
-    assert p.probability(0.8, 0.5) == pytest.approx(1 - (1 - 0.8**20) ** 600)
-    assert p.probability(0.8, 0.5) > 0.999
-    assert p.probability(0.8, 0.45) > 0.99998
-    assert p.expected_fraction(0.45) < 1e-3
+    assert (p.rows, p.bands) == (26, 1200)
+    # Dice 0.8 at 50% fill: s = 0.8; P = 1 - (1 - 0.8^26)^1200.
+    assert p.probability(0.8, 0.5) == pytest.approx(1 - (1 - 0.8**26) ** 1200)
+    assert p.probability(0.85, 0.5) > 0.999
+    assert p.expected_fraction(0.5) < 1e-4
     assert candidate_probability(1.0, 20, 600) == 1.0
     assert candidate_probability(0.0, 20, 600) == 0.0
 
@@ -72,7 +71,9 @@ def test_for_threshold_meets_its_targets():
 
 def test_parameters_are_checked():
     with pytest.raises(ValueError, match="rows"):
-        LshParams(rows=32)
+        LshParams(rows=65)
+    with pytest.raises(ValueError, match="rows"):
+        LshParams(rows=0)
     with pytest.raises(ValueError, match="bands"):
         LshParams(bands=0)
     with pytest.raises(ValueError, match="max_bucket"):
@@ -97,6 +98,26 @@ def test_band_keys_are_the_sampled_bits():
     # Other widths work too.
     narrow = pack_filters(np.packbits(rng.random((10, 128)) < 0.5, axis=1), 128)
     assert band_keys(narrow, 4, 31).shape == (4, 10)
+
+
+def test_wide_band_keys_are_a_hash_of_the_sampled_bits():
+    # Over 31 rows the bits no longer fit the 31-bit key: they are hashed.
+    rng = np.random.default_rng(4)
+    filters = random_filters(rng, 300)
+    rows = 40
+    positions = band_positions(1024, 6, rows, seed=2)
+    keys = band_keys(filters, 6, rows, seed=2)
+    bits = unpacked(filters)
+    with np.errstate(over="ignore"):
+        for b in range(6):
+            value = (bits[:, positions[b]].astype(np.uint64) << np.arange(rows, dtype=np.uint64)).sum(axis=1)
+            expected = (value * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(33)
+            np.testing.assert_array_equal(keys[b], expected.astype(np.uint32))
+    assert keys.max() < 2**31
+    # Records with equal sampled bits share the key: a filter and its copy are candidates.
+    left, right = filters[:50], filters[:50].copy()
+    li, rj = lsh_candidates(left, right, bands=3, rows=48, seed=0)
+    assert set(zip(li.tolist(), rj.tolist())) >= {(i, i) for i in range(50)}
 
 
 @pytest.mark.parametrize("max_bucket", [3, 1000])
@@ -234,8 +255,25 @@ def test_progress_is_reported_and_optional(perturbed_20k):
         assert done == sorted(done) and done[-1] == 3000 * 3000
 
 
+def test_default_engine_is_exact_for_small_pairs_and_blocked_for_large(perturbed_20k):
+    left, right = perturbed_20k[0][:3000], perturbed_20k[1][:3000]
+    exact = LocalEngine().compare(left, right, 0.8)
+    blocked = LocalEngine(LshParams()).compare(left, right, 0.8)
+    small = LocalEngine("auto", exact_upto=3000 * 3000).compare(left, right, 0.8)
+    large = LocalEngine("auto", exact_upto=3000 * 3000 - 1).compare(left, right, 0.8)
+    for got, want in ((small, exact), (large, blocked)):
+        np.testing.assert_array_equal(got.left, want.left)
+        np.testing.assert_array_equal(got.right, want.right)
+        np.testing.assert_array_equal(got.score, want.score)
+    with pytest.raises(ValueError):
+        LocalEngine("sometimes")
+
+
 def test_engine_from_url():
-    assert engine_from_url(None).name == "local" and engine_from_url("local").blocking is None
+    default = engine_from_url("local")
+    assert engine_from_url(None).name == "local" and default.auto and default.blocking == LshParams()
+    exact = engine_from_url("local+exact")
+    assert exact.name == "local" and exact.blocking is None and not exact.auto
     lsh = engine_from_url("local+lsh")
     assert lsh.name == "local+lsh" and lsh.blocking == LshParams()
     custom = engine_from_url("local+lsh?bands=900&rows=22&seed=3&max_bucket=50")
@@ -250,3 +288,65 @@ def test_engine_from_url():
                 "dask://127.0.0.1:8786?rows=3"):
         with pytest.raises(ValueError):
             engine_from_url(bad)
+
+
+def test_run_stream_shows_pairs_compared_and_an_eta():
+    # server.linkage passes a progress callback to the engine: the operator's
+    # run stream (WatchRun) gets pairs compared and an ETA within a compare.
+    from bench.scale import population
+    from server.linkage import DepartmentRecords, link
+
+    filters, _ = population(400, departments=3, seed=2)
+    departments = [DepartmentRecords(f"d{k}", np.arange(len(f)), [], f, {}) for k, f in enumerate(filters)]
+    events = []
+    result = link(departments, 0.8, LocalEngine(), lambda *e: events.append(e))
+    compare = [e for e in events if e[0] == "compare"]
+    total = sum(len(a) * len(b) for a, b in ((filters[0], filters[1]), (filters[0], filters[2]),
+                                                   (filters[1], filters[2])))
+    assert all(t == total for _, _, t, _ in compare)
+    done = [d for _, d, _, _ in compare]
+    assert done == sorted(done) and done[-1] == total
+    assert any("pairs compared, ETA" in message for *_, message in compare)
+    assert result.labels.shape == (sum(len(f) for f in filters),)
+
+
+@pytest.mark.parametrize("max_bucket", [1000, 3])
+def test_multi_party_pass_equals_pair_by_pair(max_bucket):
+    # One sort per band over every department gives each pair exactly the
+    # links of the two-department pass (bucket sizes per department are the same).
+    from server.blocking import lsh_links, lsh_links_multi
+    from bench.scale import population
+
+    filters, _ = population(1500, departments=4, max_flip=0.12, seed=5)
+    filters[2] = np.concatenate([filters[2], np.repeat(filters[2][:1], 5, axis=0)])  # a crowded bucket
+    params = LshParams(bands=60, rows=12, seed=4, max_bucket=max_bucket)
+    thresholds = {(0, 1): 0.8, (0, 2): 0.75, (1, 3): 0.85, (2, 3): 0.8}
+    multi_stats, pair_stats = BlockingStats(), BlockingStats()
+    multi = lsh_links_multi(filters, thresholds, params, stats=multi_stats)
+    assert sorted(multi) == sorted(thresholds)
+    for (a, b), t in thresholds.items():
+        want = lsh_links(filters[a], filters[b], t, params, stats=pair_stats)
+        np.testing.assert_array_equal(multi[(a, b)].left, want.left)
+        np.testing.assert_array_equal(multi[(a, b)].right, want.right)
+        np.testing.assert_array_equal(multi[(a, b)].score, want.score)
+        assert len(want)
+    for field in ("pairs_total", "pairs_compared", "buckets_skipped", "pairs_skipped"):
+        assert getattr(multi_stats, field) == getattr(pair_stats, field), field
+
+
+def test_compare_all_equals_compare_pair_by_pair():
+    from bench.scale import population
+
+    filters, _ = population(1200, departments=4, max_flip=0.12, seed=6)
+    thresholds = {(a, b): 0.75 + 0.02 * (a + b) for a in range(4) for b in range(a + 1, 4)}
+    # Some pairs exact, the larger ones blocked.
+    sizes = sorted(len(filters[a]) * len(filters[b]) for a, b in thresholds)
+    engine = LocalEngine("auto", exact_upto=sizes[2])
+    seen = []
+    together = engine.compare_all(filters, thresholds, progress=lambda d, t: seen.append((d, t)))
+    for (a, b), t in thresholds.items():
+        alone = engine.compare(filters[a], filters[b], t)
+        np.testing.assert_array_equal(together[(a, b)].left, alone.left)
+        np.testing.assert_array_equal(together[(a, b)].score, alone.score)
+    assert seen[-1] == (sum(sizes), sum(sizes))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+
+from dbutil import db_errors, dbapi
 
 FEDLINK = [sys.executable, "-m", "fedlink.cli"]
 
@@ -31,10 +32,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(cwd: Path, port: int, grace: float = 10.0) -> subprocess.Popen:
+def serve(cwd: Path, port: int, grace: float = 10.0, database: str | Path = "coordinator.sqlite",
+          *extra: str, env: dict | None = None) -> subprocess.Popen:
     proc = subprocess.Popen([*FEDLINK, "coordinator", "serve", "--listen", f"127.0.0.1:{port}", "--pki", "pki",
-                             "--database", "coordinator.sqlite", "--grace", str(grace)], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                             "--database", str(database), "--grace", str(grace), *extra], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from fedlink.pki import channel_credentials, credentials_for
@@ -75,19 +78,29 @@ ca = "pki/ca.pem"
 
 
 @pytest.fixture
-def site(tmp_path, scenario):
+def site(tmp_path, scenario, database):
+    """A working folder with a PKI, a project secret and project.toml; the
+    coordinator's database is database_of(site) (tests/dbutil.py)."""
     departments = "population,civil_affairs,medical_insurance,education"
     fedlink("pki", "init", "pki", "--departments", departments, cwd=tmp_path)
     (tmp_path / "project.secret").write_text("a project secret shared out of band, 32+ bytes")
     (tmp_path / "project.toml").write_text(
         f'project_id = "pilot"\nreference_date = "2025-06-30"\ndepartments = [{", ".join(repr(d) for d in departments.split(","))}]\n'
         '[schema]\nthreshold = 0.75\n'.replace("'", '"'))
+    _site_database[tmp_path] = database
     return tmp_path
+
+
+_site_database: dict[Path, str | Path] = {}
+
+
+def database_of(site: Path) -> str | Path:
+    return _site_database[site]
 
 
 def test_the_commands_of_the_readme_work_end_to_end(site, scenario):
     port = free_port()
-    coordinator = serve(site, port)
+    coordinator = serve(site, port, database=database_of(site))
     try:
         address = f"127.0.0.1:{port}"
         fedlink("project", "create", "project.toml", "--coordinator", address, "--pki", "pki", cwd=site)
@@ -116,7 +129,7 @@ def test_the_commands_of_the_readme_work_end_to_end(site, scenario):
 
 def test_ctrl_c_mid_upload_loses_nothing_and_the_agent_resumes(site, scenario):
     port = free_port()
-    coordinator = serve(site, port, grace=0.2)  # a short grace cuts the upload stream
+    coordinator = serve(site, port, grace=0.2, database=database_of(site))  # a short grace cuts the stream
     address = f"127.0.0.1:{port}"
     fedlink("project", "create", "project.toml", "--coordinator", address, "--pki", "pki", cwd=site)
     config = agent_toml(site, "population", port, scenario / "population.csv", batch_size=1)
@@ -126,11 +139,11 @@ def test_ctrl_c_mid_upload_loses_nothing_and_the_agent_resumes(site, scenario):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def stored() -> int:
-        with sqlite3.connect(site / "coordinator.sqlite") as db:
-            try:
+        try:
+            with dbapi(database_of(site)) as db:
                 return db.execute("select count(*) from records").fetchone()[0]
-            except sqlite3.OperationalError:
-                return 0
+        except db_errors():
+            return 0
 
     deadline = time.time() + 60
     while time.time() < deadline and stored() < total // 4:
@@ -140,13 +153,13 @@ def test_ctrl_c_mid_upload_loses_nothing_and_the_agent_resumes(site, scenario):
     assert coordinator.returncode == 0
     at_stop = stored()
     assert 0 < at_stop < total
-    coordinator = serve(site, port)  # back within the agent's retry backoff
+    coordinator = serve(site, port, database=database_of(site))  # back within the agent's retry backoff
     try:
         out, err = agent.communicate(timeout=120)
         assert agent.returncode == 0, err
         assert "retrying" in err and "resumes" in err
         assert stored() == total
-        with sqlite3.connect(site / "coordinator.sqlite") as db:
+        with dbapi(database_of(site)) as db:
             refs = db.execute("select count(distinct ref) from records").fetchone()[0]
         assert refs == total
     finally:

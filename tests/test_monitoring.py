@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 
 import pandas as pd
 import pytest
+
+from dbutil import dbapi
 
 from agents.client import Agent
 from agents.config import load_config
@@ -100,7 +101,7 @@ def test_a_transition_ends_resolved(two_runs, operator, coordinator):
     run1, run2, first, second, patient, *_ = two_runs
     run3 = operator.start_run("pilot", "2026-02-28")
     assert operator.watch(run3) == "done"
-    with sqlite3.connect(coordinator.database) as db:
+    with dbapi(coordinator.database) as db:
         rows = db.execute("select f.status from flags f join records r on r.id = f.record_id "
                           "where f.run_id = ? and f.need = 'medical_hardship' and f.person = -1", (run3,)).fetchall()
     assert ("resolved",) in rows
@@ -110,9 +111,64 @@ def test_a_threshold_change_is_an_audit_event(operator, project, coordinator):
     text = default_text().replace("catastrophic_oop_yuan = 20000", "catastrophic_oop_yuan = 15000")
     text = text.replace('"6201" = 920', '"6201" = 960')
     operator.update_rules("pilot", text)
-    with sqlite3.connect(coordinator.database) as db:
+    with dbapi(coordinator.database) as db:
         body = db.execute("select body from audit_events where kind = 'rules.update'").fetchone()[0]
     details = json.loads(body)["details"]
     assert details["parameters"] == {"catastrophic_oop_yuan": [20000, 15000]}
     assert details["subsistence_lines"] == {"6201": [920, 960]}
     assert json.loads(body)["actor"] == "operator:operator"
+
+
+def test_a_new_extract_replaces_the_previous_one(scenario, agent_config, operator, project, coordinator, tmp_path):
+    """Over real gRPC: a department's new extract is what the next run uses; records that disappeared are no
+    longer linked and their open flags resolve (not into a transition); records in both are not duplicated;
+    sending an earlier extract again makes it current again."""
+    configs = {d: agent_config(d) for d in ("population", "civil_affairs", "education")}
+    uploads = {}
+    for d, config in configs.items():
+        with Agent(load_config(config), show_progress=False) as agent:
+            uploads[d] = agent.upload()
+    run1 = operator.start_run("pilot", "2025-06-30")
+    assert operator.watch(run1) == "done"
+    pop = worklist(configs["population"], tmp_path, "population-1.csv")
+    elderly = pop[pop["need"] == "elderly_alone"]
+    assert len(elderly) >= 2, "the scenario should hold old people living alone"
+    gone, stays = elderly.iloc[0]["record_id"], elderly.iloc[1]["record_id"]
+
+    # Next month the population register no longer holds one of them (moved away).
+    full = pd.read_csv(scenario / "population.csv", dtype=str, keep_default_na=False)
+    new_extract = rewrite(scenario / "population.csv", tmp_path / "population.csv", lambda r: None)
+    pd.read_csv(new_extract, dtype=str, keep_default_na=False).query("record_id != @gone").to_csv(
+        new_extract, index=False)
+    config = configs["population"]
+    config.write_text(config.read_text().replace(str((scenario / "population.csv").resolve()),
+                                                 str(new_extract.resolve())))
+    with Agent(load_config(config), show_progress=False) as agent:
+        summary = agent.upload()
+    assert summary.replaced_upload_id == uploads["population"].upload_id
+    assert (summary.records_kept, summary.records_added, summary.records_removed) == (len(full) - 1, 0, 1)
+
+    run2 = operator.start_run("pilot", "2025-07-31")
+    assert operator.watch(run2) == "done"
+    with dbapi(coordinator.database) as db:
+        linked = db.execute("select u.upload_id, count(*) from links l join records r on r.id = l.record_id "
+                            "join uploads u on u.upload_id = r.upload_id where l.run_id = ? and u.department = "
+                            "'population' group by u.upload_id", (run2,)).fetchall()
+    assert linked == [(summary.upload_id, len(full) - 1)]  # only the new extract, each record once
+    second = worklist(configs["population"], tmp_path, "population-2.csv").set_index(["record_id", "need"])
+    row = second.loc[(gone, "elderly_alone")]
+    assert row["status"] == "resolved" and "no longer in this department's extract" in row["explanation"]
+    assert second.loc[(stays, "elderly_alone"), "status"] == "continuing"
+    assert not second.reset_index().duplicated(["record_id", "need"]).any()
+
+    # The old extract sent again is current again, and the record is back.
+    config.write_text(config.read_text().replace(str(new_extract.resolve()),
+                                                 str((scenario / "population.csv").resolve())))
+    with Agent(load_config(config), show_progress=False) as agent:
+        back = agent.upload()
+    assert back.upload_id == uploads["population"].upload_id and back.replaced_upload_id == summary.upload_id
+    assert (back.records_kept, back.records_added, back.records_removed) == (len(full) - 1, 1, 0)
+    run3 = operator.start_run("pilot", "2025-08-31")
+    assert operator.watch(run3) == "done"
+    third = worklist(configs["population"], tmp_path, "population-3.csv").set_index(["record_id", "need"])
+    assert third.loc[(gone, "elderly_alone"), "status"] == "new"

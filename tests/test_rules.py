@@ -140,3 +140,72 @@ def test_an_unknown_employment_status_names_the_row():
                           "monthly_wage": ["", ""]}, index=[2, 3])
     with pytest.raises(IndicatorError, match=r"row 3: field 'employment_status': 'astronaut'"):
         derive("human_resources", frame, pd.Series(["", ""], index=frame.index), PACK, date(2025, 6, 30))
+
+
+# Each rule of the default pack by name, with the facts that make it fire alone.
+RULE_CASES = {
+    "catastrophic_medical_costs": {"medical_insurance.catastrophic_medical_expense": 1,
+                                   "civil_affairs.near_subsistence_line": 1},
+    "major_illness_low_income": {"medical_insurance.major_illness": 1, "human_resources.unemployed": 1},
+    "recent_job_loss_near_line": {"human_resources.recent_job_loss": 1, "civil_affairs.below_subsistence_line": 1},
+    "school_age_not_enrolled": {"population.compulsory_school_age": 1, "education.enrolled": 0},
+    "absent_pupil_low_income": {"education.enrolled": 1, "education.chronic_absence": 1,
+                                "civil_affairs.below_subsistence_line": 1},
+    "elderly_alone_low_income": {"population.elderly": 1, "population.lives_alone": 1,
+                                 "medical_insurance.major_illness": 1},
+    "allowance_income_above_line": {"civil_affairs.dibao": 1},
+    "allowance_with_assets_or_wage": {"civil_affairs.dibao": 1, "civil_affairs.below_subsistence_line": 1,
+                                      "human_resources.wage_above_line": 1},
+}
+
+
+def test_every_rule_of_the_pack_is_pinned_by_name():
+    assert set(RULE_CASES) == {r.name for r in PACK.rules}
+    for name, facts in RULE_CASES.items():
+        present = {f"present:{k.split('.')[0]}" for k in facts}
+        arrays = {k: np.array([bool(v)]) for k, v in facts.items()} | {p: np.array([True]) for p in present}
+        fired = {rule for f in evaluate(PACK, arrays, 1) for rule in f.rules}
+        assert name in fired, name
+
+
+@pytest.mark.parametrize("months, ok", [(2, False), (3, True), (6, True), (7, False)])
+def test_the_transition_period_is_three_to_six_months(months, ok):
+    text = default_text().replace("transition_months = 6 ", f"transition_months = {months} ")
+    if ok:
+        assert load_rulepack(text).param("transition_months") == months
+    else:
+        with pytest.raises(RuleError, match=r"parameters.transition_months = \d: a gradual exit lasts 3 to 6"):
+            load_rulepack(text)
+
+
+def test_a_known_but_undeclared_indicator_is_refused(operator, agent_config, coordinator):
+    """A project may declare fewer indicators than a department could derive; the coordinator refuses the rest."""
+    import grpc
+
+    from agents.client import Agent
+    from agents.config import load_config
+    from agents.encoding import key_check
+    from agents.prepare import Batch
+    from fedlink.schema import Project
+    from fedlink.v1 import coordinator_pb2 as pb
+    from fedlink.wire import batch_digest
+
+    project = Project.default("pilot", reference_date="2025-06-30")
+    narrow = Project(project.project_id, {**project.departments, "population": ("elderly", "lives_alone")},
+                     project.schema, project.reference_date)
+    operator.create_project(narrow)
+    with Agent(load_config(agent_config("population", batch_size=40)), show_progress=False) as agent:
+        prepared = agent.prepare(agent.project())
+        assert set(prepared.batches[0].indicators[0]) == {"elderly", "lives_alone"}  # the agent sends only those
+        session = agent.stub.BeginUpload(pb.BeginUploadRequest(
+            project_id="pilot", schema_digest=prepared.schema_digest,
+            key_check=key_check(agent.config.secret(), "pilot"),
+            upload_digest=prepared.digest, record_count=prepared.record_count, batch_count=len(prepared.batches)))
+        b = prepared.batches[0]
+        ind = [dict(i, compulsory_school_age=0) for i in b.indicators]
+        hh = b.households or [b""] * len(b)
+        sneaky = Batch(0, b.refs, b.clks, ind, batch_digest(zip(b.refs, b.clks, ind, hh)), b.households)
+        with pytest.raises(grpc.RpcError) as e:
+            list(agent.stub.UploadBatches(agent._batches(session.upload_id, [sneaky])))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "['compulsory_school_age'] are not declared for population" in e.value.details()

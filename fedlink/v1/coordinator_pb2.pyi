@@ -7,26 +7,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FieldSpec(_message.Message):
-    __slots__ = ("name", "hashes", "qgram")
+    __slots__ = ("name", "hashes", "qgram", "kind", "column")
     NAME_FIELD_NUMBER: _ClassVar[int]
     HASHES_FIELD_NUMBER: _ClassVar[int]
     QGRAM_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
     name: str
     hashes: int
     qgram: int
-    def __init__(self, name: _Optional[str] = ..., hashes: _Optional[int] = ..., qgram: _Optional[int] = ...) -> None: ...
+    kind: str
+    column: str
+    def __init__(self, name: _Optional[str] = ..., hashes: _Optional[int] = ..., qgram: _Optional[int] = ..., kind: _Optional[str] = ..., column: _Optional[str] = ...) -> None: ...
 
 class LinkageSchema(_message.Message):
-    __slots__ = ("filter_bits", "fields", "threshold", "hardening")
+    __slots__ = ("filter_bits", "fields", "threshold", "hardening", "auto_threshold")
     FILTER_BITS_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     HARDENING_FIELD_NUMBER: _ClassVar[int]
+    AUTO_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     filter_bits: int
     fields: _containers.RepeatedCompositeFieldContainer[FieldSpec]
     threshold: float
     hardening: str
-    def __init__(self, filter_bits: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., threshold: _Optional[float] = ..., hardening: _Optional[str] = ...) -> None: ...
+    auto_threshold: bool
+    def __init__(self, filter_bits: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., threshold: _Optional[float] = ..., hardening: _Optional[str] = ..., auto_threshold: _Optional[bool] = ...) -> None: ...
 
 class DepartmentSpec(_message.Message):
     __slots__ = ("name", "indicators")
@@ -71,6 +77,46 @@ class UpdateRulesRequest(_message.Message):
     project_id: str
     rules_toml: str
     def __init__(self, project_id: _Optional[str] = ..., rules_toml: _Optional[str] = ...) -> None: ...
+
+class SetScheduleRequest(_message.Message):
+    __slots__ = ("project_id", "every", "day", "at", "start")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVERY_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    every: str
+    day: int
+    at: str
+    start: str
+    def __init__(self, project_id: _Optional[str] = ..., every: _Optional[str] = ..., day: _Optional[int] = ..., at: _Optional[str] = ..., start: _Optional[str] = ...) -> None: ...
+
+class GetScheduleRequest(_message.Message):
+    __slots__ = ("project_id",)
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    def __init__(self, project_id: _Optional[str] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("project_id", "every", "day", "at", "next_due", "last_run_id", "last_due", "last_error")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVERY_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DUE_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_DUE_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    every: str
+    day: int
+    at: str
+    next_due: str
+    last_run_id: str
+    last_due: str
+    last_error: str
+    def __init__(self, project_id: _Optional[str] = ..., every: _Optional[str] = ..., day: _Optional[int] = ..., at: _Optional[str] = ..., next_due: _Optional[str] = ..., last_run_id: _Optional[str] = ..., last_due: _Optional[str] = ..., last_error: _Optional[str] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
     __slots__ = ("project_id", "ref", "need", "outcome", "run_id")
@@ -119,7 +165,7 @@ class UploadSession(_message.Message):
     def __init__(self, upload_id: _Optional[str] = ..., stored_batches: _Optional[_Iterable[int]] = ..., committed: _Optional[bool] = ...) -> None: ...
 
 class EncodedRecord(_message.Message):
-    __slots__ = ("ref", "clk", "indicators")
+    __slots__ = ("ref", "clk", "indicators", "household")
     class IndicatorsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -130,10 +176,12 @@ class EncodedRecord(_message.Message):
     REF_FIELD_NUMBER: _ClassVar[int]
     CLK_FIELD_NUMBER: _ClassVar[int]
     INDICATORS_FIELD_NUMBER: _ClassVar[int]
+    HOUSEHOLD_FIELD_NUMBER: _ClassVar[int]
     ref: bytes
     clk: bytes
     indicators: _containers.ScalarMap[str, int]
-    def __init__(self, ref: _Optional[bytes] = ..., clk: _Optional[bytes] = ..., indicators: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    household: bytes
+    def __init__(self, ref: _Optional[bytes] = ..., clk: _Optional[bytes] = ..., indicators: _Optional[_Mapping[str, int]] = ..., household: _Optional[bytes] = ...) -> None: ...
 
 class RecordBatch(_message.Message):
     __slots__ = ("upload_id", "seq", "digest", "records")
@@ -164,16 +212,26 @@ class CommitUploadRequest(_message.Message):
     def __init__(self, upload_id: _Optional[str] = ...) -> None: ...
 
 class UploadSummary(_message.Message):
-    __slots__ = ("upload_id", "department", "record_count", "committed")
+    __slots__ = ("upload_id", "department", "record_count", "committed", "replaced_upload_id", "records_kept", "records_added", "records_removed", "health_warnings")
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_KEPT_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_ADDED_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_WARNINGS_FIELD_NUMBER: _ClassVar[int]
     upload_id: str
     department: str
     record_count: int
     committed: bool
-    def __init__(self, upload_id: _Optional[str] = ..., department: _Optional[str] = ..., record_count: _Optional[int] = ..., committed: _Optional[bool] = ...) -> None: ...
+    replaced_upload_id: str
+    records_kept: int
+    records_added: int
+    records_removed: int
+    health_warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, upload_id: _Optional[str] = ..., department: _Optional[str] = ..., record_count: _Optional[int] = ..., committed: _Optional[bool] = ..., replaced_upload_id: _Optional[str] = ..., records_kept: _Optional[int] = ..., records_added: _Optional[int] = ..., records_removed: _Optional[int] = ..., health_warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
     __slots__ = ("project_id", "as_of")
@@ -232,7 +290,7 @@ class CountCell(_message.Message):
     def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ..., suppressed: _Optional[bool] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule")
+    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RECORDS_PER_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +301,7 @@ class Report(_message.Message):
     PERSONS_FIELD_NUMBER: _ClassVar[int]
     FLAGS_PER_STATUS_FIELD_NUMBER: _ClassVar[int]
     OUTCOMES_PER_RULE_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_HEALTH_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: str
     records_per_department: _containers.RepeatedCompositeFieldContainer[CountCell]
@@ -253,7 +312,40 @@ class Report(_message.Message):
     persons: int
     flags_per_status: _containers.RepeatedCompositeFieldContainer[CountCell]
     outcomes_per_rule: _containers.RepeatedCompositeFieldContainer[CountCell]
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ...) -> None: ...
+    encoding_health: _containers.RepeatedCompositeFieldContainer[EncodingHealth]
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ...) -> None: ...
+
+class EncodingHealth(_message.Message):
+    __slots__ = ("department", "upload_id", "fill_rate", "fill_min", "fill_max", "empty_filters", "max_duplicates", "duplicate_limit", "position_min", "position_max", "chi2_per_dof", "constant_positions", "dead_positions", "warnings")
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    FILL_RATE_FIELD_NUMBER: _ClassVar[int]
+    FILL_MIN_FIELD_NUMBER: _ClassVar[int]
+    FILL_MAX_FIELD_NUMBER: _ClassVar[int]
+    EMPTY_FILTERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    POSITION_MIN_FIELD_NUMBER: _ClassVar[int]
+    POSITION_MAX_FIELD_NUMBER: _ClassVar[int]
+    CHI2_PER_DOF_FIELD_NUMBER: _ClassVar[int]
+    CONSTANT_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    department: str
+    upload_id: str
+    fill_rate: float
+    fill_min: float
+    fill_max: float
+    empty_filters: int
+    max_duplicates: int
+    duplicate_limit: int
+    position_min: float
+    position_max: float
+    chi2_per_dof: float
+    constant_positions: int
+    dead_positions: int
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, department: _Optional[str] = ..., upload_id: _Optional[str] = ..., fill_rate: _Optional[float] = ..., fill_min: _Optional[float] = ..., fill_max: _Optional[float] = ..., empty_filters: _Optional[int] = ..., max_duplicates: _Optional[int] = ..., duplicate_limit: _Optional[int] = ..., position_min: _Optional[float] = ..., position_max: _Optional[float] = ..., chi2_per_dof: _Optional[float] = ..., constant_positions: _Optional[int] = ..., dead_positions: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PullFlagsRequest(_message.Message):
     __slots__ = ("project_id", "run_id", "department")

@@ -59,6 +59,16 @@ class CoordinatorStub:
                 request_serializer=fedlink_dot_v1_dot_coordinator__pb2.UpdateRulesRequest.SerializeToString,
                 response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Project.FromString,
                 _registered_method=True)
+        self.SetSchedule = channel.unary_unary(
+                '/fedlink.v1.Coordinator/SetSchedule',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.SetScheduleRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/fedlink.v1.Coordinator/GetSchedule',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Schedule.FromString,
+                _registered_method=True)
         self.GetProject = channel.unary_unary(
                 '/fedlink.v1.Coordinator/GetProject',
                 request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetProjectRequest.SerializeToString,
@@ -143,6 +153,21 @@ class CoordinatorServicer:
         """Operator: change the project's rule pack (thresholds are data); the
         change is an audit event and applies to the next uploads and runs.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSchedule(self, request, context):
+        """Operator: run the project on a cadence (monthly on a day, every N days or
+        months, each semester); the coordinator starts each run when it is due.
+        An empty `every` removes the schedule. Both are audit events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -244,6 +269,16 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.UpdateRules,
                     request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.UpdateRulesRequest.FromString,
                     response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Project.SerializeToString,
+            ),
+            'SetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSchedule,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.SetScheduleRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Schedule.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.GetScheduleRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Schedule.SerializeToString,
             ),
             'GetProject': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProject,
@@ -431,6 +466,60 @@ class Coordinator:
             '/fedlink.v1.Coordinator/UpdateRules',
             fedlink_dot_v1_dot_coordinator__pb2.UpdateRulesRequest.SerializeToString,
             fedlink_dot_v1_dot_coordinator__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/SetSchedule',
+            fedlink_dot_v1_dot_coordinator__pb2.SetScheduleRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/GetSchedule',
+            fedlink_dot_v1_dot_coordinator__pb2.GetScheduleRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,

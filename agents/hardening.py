@@ -1,0 +1,145 @@
+"""Hardening of the agent's filters against the coordinator, the adversary that
+sees every filter but not the project secret.
+
+The project's schema names the hardening (`[schema] hardening = "..."`), so
+every department of a project encodes the same way and the choice is data
+(it is part of the schema digest an upload is bound to). Whatever the option,
+a filter on the wire is `schema.filter_bits` long: options that fold or widen
+the filter encode at another length first, so the coordinator needs no
+knowledge of the hardening. docs/hardening.md has the measured table behind
+the default.
+
+    none       keyed random hashing only (agents/encoding.py)
+    salt       the record's birth year salts the keys of every other field:
+               one name token sets unrelated bits in different birth years
+    balance    encode at half length, append the complement, permute under a
+               secret-derived permutation: every filter has exactly half its bits set
+    xor        encode at double length and XOR the halves (Schnell et al. 2016)
+    blip-R     flip each bit with probability R (0 < R < 0.5); the flips are a
+               keyed function of the record's filter, so an unchanged record
+               encodes identically in every upload (a resumed upload finds its
+               batches again, and monthly uploads cannot be averaged to remove the noise)
+
+    encoder = hardened_encoder(project.schema, secret, project.project_id)
+    packed = encoder.encode(features)        # (n, filter_bits / 8) uint8
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import replace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from agents.encoding import Encoder, derive_key
+from fedlink.schema import LinkageSchema, hardening_option
+
+
+class HardenedEncoder:
+    """The raw keyed encoder at the length the option needs, then the option."""
+
+    def __init__(self, schema: LinkageSchema, secret: bytes, project_id: str):
+        name, rate = hardening_option(schema.hardening)
+        self.schema, self.name, self.rate = schema, name, rate
+        self._secret, self._project_id = secret, project_id
+        raw_bits = {"xor": 2 * schema.filter_bits, "balance": schema.filter_bits // 2}.get(name, schema.filter_bits)
+        self._raw = Encoder(replace(schema, filter_bits=raw_bits), secret, project_id)
+        self._key = derive_key(secret, project_id, f"hardening/{name}")
+        if name == "salt":
+            self._salt_setup()
+
+    def encode(self, records: Sequence[Mapping[str, str]]) -> np.ndarray:
+        if self.name == "salt":
+            return self._salted(records)
+        raw = self._raw.encode(records)
+        if self.name == "xor":
+            return xor_fold(raw)
+        if self.name == "balance":
+            return balance(raw, self._key)
+        if self.name == "blip":
+            return blip(raw, self.rate, self._key)
+        return raw
+
+    def encode_one(self, features: Mapping[str, str]) -> bytes:
+        return self.encode([features])[0].tobytes()
+
+    # -- salting -------------------------------------------------------------
+
+    def _salt_setup(self) -> None:
+        dates = tuple(f for f in self.schema.fields if f.kind == "date")
+        if not dates:
+            raise ValueError("hardening 'salt' salts with the birth year: the schema needs a date field")
+        self._year_field = dates[0].name
+        # The date field itself is not salted (it is the salt); everything else is, per year.
+        self._dates = Encoder(replace(self.schema, fields=dates), self._secret, self._project_id)
+        self._salted_schema = replace(self.schema, fields=tuple(f for f in self.schema.fields if f.kind != "date"))
+        self._per_year: dict[str, Encoder] = {}
+
+    def _salted(self, records: Sequence[Mapping[str, str]]) -> np.ndarray:
+        out = self._dates.encode(records)
+        years: dict[str, list[int]] = {}
+        for i, r in enumerate(records):
+            years.setdefault(r.get(self._year_field, "")[:4], []).append(i)
+        for year, rows in years.items():
+            enc = self._per_year.get(year)
+            if enc is None:
+                # Field keys under a per-year project label: HKDF makes them unrelated across years.
+                enc = self._per_year[year] = Encoder(self._salted_schema, self._secret,
+                                                     f"{self._project_id}/salt/{year}")
+            out[rows] |= enc.encode([records[i] for i in rows])
+        return out
+
+
+def hardened_encoder(schema: LinkageSchema, secret: bytes, project_id: str) -> HardenedEncoder:
+    return HardenedEncoder(schema, secret, project_id)
+
+
+# --------------------------------------------------------------------------- bit-level options
+
+
+def _bits(packed: np.ndarray) -> np.ndarray:
+    return np.unpackbits(np.asarray(packed, dtype=np.uint8), axis=1)
+
+
+def xor_fold(packed: np.ndarray) -> np.ndarray:
+    """XOR of the two halves: m bits become m/2."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    half = packed.shape[1] // 2
+    return packed[:, :half] ^ packed[:, half:2 * half]
+
+
+def balance(packed: np.ndarray, key: bytes) -> np.ndarray:
+    """Filter then its complement, positions permuted under `key`: exactly half the bits set,
+    so the fill no longer tells how many tokens (how long a name or address) a record has."""
+    bits = _bits(packed)
+    both = np.concatenate([bits, 1 - bits], axis=1)
+    seed = int.from_bytes(hmac.digest(key, b"balance-permutation", "sha256")[:8], "big")
+    perm = np.random.default_rng(seed).permutation(both.shape[1])
+    return np.packbits(both[:, perm], axis=1)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _uniform(seeds: np.ndarray, m: int) -> np.ndarray:
+    """(n, m) uniforms in [0, 1) from a splitmix64 stream per row seed: vectorised and deterministic."""
+    with np.errstate(over="ignore"):
+        x = seeds[:, None] + _GOLDEN * np.arange(1, m + 1, dtype=np.uint64)[None, :]
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def blip(packed: np.ndarray, rate: float, key: bytes) -> np.ndarray:
+    """Randomised response: each bit flipped with probability `rate`, the flips drawn from a
+    stream keyed by the secret and seeded by the row's own bits."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    if len(packed) == 0:
+        return packed
+    seeds = np.array([int.from_bytes(hmac.digest(key, row.tobytes(), hashlib.sha256)[:8], "big")
+                      for row in packed], dtype=np.uint64)
+    bits = _bits(packed)
+    flips = _uniform(seeds, bits.shape[1]) < rate
+    return np.packbits(bits ^ flips, axis=1)

@@ -1,0 +1,232 @@
+"""Load: one coordinator and N agents uploading at once, all real processes on
+loopback with mutual TLS.
+
+    python -m bench.load OUT [--agents 20] [--persons 2000] [--database URL]
+
+Agents are spread over projects (each project takes five departments, each
+department's certificate serves one agent per project). Every agent encodes
+its extract first, then all start uploading together; the figure is the
+records stored per second from the first agent's start to the last commit,
+and the coordinator's peak resident memory (VmHWM). Nothing may be lost: per
+upload the committed record count, the upload digest and a digest over every
+stored (reference, filter) pair must equal what the agent sent."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FEDLINK = [sys.executable, "-m", "fedlink.cli"]
+PER_PROJECT = ("population", "civil_affairs", "medical_insurance", "education", "housing")
+
+
+def content_digest(pairs) -> str:
+    """SHA-256 over the sorted (reference, filter) pairs: equal iff the same records."""
+    h = hashlib.sha256()
+    for ref, clk in sorted(pairs):
+        h.update(len(ref).to_bytes(2, "big") + ref + clk)
+    return h.hexdigest()
+
+
+def agent_main(config: str, go: str, result: str) -> None:
+    """One agent process: encode, say ready, wait for the start, upload."""
+    from agents.client import Agent
+    from agents.config import load_config
+
+    with Agent(load_config(Path(config)), show_progress=False) as agent:
+        project = agent.project()
+        prepared = agent.prepare(project)
+        Path(result + ".ready").write_text("ready")
+        while not Path(go).exists():
+            time.sleep(0.01)
+        start = time.time()
+        summary = agent.upload(project, prepared)
+        end = time.time()
+    pairs = [(r, c) for b in prepared.batches for r, c in zip(b.refs, b.clks)]
+    Path(result).write_text(json.dumps({
+        "config": config, "department": agent.config.department, "project": agent.config.project,
+        "records": prepared.record_count, "upload_id": summary.upload_id, "upload_digest": prepared.digest.hex(),
+        "content": content_digest(pairs), "start": start, "end": end}))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _wait_serving(address: str, pki: Path, proc: subprocess.Popen, log: Path, limit: float = 90) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from fedlink.pki import channel_credentials, credentials_for
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"coordinator exited: {log.read_text()}")
+        channel = grpc.secure_channel(address, channel_credentials(credentials_for(pki, "operator")))
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            return
+        except grpc.RpcError:
+            time.sleep(0.1)
+        finally:
+            channel.close()
+    raise RuntimeError(f"coordinator did not start: {log.read_text()}")
+
+
+def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str | None = None,
+             batch_size: int = 500, limit_s: float = 600, seed: int = 5) -> dict:
+    """Run the load and check it; returns the figures (raises if anything was lost)."""
+    from bench.synth import write_scenario
+    from fedlink.operator import Operator
+    from fedlink.pki import init_pki
+    from fedlink.schema import Project
+    from sqlalchemy import create_engine, text
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scenario = out / "scenario"
+    if not (scenario / "population.csv").exists():
+        write_scenario(scenario, persons, seed=seed, reference_date="2025-06-30")
+    pki = out / "pki"
+    if not (pki / "ca.pem").exists():
+        init_pki(pki, PER_PROJECT)
+    database = database or str(out / "coordinator.sqlite")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    log = out / "coordinator.log"
+    with log.open("w") as fh:
+        coordinator = subprocess.Popen([*FEDLINK, "coordinator", "serve", "--listen", address, "--pki", str(pki),
+                                        "--database", database], stdout=fh, stderr=subprocess.STDOUT)
+    procs: list[subprocess.Popen] = []
+    try:
+        _wait_serving(address, pki, coordinator, log)
+        projects = [f"load-{i}" for i in range((agents + len(PER_PROJECT) - 1) // len(PER_PROJECT))]
+        secret = out / "project.secret"
+        secret.write_text("a load-test project secret, 32+ bytes long")
+        with Operator.connect(address, pki) as op:
+            for p in projects:
+                op.create_project(Project.default(p, departments=PER_PROJECT, reference_date="2025-06-30"))
+        go = out / "go"
+        go.unlink(missing_ok=True)
+        results = []
+        for i in range(agents):
+            project, department = projects[i // len(PER_PROJECT)], PER_PROJECT[i % len(PER_PROJECT)]
+            config = _agent_config(out / f"agent-{i:02d}", pki, department, project, address,
+                                   scenario / f"{department}.csv", secret, batch_size)
+            result = out / f"agent-{i:02d}" / "result.json"
+            result.unlink(missing_ok=True)
+            results.append(result)
+            procs.append(subprocess.Popen([sys.executable, "-m", "bench.load", "agent", str(config), str(go),
+                                           str(result)], stdout=subprocess.DEVNULL,
+                                          stderr=(out / f"agent-{i:02d}" / "agent.log").open("w")))
+        deadline = time.monotonic() + limit_s
+        while not all(Path(str(r) + ".ready").exists() for r in results):
+            for p in procs:
+                if p.poll() not in (None, 0):
+                    raise RuntimeError(f"an agent failed while encoding (exit {p.returncode}); see {out}/agent-*")
+            if time.monotonic() > deadline:
+                raise RuntimeError("agents did not finish encoding in time")
+            time.sleep(0.05)
+        rss_before = _peak_rss_mib(coordinator.pid)
+        go.write_text("go")
+        for p in procs:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+            if p.returncode != 0:
+                raise RuntimeError(f"an agent failed (exit {p.returncode}); see {out}/agent-*/agent.log")
+        peak = _peak_rss_mib(coordinator.pid)
+        sent = [json.loads(r.read_text()) for r in results]
+        engine = create_engine(database if "://" in database else f"sqlite:///{database}")
+        if "://" in database and database.startswith("postgresql://"):
+            engine = create_engine("postgresql+psycopg://" + database.split("://", 1)[1])
+        with engine.connect() as conn:
+            for s in sent:
+                up = conn.execute(text("select state, record_count, upload_digest from uploads where upload_id = :u"),
+                                  {"u": s["upload_id"]}).one()
+                pairs = conn.execute(text("select ref, clk from records where upload_id = :u"),
+                                     {"u": s["upload_id"]}).all()
+                if (up.state, up.record_count, bytes(up.upload_digest).hex()) != ("committed", s["records"],
+                                                                                 s["upload_digest"]):
+                    raise AssertionError(f"upload of {s['project']}/{s['department']} differs: {tuple(up)}")
+                if len(pairs) != s["records"] or content_digest((bytes(r), bytes(c)) for r, c in pairs) != s["content"]:
+                    raise AssertionError(f"records of {s['project']}/{s['department']} differ from what was sent")
+        engine.dispose()
+        records = sum(s["records"] for s in sent)
+        seconds = max(s["end"] for s in sent) - min(s["start"] for s in sent)
+        figures = {"agents": agents, "projects": len(projects), "records": records, "seconds": round(seconds, 2),
+                   "records_per_s": round(records / seconds, 1), "coordinator_peak_rss_mib": round(peak, 1),
+                   "coordinator_rss_before_uploads_mib": round(rss_before, 1), "batch_size": batch_size,
+                   "database": "postgresql" if "://" in database else "sqlite", "lost": 0}
+        (out / "load.json").write_text(json.dumps(figures, indent=2))
+        return figures
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        if coordinator.poll() is None:
+            coordinator.send_signal(signal.SIGINT)
+            try:
+                coordinator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                coordinator.kill()
+
+
+def _agent_config(folder: Path, pki: Path, department: str, project: str, address: str, extract: Path,
+                  secret: Path, batch_size: int) -> Path:
+    from agents.refs import new_key
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "agent.toml"
+    path.write_text(f"""department = "{department}"
+project = "{project}"
+coordinator = "{address}"
+extract = "{extract.resolve()}"
+secret_file = "{secret.resolve()}"
+ref_key_file = "ref.key"
+state_dir = "state"
+batch_size = {batch_size}
+
+[tls]
+cert = "{(pki / f'agent-{department}.pem').resolve()}"
+key = "{(pki / f'agent-{department}.key').resolve()}"
+ca = "{(pki / 'ca.pem').resolve()}"
+""")
+    if not (folder / "ref.key").exists():
+        new_key(folder / "ref.key")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["agent"]:
+        agent_main(*argv[1:4])
+        return
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--persons", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--database", default=None, help="postgresql://... (default: a SQLite file in OUT)")
+    args = parser.parse_args(argv)
+    print(json.dumps(run_load(args.out, agents=args.agents, persons=args.persons, database=args.database,
+                              batch_size=args.batch_size), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Real processes for the fault and load tests: a coordinator started with
+`fedlink coordinator serve` (its log in a file, so a full pipe never stalls
+it), killed with SIGKILL or stopped with SIGINT; agents run as
+`fedlink agent ...`; agent TOMLs on the session's PKI."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+FEDLINK = [sys.executable, "-m", "fedlink.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CoordinatorProcess:
+    """`fedlink coordinator serve` on loopback with mutual TLS."""
+
+    def __init__(self, work: Path, pki: Path, database, *, port: int | None = None, env: dict | None = None,
+                 args: tuple[str, ...] = ()):
+        self.work, self.pki, self.database = Path(work), Path(pki), database
+        self.port = port or free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.starts = 0
+        self.proc: subprocess.Popen | None = None
+        self.start(env=env, args=args)
+
+    @property
+    def log(self) -> Path:
+        return self.work / f"coordinator-{self.starts}.log"
+
+    def start(self, env: dict | None = None, args: tuple[str, ...] = ()) -> None:
+        self.starts += 1
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                [*FEDLINK, "coordinator", "serve", "--listen", self.address, "--pki", str(self.pki),
+                 "--database", str(self.database), "--grace", "2", *args],
+                cwd=self.work, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        self._wait_serving()
+
+    def _wait_serving(self, limit: float = 90) -> None:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        from fedlink.pki import channel_credentials, credentials_for
+
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"coordinator exited with {self.proc.returncode}: {self.log.read_text()}")
+            channel = grpc.secure_channel(self.address, channel_credentials(credentials_for(self.pki, "officer")))
+            try:
+                health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return
+            except grpc.RpcError:
+                time.sleep(0.1)
+            finally:
+                channel.close()
+        self.kill()
+        raise AssertionError(f"coordinator did not start: {self.log.read_text()}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """kill -9: no grace, no cleanup, as a crash or the OOM killer would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode if self.proc else 0
+
+
+def agent_toml(work: Path, pki: Path, department: str, address: str, extract: Path, secret: Path, *,
+               project: str = "pilot", batch_size: int = 500, retries: int = 5, name: str | None = None) -> Path:
+    """An agent TOML in its own folder, with a fresh reference key."""
+    from agents.refs import new_key
+
+    folder = Path(work) / (name or f"agent-{department}")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "agent.toml"
+    path.write_text(f"""department = "{department}"
+project = "{project}"
+coordinator = "{address}"
+extract = "{Path(extract).resolve()}"
+secret_file = "{Path(secret).resolve()}"
+ref_key_file = "{department}.refkey"
+state_dir = "state"
+audit_public_key = "{(Path(pki) / 'audit-signing.pub').resolve()}"
+batch_size = {batch_size}
+retries = {retries}
+
+[tls]
+cert = "{(Path(pki) / f'agent-{department}.pem').resolve()}"
+key = "{(Path(pki) / f'agent-{department}.key').resolve()}"
+ca = "{(Path(pki) / 'ca.pem').resolve()}"
+""")
+    if not (folder / f"{department}.refkey").exists():
+        new_key(folder / f"{department}.refkey")
+    return path
+
+
+def wait_for(predicate, what: str, limit: float = 120, every: float = 0.005):
+    """Poll until predicate() is truthy (bounded, so a broken run fails instead of hanging)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
