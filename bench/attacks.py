@@ -285,7 +285,7 @@ def position_frequency_attack(filters: np.ndarray, census: Census, *, phi_min: f
     """Frequency attack on bit positions: positions set together far above chance are one
     token's; such groups, ranked by support, are aligned with census tokens ranked by frequency."""
     bits = _bits(filters)
-    n, m = bits.shape
+    n = len(bits)
     if min_support is None:
         min_support = max(8, n // 400)
     x = bits.astype(np.float32)
@@ -364,7 +364,7 @@ def run_attacks(persons: int = 5000, seed: int = 0, hardening: str | None = None
             # The control stays unhardened: it shows the attacks have teeth.
             filters = weak_encode([f["name"] for f in features])
             tokeniser, use_year = weak_tokens, False
-            public = lambda names: weak_encode([normalise_name(x) for x in names])  # noqa: E731 (public hash)
+            public = lambda names: weak_encode([normalise_name(x) for x in names])  # the hash is public
         elif target == "fedlink":
             schema = replace(LinkageSchema(), hardening=hardening)
             filters = hardened_encoder(schema, secret, PROJECT_ID).encode(features)

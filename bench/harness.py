@@ -79,7 +79,7 @@ class BenchSession:
 
     def __init__(self, scenario: Path, out: Path, *, threshold: float | None = None,
                  console: Console | None = None, project_overrides: dict | None = None,
-                 engine: str | None = None):
+                 engine: str | None = None, database: str | None = None):
         self.scenario, self.out = Path(scenario), Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.console = console
@@ -92,9 +92,11 @@ class BenchSession:
         if not secret_file.exists():
             secret_file.write_text(secrets.token_hex(32) + "\n")
             secret_file.chmod(0o600)
-        self.db = self.out / "coordinator.sqlite"
-        for stale in (self.db, self.db.with_suffix(".sqlite-wal"), self.db.with_suffix(".sqlite-shm")):
-            stale.unlink(missing_ok=True)
+        # An empty coordinator database: a fresh SQLite file here, or the given (empty) server database.
+        self.db = database or self.out / "coordinator.sqlite"
+        if database is None:
+            for stale in (self.db, self.db.with_suffix(".sqlite-wal"), self.db.with_suffix(".sqlite-shm")):
+                stale.unlink(missing_ok=True)
         # A new coordinator database is a new log: forget the heads of the last one.
         for state in (self.out / "agents").glob("state-*/tree-heads.jsonl"):
             state.unlink()
@@ -220,11 +222,12 @@ class BenchSession:
 
 
 def run_bench(scenario: Path, out: Path, *, threshold: float | None = None, console: Console | None = None,
-              project_overrides: dict | None = None, engine: str | None = None) -> dict:
+              project_overrides: dict | None = None, engine: str | None = None,
+              database: str | None = None) -> dict:
     out = Path(out)
     scenario = resolve_scenario(scenario, out)
     with BenchSession(scenario, out, threshold=threshold, console=console,
-                      project_overrides=project_overrides, engine=engine) as s:
+                      project_overrides=project_overrides, engine=engine, database=database) as s:
         counts, encode_s, upload_s = {}, 0.0, 0.0
         for d in s.departments:
             counts[d], e, u = s.upload(d)

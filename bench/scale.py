@@ -569,6 +569,8 @@ def main() -> None:
     parser.add_argument("--work", default="scale-work", help="folder for --fedlink-bench scenarios and outputs")
     parser.add_argument("--bench-engine", default="local", help="--engine for --fedlink-bench")
     parser.add_argument("--skip-link", action="store_true", help="skip the synthetic link-phase cases")
+    parser.add_argument("--from-metrics", nargs="*", default=[], metavar="PERSONS=OUT_DIR",
+                        help="print the scale table from earlier fedlink bench outputs (metrics.json)")
     parser.add_argument("--case", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -604,6 +606,16 @@ def main() -> None:
         report["real_blocking"] = print_real_blocking(args.scenario, args.cache)
     if args.fedlink_bench:
         report["fedlink_bench"] = fedlink_bench_table(args.fedlink_bench, args.work, args.bench_engine)
+    if args.from_metrics:
+        from pathlib import Path
+
+        rows = []
+        for item in args.from_metrics:
+            persons, _, folder = item.partition("=")
+            rows.append(scale_row(int(persons), json.loads((Path(folder) / "metrics.json").read_text())))
+        print_scale_rows(rows)
+        print_growth(rows)
+        report["fedlink_bench"] = rows
     if args.skip_link:
         args.sizes, args.big = [], False
     plan = [(persons, url) for persons in args.sizes for url in args.engines

@@ -455,11 +455,13 @@ def synth(out: Path, persons: int = typer.Option(2000), seed: int = typer.Option
 @app.command()
 def bench(scenario: Path, out: Path = typer.Option(..., help="Folder for links.csv, flags.csv, metrics.json"),
           threshold: Optional[float] = typer.Option(None, help="Override the schema's Dice threshold"),
-          engine: str = typer.Option("local", help="Match engine, as for `coordinator serve --engine`")):
+          engine: str = typer.Option("local", help="Match engine, as for `coordinator serve --engine`"),
+          database: Optional[str] = typer.Option(None, help="An empty coordinator database URL "
+                                                 "(default: a new SQLite file in --out)")):
     """Run the real coordinator and agents on a scenario over loopback mTLS; write links, flags, metrics."""
     from bench.harness import run_bench
 
-    metrics = run_bench(scenario, out, threshold=threshold, console=console, engine=engine)
+    metrics = run_bench(scenario, out, threshold=threshold, console=console, engine=engine, database=database)
     print(json.dumps({k: metrics[k] for k in ("links", "times_s") if k in metrics}, indent=2))
 
 

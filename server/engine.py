@@ -100,6 +100,12 @@ def _row_chunks(n: int, chunks: int) -> list[tuple[int, int]]:
 # the per-band work of blocking (linear in n + m) is about as much.  Below
 # it, exact is no slower and loses nothing.
 AUTO_EXACT_PAIRS = 1_000_000_000
+# ... and so are pairs with one small side: exact costs n*m, blocking
+# (n + m) * L band-sorts, so blocking pays only when n*m / (n + m) (about
+# the smaller side) exceeds ~L * 6 ns * 1.2e9 pairs/s ~ 8000.  The automatic
+# threshold compares 2,000 sampled records against a whole department:
+# exact there takes ~2 s at 1M records, blocked would sort all 1M in every band.
+AUTO_EXACT_DEPTH = 8000
 
 
 def auto_lsh_params(pairs: int) -> LshParams:
@@ -123,11 +129,13 @@ class LocalEngine:
 
     ``blocking``: None (exact), ``LshParams`` (always blocked), or "auto"
     (the default engine): blocked with ``LshParams()`` when a department
-    pair has more than ``exact_upto`` pairs, exact otherwise.
+    pair has more than ``exact_upto`` pairs and n*m/(n+m) over
+    ``exact_depth`` (both sides large), exact otherwise.
     ``stats`` adds up what blocking did over this engine's compares.
     """
 
-    def __init__(self, blocking: LshParams | str | None = None, exact_upto: int = AUTO_EXACT_PAIRS):
+    def __init__(self, blocking: LshParams | str | None = None, exact_upto: int = AUTO_EXACT_PAIRS,
+                 exact_depth: int = AUTO_EXACT_DEPTH):
         if blocking == "auto":
             self.auto, blocking = True, LshParams()
         elif isinstance(blocking, str):
@@ -136,6 +144,7 @@ class LocalEngine:
             self.auto = False
         self.blocking = blocking
         self.exact_upto = exact_upto
+        self.exact_depth = exact_depth
         self.name = "local" if blocking is None or self.auto else "local+lsh"
         self.stats = BlockingStats()
 
@@ -144,7 +153,7 @@ class LocalEngine:
     ) -> ScoredPairs:
         n, m = len(left), len(right)
         total = n * m
-        p = self._params_for(total)
+        p = self._params_for(n, m)
         if p is None:
             result = self._exact(left, right, threshold, progress)
         else:
@@ -158,9 +167,12 @@ class LocalEngine:
             progress(total, total)
         return result
 
-    def _params_for(self, pairs: int) -> LshParams | None:
-        """The blocking ``compare`` uses for a department pair of this many pairs (None: exact)."""
-        if self.blocking is None or (self.auto and pairs <= self.exact_upto):
+    def _params_for(self, n: int, m: int) -> LshParams | None:
+        """The blocking ``compare`` uses for n x m records (None: exact)."""
+        pairs = n * m
+        if self.blocking is None:
+            return None
+        if self.auto and (pairs <= self.exact_upto or pairs <= self.exact_depth * (n + m)):
             return None
         return auto_lsh_params(pairs) if self.auto else self.blocking
 
@@ -183,7 +195,7 @@ class LocalEngine:
         total = sum(sizes.values())
         groups: dict[LshParams | None, list[tuple[int, int]]] = {}
         for pair in sorted(thresholds):
-            groups.setdefault(self._params_for(sizes[pair]), []).append(pair)
+            groups.setdefault(self._params_for(len(filters[pair[0]]), len(filters[pair[1]])), []).append(pair)
         out: dict[tuple[int, int], ScoredPairs] = {}
         done = 0
 

@@ -82,6 +82,13 @@ class Linkage:
         return self.person_labels(a)[p.left] == self.person_labels(b)[p.right]
 
 
+def _count(n: int) -> str:
+    for size, unit in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -108,7 +115,8 @@ def link(departments: list[DepartmentRecords], threshold: float, engine, progres
             last[0] = now
             at = before + pair_done
             eta = f", ETA {_duration((now - started) * (total - at) / at)}" if 0 < at < total else ""
-            progress("compare", at, total, f"{names}: {at:,} of {total:,} pairs compared{eta}")
+            # Counts and ETA first: `fedlink run watch` shows the first 60 characters.
+            progress("compare", at, total, f"{_count(at)} of {_count(total)} pairs compared{eta}: {names}")
         return report
 
     if hasattr(engine, "compare_all"):

@@ -73,8 +73,9 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
             raise ValueError("with a database URL and no PKI folder, name the audit signing key (--audit-key)")
         audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / "audit-signing.key"
     limits = limits or Limits()
+    match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
     store = Store(database)
-    coordinator = Coordinator(store, AuditLog(store, audit_key), engine_from_url(engine), limits)
+    coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits)
     for run_id in coordinator.recover_interrupted_runs():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     server = grpc.server(

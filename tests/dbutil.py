@@ -157,7 +157,7 @@ class _PgConnection:
         self._conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
 
     def execute(self, sql: str, params=()):
-        return self._conn.execute(sql.replace("?", "%s"), tuple(params))
+        return self._conn.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
 
     def __enter__(self):
         return self

@@ -71,8 +71,8 @@ def test_every_option_keeps_the_wire_length_and_links_a_record_to_itself(option)
     b = {**a, "name": "王晓明"}  # a homophone
     x, y = enc.encode([a, b])
     assert len(x) == schema.filter_bytes
-    ones = lambda v: np.unpackbits(v).astype(bool)  # noqa: E731
-    dice = 2 * (ones(x) & ones(y)).sum() / (ones(x).sum() + ones(y).sum())
+    bx, by = np.unpackbits(x).astype(bool), np.unpackbits(y).astype(bool)
+    dice = 2 * (bx & by).sum() / (bx.sum() + by.sum())
     assert dice > 0.75
     assert (enc.encode([a])[0] == x).all()
 

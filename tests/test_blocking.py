@@ -259,9 +259,11 @@ def test_default_engine_is_exact_for_small_pairs_and_blocked_for_large(perturbed
     left, right = perturbed_20k[0][:3000], perturbed_20k[1][:3000]
     exact = LocalEngine().compare(left, right, 0.8)
     blocked = LocalEngine(LshParams()).compare(left, right, 0.8)
-    small = LocalEngine("auto", exact_upto=3000 * 3000).compare(left, right, 0.8)
-    large = LocalEngine("auto", exact_upto=3000 * 3000 - 1).compare(left, right, 0.8)
-    for got, want in ((small, exact), (large, blocked)):
+    small = LocalEngine("auto", exact_upto=3000 * 3000, exact_depth=0).compare(left, right, 0.8)
+    large = LocalEngine("auto", exact_upto=3000 * 3000 - 1, exact_depth=0).compare(left, right, 0.8)
+    # One side small (n*m/(n+m) under exact_depth): exact, however many pairs.
+    narrow = LocalEngine("auto", exact_upto=0).compare(left, right, 0.8)
+    for got, want in ((small, exact), (large, blocked), (narrow, exact)):
         np.testing.assert_array_equal(got.left, want.left)
         np.testing.assert_array_equal(got.right, want.right)
         np.testing.assert_array_equal(got.score, want.score)
@@ -341,7 +343,7 @@ def test_compare_all_equals_compare_pair_by_pair():
     thresholds = {(a, b): 0.75 + 0.02 * (a + b) for a in range(4) for b in range(a + 1, 4)}
     # Some pairs exact, the larger ones blocked.
     sizes = sorted(len(filters[a]) * len(filters[b]) for a, b in thresholds)
-    engine = LocalEngine("auto", exact_upto=sizes[2])
+    engine = LocalEngine("auto", exact_upto=sizes[2], exact_depth=0)
     seen = []
     together = engine.compare_all(filters, thresholds, progress=lambda d, t: seen.append((d, t)))
     for (a, b), t in thresholds.items():
@@ -350,3 +352,17 @@ def test_compare_all_equals_compare_pair_by_pair():
         np.testing.assert_array_equal(together[(a, b)].score, alone.score)
     assert seen[-1] == (sum(sizes), sum(sizes))
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_coordinator_serves_with_the_engine_it_is_given(tmp_path):
+    # `fedlink coordinator serve --engine URL` reaches the coordinator's runs.
+    from server.serve import start
+
+    running = start("127.0.0.1:0", tmp_path / "c.sqlite", insecure=True, engine="local+lsh?bands=100&rows=20")
+    try:
+        engine = running.coordinator.engine
+        assert engine.name == "local+lsh" and engine.blocking == LshParams(bands=100, rows=20)
+    finally:
+        running.stop(grace=1)
+    with pytest.raises(ValueError, match="unknown engine"):
+        start("127.0.0.1:0", tmp_path / "d.sqlite", insecure=True, engine="gpu")

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from bench.harness import run_bench
+from dbutil import new_database
 
 
 @pytest.fixture(scope="module")
 def bench_run(scenario, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    metrics = run_bench(scenario, out)
+    metrics = run_bench(scenario, out, database=new_database(out))
     return out, metrics
 
 
