@@ -105,6 +105,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -706,29 +707,51 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket):
     return codes, skipped_buckets, skipped_pairs
 
 
-def multi_slice_candidates(filters, positions, pair_index, max_bucket):
-    """One slice of bands over all parties at once: sorted unique pair-tagged codes.
+def multi_slice_links(filters, counts, positions, pair_index, pair_keys, thresholds, max_bucket, on_band=None):
+    """One slice of bands over all parties at once: its candidates, scored; the passing ones.
 
-    The multi-party form of ``slice_candidates``: one sort per band over
-    every party's records instead of one per party pair, and each party's
-    band keys computed once.  Returns (codes, buckets skipped, pairs skipped).
+    The multi-party form of ``slice_candidates`` followed by
+    ``score_candidates``: one sort per band over every party's records
+    instead of one per party pair.  Keys are computed ``_KEY_BANDS`` bands at
+    a time (a few hundred MB at 3M records, not the whole slice).  The
+    slice's candidates are de-duplicated and scored here, and only the
+    pairs reaching their pair's threshold leave: what is kept grows with the
+    links, not with the candidates (a true pair is a candidate in about half
+    of the bands).  Returns (pair-tagged codes, scores, candidates scored,
+    buckets skipped, pairs skipped).
     """
     sizes = np.array([len(f) for f in filters], np.int64)
     offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-    keys = np.empty((positions.shape[0], offsets[-1]), np.uint32)
-    for p, f in enumerate(filters):
-        keys[:, offsets[p]:offsets[p + 1]] = _keys(f, positions, parallel=False)
     packed = np.empty(offsets[-1], np.uint64)
     found = _Dedup(4 * int(offsets[-1]))
     buckets = skipped = 0
-    for b in range(positions.shape[0]):
-        _pack_multi(keys[b], offsets, packed)
-        packed.sort()
-        codes, nb, ns = _emit_band_multi(packed, sizes, pair_index, max_bucket)
-        buckets += nb
-        skipped += ns
-        found.add(codes)
-    return found.result(), buckets, skipped
+    for b0 in range(0, positions.shape[0], _KEY_BANDS):
+        chunk = positions[b0:b0 + _KEY_BANDS]
+        keys = np.empty((chunk.shape[0], offsets[-1]), np.uint32)
+        for p, f in enumerate(filters):
+            keys[:, offsets[p]:offsets[p + 1]] = _keys(f, chunk, parallel=False)
+        for b in range(chunk.shape[0]):
+            _pack_multi(keys[b], offsets, packed)
+            packed.sort()
+            codes, nb, ns = _emit_band_multi(packed, sizes, pair_index, max_bucket)
+            buckets += nb
+            skipped += ns
+            found.add(codes)
+        if on_band is not None:
+            on_band(chunk.shape[0])
+    codes = found.result()
+    del found
+    cuts = np.searchsorted(codes, np.arange(len(pair_keys) + 1, dtype=np.int64) << _PAIR_SHIFT)
+    kept_codes, kept_scores = [], []
+    for k, (pa, pb) in enumerate(pair_keys):
+        tag = np.int64(k) << _PAIR_SHIFT
+        pair_codes = codes[cuts[k]:cuts[k + 1]] - tag
+        m = sizes[pb]
+        passing = score_candidates(filters[pa], filters[pb], pair_codes // m, pair_codes % m, thresholds[k],
+                                   left_counts=counts[pa], right_counts=counts[pb])
+        kept_codes.append(tag + passing.left * m + passing.right)
+        kept_scores.append(passing.score)
+    return np.concatenate(kept_codes), np.concatenate(kept_scores), len(codes), buckets, skipped
 
 
 def lsh_links_multi(
@@ -747,6 +770,8 @@ def lsh_links_multi(
     the parties are sorted together or two at a time.  The work per band is
     one sort over all parties' records instead of one per pair (each party
     appears in n_parties - 1 pairs).  ``progress(bands done, bands)``.
+    In ``stats``, ``pairs_compared`` counts a candidate once per slice of
+    bands that scored it (the work done, as the Dask engine counts).
     """
     from server.matching import _check_pair, _check_threshold
 
@@ -768,37 +793,44 @@ def lsh_links_multi(
         pair_index[parties.index(a), parties.index(b)] = k
     filter_bits = local[0].shape[1] * 64
     positions = band_positions(filter_bits, params.bands, params.rows, params.seed)
-    total_records = sum(sizes)
-    slices = band_slices(params.bands, total_records // 2, total_records - total_records // 2)
-    found = _Dedup(4 * total_records)
-    buckets = skipped = 0
-    work = _parallel(lambda r: multi_slice_candidates(local, positions[r[0]:r[1]], pair_index, params.max_bucket),
-                     slices)
-    for (_, b1), (codes, nb, ns) in zip(slices, work):
-        found.add(codes)
+    counts = [popcounts(f) for f in local]
+    pair_keys = [(parties.index(a), parties.index(b)) for a, b in order]
+    thresholds = [_check_threshold(pairs[pair]) for pair in order]
+    # A few slices per thread, each de-duplicating and scoring its own
+    # candidates (memory bounded by the links: see multi_slice_links).
+    cuts = np.linspace(0, params.bands, min(params.bands, 4 * _threads()) + 1).round().astype(int)
+    slices = [(int(a), int(b)) for a, b in itertools.pairwise(cuts) if b > a]
+    done, lock = [0], threading.Lock()
+
+    def on_band(count):
+        with lock:
+            done[0] += count
+            if progress is not None and done[0] < params.bands:
+                progress(done[0], params.bands)
+
+    work = _parallel(lambda r: multi_slice_links(local, counts, positions[r[0]:r[1]], pair_index, pair_keys,
+                                                 thresholds, params.max_bucket, on_band), slices)
+    codes, scores = [], []
+    compared = buckets = skipped = 0
+    for c, sc, n_scored, nb, ns in work:
+        codes.append(c)
+        scores.append(sc)
+        compared += int(n_scored)
         buckets += int(nb)
         skipped += int(ns)
-        if progress is not None:
-            progress(b1, params.bands)
-    codes = found.result()
-    del found
-    counts = [popcounts(f) for f in local]
+    codes = np.concatenate(codes) if codes else np.empty(0, np.int64)
+    scores = np.concatenate(scores) if scores else np.empty(0, np.float32)
+    codes, first = np.unique(codes, return_index=True)  # a link found by several slices
+    scores = scores[first]
     cuts = np.searchsorted(codes, np.arange(len(order) + 1, dtype=np.int64) << _PAIR_SHIFT)
-
-    def score(k):
-        a, b = order[k]
-        pa, pb = parties.index(a), parties.index(b)
-        m = sizes[pb]
-        pair_codes = codes[cuts[k]:cuts[k + 1]] & ((1 << _PAIR_SHIFT) - 1)
-        found = score_candidates(local[pa], local[pb], pair_codes // m, pair_codes % m,
-                                 _check_threshold(pairs[(a, b)]),
-                                 left_counts=counts[pa], right_counts=counts[pb])
-        return len(pair_codes), found
-
-    results = list(_parallel(score, range(len(order))))
+    out = {}
+    for k, (a, b) in enumerate(order):
+        m = sizes[pair_keys[k][1]]
+        pair_codes = codes[cuts[k]:cuts[k + 1]] - (np.int64(k) << _PAIR_SHIFT)
+        out[(a, b)] = ScoredPairs(pair_codes // m, pair_codes % m, scores[cuts[k]:cuts[k + 1]])
     if stats is not None:
+        # Like the Dask engine: a candidate counts once per slice that scored it (the work done).
         stats.add(BlockingStats(
-            pairs_total=sum(sizes[parties.index(a)] * sizes[parties.index(b)] for a, b in order),
-            pairs_compared=sum(n for n, _ in results), buckets_skipped=buckets, pairs_skipped=skipped,
-            calls=len(order)))
-    return {pair: found for pair, (_, found) in zip(order, results)}
+            pairs_total=sum(sizes[pa] * sizes[pb] for pa, pb in pair_keys),
+            pairs_compared=compared, buckets_skipped=buckets, pairs_skipped=skipped, calls=len(order)))
+    return out

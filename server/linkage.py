@@ -124,14 +124,15 @@ def link(departments: list[DepartmentRecords], threshold: float, engine, progres
         # (server/engine.py), the links are the same as pair by pair.
         for a, b in combos:
             left, right = departments[a].filters, departments[b].filters
-            thresholds[(a, b)] = auto_threshold(left, right, threshold, engine) if auto else threshold
+            thresholds[(a, b)] = auto_threshold(left, right, threshold) if auto else threshold
+        started = time.monotonic()  # the ETA is the compare's own rate, not the thresholds'
         pairs = engine.compare_all([d.filters for d in departments], thresholds,
                                    progress=compared(0, "all department pairs"))
         progress("compare", total, total, f"{sum(len(p) for p in pairs.values()):,} candidate links")
     for a, b in combos if not pairs else ():
         left, right = departments[a].filters, departments[b].filters
         names = f"{departments[a].department} x {departments[b].department}"
-        thresholds[(a, b)] = auto_threshold(left, right, threshold, engine) if auto else threshold
+        thresholds[(a, b)] = auto_threshold(left, right, threshold) if auto else threshold
         pairs[(a, b)] = engine.compare(left, right, thresholds[(a, b)], progress=compared(done, names))
         done += n[a] * n[b]
         progress("compare", done, total, f"{names}: {len(pairs[(a, b)].score)} candidate links")

@@ -346,3 +346,21 @@ def test_grouping_32_parties():
     n = [1] * 32
     pairs = {(a, a + 1): links([(0, 0, 0.9)]) for a in range(31)}
     np.testing.assert_array_equal(group_records(n, pairs), np.zeros(32, np.int64))
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.55, 0.8])
+def test_best_two_equals_the_two_highest_of_all_pairs_above(threshold):
+    from server.matching import dice_best_two
+
+    rng = np.random.default_rng(11)
+    left = pack_filters(np.packbits(rng.random((120, 1024)) < 0.5, axis=1), 1024)
+    right = pack_filters(np.packbits(rng.random((9000, 1024)) < 0.5, axis=1), 1024)
+    right[5000] = right[17] = left[3]  # ties at the top
+    right[6000] = left[4] ^ (right[6000] & np.uint64(0x0F0F))  # a near match
+    best, second = dice_best_two(left, right, threshold)
+    pairs = dice_scores_above(left, right, threshold)
+    for i in range(len(left)):
+        scores = np.sort(pairs.score[pairs.left == i].astype(np.float64))[::-1]
+        assert best[i] == (scores[0] if len(scores) else -1.0)
+        assert second[i] == (scores[1] if len(scores) > 1 else -1.0)
+    assert best[3] == second[3] == 1.0
