@@ -84,7 +84,9 @@ def record_groups(scenario: Path, departments: list[str], settings: dict, projec
     from the scenario's extracts at evaluation only: birth date and sex as the
     schema's fields normalise them, and from the schema's name column whether
     the name is a minority name (with a middle dot) or written in pinyin only."""
-    fields = [(f.name, f.kind, f.column) for f in project.schema.fields]
+    # Only what the groups need (birth date and sex, and the ID they may be
+    # filled from): normalising every field is most of the time at 1M persons.
+    fields = [(f.name, f.kind, f.column) for f in project.schema.fields if f.kind in ("date", "sex", "resident_id")]
     birth = next((f.name for f in project.schema.fields if f.kind == "date"), None)
     sex = next((f.name for f in project.schema.fields if f.kind == "sex"), None)
     name_col = next((f.column for f in project.schema.fields if f.kind in ("name", "pinyin")), None)

@@ -313,16 +313,17 @@ def audit_verify(export: Optional[Path] = typer.Argument(None, help="An export f
     from fedlink.audit import AuditError
     from fedlink.officer import Officer, verify_export
 
-    if export is None:
-        if pki is None:
-            _fail("give an export folder, or --pki to fetch the log now")
-        export = Path(tempfile.mkdtemp(prefix="fedlink-audit-"))
-        with Officer.connect(coordinator, pki, party) as officer:
-            officer.export(export)
-    try:
-        head = verify_export(export, public_key, heads)
-    except AuditError as e:
-        _fail(f"audit log does NOT verify: {e}", 1)
+    if export is None and pki is None:
+        _fail("give an export folder, or --pki to fetch the log now")
+    with tempfile.TemporaryDirectory(prefix="fedlink-audit-") as fetched:
+        if export is None:
+            export = Path(fetched)  # fetched now, verified, then removed: the officer keeps the heads file
+            with Officer.connect(coordinator, pki, party) as officer:
+                officer.export(export)
+        try:
+            head = verify_export(export, public_key, heads)
+        except AuditError as e:
+            _fail(f"audit log does NOT verify: {e}", 1)
     console.print(f"audit log verifies: {head.tree_size} events, root {head.root_hash.hex()}, signed at "
                   f"{head.timestamp_ms} ms by key {head.key_id.hex()[:16]}")
     print(head.to_json())

@@ -730,38 +730,77 @@ def group_records(
 # Best two matches per row
 # --------------------------------------------------------------------------
 
-_BEST_TWO_TILE = 4096  # right rows per tile (512 KiB of 1024-bit filters: stays in L2)
+
+@njit(inline="always", **_jit)
+def _top_two(out, j0, j1):
+    """The two largest of out[j0:j1] (-1 where there are fewer)."""
+    c1 = -1
+    c2 = -1
+    for j in range(np.uint64(j0), np.uint64(j1)):
+        c = out[j]
+        if c > c2:
+            if c > c1:
+                c2 = c1
+                c1 = c
+            else:
+                c2 = c
+    return c1, c2
+
+
+@njit(inline="always", **_jit)
+def _keep_two(s, b1, b2):
+    """Insert score s into the running best two (b1 >= b2)."""
+    if s > b1:
+        return s, b1
+    if s > b2:
+        return b1, s
+    return b1, b2
 
 
 @njit(**_jit)
-def _best_two_rows(left, left_counts, right, right_counts, need, r0, r1, best, second):
-    """best[i], second[i]: the two highest Dice (float32, as float64) of left row i
-    among the right rows that pass ``need``; -1 where there are none."""
-    n_words = left.shape[1]
-    m = right.shape[0]
-    for i in range(r0, r1):
-        best[i] = -1.0
-        second[i] = -1.0
-    for t0 in range(0, m, _BEST_TWO_TILE):
-        t1 = min(t0 + _BEST_TWO_TILE, m)
-        for i in range(r0, r1):
-            ca = left_counts[i]
-            b1 = best[i]
-            b2 = second[i]
-            for j in range(t0, t1):
-                c = 0
-                for w in range(n_words):
-                    c += _popcount64(left[i, w] & right[j, w])
-                total = ca + right_counts[j]
-                if c >= need[total]:
-                    s = np.float64(_dice(c, total))
-                    if s > b1:
-                        b2 = b1
-                        b1 = s
-                    elif s > b2:
-                        b2 = s
-            best[i] = b1
-            second[i] = b2
+def _best_two_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
+    """Best and second-best passing Dice (float32 as float64; -1: none) of sorted left rows r0..r1.
+
+    The same tiles and count ranges as ``_scan_block``; within a run of equal
+    popcounts Dice rises with the overlap, so a run's two largest overlaps
+    are the only candidates.
+    """
+    tiles, tile_counts, run_end = right
+    width = tiles.shape[2]
+    best = np.full(r1 - r0, -1.0)
+    second = np.full(r1 - r0, -1.0)
+    out = np.empty(width, np.int64)
+    for b0 in range(r0, r1, _BLOCK_ROWS):
+        b_end = min(b0 + _BLOCK_ROWS, r1)
+        lo = col_lo[b0:b_end].min()
+        hi = col_hi[b0:b_end].max()
+        if lo >= hi:
+            continue
+        for t in range(lo // width, (hi - 1) // width + 1):
+            base = t * width
+            for i in range(b0, b_end):
+                j0 = max(col_lo[i], base) - base
+                j1 = min(col_hi[i], base + width) - base
+                if j0 >= j1:
+                    continue
+                _tile_counts(left[i], tiles[t], j0, j1, out)
+                ca = left_counts[i]
+                s1 = best[i - r0]
+                s2 = second[i - r0]
+                j = j0
+                while j < j1:
+                    end = min(run_end[t, j], j1)
+                    total = ca + tile_counts[t, j]
+                    least = need[total]
+                    c1, c2 = _top_two(out, j, end)
+                    if c1 >= least:
+                        s1, s2 = _keep_two(np.float64(_dice(c1, total)), s1, s2)
+                        if c2 >= least:
+                            s1, s2 = _keep_two(np.float64(_dice(c2, total)), s1, s2)
+                    j = end
+                best[i - r0] = s1
+                second[i - r0] = s2
+    return best, second
 
 
 def dice_best_two(left: np.ndarray, right: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -771,8 +810,8 @@ def dice_best_two(left: np.ndarray, right: np.ndarray, threshold: float) -> tupl
     and keeping each row's two highest scores (float32 scores as float64;
     -1 where a row has fewer than one or two), without building the pairs:
     at a low threshold on 0.5-fill filters a tenth of all pairs pass, which
-    for 2,000 rows against a million is 2e8 pairs.  Right rows are run in
-    L2-sized tiles; left rows are split across numba's thread count.
+    for 2,000 rows against a million is 2e8 pairs.  Runs on the comparison
+    kernel's tiles and threads.
     """
     left, right = _check_pair(left, right)
     threshold = _check_threshold(threshold)
@@ -781,15 +820,8 @@ def dice_best_two(left: np.ndarray, right: np.ndarray, threshold: float) -> tupl
     second = np.full(n, -1.0)
     if n == 0 or right.shape[0] == 0:
         return best, second
-    need = _need_table(threshold, left.shape[1] * 64)
-    lc, rc = popcounts(left).astype(np.int64), popcounts(right).astype(np.int64)
-    threads = max(1, numba.get_num_threads())
-    cuts = np.linspace(0, n, min(n, threads) + 1).round().astype(np.int64)
-    ranges = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-    run = lambda r: _best_two_rows(left, lc, right, rc, need, r[0], r[1], best, second)  # noqa: E731
-    if len(ranges) == 1:
-        run(ranges[0])
-    else:
-        with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
-            list(pool.map(run, ranges))
+    results, left_order, _ = _run_chunks(_best_two_chunk, left, right, threshold, popcounts(left), popcounts(right))
+    if results:
+        best[left_order] = np.concatenate([b for b, _ in results])
+        second[left_order] = np.concatenate([s for _, s in results])
     return best, second
