@@ -34,6 +34,15 @@ has not, and named when exactly one census name has that signature. A record
 is re-identified when the attack names its true name (the person's name in
 the truth table) and only that name. Rate = correct / records.
 
+Learned tokens are checked too (evaluation only, against the target's
+truth): a token is learned *correctly* when the records whose filters hold
+its learned positions are the records that have it (F1 >= 0.8, and better
+than saying every record has it). **Attribute disclosure** = the share of
+records for which a correctly learned token that at most 10 % of records
+carry (a surname, not a pinyin bigram half the names have) is correctly
+attributed: a partial re-identification, which full-name re-identification
+misses when full names are rare.
+
 Targets
   * weak_unkeyed_names: a deliberately weak control, a plain Bloom filter of
     the name's character bigrams (padded) with a known unkeyed double hash
@@ -76,6 +85,8 @@ ATTACKS = ("frequency_name", "frequency_name_year", "position_frequency", "patte
 # The options docs/hardening.md compares, in its order.
 TABLE_OPTIONS = ("none", "salt", "balance", "xor", "blip-0.01", "blip-0.02", "blip-0.05")
 POSITION_PHI = 0.4  # positions correlated above this are taken for one token's
+CORRECT_F1 = 0.8  # a learned token's records vs the records that have it
+INFORMATIVE_SHARE = 0.10  # a token this rare narrows a person down (a surname)
 
 
 def _bits(filters: np.ndarray) -> np.ndarray:
@@ -307,19 +318,40 @@ def position_frequency_attack(filters: np.ndarray, census: Census, *, phi_min: f
             known[int(t)] = g
     return signature_guesses(bits.astype(bool), census, known), {
         "position_groups": len(groups), "tokens_learned": len(known),
-        "learned": [census.tokens[t] for t in list(known)[:20]]}
+        "learned": [census.tokens[t] for t in list(known)[:20]],
+        "positions": {census.tokens[t]: np.asarray(known[t]).tolist() for t in known}}
+
+
+def token_disclosure(filters: np.ndarray, positions: dict[str, list[int]], truth_tokens: Sequence[set]) -> dict:
+    """Which learned tokens are right, judged against the target's truth (module doc)."""
+    bits = _bits(filters).astype(bool)
+    n = len(bits)
+    disclosed = np.zeros(n, dtype=bool)
+    correct = []
+    for token, pos in positions.items():
+        predicted = bits[:, pos].all(axis=1) if len(pos) else np.zeros(n, dtype=bool)
+        true = np.fromiter((token in s for s in truth_tokens), dtype=bool, count=n)
+        share = float(true.mean())
+        f1 = 2 * int((predicted & true).sum()) / max(1, int(predicted.sum() + true.sum()))
+        if f1 >= CORRECT_F1 and f1 > 2 * share / (1 + share):
+            correct.append({"token": token, "share": round(share, 4), "f1": round(f1, 3)})
+            if share <= INFORMATIVE_SHARE:
+                disclosed |= predicted & true
+    return {"tokens_correct": len(correct), "learned_correctly": correct[:20], "attribute_disclosure": float(disclosed.mean())}
 
 
 # --------------------------------------------------------------------------- harness
 
 
 def _target(persons: int, seed: int, department: str):
+    """One department's extract as the agent normalises it; each record's true name and birth year."""
     world = build(persons, seed)
     frame, idx = render_department(world, department, seed)
     rows = frame.astype(str).to_dict("records")
     features = [normalise_record(r) for r in rows]
     truth = world.persons["name"].to_numpy()[idx].tolist()
-    return features, truth
+    years = [b[:4] for b in world.persons["birth_date"].to_numpy()[idx].tolist()]
+    return features, truth, years
 
 
 def _census(persons: int, seed: int) -> tuple[list[str], list[str]]:
@@ -327,19 +359,19 @@ def _census(persons: int, seed: int) -> tuple[list[str], list[str]]:
     return p["name"].tolist(), [b[:4] for b in p["birth_date"].tolist()]
 
 
-def attack_encoding(filters: np.ndarray, truth: Sequence[str], cnames: Sequence[str], cyears: Sequence[str],
-                    tokeniser, use_year: bool, public_encode=None) -> dict:
+def attack_encoding(filters: np.ndarray, truth: Sequence[str], truth_years: Sequence[str], cnames: Sequence[str],
+                    cyears: Sequence[str], tokeniser, use_year: bool, public_encode=None) -> dict:
     """Every attack of ATTACKS that applies to this encoding; a score per attack."""
     out = {}
     out["frequency_name"] = _score(frequency_attack(filters, cnames), truth)
     pairs = frequency_attack(filters, list(zip(cnames, cyears)))
     out["frequency_name_year"] = _score([p[0] if p else None for p in pairs], truth)
     census = Census(cnames, cyears, tokeniser, use_year)
-    guesses, diag = position_frequency_attack(filters, census)
-    out["position_frequency"] = {**_score(guesses, truth), **diag}
-    guesses, diag = pattern_mining_attack(filters, census)
-    diag.pop("positions", None)
-    out["pattern_mining"] = {**_score(guesses, truth), **diag}
+    truth_tokens = [tokeniser(n, y) for n, y in zip(truth, truth_years)]
+    for name, attack in (("position_frequency", position_frequency_attack), ("pattern_mining", pattern_mining_attack)):
+        guesses, diag = attack(filters, census)
+        learned = token_disclosure(filters, diag.pop("positions"), truth_tokens)
+        out[name] = {**_score(guesses, truth), **diag, **learned}
     if public_encode is not None:
         out["dictionary"] = _score(dictionary_attack(filters, cnames, public_encode), truth)
     return out
@@ -353,7 +385,7 @@ def run_attacks(persons: int = 5000, seed: int = 0, hardening: str | None = None
     hardening = hardening or LinkageSchema().hardening  # by default what an agent uploads
     census_persons = census_persons or 8 * persons
     census_seed = seed + 7919 if census_seed is None else census_seed
-    features, truth = _target(persons, seed, department)
+    features, truth, years = _target(persons, seed, department)
     cnames, cyears = _census(census_persons, census_seed)
     secret = secrets.token_bytes(32)  # the project secret: the attacker never sees it
     result = {"persons": persons, "seed": seed, "department": department, "records": len(truth),
@@ -372,7 +404,8 @@ def run_attacks(persons: int = 5000, seed: int = 0, hardening: str | None = None
             public = None  # the positions depend on the project secret: no dictionary
         else:
             raise ValueError(f"unknown target {target!r}")
-        result["attacks"][target] = attack_encoding(filters, truth, cnames, cyears, tokeniser, use_year, public)
+        result["attacks"][target] = attack_encoding(filters, truth, years, cnames, cyears, tokeniser, use_year,
+                                                     public)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
 
@@ -381,32 +414,49 @@ def run_attacks(persons: int = 5000, seed: int = 0, hardening: str | None = None
 
 
 def hardening_table(scenario: Path, out: Path, persons: int, seed: int = 0,
-                    options: Sequence[str] = TABLE_OPTIONS) -> list[dict]:
+                    options: Sequence[str] = TABLE_OPTIONS, secrets_per_option: int = 3) -> list[dict]:
     """Per option: pairwise F1 of `fedlink bench` on the scenario, and each attack's
-    re-identification rate on the population extract of a `persons`-person world."""
+    re-identification rate on the population extract of a `persons`-person world:
+    the worst over ``secrets_per_option`` project secrets (what the attacks learn
+    depends on where the secret puts the bits)."""
     from bench.harness import run_bench
 
     rows = []
     for option in options:
         schema = replace(LinkageSchema(), hardening=option)
         metrics = run_bench(scenario, Path(out) / option, project_overrides={"schema": schema})
-        attacks = run_attacks(persons, seed, option, targets=("fedlink",))["attacks"]["fedlink"]
+        runs = [run_attacks(persons, seed, option, targets=("fedlink",))["attacks"]["fedlink"]
+                for _ in range(secrets_per_option)]
+
+        def worst(attack: str, key: str):
+            return max(run[attack][key] for run in runs)
+
+        attacks = list(runs[0])
+        mined = [a for a in attacks if "tokens_correct" in runs[0][a]]
         rows.append({"hardening": option, "f1": metrics["links"]["f1"], "precision": metrics["links"]["precision"],
-                     "recall": metrics["links"]["recall"],
-                     **{a: round(r["reidentification_rate"], 5) for a, r in attacks.items()},
-                     "tokens_learned": {a: r["tokens_learned"] for a, r in attacks.items() if "tokens_learned" in r}})
+                     "recall": metrics["links"]["recall"], "secrets": secrets_per_option,
+                     **{a: round(worst(a, "reidentification_rate"), 5) for a in attacks},
+                     "tokens_learned": {a: worst(a, "tokens_learned") for a in mined},
+                     "tokens_correct": {a: worst(a, "tokens_correct") for a in mined},
+                     "learned_correctly": sorted({t["token"] for run in runs for a in mined
+                                                  for t in run[a]["learned_correctly"]}),
+                     "attribute_disclosure": max(worst(a, "attribute_disclosure") for a in mined)})
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
     attacks = [a for a in ATTACKS if a in rows[0]]
     base = next((r["f1"] for r in rows if r["hardening"] == "none"), None)
-    head = ["hardening", "F1", "F1 vs none"] + attacks
+    mined = ("position_frequency", "pattern_mining")
+    head = (["hardening", "F1", "F1 vs none"] + attacks
+            + ["tokens learned / correct (position; pattern)", "attribute disclosure"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         delta = f"{r['f1'] - base:+.5f}" if base is not None else ""
+        tokens = "; ".join(f"{r['tokens_learned'][a]} / {r['tokens_correct'][a]}" for a in mined)
         lines.append("| " + " | ".join([r["hardening"], f"{r['f1']:.5f}", delta]
-                                       + [f"{100 * r[a]:.2f} %" for a in attacks]) + " |")
+                                       + [f"{100 * r[a]:.2f} %" for a in attacks]
+                                       + [tokens, f"{100 * r['attribute_disclosure']:.2f} %"]) + " |")
     return "\n".join(lines)
 
 

@@ -82,7 +82,8 @@ def coordinator_serve(
     ca: Optional[Path] = typer.Option(None),
     insecure: bool = typer.Option(False, help="Plaintext, loopback only, for development"),
     engine: str = typer.Option("local", help="Match engine: local (exact, LSH-blocked for large pairs), "
-                                             "local+lsh, dask://HOST:PORT, dask+lsh://HOST:PORT; "
+                                             "local+exact, local+lsh, dask://HOST:PORT (the same choice on a "
+                                             "Dask cluster), dask+exact://, dask+lsh://; "
                                              "see docs/scale.md"),
     metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus metrics on this port"),
     grace: float = typer.Option(10.0, help="Seconds calls in flight get to finish on Ctrl-C"),

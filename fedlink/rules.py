@@ -64,6 +64,11 @@ class RulePack:
     def needs(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.need for r in self.rules))
 
+    @property
+    def absence_departments(self) -> list[str]:
+        """The departments some rule asks a person to be absent from."""
+        return sorted({t.split(":", 1)[1] for r in self.rules for t in r.terms if t.startswith("absent:")})
+
     def line_for(self, region_code: str) -> float:
         """The local subsistence line: longest matching region-code prefix, else the national floor."""
         code = (region_code or "").strip()
@@ -217,9 +222,18 @@ def _term(terms: list[str], key: str) -> Callable:
         inner = key[4:]
         return lambda f: ~np.asarray(f[inner], dtype=bool)
     if key.startswith("absent:"):
-        dept = key.split(":", 1)[1]
-        return lambda f: ~np.asarray(f[f"present:{dept}"], dtype=bool)
+        return lambda f: _absent(f, key.split(":", 1)[1])
     return lambda f: np.asarray(f[key], dtype=bool)
+
+
+def _absent(facts: Mapping[str, np.ndarray], dept: str) -> np.ndarray:
+    """absent(dept): no record there, and no unlinked record there that may be
+    the person's ('possible:dept', server.linkage.possible_presence). Absence
+    is only as sure as the links: a missed link must not read as "not on the
+    school roll"."""
+    absent = ~np.asarray(facts[f"present:{dept}"], dtype=bool)
+    possible = facts.get(f"possible:{dept}")
+    return absent if possible is None else absent & ~np.asarray(possible, dtype=bool)
 
 
 def household_labels(persons: int, memberships: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -308,9 +322,10 @@ class NeedFlag:
 
 
 def evaluate(pack: RulePack, facts: Mapping[str, np.ndarray], n: int) -> list[NeedFlag]:
-    """Evaluate every rule on n persons. `facts` maps 'dept.indicator' and
-    'present:dept' to arrays of length n; a missing key counts as all-false
-    (the department does not hold the person, or did not send that indicator).
+    """Evaluate every rule on n persons. `facts` maps 'dept.indicator',
+    'present:dept' and 'possible:dept' to arrays of length n; a missing key
+    counts as all-false (the department does not hold the person, or did not
+    send that indicator).
     One flag per person and need, at the most urgent tier that fired."""
     full = _FactView(facts, n)
     fired: dict[str, list[tuple[Rule, np.ndarray]]] = {}
@@ -343,7 +358,7 @@ class _FactView(Mapping):
         if t.startswith("not "):
             return ~self[t[4:]]
         if t.startswith("absent:"):
-            return ~self[f"present:{t.split(':', 1)[1]}"]
+            return _absent(self, t.split(":", 1)[1])
         return self[t]
 
     def __iter__(self):

@@ -29,7 +29,9 @@ Engines by URL (``engine_from_url``, the coordinator's ``--engine``):
 ``local+exact``                             in process, exact always
 ``local+lsh``                               in process, blocked, ``LshParams()``
 ``local+lsh?bands=900&rows=22``             in process, blocked, those parameters
-``dask://HOST:PORT``                        Dask scheduler at HOST:PORT, exact
+``dask://HOST:PORT``                        Dask scheduler at HOST:PORT: exact or
+                                            blocked per pair, as ``local`` chooses
+``dask+exact://HOST:PORT``                  Dask, exact always
 ``dask+lsh://HOST:PORT?bands=..&rows=..``   Dask, blocked
 ==========================================  ======================================
 
@@ -124,18 +126,16 @@ def auto_lsh_params(pairs: int) -> LshParams:
     return LshParams(bands=1600, rows=32)
 
 
-class LocalEngine:
-    """The compiled kernels in this process: all pairs (exact), or LSH-blocked.
+class _ChoosesBlocking:
+    """How an engine picks exact or blocked per department pair (both engines alike).
 
     ``blocking``: None (exact), ``LshParams`` (always blocked), or "auto"
-    (the default engine): blocked with ``LshParams()`` when a department
+    (the default engines): blocked with ``auto_lsh_params`` when a department
     pair has more than ``exact_upto`` pairs and n*m/(n+m) over
     ``exact_depth`` (both sides large), exact otherwise.
-    ``stats`` adds up what blocking did over this engine's compares.
     """
 
-    def __init__(self, blocking: LshParams | str | None = None, exact_upto: int = AUTO_EXACT_PAIRS,
-                 exact_depth: int = AUTO_EXACT_DEPTH):
+    def _set_blocking(self, blocking, exact_upto: int, exact_depth: int) -> None:
         if blocking == "auto":
             self.auto, blocking = True, LshParams()
         elif isinstance(blocking, str):
@@ -145,7 +145,27 @@ class LocalEngine:
         self.blocking = blocking
         self.exact_upto = exact_upto
         self.exact_depth = exact_depth
-        self.name = "local" if blocking is None or self.auto else "local+lsh"
+
+    def _params_for(self, n: int, m: int) -> LshParams | None:
+        """The blocking ``compare`` uses for n x m records (None: exact)."""
+        pairs = n * m
+        if self.blocking is None:
+            return None
+        if self.auto and (pairs <= self.exact_upto or pairs <= self.exact_depth * (n + m)):
+            return None
+        return auto_lsh_params(pairs) if self.auto else self.blocking
+
+
+class LocalEngine(_ChoosesBlocking):
+    """The compiled kernels in this process: all pairs (exact), or LSH-blocked
+    (``blocking``: see ``_ChoosesBlocking``).  ``stats`` adds up what blocking
+    did over this engine's compares.
+    """
+
+    def __init__(self, blocking: LshParams | str | None = None, exact_upto: int = AUTO_EXACT_PAIRS,
+                 exact_depth: int = AUTO_EXACT_DEPTH):
+        self._set_blocking(blocking, exact_upto, exact_depth)
+        self.name = "local" if self.blocking is None or self.auto else "local+lsh"
         self.stats = BlockingStats()
 
     def compare(
@@ -166,15 +186,6 @@ class LocalEngine:
         if progress is not None:
             progress(total, total)
         return result
-
-    def _params_for(self, n: int, m: int) -> LshParams | None:
-        """The blocking ``compare`` uses for n x m records (None: exact)."""
-        pairs = n * m
-        if self.blocking is None:
-            return None
-        if self.auto and (pairs <= self.exact_upto or pairs <= self.exact_depth * (n + m)):
-            return None
-        return auto_lsh_params(pairs) if self.auto else self.blocking
 
     def compare_all(
         self,
@@ -262,8 +273,11 @@ def _warm_up() -> bool:
     return True
 
 
-class DaskEngine:
+class DaskEngine(_ChoosesBlocking):
     """The same work on a Dask distributed cluster (``dask://HOST:PORT``).
+
+    ``blocking`` as for ``LocalEngine`` (``dask://`` is "auto", the choice
+    the default local engine makes per department pair).
 
     Exact mode cuts the left side into row chunks; each task runs
     ``dice_scores_above`` on (chunk, right) and the chunks are concatenated
@@ -283,13 +297,15 @@ class DaskEngine:
         self,
         address: str,
         *,
-        blocking: LshParams | None = None,
+        blocking: LshParams | str | None = None,
         chunks_per_worker: int = 4,
         client=None,
+        exact_upto: int = AUTO_EXACT_PAIRS,
+        exact_depth: int = AUTO_EXACT_DEPTH,
     ):
         self.address = address
-        self.blocking = blocking
-        self.name = "dask" if blocking is None else "dask+lsh"
+        self._set_blocking(blocking, exact_upto, exact_depth)
+        self.name = "dask" if self.blocking is None or self.auto else "dask+lsh"
         self.chunks_per_worker = chunks_per_worker
         self.stats = BlockingStats()
         self._client = client
@@ -337,10 +353,11 @@ class DaskEngine:
             return _empty()
         client = self.connect()
         parts = self._workers(client) * self.chunks_per_worker
-        if self.blocking is None:
+        params = self._params_for(n, m)
+        if params is None:
             result = self._exact(client, left, right, threshold, parts, progress)
         else:
-            result = self._blocked(client, left, right, threshold, parts, progress)
+            result = self._blocked(client, left, right, threshold, params, parts, progress)
         if progress is not None:
             progress(total, total)
         return result
@@ -367,8 +384,7 @@ class DaskEngine:
         results = self._run(client, futures, [(b - a) * m for a, b in chunks], left.shape[0] * m, progress)
         return _concat([(a, r) for (a, _), r in zip(chunks, results)])
 
-    def _blocked(self, client, left, right, threshold, parts, progress) -> ScoredPairs:
-        p = self.blocking
+    def _blocked(self, client, left, right, threshold, p: LshParams, parts, progress) -> ScoredPairs:
         n, m = left.shape[0], right.shape[0]
         positions = band_positions(left.shape[1] * 64, p.bands, p.rows, p.seed)
         slices = band_slices(p.bands, n, m, parts)
@@ -412,7 +428,8 @@ def _lsh_params(query: str) -> LshParams:
 
 
 def engine_from_url(url: str | None) -> Engine:
-    """``local``, ``local+lsh[?bands=..&rows=..]``, ``dask://HOST:PORT``, ``dask+lsh://HOST:PORT[?..]``."""
+    """``local``, ``local+exact``, ``local+lsh[?bands=..&rows=..]``, ``dask://HOST:PORT``,
+    ``dask+exact://HOST:PORT``, ``dask+lsh://HOST:PORT[?..]`` (module doc)."""
     if not url or url in ("local", "inprocess"):
         return LocalEngine(blocking="auto")
     if url == "local+exact":
@@ -423,14 +440,18 @@ def engine_from_url(url: str | None) -> Engine:
             raise ValueError(f"unknown engine {url!r}")
         return LocalEngine(blocking=_lsh_params(rest[1:]))
     parts = urlsplit(url)
-    if parts.scheme in ("dask", "dask+lsh"):
+    if parts.scheme in ("dask", "dask+exact", "dask+lsh"):
         if not parts.hostname or parts.port is None:
-            raise ValueError(f"engine {url!r}: expected dask://HOST:PORT")
+            raise ValueError(f"engine {url!r}: expected {parts.scheme}://HOST:PORT")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        blocking = _lsh_params(parts.query) if parts.scheme == "dask+lsh" else None
-        if parts.query and blocking is None:
+        if parts.query and parts.scheme != "dask+lsh":
             raise ValueError(f"engine {url!r}: parameters need dask+lsh://")
+        if parts.scheme == "dask+lsh":
+            blocking = _lsh_params(parts.query)
+        else:
+            blocking = "auto" if parts.scheme == "dask" else None
         return DaskEngine(f"tcp://{host}:{parts.port}", blocking=blocking)
     raise ValueError(
-        f"unknown engine {url!r}: use 'local', 'local+lsh', 'dask://HOST:PORT' or 'dask+lsh://HOST:PORT'"
+        f"unknown engine {url!r}: use 'local', 'local+exact', 'local+lsh', 'dask://HOST:PORT', "
+        "'dask+exact://HOST:PORT' or 'dask+lsh://HOST:PORT'"
     )

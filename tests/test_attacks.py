@@ -23,8 +23,13 @@ def test_every_attack_runs_and_breaks_the_weak_control(result):
     # An unkeyed name-only Bloom filter falls to a dictionary of public names.
     assert weak["dictionary"]["reidentification_rate"] > 0.10
     assert weak["dictionary"]["precision"] > 0.9
-    # Pattern mining and the position attack find the weak filter's token positions.
-    assert weak["pattern_mining"]["tokens_learned"] > 10
+    # Pattern mining finds the positions of the weak filter's surname bigrams,
+    # checked against the truth: a partial re-identification of many records
+    # even where full names are too rare to name.
+    mined = weak["pattern_mining"]
+    assert mined["tokens_correct"] >= 2, mined["learned_correctly"]
+    assert all(t["token"].startswith("_") for t in mined["learned_correctly"])  # surnames: "_王"
+    assert mined["attribute_disclosure"] > 0.05  # 2,000 persons: 黄 and 杨, 8.6 %
     assert weak["position_frequency"]["tokens_learned"] > 0
 
 
@@ -34,6 +39,25 @@ def test_the_default_hardened_encoding_holds(result):
     assert set(ours) == set(ATTACKS) - {"dictionary"}  # a dictionary needs the project secret
     for attack, score in ours.items():
         assert score["reidentification_rate"] < 0.01, (attack, score)
+        assert score.get("attribute_disclosure", 0.0) < 0.01, (attack, score)
+
+
+def test_a_learned_token_counts_only_when_its_records_are_the_ones_that_have_it():
+    from bench.attacks import token_disclosure
+
+    rng = np.random.default_rng(3)
+    bits = rng.random((1000, 64)) < 0.3
+    has = np.arange(1000) < 80  # 8 % of records carry the token
+    bits[:, [5, 9, 40]] = has[:, None]  # its positions set exactly there
+    filters = np.packbits(bits, axis=1)
+    truth = [{"_王"} if h else {"_李"} for h in has]
+    right = token_disclosure(filters, {"_王": [5, 9, 40]}, truth)
+    assert right["tokens_correct"] == 1 and right["attribute_disclosure"] == pytest.approx(0.08)
+    wrong = token_disclosure(filters, {"_王": [1, 2, 3]}, truth)  # positions of no token
+    assert wrong["tokens_correct"] == 0 and wrong["attribute_disclosure"] == 0.0
+    # A token nearly everyone has is "learned" by saying everyone has it: no credit.
+    common = token_disclosure(filters, {"_李": [1, 2, 3]}, truth)
+    assert common["tokens_correct"] == 0
 
 
 def test_census_is_separate(result):

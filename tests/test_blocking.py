@@ -282,12 +282,16 @@ def test_engine_from_url():
     assert custom.blocking == LshParams(bands=900, rows=22, seed=3, max_bucket=50)
     dask = engine_from_url("dask://127.0.0.1:8786")
     assert isinstance(dask, DaskEngine) and dask.address == "tcp://127.0.0.1:8786"
-    assert dask.blocking is None and dask.name == "dask"
+    assert dask.auto and dask.name == "dask"  # the same per-pair choice as "local"
+    assert dask._params_for(10**6, 10**6) == default._params_for(10**6, 10**6) != None  # noqa: E711
+    assert dask._params_for(3000, 3000) is None
+    dask_exact = engine_from_url("dask+exact://127.0.0.1:8786")
+    assert dask_exact.blocking is None and not dask_exact.auto
     dask_lsh = engine_from_url("dask+lsh://scheduler.example:9000?rows=18&bands=400")
     assert dask_lsh.blocking == LshParams(bands=400, rows=18)
     assert dask_lsh.address == "tcp://scheduler.example:9000"
     for bad in ("gpu", "local+lshx", "local+lsh?bands=x", "local+lsh?colour=1", "dask://nohost",
-                "dask://127.0.0.1:8786?rows=3"):
+                "dask://127.0.0.1:8786?rows=3", "dask+exact://127.0.0.1:8786?rows=3", "dask+exact://x"):
         with pytest.raises(ValueError):
             engine_from_url(bad)
 

@@ -87,3 +87,21 @@ def test_dask_engine_from_url(cluster, departments):
         engine.close()
     want = LocalEngine(LshParams(bands=100, rows=16)).compare(departments[2], departments[3], 0.75)
     assert_same(got, want)
+
+
+def test_dask_url_chooses_exact_or_blocked_per_pair_as_the_local_default_does(cluster, departments):
+    port = cluster.scheduler_address.rsplit(":", 1)[1]
+    engine = engine_from_url(f"dask://127.0.0.1:{port}")
+    # Lower the cut so that at this size the big pair is blocked and the small one exact.
+    engine.exact_upto = 3000 * 1000
+    engine.exact_depth = 10
+    local = LocalEngine("auto", exact_upto=3000 * 1000, exact_depth=10)
+    big, small = (departments[0], departments[1]), (departments[0], departments[1][:1000])
+    try:
+        for left, right in (big, small):
+            assert_same(engine.compare(left, right, 0.8), local.compare(left, right, 0.8))
+    finally:
+        engine.close()
+    assert local._params_for(len(big[0]), len(big[1])) is not None  # the big pair was blocked
+    assert local._params_for(len(small[0]), len(small[1])) is None
+    assert engine.stats.pairs_compared > 0 and local.stats.pairs_compared > 0
