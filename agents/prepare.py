@@ -16,7 +16,7 @@ import pandas as pd
 from agents.hardening import hardened_encoder
 from agents.households import household_key, household_tokens
 from agents.indicators import IndicatorError, derive
-from agents.normalise import record_features
+from agents.normalise import parse_resident_id, record_features
 from agents.refs import RefCipher
 from fedlink.rules import load_rulepack
 from fedlink.schema import HOUSEHOLD_DEPARTMENTS, Project, schema_columns
@@ -54,14 +54,26 @@ def reference_date(project: Project) -> date:
     return date.fromisoformat(project.reference_date) if project.reference_date else date.today()
 
 
+def _birth_for_age(features: dict[str, str], birth_field: str, id_field: str) -> str:
+    if id_field:
+        rid = parse_resident_id(features[id_field])
+        if rid.valid:
+            return rid.birth_date
+    return features[birth_field] if birth_field else ""
+
+
 def prepare(frame: pd.DataFrame, department: str, project: Project, secret: bytes, ref_key: bytes,
             batch_size: int, source: str = "extract", progress: Callable[[int], None] | None = None) -> PreparedUpload:
     # The project's hardening (agents/hardening.py) applies before anything leaves the department.
     encoder = hardened_encoder(project.schema, secret, project.project_id)
     fields = [(f.name, f.kind, f.column) for f in project.schema.fields]
     columns = list(schema_columns(project.schema))
-    # Ages for the indicators come from the schema's (first) birth-date field.
+    # Ages for the indicators: the birth date inside a valid resident ID (its
+    # check character vouches for it), else the schema's (first) birth-date
+    # field, which has no check: a typed 2011 for 2019 made a five-year-old
+    # "of compulsory-school age" and flagged him as missing from school.
     birth_field = next((f.name for f in project.schema.fields if f.kind == "date"), "")
+    id_field = next((f.name for f in project.schema.fields if f.kind == "resident_id"), "")
     cipher = RefCipher(ref_key, project.project_id, department)
     pack = load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
     declared = project.departments[department]
@@ -76,7 +88,8 @@ def prepare(frame: pd.DataFrame, department: str, project: Project, secret: byte
     for start in range(0, len(frame), CHUNK):
         chunk = frame.iloc[start:start + CHUNK]
         features = [record_features(row, fields) for row in chunk[columns].to_dict("records")]
-        births = pd.Series([f[birth_field] for f in features] if birth_field else "", index=chunk.index)
+        births = pd.Series([_birth_for_age(f, birth_field, id_field) for f in features], index=chunk.index,
+                           dtype=object)
         try:
             ind = derive(department, chunk, births, pack, as_of, declared)
         except IndicatorError as e:

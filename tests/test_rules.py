@@ -209,3 +209,24 @@ def test_a_known_but_undeclared_indicator_is_refused(operator, agent_config, coo
             list(agent.stub.UploadBatches(agent._batches(session.upload_id, [sneaky])))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "['compulsory_school_age'] are not declared for population" in e.value.details()
+
+
+def test_ages_for_indicators_follow_a_valid_resident_id_over_a_typed_birth_date():
+    from agents.prepare import prepare
+    from fedlink.schema import Project
+
+    project = Project.default("ages", reference_date="2025-06-30")
+    rows = [  # the same boy, born 2019-08-13 (his ID says so, with a correct check character)
+        {"record_id": "typo", "name": "杨宇辰", "sex": "男", "birth_date": "2011-08-13",
+         "resident_id": "440304201908131997"},
+        {"record_id": "bad-id", "name": "杨宇辰", "sex": "男", "birth_date": "2011-08-13",
+         "resident_id": "440304201908131998"},  # wrong check character: the typed date is all there is
+        {"record_id": "no-id", "name": "王芳", "sex": "女", "birth_date": "1940-01-02", "resident_id": ""},
+    ]
+    frame = pd.DataFrame(rows).reindex(columns=["record_id", "name", "sex", "birth_date", "resident_id", "address",
+                                                "phone", "household_id", "household_size", "region_code"]).fillna("")
+    prepared = prepare(frame, "population", project, b"k" * 32, b"r" * 32, batch_size=10)
+    ind = prepared.batches[0].indicators
+    assert ind[0]["compulsory_school_age"] == 0  # five years old at the reference date
+    assert ind[1]["compulsory_school_age"] == 1  # 2011 as typed: thirteen
+    assert ind[2]["elderly"] == 1
