@@ -53,7 +53,8 @@ def test_rule_reads_possible_presence_as_not_absent():
 def test_missed_link_is_possible_presence_and_a_twins_claimed_record_is_not():
     people = balanced(5)  # missed, twin_at_school, twin_absent, not_at_school, distractor
     missed, twin_at_school, twin_absent, not_at_school = range(4)
-    people[twin_absent] = near(people[twin_at_school], 0.74)  # twins: one address, one birth date
+    # Twins: one address, one birth date; near enough to count, were the record unclaimed.
+    people[twin_absent] = near(people[twin_at_school], THRESHOLD - NEAR_MARGIN / 2)
     pop_bits = np.vstack([people, balanced(200)])
     school_bits = np.vstack([near(people[missed], THRESHOLD - NEAR_MARGIN / 2),  # below the threshold
                              people[twin_at_school],
