@@ -390,7 +390,8 @@ def build_report(linkage: Linkage, flag_rows: list[dict], k: int, facts: dict | 
         "persons_by_department_count": suppress(by_count, k),
         "flags_per_need": suppress(per_need, k),
         "flags_per_status": suppress(statuses, k),
-        # Persons an absence rule did not count as absent: an unlinked near match there.
+        # Per department: persons with no record there but near one nobody's linked to,
+        # whom absence rules do not count as absent (possible_presence).
         "absence_uncertain": suppress({key.removeprefix("possible:"): int(np.count_nonzero(v))
                                        for key, v in (facts or {}).items() if key.startswith("possible:")}, k),
     }

@@ -8,7 +8,7 @@ import numpy as np
 
 from fedlink.rules import evaluate, load_rulepack
 from server.engine import LocalEngine
-from server.linkage import NEAR_MARGIN, DepartmentRecords, link, person_facts, possible_presence
+from server.linkage import NEAR_MARGIN, DepartmentRecords, build_report, link, person_facts, possible_presence
 from server.matching import dice_reference, pack_filters
 
 PACK = load_rulepack()
@@ -91,3 +91,7 @@ def test_missed_link_is_possible_presence_and_a_twins_claimed_record_is_not():
     assert person[missed] in without and person[missed] not in with_second_look
     assert {person[twin_absent], person[not_at_school]} <= with_second_look
     assert without - with_second_look == {person[missed]}
+    # The operator's report counts them, with small cells suppressed like every count.
+    report = build_report(linkage, [], 1, facts)
+    assert report["absence_uncertain"] == [{"key": "education", "count": 1, "suppressed": False}]
+    assert build_report(linkage, [], 5, facts)["absence_uncertain"][0]["suppressed"]
