@@ -1,0 +1,3 @@
+from bench.synth.scenario import main
+
+main()
