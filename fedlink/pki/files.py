@@ -1,0 +1,126 @@
+"""A party's PEM files: where they are, and writing them safely."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fedlink.identity import validate_label
+
+CA_CERT_FILE = "ca.pem"
+CA_KEY_FILE = "ca.key"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Paths of one party's PEM files: its certificate, its key, the CA."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def load(self) -> tuple[bytes, bytes, bytes]:
+        """Return ``(cert, key, ca)`` as bytes."""
+        return self.cert.read_bytes(), self.key.read_bytes(), self.ca.read_bytes()
+
+    @classmethod
+    def of(cls, directory: Path, party: str) -> Credentials:
+        """Where *party*'s files are (or go) in *directory*."""
+        return cls(cert=directory / f"{party}.pem", key=directory / f"{party}.key", ca=directory / CA_CERT_FILE)
+
+
+def agent_party_name(department: str) -> str:
+    """The party (file / common) name of a department's agent: ``agent-<department>``."""
+    return f"agent-{validate_label(department, 'department')}"
+
+
+def credentials_for(directory: Path | str, party: str) -> Credentials:
+    """Locate an existing party's files in *directory*.
+
+    *party* is a party name as returned by :func:`init_pki` (``"coordinator"``,
+    ``"agent-population"``, ``"operator"`` ...).  Raises ``FileNotFoundError``
+    naming the first missing file.
+    """
+    directory = Path(directory)
+    validate_label(party, "party name")
+    creds = Credentials.of(directory, party)
+    for what, path in (("certificate", creds.cert), ("private key", creds.key), ("CA certificate", creds.ca)):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{what} for party {party!r} not found: {path} "
+                f"(run `init_pki` / `issue` for it first)"
+            )
+    return creds
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write *data* to *path* with *mode*, atomically (temp file + rename).
+
+    The temporary file is created 0600 from the start, so a private key is
+    never readable by others, whatever the umask.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_key(path: Path, key) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_atomic(path, pem, 0o600)
+
+
+def write_cert(path: Path, cert: x509.Certificate) -> None:
+    _write_atomic(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
+def check_not_existing(paths: Iterable[Path], overwrite: bool, hint: str) -> None:
+    if overwrite:
+        return
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        names = ", ".join(str(p) for p in existing)
+        raise FileExistsError(
+            f"refusing to overwrite existing PKI files: {names}. {hint} "
+            "Pass overwrite=True to replace them (every certificate issued by "
+            "a replaced CA stops being trusted)."
+        )
+
+
+def load_ca(ca_dir: Path):
+    cert_path, key_path = ca_dir / CA_CERT_FILE, ca_dir / CA_KEY_FILE
+    for what, path in (("CA certificate", cert_path), ("CA private key", key_path)):
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} not found: {path} (run init_pki first)")
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_path} is not an ECDSA key; fedlink certificates are ECDSA P-256")
+    if key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        raise ValueError(f"{key_path} does not match {cert_path}")
+    return key, cert
