@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import fedlink.merkle as merkle
+import fedlink.merkle.tree as merkle  # the module whose node_hash the tree queries call
 from fedlink.merkle import (
     EMPTY_ROOT,
     MerkleTree,

@@ -1,85 +1,21 @@
-"""RFC 6962 / RFC 9162 Merkle trees: tree hashes, proofs, proof verification.
-
-This is the hashing core of the audit log (DESIGN.md, privacy model item 7):
-the coordinator appends one leaf per audit event, publishes signed tree heads,
-and hands out inclusion and consistency proofs that a privacy officer checks
-offline with the two ``verify_*`` functions below. The functions are pure;
-``MerkleTree`` is an in-memory cache over the same definitions. Signing tree
-heads and storing events live elsewhere.
-
-Hashing follows RFC 6962 section 2.1 with SHA-256 (RFC 9162 section 2.1.1
-keeps the same construction): leaves and interior nodes are hashed with
-distinct one-byte prefixes (0x00 and 0x01) so that a leaf can never be
-passed off as an interior node, which would otherwise allow a second
-preimage attack on the tree.
-
-Generation follows the recursive definitions of RFC 6962 sections 2.1.1
-(PATH) and 2.1.2 (PROOF), unrolled into loops over index ranges, so the
-output is byte-for-byte the RFC's. Verification is the iterative algorithm
-of RFC 9162 sections 2.1.3.2 and 2.1.4.2, which checks a proof without
-knowing any tree contents.
-
-Sizes and indices are plain Python ints. A ``hashes`` argument is a sequence
-of 32-byte leaf hashes (``leaf_hash(entry)`` for each log entry), not raw
-entries: the log stores the leaf hashes, and proofs are over them.
-"""
-
+"""Generation: ``MerkleTree``, an append-only cache of every complete subtree, and the
+stateless PATH and PROOF of RFC 6962 sections 2.1.1 and 2.1.2 over a list of leaf hashes."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import operator
 from collections.abc import Iterable, Sequence
 from itertools import islice
 
-__all__ = [
-    "EMPTY_ROOT",
-    "HASH_SIZE",
-    "MerkleTree",
-    "ProofError",
-    "consistency_proof",
-    "inclusion_proof",
-    "leaf_hash",
-    "node_hash",
-    "root_from_leaf_hashes",
-    "verify_consistency",
-    "verify_inclusion",
-]
-
-HASH_SIZE = 32
-
-# RFC 6962 section 2.1: the hash of an empty list is the hash of an empty
-# string, MTH({}) = SHA-256().
-EMPTY_ROOT = hashlib.sha256(b"").digest()
-
-_LEAF_PREFIX = b"\x00"
-_NODE_PREFIX = b"\x01"
-
-_sha256 = hashlib.sha256
-
-
-class ProofError(ValueError):
-    """A proof did not verify: malformed, the wrong length, or not matching a root."""
-
-
-def leaf_hash(data: bytes) -> bytes:
-    """MTH({d(0)}) = SHA-256(0x00 || d(0)), RFC 6962 section 2.1."""
-    return _sha256(_LEAF_PREFIX + bytes(data)).digest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    """SHA-256(0x01 || left || right), RFC 6962 section 2.1."""
-    return _sha256(_NODE_PREFIX + left + right).digest()
-
-
-def _split(n: int) -> int:
-    """k, the largest power of two smaller than n (n > 1), RFC 6962 section 2.1."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
-# --------------------------------------------------------------------------
-# Generation
-# --------------------------------------------------------------------------
+from fedlink.merkle.hashing import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    NODE_PREFIX,
+    check_leaf_hash,
+    leaf_hash,
+    node_hash,
+    sha256,
+    split,
+)
 
 
 class MerkleTree:
@@ -121,7 +57,7 @@ class MerkleTree:
         types, lengths = set(map(type, leaves)), set(map(len, leaves))
         if not types <= {bytes, bytearray} or not lengths <= {HASH_SIZE}:
             for i, h in enumerate(leaves):
-                _check_leaf_hash(h, f"leaf hash {i}")
+                check_leaf_hash(h, f"leaf hash {i}")
         tree = cls()
         level = b"".join(leaves)
         tree._levels = [bytearray(level)]
@@ -131,7 +67,7 @@ class MerkleTree:
         while len(level) >= 2 * HASH_SIZE:
             level = b"".join(
                 [
-                    _sha256(_NODE_PREFIX + level[i : i + 2 * HASH_SIZE]).digest()
+                    sha256(NODE_PREFIX + level[i : i + 2 * HASH_SIZE]).digest()
                     for i in range(0, len(level) - 2 * HASH_SIZE + 1, 2 * HASH_SIZE)
                 ]
             )
@@ -152,7 +88,7 @@ class MerkleTree:
 
     def append_leaf_hash(self, hash_: bytes) -> int:
         """Append an already-computed 32-byte leaf hash; returns its leaf index."""
-        _check_leaf_hash(hash_, "leaf hash")
+        check_leaf_hash(hash_, "leaf hash")
         index = self._size
         levels = self._levels
         levels[0] += hash_
@@ -162,7 +98,7 @@ class MerkleTree:
         # parent; with n/2 even as well, so do the last two level-1 entries...
         height = 0
         while n & 1 == 0:
-            parent = _sha256(_NODE_PREFIX + levels[height][-2 * HASH_SIZE :]).digest()
+            parent = sha256(NODE_PREFIX + levels[height][-2 * HASH_SIZE :]).digest()
             height += 1
             if height == len(levels):
                 levels.append(bytearray())
@@ -196,7 +132,7 @@ class MerkleTree:
         path = []
         lo, hi = 0, size
         while hi - lo > 1:
-            mid = lo + _split(hi - lo)
+            mid = lo + split(hi - lo)
             if index < mid:
                 path.append(self._range_hash(mid, hi))
                 hi = mid
@@ -228,7 +164,7 @@ class MerkleTree:
                 if not whole_old_tree:
                     proof.append(self._range_hash(lo, hi))
                 break
-            k = _split(n)
+            k = split(n)
             if m <= k:
                 proof.append(self._range_hash(lo + k, hi))
                 hi = lo + k
@@ -277,13 +213,6 @@ class MerkleTree:
         return acc
 
 
-def _check_leaf_hash(h: object, what: str) -> None:
-    # The cache stores hashes back to back, so a wrong-length entry would
-    # silently shift every hash after it: refuse it at the door.
-    if not isinstance(h, (bytes, bytearray)) or len(h) != HASH_SIZE:
-        raise ValueError(f"{what} is not a {HASH_SIZE}-byte hash")
-
-
 def _tree_over(hashes: Sequence[bytes], size: int) -> MerkleTree:
     size = operator.index(size)
     if not 0 <= size <= len(hashes):
@@ -315,140 +244,3 @@ def consistency_proof(hashes: Sequence[bytes], old_size: int, new_size: int) -> 
     Needs 0 < old_size <= new_size <= len(hashes); equal sizes give [].
     """
     return _tree_over(hashes, new_size).consistency_proof(old_size)
-
-
-# --------------------------------------------------------------------------
-# Verification
-# --------------------------------------------------------------------------
-
-
-def _proof_hashes(proof: Sequence[bytes] | None) -> list[bytes]:
-    # Each proof element is fed to SHA-256 as a node; anything but a 32-byte
-    # string is malformed, and rejecting it here keeps the loops below exact.
-    hashes = list(proof or ())
-    for i, p in enumerate(hashes):
-        if not isinstance(p, (bytes, bytearray)) or len(p) != HASH_SIZE:
-            raise ProofError(f"proof element {i} is not a {HASH_SIZE}-byte hash")
-    return [bytes(p) for p in hashes]
-
-
-def _same(a: bytes, b: bytes) -> bool:
-    # Roots are public, so timing is not the point; compare_digest also
-    # insists on bytes-like operands rather than comparing a str to bytes.
-    return hmac.compare_digest(bytes(a), bytes(b))
-
-
-def _sizes(*values: int) -> list[int]:
-    out = [operator.index(v) for v in values]
-    if any(v < 0 for v in out):
-        raise ProofError(f"negative tree size or index in {out}")
-    return out
-
-
-def verify_inclusion(
-    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
-) -> None:
-    """Check that ``leaf_hash`` is leaf ``index`` of the tree of ``size`` leaves with ``root``.
-
-    The algorithm of RFC 9162 section 2.1.3.2. Returns None on success and
-    raises ProofError otherwise, including for a proof of the wrong length.
-    """
-    index, size = _sizes(index, size)
-    # Step 1: the leaf must be inside the tree (this rejects size 0).
-    if index >= size:
-        raise ProofError(f"leaf index {index} is not below tree size {size}")
-    path = _proof_hashes(proof)
-    if len(leaf_hash) != HASH_SIZE or len(root) != HASH_SIZE:
-        raise ProofError(f"leaf hash and root must be {HASH_SIZE}-byte hashes")
-
-    # Step 2. fn walks up from the leaf, sn from the last leaf of the tree;
-    # they meet at the root, and they are equal exactly while the node is on
-    # the tree's right border.
-    fn, sn = index, size - 1
-    r = bytes(leaf_hash)  # step 3
-    for p in path:  # step 4
-        if sn == 0:  # 4a: reached the root with proof left over
-            raise ProofError("inclusion proof is too long")
-        if fn & 1 or fn == sn:  # 4b: p is a left sibling
-            r = node_hash(p, r)
-            # 4b.ii: on the right border a node with no right sibling is
-            # promoted unchanged (RFC 6962's unbalanced split); skip the
-            # levels where that happens.
-            while fn and not fn & 1:
-                fn >>= 1
-                sn >>= 1
-        else:  # p is a right sibling
-            r = node_hash(r, p)
-        fn >>= 1  # 4c
-        sn >>= 1
-    # Step 5: the path must end exactly at the root, and hash to it.
-    if sn != 0:
-        raise ProofError("inclusion proof is too short")
-    if not _same(r, root):
-        raise ProofError("inclusion proof does not match the root")
-
-
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
-) -> None:
-    """Check that tree head (new_size, new_root) extends tree head (old_size, old_root).
-
-    The algorithm of RFC 9162 section 2.1.4.2, for 0 < old_size < new_size.
-    Around it: equal sizes are consistent exactly when the roots are equal
-    and the proof is empty (the proof RFC 6962 section 2.1.2 generates for
-    m = n); an old size of 0 is refused, since RFC 6962 defines consistency
-    only for 0 < m, and a proof from the empty tree would attest nothing.
-    Returns None on success, raises ProofError otherwise.
-    """
-    old_size, new_size = _sizes(old_size, new_size)
-    if old_size > new_size:
-        raise ProofError(f"old size {old_size} is larger than new size {new_size}")
-    if old_size == 0:
-        raise ProofError("consistency from the empty tree proves nothing; need old size > 0")
-    path = _proof_hashes(proof)
-    if old_size == new_size:
-        # Nothing is hashed here, so the roots are compared as given.
-        if path:
-            raise ProofError("sizes are equal but the proof is not empty")
-        if not _same(old_root, new_root):
-            raise ProofError("sizes are equal but the roots differ")
-        return
-    if len(old_root) != HASH_SIZE or len(new_root) != HASH_SIZE:
-        raise ProofError(f"roots must be {HASH_SIZE}-byte hashes")
-
-    if not path:  # step 1
-        raise ProofError("consistency proof is empty")
-    # Step 2: when the old tree is a perfect subtree of the new one, its root
-    # is the starting node and the generator (RFC 6962, b = true) left it out.
-    if old_size & (old_size - 1) == 0:
-        path.insert(0, bytes(old_root))
-    # Step 3. As in inclusion: fn tracks the last leaf of the old tree, sn
-    # the last leaf of the new one.
-    fn, sn = old_size - 1, new_size - 1
-    # Step 4: climb to the root of the old tree's last perfect subtree, the
-    # node the proof starts from.
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    # Step 5: fr rebuilds the old root, sr the new one, from the same start.
-    fr = sr = path[0]
-    for c in path[1:]:  # step 6
-        if sn == 0:  # 6a
-            raise ProofError("consistency proof is too long")
-        if fn & 1 or fn == sn:  # 6b: c is a left sibling, inside the old tree too
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            while fn and not fn & 1:  # 6b.ii, as in inclusion
-                fn >>= 1
-                sn >>= 1
-        else:  # c is a right sibling: only in the new tree
-            sr = node_hash(sr, c)
-        fn >>= 1  # 6c
-        sn >>= 1
-    # Step 7.
-    if sn != 0:
-        raise ProofError("consistency proof is too short")
-    if not _same(fr, old_root):
-        raise ProofError("consistency proof does not match the old root")
-    if not _same(sr, new_root):
-        raise ProofError("consistency proof does not match the new root")
