@@ -61,7 +61,11 @@ def test_a_learned_token_counts_only_when_its_records_are_the_ones_that_have_it(
 
 
 def test_census_is_separate(result):
-    assert result["census_seed"] != result["seed"]
+    # The attacker's census is another population: none of the target's persons is in it.
+    assert result["census_shared_records"] == 0
+    # The count sees a census drawn from the target's own population.
+    own = run_attacks(persons=300, seed=0, census_persons=300, census_seed=0, targets=())
+    assert own["census_shared_records"] == own["records"] > 0
 
 
 def test_salting_leaves_pattern_mining_nothing_to_learn():

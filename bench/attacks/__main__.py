@@ -1,0 +1,3 @@
+from bench.attacks.table import main
+
+main()
