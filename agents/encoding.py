@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from functools import lru_cache
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from Crypto.Hash import SHA256
@@ -90,9 +90,6 @@ class Encoder:
             bits[i, self.positions(features)] = 1
         return np.packbits(bits, axis=1)
 
-    def encode_one(self, features: Mapping[str, str]) -> bytes:
-        return self.encode([features])[0].tobytes()
-
 
 def _positions_fn(key: bytes, k: int, bits: int):
     # One HMAC-SHA-512 yields 32 independent 16-bit positions; more are taken
@@ -116,7 +113,3 @@ def dice(a: bytes, b: bytes) -> float:
     total = x.bit_count() + y.bit_count()
     return 2 * (x & y).bit_count() / total if total else 0.0
 
-
-def fill_rate(filters: Iterable[bytes]) -> float:
-    arr = np.frombuffer(b"".join(filters), dtype=np.uint8)
-    return float(np.unpackbits(arr).mean()) if arr.size else 0.0

@@ -20,7 +20,7 @@ the default.
                encodes identically in every upload (a resumed upload finds its
                batches again, and monthly uploads cannot be averaged to remove the noise)
 
-    encoder = hardened_encoder(project.schema, secret, project.project_id)
+    encoder = HardenedEncoder(project.schema, secret, project.project_id)
     packed = encoder.encode(features)        # (n, filter_bits / 8) uint8
 """
 from __future__ import annotations
@@ -61,9 +61,6 @@ class HardenedEncoder:
             return blip(raw, self.rate, self._key)
         return raw
 
-    def encode_one(self, features: Mapping[str, str]) -> bytes:
-        return self.encode([features])[0].tobytes()
-
     # -- salting -------------------------------------------------------------
 
     def _salt_setup(self) -> None:
@@ -89,10 +86,6 @@ class HardenedEncoder:
                                                      f"{self._project_id}/salt/{year}")
             out[rows] |= enc.encode([records[i] for i in rows])
         return out
-
-
-def hardened_encoder(schema: LinkageSchema, secret: bytes, project_id: str) -> HardenedEncoder:
-    return HardenedEncoder(schema, secret, project_id)
 
 
 # --------------------------------------------------------------------------- bit-level options

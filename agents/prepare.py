@@ -13,7 +13,7 @@ from typing import Callable
 
 import pandas as pd
 
-from agents.hardening import hardened_encoder
+from agents.hardening import HardenedEncoder
 from agents.households import household_key, household_tokens
 from agents.indicators import IndicatorError, derive
 from agents.normalise import parse_resident_id, record_features
@@ -65,7 +65,7 @@ def _birth_for_age(features: dict[str, str], birth_field: str, id_field: str) ->
 def prepare(frame: pd.DataFrame, department: str, project: Project, secret: bytes, ref_key: bytes,
             batch_size: int, source: str = "extract", progress: Callable[[int], None] | None = None) -> PreparedUpload:
     # The project's hardening (agents/hardening.py) applies before anything leaves the department.
-    encoder = hardened_encoder(project.schema, secret, project.project_id)
+    encoder = HardenedEncoder(project.schema, secret, project.project_id)
     fields = [(f.name, f.kind, f.column) for f in project.schema.fields]
     columns = list(schema_columns(project.schema))
     # Ages for the indicators: the birth date inside a valid resident ID (its

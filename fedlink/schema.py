@@ -1,4 +1,4 @@
-"""The schema model both sides share: the extract contract of DATA_FORMAT.md,
+"""The schema model both sides share: the extract contract of docs/data-format.md,
 the linkage schema agents encode with, and a project's settings as plain data.
 
 A project is written by an operator as TOML (see `Project.from_toml`), sent to
@@ -15,7 +15,7 @@ from pathlib import Path
 
 IDENTITY_COLUMNS = ("record_id", "name", "sex", "birth_date", "resident_id", "address", "phone")
 
-# Department columns, as DATA_FORMAT.md lists them.
+# Department columns, as docs/data-format.md lists them.
 DEPARTMENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "population": ("household_id", "household_size", "region_code"),
     "civil_affairs": ("household_id", "household_size", "household_monthly_income", "dibao", "region_code"),

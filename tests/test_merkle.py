@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -405,27 +404,15 @@ def test_tree_queries_cost_logarithmic_hashes(monkeypatch):
 
 
 # --------------------------------------------------------------------------
-# Public test vectors (transparency-dev/merkle), in <shared>/testdata/merkle
+# Public test vectors (transparency-dev/merkle), vendored in tests/vectors/merkle
 # --------------------------------------------------------------------------
 
-
-def _shared_dir() -> Path:
-    env = os.environ.get("FEDLINK_SHARED")
-    if env:
-        return Path(env)
-    # The repository root is the parent of tests/; shared/ sits beside it.
-    return Path(__file__).resolve().parents[1].parent / "shared"
-
-
-VECTOR_DIR = _shared_dir() / "testdata" / "merkle"
+VECTOR_DIR = Path(__file__).resolve().parent / "vectors" / "merkle"
 
 
 def _vector_params(kind: str):
-    folder = VECTOR_DIR / kind
-    if not folder.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(
-            reason=f"Merkle test vectors not found at {folder} (set FEDLINK_SHARED)"))]
-    files = sorted(folder.rglob("*.json"))
+    # An absent folder yields no cases, which test_vector_folders_are_populated fails.
+    files = sorted((VECTOR_DIR / kind).rglob("*.json"))
     return [pytest.param(f, id=f.relative_to(VECTOR_DIR).as_posix()) for f in files]
 
 
@@ -441,8 +428,7 @@ def _load(path: Path) -> dict:
 
 @pytest.mark.parametrize("kind", ["inclusion", "consistency"])
 def test_vector_folders_are_populated(kind):
-    if not VECTOR_DIR.is_dir():
-        pytest.skip(f"Merkle test vectors not found at {VECTOR_DIR} (set FEDLINK_SHARED)")
+    assert (VECTOR_DIR / kind).is_dir(), f"Merkle test vectors missing from {VECTOR_DIR}"
     files = list((VECTOR_DIR / kind).rglob("*.json"))
     happy = [f for f in files if not _load(f)["wantErr"]]
     assert len(files) > 50 and happy, f"{kind}: {len(files)} cases, {len(happy)} happy"
