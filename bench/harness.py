@@ -1,5 +1,5 @@
 """`fedlink bench`: the real coordinator and one real agent per department on
-loopback with mutual TLS, over a scenario folder (DATA_FORMAT.md).
+loopback with mutual TLS, over a scenario folder (docs/data-format.md).
 
 The bench plays every role at once. It alone may decrypt every department's
 references (to write links.csv against the truth); it reads the coordinator's

@@ -447,7 +447,7 @@ def agent_review(config: Path = typer.Option(..., help="The department's agent T
 @app.command()
 def synth(out: Path, persons: int = typer.Option(2000), seed: int = typer.Option(0),
           error_scale: float = typer.Option(1.0, help="Multiply every error rate")):
-    """Write a synthetic scenario (six departments, truth, needs) in the format of DATA_FORMAT.md."""
+    """Write a synthetic scenario (six departments, truth, needs) in the format of docs/data-format.md."""
     from bench.synth import write_scenario
 
     summary = write_scenario(out, persons, seed=seed, error_scale=error_scale)

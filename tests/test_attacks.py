@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from agents.hardening import balance, blip, hardened_encoder, xor_fold
+from agents.hardening import balance, blip, HardenedEncoder, xor_fold
 from bench.attacks import ATTACKS, run_attacks
 from fedlink.schema import LinkageSchema, SchemaError, hardening_option
 
@@ -93,7 +93,7 @@ def test_bit_level_options():
 @pytest.mark.parametrize("option", ["none", "salt", "balance", "xor", "blip-0.02"])
 def test_every_option_keeps_the_wire_length_and_links_a_record_to_itself(option):
     schema = replace(LinkageSchema(), hardening=option)
-    enc = hardened_encoder(schema, b"secret", "p")
+    enc = HardenedEncoder(schema, b"secret", "p")
     a = {"name": "王小明", "name_pinyin": "wang xiaoming", "sex": "M", "birth_date": "1980-03-04",
          "resident_id": "110101198003041234", "address": "朝阳路12号"}
     b = {**a, "name": "王晓明"}  # a homophone

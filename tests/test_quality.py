@@ -11,7 +11,7 @@ import pytest
 
 from agents.encoding import dice
 from agents.extract import read_extract
-from agents.hardening import hardened_encoder
+from agents.hardening import HardenedEncoder
 from agents.normalise import normalise_record, record_features
 from bench.febrl import materialise
 from bench.harness import scenario_settings
@@ -38,7 +38,7 @@ FATHER = {"name": "王建国", "sex": "男", "birth_date": "1958-11-20", "reside
 
 
 def encode(rows: list[dict]) -> list[bytes]:
-    encoder = hardened_encoder(SCHEMA, SECRET, "quality")
+    encoder = HardenedEncoder(SCHEMA, SECRET, "quality")
     return [row.tobytes() for row in encoder.encode([normalise_record(r) for r in rows])]
 
 

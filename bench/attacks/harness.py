@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from agents.hardening import hardened_encoder
+from agents.hardening import HardenedEncoder
 from agents.normalise import normalise_name, normalise_record
 from bench.attacks.census import Census
 from bench.attacks.encodings import fedlink_tokens, salted_tokens, weak_encode, weak_tokens
@@ -92,7 +92,7 @@ def run_attacks(persons: int = 5000, seed: int = 0, hardening: str | None = None
             public = lambda names: weak_encode([normalise_name(x) for x in names])  # the hash is public
         elif target == "fedlink":
             schema = replace(LinkageSchema(), hardening=hardening)
-            filters = hardened_encoder(schema, secret, PROJECT_ID).encode(features)
+            filters = HardenedEncoder(schema, secret, PROJECT_ID).encode(features)
             tokeniser, use_year = (salted_tokens if hardening == "salt" else fedlink_tokens), True
             public = None  # the positions depend on the project secret: no dictionary
         else:
