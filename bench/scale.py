@@ -56,7 +56,8 @@ import tomllib
 
 import numpy as np
 
-from server.blocking import BlockingStats, LshParams, lsh_candidates
+from server.blocking.candidates import lsh_candidates
+from server.blocking.params import BlockingStats, LshParams
 from server.matching import dice_scores_above, dice_scores_pairs, group_records, pack_filters
 
 N_DEPARTMENTS = 6
