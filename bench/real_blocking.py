@@ -8,7 +8,8 @@ import tomllib
 
 import numpy as np
 
-from server.blocking import LshParams, lsh_candidates
+from server.blocking.candidates import lsh_candidates
+from server.blocking.params import LshParams
 from server.matching import dice_scores_above, dice_scores_pairs, pack_filters
 
 BLOCKING_KEYS = ("resident_id", "name_birth", "phone")

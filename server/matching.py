@@ -74,7 +74,11 @@ __all__ = [
     "dice_reference",
     "dice_scores_above",
     "dice_scores_pairs",
+    "as_filters",
+    "check_pair",
+    "check_threshold",
     "group_records",
+    "need_table",
     "pack_filters",
     "popcounts",
 ]
@@ -109,11 +113,10 @@ class ScoredPairs:
     def __len__(self) -> int:
         return len(self.score)
 
-
-def _empty_pairs() -> ScoredPairs:
-    return ScoredPairs(
-        np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
-    )
+    @classmethod
+    def empty(cls) -> ScoredPairs:
+        """No pairs, with the dtypes of a real result."""
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
 
 
 def pack_filters(raw: Sequence[bytes] | np.ndarray, filter_bits: int) -> np.ndarray:
@@ -148,11 +151,12 @@ def pack_filters(raw: Sequence[bytes] | np.ndarray, filter_bits: int) -> np.ndar
 
 def popcounts(filters: np.ndarray) -> np.ndarray:
     """Number of set bits of each packed filter, ``(n,)`` int32."""
-    filters = _as_filters(filters, "filters")
+    filters = as_filters(filters, "filters")
     return np.bitwise_count(filters).sum(axis=1, dtype=np.int32)
 
 
-def _as_filters(filters: np.ndarray, name: str) -> np.ndarray:
+def as_filters(filters: np.ndarray, name: str) -> np.ndarray:
+    """``filters`` as a C-contiguous 2-D uint64 array; ValueError naming ``name`` otherwise."""
     filters = np.asarray(filters)
     if filters.dtype != np.uint64 or filters.ndim != 2:
         raise ValueError(
@@ -162,9 +166,10 @@ def _as_filters(filters: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(filters)
 
 
-def _check_pair(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    left = _as_filters(left, "left")
-    right = _as_filters(right, "right")
+def check_pair(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides as packed filters (``as_filters``) of one width; ValueError otherwise."""
+    left = as_filters(left, "left")
+    right = as_filters(right, "right")
     if left.shape[1] != right.shape[1]:
         raise ValueError(
             f"filter widths differ: {left.shape[1] * 64} and {right.shape[1] * 64} bits"
@@ -194,7 +199,7 @@ def dice_reference(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     Dice is ``2 * |A & B| / (|A| + |B|)``, and 0 where both filters are empty.
     Blocks of left rows against all right rows, one word at a time.
     """
-    left, right = _check_pair(left, right)
+    left, right = check_pair(left, right)
     n, m = left.shape[0], right.shape[0]
     right_words = np.ascontiguousarray(right.T)  # (n_words, m)
     inter = np.empty((n, m), np.float64)
@@ -452,7 +457,7 @@ def _pair_scores(left, right, li, rj):
 # --------------------------------------------------------------------------
 
 
-def _need_table(threshold: float, filter_bits: int) -> np.ndarray:
+def need_table(threshold: float, filter_bits: int) -> np.ndarray:
     """need[s]: least |A&B| whose Dice reaches ``threshold`` when |A|+|B| = s.
 
     Uses the reference's own float64 expression ``2.0 * c / s``, so a count
@@ -526,7 +531,7 @@ def _run_chunks(kernel, left, right, threshold, left_counts, right_counts):
     Returns the kernel's results in chunk order, with the sort orders.
     """
     filter_bits = left.shape[1] * 64
-    need = _need_table(threshold, filter_bits)
+    need = need_table(threshold, filter_bits)
 
     left_order = np.argsort(left_counts, kind="stable")
     right_order = np.argsort(right_counts, kind="stable")
@@ -561,7 +566,8 @@ def _run_chunks(kernel, left, right, threshold, left_counts, right_counts):
     return results, left_order, right_order
 
 
-def _check_threshold(threshold: float) -> float:
+def check_threshold(threshold: float) -> float:
+    """The threshold as a float; ValueError for NaN (every comparison with NaN is false)."""
     threshold = float(threshold)
     if math.isnan(threshold):
         raise ValueError("threshold must not be NaN")
@@ -582,17 +588,17 @@ def dice_scores_above(
     passed in when already known.  Scores are the float64 Dice rounded to
     float32, and pairs come ordered by (left, right).
     """
-    left, right = _check_pair(left, right)
-    threshold = _check_threshold(threshold)
+    left, right = check_pair(left, right)
+    threshold = check_threshold(threshold)
     left_counts = _as_counts(left_counts, left, "left_counts")
     right_counts = _as_counts(right_counts, right, "right_counts")
     if left.shape[0] == 0 or right.shape[0] == 0:
-        return _empty_pairs()
+        return ScoredPairs.empty()
     results, left_order, right_order = _run_chunks(
         _collect_chunk, left, right, threshold, left_counts, right_counts
     )
     if not results:
-        return _empty_pairs()
+        return ScoredPairs.empty()
     li, rj, score = (np.concatenate(column) for column in zip(*results))
     return ScoredPairs(*_original_order(li, rj, score, left_order, right_order))
 
@@ -602,8 +608,8 @@ def _dice_count_above(left: np.ndarray, right: np.ndarray, threshold: float) -> 
 
     Runs the same kernel; the benchmark uses it to time comparisons alone.
     """
-    left, right = _check_pair(left, right)
-    threshold = _check_threshold(threshold)
+    left, right = check_pair(left, right)
+    threshold = check_threshold(threshold)
     if left.shape[0] == 0 or right.shape[0] == 0:
         return 0
     results, _, _ = _run_chunks(
@@ -616,7 +622,7 @@ def dice_scores_pairs(
     left: np.ndarray, right: np.ndarray, li: np.ndarray, rj: np.ndarray
 ) -> np.ndarray:
     """Dice of (left[li[k]], right[rj[k]]) for each k, float32."""
-    left, right = _check_pair(left, right)
+    left, right = check_pair(left, right)
     li = np.asarray(li, dtype=np.int64)
     rj = np.asarray(rj, dtype=np.int64)
     if li.shape != rj.shape or li.ndim != 1:
@@ -813,8 +819,8 @@ def dice_best_two(left: np.ndarray, right: np.ndarray, threshold: float) -> tupl
     for 2,000 rows against a million is 2e8 pairs.  Runs on the comparison
     kernel's tiles and threads.
     """
-    left, right = _check_pair(left, right)
-    threshold = _check_threshold(threshold)
+    left, right = check_pair(left, right)
+    threshold = check_threshold(threshold)
     n = left.shape[0]
     best = np.full(n, -1.0)
     second = np.full(n, -1.0)

@@ -619,7 +619,7 @@ class Coordinator:
 
     def _execute_run(self, run_id: str, project: Project, as_of: date, used: dict[str, str],
                      status: RunStatus) -> None:
-        from server.linkage import execute_run
+        from server.pipeline import execute_run
 
         phases: set[str] = set()
 
@@ -699,7 +699,7 @@ class Coordinator:
             health = self._health_of_uploads(conn, row.project_id, row.uploads or {})
         with self.store.write() as conn:
             self.store.audit(conn, str(who), "report.read", project_id=row.project_id, run_id=run_id)
-        from server.linkage import suppress
+        from server.pipeline.report import suppress
 
         k = (row.report or {}).get("suppression_k", 5)
         outcomes = suppress({f"{rule}/{outcome}": n for rule, outcome, n in feedback}, k)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.matching import dice_best_two
 
 ALPHA = 0.01  # estimated share of false links among those accepted
 SAMPLE = 2000  # records per side whose best and runner-up are measured
@@ -38,7 +37,7 @@ def _sample(n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(SAMPLE, n)).astype(np.int64))
 
 
-def score_profile(left: np.ndarray, right: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+def score_profile(left: np.ndarray, right: np.ndarray, floor: float, engine) -> tuple[np.ndarray, np.ndarray]:
     """Best and runner-up scores of sampled records of both sides against the other side."""
     bests, seconds = [], []
     for a, b in ((left, right), (right, left)):
@@ -47,9 +46,8 @@ def score_profile(left: np.ndarray, right: np.ndarray, floor: float) -> tuple[np
         rows = _sample(len(a))
         # The two highest scores per sampled row, without building the pairs:
         # at a floor of 0.6 on balanced filters ~10% of pairs pass, 2e8 pairs
-        # for 2,000 rows against a million records (docs/scale.md). In process
-        # on every engine: the work is small.
-        best, second = dice_best_two(np.ascontiguousarray(a[rows]), b, floor)
+        # for 2,000 rows against a million records (docs/scale.md).
+        best, second = engine.best_two(np.ascontiguousarray(a[rows]), b, floor)
         bests.append(best)
         seconds.append(second)
     if not bests:
@@ -72,6 +70,7 @@ def threshold_from_scores(best: np.ndarray, second: np.ndarray, floor: float, al
     return round(float(grid[ok[0]]), 4) if ok.size else 1.0
 
 
-def auto_threshold(left: np.ndarray, right: np.ndarray, floor: float) -> float:
-    best, second = score_profile(left, right, floor)
+def auto_threshold(left: np.ndarray, right: np.ndarray, floor: float, engine) -> float:
+    """The threshold for one department pair, from the best two scores ``engine`` finds."""
+    best, second = score_profile(left, right, floor, engine)
     return threshold_from_scores(best, second, floor)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedlink.rules import evaluate, load_rulepack
+from fedlink.rules import load_rulepack
 from server.engine import LocalEngine
-from server.linkage import NEAR_MARGIN, DepartmentRecords, build_report, link, person_facts, possible_presence
+from server.pipeline.link import DepartmentRecords, link
+from server.pipeline.needs import NEAR_MARGIN, evaluate, person_facts, possible_presence
+from server.pipeline.report import build_report
 from server.matching import dice_reference, pack_filters
 
 PACK = load_rulepack()

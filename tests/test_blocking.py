@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 
 from bench.scale import pair_completeness, perturbed_pairs
-from server.blocking import (
-    BlockingStats,
-    LshParams,
-    band_keys,
-    band_positions,
-    candidate_probability,
-    lsh_candidates,
-    score_candidates,
-)
+from server.blocking.candidates import lsh_candidates
+from server.blocking.keys import band_keys, band_positions
+from server.blocking.params import BlockingStats, LshParams, candidate_probability
+from server.blocking.scoring import score_candidates
 from server.engine import DaskEngine, LocalEngine, engine_from_url
 from server.matching import dice_reference, dice_scores_above, pack_filters
 
@@ -297,10 +292,10 @@ def test_engine_from_url():
 
 
 def test_run_stream_shows_pairs_compared_and_an_eta():
-    # server.linkage passes a progress callback to the engine: the operator's
+    # server.pipeline.link passes a progress callback to the engine: the operator's
     # run stream (WatchRun) gets pairs compared and an ETA within a compare.
     from bench.scale import population
-    from server.linkage import DepartmentRecords, link
+    from server.pipeline.link import DepartmentRecords, link
 
     filters, _ = population(400, departments=3, seed=2)
     departments = [DepartmentRecords(f"d{k}", np.arange(len(f)), [], f, {}) for k, f in enumerate(filters)]
@@ -320,7 +315,8 @@ def test_run_stream_shows_pairs_compared_and_an_eta():
 def test_multi_party_pass_equals_pair_by_pair(max_bucket):
     # One sort per band over every department gives each pair exactly the
     # links of the two-department pass (bucket sizes per department are the same).
-    from server.blocking import lsh_links, lsh_links_multi
+    from server.blocking.multi import lsh_links_multi
+    from server.blocking.scoring import lsh_links
     from bench.scale import population
 
     filters, _ = population(1500, departments=4, max_flip=0.12, seed=5)

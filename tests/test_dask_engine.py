@@ -11,7 +11,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from bench.scale import population
-from server.blocking import LshParams
+from server.blocking.params import LshParams
 from server.engine import DaskEngine, LocalEngine, engine_from_url
 
 pytestmark = pytest.mark.timeout(120)

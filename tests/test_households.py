@@ -12,7 +12,8 @@ import pytest
 from agents.client import Agent
 from agents.config import load_config
 from agents.households import household_key, household_tokens
-from fedlink.rules import RuleError, apply_households, default_text, evaluate, household_labels, load_rulepack
+from fedlink.rules import RuleError, default_text, load_rulepack
+from server.pipeline.needs import apply_households, evaluate, household_labels
 from fedlink.schema import DEPARTMENTS
 from dbutil import new_database, query
 from test_privacy import Capture

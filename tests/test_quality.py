@@ -17,7 +17,7 @@ from bench.febrl import materialise
 from bench.harness import scenario_settings
 from fedlink.schema import LinkageSchema, schema_columns, schema_from_dict
 from server.engine import LocalEngine
-from server.linkage import DepartmentRecords, link
+from server.pipeline.link import DepartmentRecords, link
 from server.matching import pack_filters
 from server.threshold import threshold_from_scores
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from agents.indicators import IndicatorError, derive
-from fedlink.rules import RuleError, default_text, evaluate, load_rulepack
+from fedlink.rules import RuleError, default_text, load_rulepack
+from server.pipeline.needs import evaluate
 
 PACK = load_rulepack()
 

@@ -57,8 +57,8 @@ department habit with some mixing, which is not an error and is not scaled.
 ``needs.csv`` (``needs.py``) holds what the default rule pack finds on the true department
 values and true coverage (``agents.indicators.derive`` per department, the
 pack's household indicators applied to every member of the true household of
-anyone on a household register (``fedlink.rules.apply_households``), then
-``fedlink.rules.evaluate``).
+anyone on a household register (``server.pipeline.needs.apply_households``), then
+``server.pipeline.needs.evaluate``).
 
 Run ``python -m bench.synth OUT --persons N`` to write one from the shell.
 """

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from bench.synth.world import World
-from fedlink.rules import RulePack, apply_households, evaluate, household_labels, load_rulepack
+from fedlink.rules import RulePack, load_rulepack
+from server.pipeline.needs import apply_households, evaluate, household_labels
 from fedlink.schema import DEPARTMENT_COLUMNS, DEPARTMENTS, HOUSEHOLD_DEPARTMENTS
 
 def true_needs(world: World, pack: RulePack | None = None) -> pd.DataFrame:

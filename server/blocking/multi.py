@@ -1,0 +1,229 @@
+"""Every department pair in one pass over the bands: the run's blocked path.
+
+The keys of every department in a band are sorted together, tagged with
+their department, so each band is one sort over all records instead of one
+per department pair, and each department's keys are computed once; a
+bucket's rows of each department are the same as in the two-department pass
+(``server.blocking.candidates``), so each pair's links are identical.  Each
+slice of bands scores its own candidates (``multi_slice_links``, the task
+every engine runs), so what leaves a task grows with the links, not with the
+candidates.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+from numba import njit
+
+from server.blocking.candidates import Dedup
+from server.blocking.keys import KEY_BANDS, band_positions, sampled_keys
+from server.blocking.params import BlockingStats, LshParams
+from server.blocking.scoring import score_candidates
+from server.blocking.tasks import THREADS, Tasks
+from server.matching import ScoredPairs, check_pair, check_threshold, popcounts
+
+_jit = {"cache": True, "nogil": True, "fastmath": False}
+
+_PARTY_BITS = 3  # parties per multi-party pass: at most 8 (the sort key holds the party in 3 bits)
+_MULTI_ROW_BITS = 28  # rows per party in the multi-party sort key
+_PAIR_SHIFT = 48  # a multi-party candidate is pair_index << 48 | (i * m + j)
+
+
+@njit(**_jit)
+def _pack_multi(keys, offsets, out):
+    """out = key << 32 | party << 28 | row for every party's rows of one band."""
+    for p in range(offsets.shape[0] - 1):
+        tag = np.uint64(p) << np.uint64(_MULTI_ROW_BITS)
+        for r in range(offsets[p + 1] - offsets[p]):
+            out[offsets[p] + r] = (np.uint64(keys[offsets[p] + r]) << np.uint64(32)) | tag | np.uint64(r)
+
+
+@njit(**_jit)
+def _emit_band_multi(packed, sizes, pair_index, max_bucket):
+    """Codes ``pair << 48 | i * m_b + j`` of the cross-party pairs of each bucket of one sorted band.
+
+    ``pair_index[a, b]`` (a < b) numbers the party pairs wanted, -1 for the
+    others.  A run of equal keys is a bucket; within it rows come party by
+    party.  A party pair is skipped in a bucket holding more than
+    ``max_bucket`` rows of either party, exactly as the two-party pass
+    decides.  Returns (codes, buckets skipped, pairs skipped), the last two
+    summed over party pairs.
+    """
+    key_shift = np.uint64(32)
+    party_mask = np.uint64((1 << _PARTY_BITS) - 1)
+    row_mask = np.uint64((1 << _MULTI_ROW_BITS) - 1)
+    n = packed.shape[0]
+    n_parties = sizes.shape[0]
+    bounds = np.zeros(n_parties + 1, np.int64)
+    skipped_buckets = 0
+    skipped_pairs = 0
+    codes = np.empty(0, np.int64)
+    total = 0
+    for sweep in range(2):  # count, then fill
+        if sweep == 1:
+            codes = np.empty(total, np.int64)
+        total = 0
+        s = 0
+        while s < n:
+            e = s + 1
+            key = packed[s] >> key_shift
+            while e < n and (packed[e] >> key_shift) == key:
+                e += 1
+            if e - s > 1:
+                first = (packed[s] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
+                last = (packed[e - 1] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
+                if first != last:
+                    # Where each party's rows start in this run.
+                    k = s
+                    for p in range(n_parties):
+                        bounds[p] = k
+                        while k < e and ((packed[k] >> np.uint64(_MULTI_ROW_BITS)) & party_mask) == p:
+                            k += 1
+                    bounds[n_parties] = e
+                    for a in range(n_parties):
+                        ca = bounds[a + 1] - bounds[a]
+                        if ca == 0:
+                            continue
+                        for b in range(a + 1, n_parties):
+                            cb = bounds[b + 1] - bounds[b]
+                            if cb == 0 or pair_index[a, b] < 0:
+                                continue
+                            if ca > max_bucket or cb > max_bucket:
+                                if sweep == 0:
+                                    skipped_buckets += 1
+                                    skipped_pairs += ca * cb
+                                continue
+                            if sweep == 1:
+                                tag = np.int64(pair_index[a, b]) << _PAIR_SHIFT
+                                m = sizes[b]
+                                for x in range(bounds[a], bounds[a + 1]):
+                                    base = tag | (np.int64(packed[x] & row_mask) * m)
+                                    for y in range(bounds[b], bounds[b + 1]):
+                                        codes[total] = base + np.int64(packed[y] & row_mask)
+                                        total += 1
+                            else:
+                                total += ca * cb
+            s = e
+    return codes, skipped_buckets, skipped_pairs
+
+
+def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bucket, positions):
+    """One slice of bands over all parties at once: its candidates, scored; the passing ones.
+
+    The multi-party form of ``slice_candidates`` followed by
+    ``score_candidates``: one sort per band over every party's records
+    instead of one per party pair.  Keys are computed ``KEY_BANDS`` bands at
+    a time (a few hundred MB at 3M records, not the whole slice).  The
+    slice's candidates are de-duplicated and scored here, and only the
+    pairs reaching their pair's threshold leave: what is kept grows with the
+    links, not with the candidates (a true pair is a candidate in about half
+    of the bands).  Returns (pair-tagged codes, scores, candidates scored,
+    buckets skipped, pairs skipped).
+    """
+    sizes = np.array([len(f) for f in filters], np.int64)
+    offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    packed = np.empty(offsets[-1], np.uint64)
+    found = Dedup(4 * int(offsets[-1]))
+    buckets = skipped = 0
+    for b0 in range(0, positions.shape[0], KEY_BANDS):
+        chunk = positions[b0:b0 + KEY_BANDS]
+        keys = np.empty((chunk.shape[0], offsets[-1]), np.uint32)
+        for p, f in enumerate(filters):
+            keys[:, offsets[p]:offsets[p + 1]] = sampled_keys(f, chunk, threaded=False)
+        for b in range(chunk.shape[0]):
+            _pack_multi(keys[b], offsets, packed)
+            packed.sort()
+            codes, nb, ns = _emit_band_multi(packed, sizes, pair_index, max_bucket)
+            buckets += nb
+            skipped += ns
+            found.add(codes)
+    codes = found.result()
+    del found
+    cuts = np.searchsorted(codes, np.arange(len(pair_keys) + 1, dtype=np.int64) << _PAIR_SHIFT)
+    kept_codes, kept_scores = [], []
+    for k, (pa, pb) in enumerate(pair_keys):
+        tag = np.int64(k) << _PAIR_SHIFT
+        pair_codes = codes[cuts[k]:cuts[k + 1]] - tag
+        m = sizes[pb]
+        passing = score_candidates(filters[pa], filters[pb], pair_codes // m, pair_codes % m, thresholds[k],
+                                   left_counts=counts[pa], right_counts=counts[pb])
+        kept_codes.append(tag + passing.left * m + passing.right)
+        kept_scores.append(passing.score)
+    return np.concatenate(kept_codes), np.concatenate(kept_scores), len(codes), buckets, skipped
+
+
+
+def lsh_links_multi(
+    filters: list[np.ndarray],
+    pairs: dict[tuple[int, int], float],
+    params: LshParams | None = None,
+    *,
+    stats: BlockingStats | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    tasks: Tasks = THREADS,
+) -> dict[tuple[int, int], ScoredPairs]:
+    """``lsh_links`` for several party pairs in one pass over the bands.
+
+    ``pairs`` maps (a, b), a < b, to that pair's threshold.  For each pair
+    the result is identical to ``lsh_links(filters[a], filters[b],
+    threshold, params)``: a bucket's rows of each party are the same whether
+    the parties are sorted together or two at a time.  The work per band is
+    one sort over all parties' records instead of one per pair (each party
+    appears in n_parties - 1 pairs).  The slices of bands run as ``tasks``;
+    ``progress(bands done, bands)`` as they finish.  In ``stats``,
+    ``pairs_compared`` counts a candidate once per slice of bands that scored
+    it (the work done).
+    """
+    params = params or LshParams()
+    parties = sorted({p for pair in pairs for p in pair})
+    if len(parties) > 1 << _PARTY_BITS:
+        raise ValueError(f"at most {1 << _PARTY_BITS} parties in one multi-party pass")
+    local = [filters[p] for p in parties]
+    for f in local[1:]:
+        check_pair(local[0], f)
+    sizes = [len(f) for f in local]
+    if max(sizes) >= 1 << _MULTI_ROW_BITS or max(
+        sizes[parties.index(a)] * sizes[parties.index(b)] for a, b in pairs
+    ) >= 1 << _PAIR_SHIFT:
+        raise ValueError("too many records for a multi-party pass; compare the pairs one by one")
+    order = sorted(pairs)
+    pair_index = np.full((len(parties), len(parties)), -1, np.int64)
+    for k, (a, b) in enumerate(order):
+        pair_index[parties.index(a), parties.index(b)] = k
+    filter_bits = local[0].shape[1] * 64
+    positions = band_positions(filter_bits, params.bands, params.rows, params.seed)
+    counts = [popcounts(f) for f in local]
+    pair_keys = [(parties.index(a), parties.index(b)) for a, b in order]
+    thresholds = [check_threshold(pairs[pair]) for pair in order]
+    # A few slices per worker, each de-duplicating and scoring its own
+    # candidates (memory bounded by the links: see multi_slice_links).
+    cuts = np.linspace(0, params.bands, min(params.bands, tasks.parts()) + 1).round().astype(int)
+    slices = [(int(a), int(b)) for a, b in itertools.pairwise(cuts) if b > a]
+    work = tasks.run(multi_slice_links, (local, counts, pair_index, pair_keys, thresholds, params.max_bucket),
+                     [(positions[b0:b1],) for b0, b1 in slices], [b1 - b0 for b0, b1 in slices], progress)
+    codes, scores = [], []
+    compared = buckets = skipped = 0
+    for c, sc, n_scored, nb, ns in work:
+        codes.append(c)
+        scores.append(sc)
+        compared += int(n_scored)
+        buckets += int(nb)
+        skipped += int(ns)
+    codes = np.concatenate(codes) if codes else np.empty(0, np.int64)
+    scores = np.concatenate(scores) if scores else np.empty(0, np.float32)
+    codes, first = np.unique(codes, return_index=True)  # a link found by several slices
+    scores = scores[first]
+    cuts = np.searchsorted(codes, np.arange(len(order) + 1, dtype=np.int64) << _PAIR_SHIFT)
+    out = {}
+    for k, (a, b) in enumerate(order):
+        m = sizes[pair_keys[k][1]]
+        pair_codes = codes[cuts[k]:cuts[k + 1]] - (np.int64(k) << _PAIR_SHIFT)
+        out[(a, b)] = ScoredPairs(pair_codes // m, pair_codes % m, scores[cuts[k]:cuts[k + 1]])
+    if stats is not None:
+        stats.add(BlockingStats(
+            pairs_total=sum(sizes[pa] * sizes[pb] for pa, pb in pair_keys),
+            pairs_compared=compared, buckets_skipped=buckets, pairs_skipped=skipped, calls=len(order)))
+    return out

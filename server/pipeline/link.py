@@ -1,0 +1,123 @@
+"""Load and link: the departments' current uploads, every department pair
+compared, the records grouped into persons."""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from sqlalchemy import select
+
+from fedlink.schema import Project
+from server import store as t
+from server.engine.base import Engine
+from server.matching import ScoredPairs, group_records, pack_filters
+from server.threshold import auto_threshold
+
+# The run's progress: (phase, done, total, message), streamed to `fedlink run watch`.
+PhaseProgress = Callable[[str, int, int, str], None]
+
+
+@dataclass
+class DepartmentRecords:
+    department: str
+    ids: np.ndarray               # store row ids (int64)
+    refs: list[bytes]             # encrypted references: stable across uploads, so flags are tracked by them
+    filters: np.ndarray           # packed uint64 (n, words)
+    indicators: dict[str, np.ndarray]
+    households: np.ndarray | None = None  # per record: the department's household number (-1 none), or None
+
+
+def household_numbers(tokens: list[bytes | None]) -> np.ndarray | None:
+    """Number a department's household tokens 0..k-1 (-1 where a record has none); None if no record has one."""
+    if not any(tokens):
+        return None
+    seen: dict[bytes, int] = {}
+    return np.fromiter((seen.setdefault(h, len(seen)) if h else -1 for h in tokens), dtype=np.int64,
+                       count=len(tokens))
+
+
+def load_department(conn, department: str, upload_id: str, project: Project) -> DepartmentRecords:
+    rows = conn.execute(select(t.records.c.id, t.records.c.ref, t.records.c.clk, t.records.c.indicators,
+                               t.records.c.household).where(
+        t.records.c.upload_id == upload_id).order_by(t.records.c.id)).all()
+    ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
+    filters = pack_filters([r.clk for r in rows], project.schema.filter_bits)
+    names = project.departments[department]
+    indicators = {n: np.fromiter((r.indicators.get(n, 0) for r in rows), dtype=np.int8, count=len(rows))
+                  for n in names}
+    return DepartmentRecords(department, ids, [r.ref for r in rows], filters, indicators,
+                             household_numbers([r.household for r in rows]))
+
+
+@dataclass
+class Linkage:
+    departments: list[DepartmentRecords]
+    offsets: np.ndarray                              # start of each department in the global index
+    labels: np.ndarray                               # person of each record, global index
+    pairs: dict[tuple[int, int], ScoredPairs]
+    thresholds: dict[tuple[int, int], float]         # the threshold each department pair was linked at
+
+    @property
+    def persons(self) -> int:
+        return int(self.labels.max()) + 1 if self.labels.size else 0
+
+    def person_labels(self, d: int) -> np.ndarray:
+        return self.labels[self.offsets[d]:self.offsets[d] + len(self.departments[d].ids)]
+
+    def record_of_person(self, d: int) -> np.ndarray:
+        """For department d: the store id of each person's record there, -1 where none."""
+        out = np.full(self.persons, -1, dtype=np.int64)
+        out[self.person_labels(d)] = self.departments[d].ids
+        return out
+
+    def linked_pairs(self, a: int, b: int) -> np.ndarray:
+        """Mask over pairs[(a, b)] of the links that ended inside one person."""
+        p = self.pairs[(a, b)]
+        return self.person_labels(a)[p.left] == self.person_labels(b)[p.right]
+
+
+def _count(n: int) -> str:
+    for size, unit in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def link(departments: list[DepartmentRecords], threshold: float, engine: Engine, progress: PhaseProgress,
+         auto: bool = False) -> Linkage:
+    """With auto, `threshold` is the floor each pair's threshold is raised from (server/threshold.py)."""
+    n = [len(d.ids) for d in departments]
+    combos = list(itertools.combinations(range(len(departments)), 2))
+    total = sum(n[a] * n[b] for a, b in combos)
+    thresholds = {(a, b): auto_threshold(departments[a].filters, departments[b].filters, threshold, engine)
+                  if auto else threshold for a, b in combos}
+    started, last = time.monotonic(), [0.0]  # the ETA is the compare's own rate, not the thresholds'
+
+    # The engine reports in units of the all-pairs space (n * m per
+    # department pair); the ETA is the rate so far over what is left.
+    def compared(at: int, _total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5 and at < total:
+            return  # a watcher needs a few updates a second, not one per chunk
+        last[0] = now
+        eta = f", ETA {_duration((now - started) * (total - at) / at)}" if 0 < at < total else ""
+        # Counts and ETA first: `fedlink run watch` shows the first 60 characters.
+        progress("compare", at, total, f"{_count(at)} of {_count(total)} pairs compared{eta}: all department pairs")
+
+    # All pairs in one call: blocked pairs share one pass over the bands
+    # (server/engine/base.py), the links are the same as pair by pair.
+    pairs = engine.compare_all([d.filters for d in departments], thresholds, progress=compared)
+    progress("compare", total, total, f"{sum(len(p) for p in pairs.values()):,} candidate links")
+    progress("cluster", 0, sum(n), "grouping records into persons")
+    labels = group_records(n, pairs)
+    offsets = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+    return Linkage(departments, offsets, labels, pairs, thresholds)
