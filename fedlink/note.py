@@ -67,9 +67,13 @@ def cosignature_message(text: str, timestamp: int) -> bytes:
 
 def _b64decode(text: str, what: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise NoteError(f"{what} is not standard base64") from None
+    # Unused trailing bits would let one signature be written several ways.
+    if _b64(data) != text:
+        raise NoteError(f"{what} is not canonical base64")
+    return data
 
 
 def _b64(data: bytes) -> str:
