@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from fedlink import merkle
-from fedlink.note import COSIGNATURE_V1, ED25519, Note, NoteError, SigningKey, VerifierKey, verify
+from fedlink.note import COSIGNATURE_V1, ED25519, Note, NoteError, SigningKey, VerifierKey, valid_name, verify
 
 _SIZE = re.compile(r"0|[1-9][0-9]*")
 
@@ -35,7 +35,7 @@ class Checkpoint:
     extensions: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if not self.origin or any(c.isspace() for c in self.origin) or "+" in self.origin:
+        if not valid_name(self.origin):  # the log key is named for the origin: same rules
             raise CheckpointError(f"origin {self.origin!r} is empty or holds a space or '+'")
         if self.size < 0:
             raise CheckpointError(f"tree size {self.size} is negative")

@@ -23,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import re
+import secrets
 import struct
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -154,8 +155,6 @@ class SigningKey:
 
     @classmethod
     def generate(cls, name: str, key_type: int) -> SigningKey:
-        import secrets
-
         return cls(name, key_type, secrets.token_bytes(_PUBLIC_KEY_SIZE))
 
     def verifier(self) -> VerifierKey:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from fedlink import merkle
+from fedlink import files, merkle
 from fedlink.checkpoint import Checkpoint, CheckpointError, cosign, open_checkpoint
 from fedlink.note import COSIGNATURE_V1, Note, Signature, SigningKey, VerifierKey
 
@@ -49,41 +49,13 @@ class SeenHead:
     root: bytes
 
 
-# -- files ---------------------------------------------------------------------------
-
-
-def write_private(path: Path, data: str, *, replace: bool) -> None:
-    """Write ``data`` to ``path`` with mode 0600 via a temporary file, fsync and rename.
-
-    A reader sees the old file or the new one, never half of either, and the
-    rename is made durable by syncing the folder too.
-    """
-    path = Path(path)
-    if not replace and path.exists():
-        raise FileExistsError(f"{path} exists and is never overwritten")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+# -- the key file ------------------------------------------------------------------
 
 
 def new_witness_key(path: Path, name: str) -> SigningKey:
     """A fresh cosignature/v1 key named ``name``, written to ``path`` (0600, never overwritten)."""
     key = SigningKey.generate(name, COSIGNATURE_V1)
-    write_private(path, key.encode() + "\n", replace=False)
+    files.write_atomic(path, (key.encode() + "\n").encode(), replace=False)
     return key
 
 
@@ -159,8 +131,7 @@ class Witness:
 
     def _write(self, state: dict[str, SeenHead]) -> None:
         logs = {origin: {"size": c.size, "root": base64.b64encode(c.root).decode()} for origin, c in state.items()}
-        write_private(self.state_path, json.dumps({"version": 1, "logs": logs}, indent=1, sort_keys=True) + "\n",
-                      replace=True)
+        files.write_atomic(self.state_path, (json.dumps({"version": 1, "logs": logs}, indent=1) + "\n").encode())
 
 
 def _check_extends(last: SeenHead | None, new: Checkpoint, proof: Sequence[bytes]) -> None:
@@ -182,5 +153,4 @@ def _check_extends(last: SeenHead | None, new: Checkpoint, proof: Sequence[bytes
                                                  f"{seen} ({e}): the log was rewritten or forked") from None
 
 
-__all__ = ["SeenHead", "Refusal", "Witness", "WitnessError", "load_witness_key", "new_witness_key",
-           "write_private"]
+__all__ = ["Refusal", "SeenHead", "Witness", "WitnessError", "load_witness_key", "new_witness_key"]

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import stat
 import threading
-from pathlib import Path
 
 import pytest
 
-from fedlink import merkle, witness
-from fedlink.checkpoint import Checkpoint, cosigners, require_quorum, sign_checkpoint, CheckpointError
+from fedlink import files, merkle
+from fedlink.checkpoint import Checkpoint, CheckpointError, cosigners, require_quorum, sign_checkpoint
 from fedlink.note import COSIGNATURE_V1, ED25519, SigningKey
 from fedlink.witness import Refusal, SeenHead, Witness, WitnessError, load_witness_key, new_witness_key
 
@@ -127,7 +126,7 @@ def test_a_failed_state_write_hands_out_no_cosignature(make_witness, monkeypatch
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(witness, "write_private", disk_full)
+    monkeypatch.setattr(files, "write_atomic", disk_full)
     with pytest.raises(OSError):
         cosign_from_last(w, log)
     monkeypatch.undo()
