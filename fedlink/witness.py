@@ -125,9 +125,13 @@ class Witness:
     def _read(self) -> dict[str, SeenHead]:
         try:
             logs = json.loads(self.state_path.read_text())["logs"]
+            return {origin: SeenHead(v["size"], base64.b64decode(v["root"])) for origin, v in logs.items()}
         except FileNotFoundError:
             return {}
-        return {origin: SeenHead(v["size"], base64.b64decode(v["root"])) for origin, v in logs.items()}
+        except (ValueError, KeyError, TypeError) as e:
+            # Starting afresh would cosign any history: refuse until someone restores the file.
+            raise ValueError(f"{self.state_path}: the witness state is unreadable ({e!r}); restore it from a "
+                             "backup, never delete it") from None
 
     def _write(self, state: dict[str, SeenHead]) -> None:
         logs = {origin: {"size": c.size, "root": base64.b64encode(c.root).decode()} for origin, c in state.items()}

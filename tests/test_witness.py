@@ -47,7 +47,7 @@ def cosign_from_last(w: Witness, t: merkle.MerkleTree, size: int | None = None):
 
 def test_first_sight_then_growth_then_same_head(make_witness):
     w, log = make_witness(), tree(9)
-    for size in (3, 7, 7, 9):
+    for size in (0, 3, 7, 7, 9):
         cosign_from_last(w, log, size)
         assert w.last(ORIGIN) == SeenHead(size, log.root(size))
     note = checkpoint(log).with_signature(cosign_from_last(w, log))
@@ -63,6 +63,14 @@ def test_state_survives_a_restart_and_is_private(make_witness):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in w.state_path.parent.iterdir()) == [
         "witness-state.json", "witness-state.json.lock", "witness.key"]  # no temporary file left behind
+
+
+def test_an_unreadable_state_is_refused_not_forgotten(make_witness):
+    w, log = make_witness(), tree(5)
+    cosign_from_last(w, log)
+    w.state_path.write_text('{"logs": {"x": ')
+    with pytest.raises(ValueError, match="never delete it"):
+        cosign_from_last(w, log)
 
 
 def test_rollback_is_refused_and_changes_nothing(make_witness):
