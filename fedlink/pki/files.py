@@ -1,8 +1,6 @@
 """A party's PEM files: where they are, and writing them safely."""
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedlink.identity import validate_label
+from fedlink.files import write_atomic
 
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
@@ -59,40 +58,17 @@ def credentials_for(directory: Path | str, party: str) -> Credentials:
     return creds
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write *data* to *path* with *mode*, atomically (temp file + rename).
-
-    The temporary file is created 0600 from the start, so a private key is
-    never readable by others, whatever the umask.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_key(path: Path, key) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_atomic(path, pem, 0o600)
+    write_atomic(path, pem, 0o600)
 
 
 def write_cert(path: Path, cert: x509.Certificate) -> None:
-    _write_atomic(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def check_not_existing(paths: Iterable[Path], overwrite: bool, hint: str) -> None:
