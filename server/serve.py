@@ -16,7 +16,6 @@ from grpc_reflection.v1alpha import reflection
 
 from fedlink.pki import Credentials, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
-from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
 from server.audit import AuditLog
 from server.engine import engine_from_url
 from server.limits import Limits

@@ -17,10 +17,10 @@ from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
 from fedlink.wire import project_from_pb, project_to_pb
 from server import faults
-from server.limits import Limits, RateLimiter
 from server.domain.access import DomainError, InvalidArgument, ResourceExhausted
 from server.domain.coordinator import Coordinator
 from server.domain.uploads import IncomingRecord
+from server.limits import Limits, RateLimiter
 
 log = logging.getLogger("fedlink.coordinator")
 

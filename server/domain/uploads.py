@@ -14,8 +14,8 @@ from fedlink.schema import HOUSEHOLD_DEPARTMENTS, HOUSEHOLD_TOKEN_BYTES, Project
 from fedlink.wire import batch_digest, upload_digest
 from server import queries as q
 from server.domain.access import (
-    AlreadyExists, Context, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted,
-    existing_project, guarded, require_member, require_own_department,
+    AlreadyExists, Context, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
+    ResourceExhausted, existing_project, guarded, require_member, require_own_department,
 )
 from server.health import HealthReport, encoding_health
 from server.matching import pack_filters
