@@ -102,6 +102,7 @@ class Report:
     encoding_health: tuple[UploadHealth, ...] = ()  # of each department's upload the run used
 
 
+# The report's tables of counts, each stored by the run as a list of cells.
 _CELL_TABLES = tuple(f.name for f in fields(Report) if f.type == "tuple[CountCell, ...]")
 
 
