@@ -17,9 +17,9 @@ from grpc_reflection.v1alpha import reflection
 from fedlink.pki import Credentials, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
 from server.audit import AuditLog
+from server.domain.coordinator import Coordinator
 from server.engine import engine_from_url
 from server.limits import Limits
-from server.domain.coordinator import Coordinator
 from server.servicer import CoordinatorServicer, register
 from server.store import Store
 
