@@ -33,6 +33,7 @@ def upload_digest(schema_digest: str, batch_digests: Sequence[bytes]) -> bytes:
 
 
 def project_to_pb(project):
+    """The wire codec of a `Project`, for every side (coordinator, agents, operator)."""
     from fedlink.v1 import coordinator_pb2 as pb
 
     s = project.schema
@@ -50,6 +51,10 @@ def project_to_pb(project):
 
 
 def project_from_pb(msg):
+    """A project from the wire. Only `hardening` can be told absent (proto3 has
+    no presence for numbers and booleans, and an empty field list or a zero
+    size is refused by validation, not filled in): empty, it is the schema's
+    default. FieldSpec fills an empty kind and column itself."""
     from fedlink.schema import FieldSpec, LinkageSchema, Project
 
     schema = LinkageSchema(
@@ -57,7 +62,7 @@ def project_from_pb(msg):
         fields=tuple(FieldSpec(f.name, f.hashes, f.qgram, f.kind, f.column) for f in msg.schema.fields),
         threshold=msg.schema.threshold,
         auto_threshold=msg.schema.auto_threshold,
-        hardening=msg.schema.hardening or "none",
+        hardening=msg.schema.hardening or LinkageSchema.hardening,
     )
     return Project(msg.project_id, {d.name: tuple(d.indicators) for d in msg.departments}, schema,
                    msg.reference_date, msg.rules_toml)

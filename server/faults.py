@@ -7,8 +7,8 @@ makes the coordinator, on reaching that point, write the point's name to
 FEDLINK_FAULT_FILE and stop there (for FEDLINK_FAULT_PAUSE_S seconds, 120 by
 default), so that a test can kill -9 the process at a known place. Points:
 
-- `run.<phase>`: a run entering a phase (load, compare, cluster, rules, store,
-  rules, store, ... as reported by its progress);
+- `run.<phase>`: a run entering a phase, as its progress reports them:
+  load, compare, cluster, rules, store;
 - `run.finishing`: a run whose links and flags are committed but which is not
   yet marked done;
 - `flags.delivering`: PullFlags, after the first flag was sent.

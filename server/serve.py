@@ -16,18 +16,15 @@ from grpc_reflection.v1alpha import reflection
 
 from fedlink.pki import Credentials, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
-from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
 from server.audit import AuditLog
+from server.domain.coordinator import Coordinator
 from server.engine import engine_from_url
 from server.limits import Limits
-from server.schedule import Scheduler
-from server.service import Coordinator
 from server.servicer import CoordinatorServicer, register
 from server.store import Store
 
 log = logging.getLogger("fedlink.coordinator")
 SERVICE = pb.DESCRIPTOR.services_by_name["Coordinator"].full_name
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -76,13 +73,14 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
     store = Store(database)
     coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits)
-    for run_id in coordinator.recover_interrupted_runs():
+    for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
         options=[("grpc.max_receive_message_length", limits.max_message_bytes),
-                 ("grpc.max_send_message_length", max(limits.max_message_bytes, MAX_MESSAGE_BYTES))],
+                 # A lower receive limit does not shrink what the coordinator may send (reports, flag streams).
+                 ("grpc.max_send_message_length", max(limits.max_message_bytes, Limits.max_message_bytes))],
     )
     # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.
     register(CoordinatorServicer(coordinator, insecure=insecure, limits=limits), server)
@@ -103,8 +101,7 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     for name in ("", SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("coordinator listening on %s (port %d)", address, port)
-    # Runs on a cadence (server/schedule.py): the schedules are in the store, so they survive a restart.
-    coordinator.scheduler = Scheduler(coordinator.fire_due, poll=schedule_poll).start()
+    coordinator.start_scheduler(schedule_poll)
     return Running(server, port, coordinator, health_servicer)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from contextlib import contextmanager
 
 import grpc
 from google.protobuf.message import Message
@@ -16,8 +17,10 @@ from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
 from fedlink.wire import project_from_pb, project_to_pb
 from server import faults
+from server.domain.access import DomainError, InvalidArgument, ResourceExhausted
+from server.domain.coordinator import Coordinator
+from server.domain.uploads import IncomingRecord
 from server.limits import Limits, RateLimiter
-from server.service import Coordinator, DomainError, IncomingRecord, InvalidArgument, ResourceExhausted
 
 log = logging.getLogger("fedlink.coordinator")
 
@@ -40,13 +43,6 @@ def _identity(context, insecure: bool) -> Identity:
             return Identity(role, rest or role, "")
         raise IdentityError(f"insecure mode: send metadata {DEV_IDENTITY_HEADER}=role:name")
     return identity_from_grpc_context(context)
-
-
-def _internal(name: str, context) -> None:
-    # The traceback goes to the operator's log; the caller gets no internals.
-    log.exception("%s failed", name)
-    CALLS.labels(name, "INTERNAL").inc()
-    context.abort(grpc.StatusCode.INTERNAL, f"{name} failed inside the coordinator; the operator's log has details")
 
 
 def _nul_field(message, prefix: str = "") -> str | None:
@@ -109,53 +105,41 @@ def register(servicer, server) -> None:
     server.add_registered_method_handlers(reg.service, handlers)
 
 
-def _undecodable(coordinator, who, name: str, request: Undecodable) -> DomainError:
-    return coordinator.refuse(who, name, InvalidArgument(
-        f"the {name} request is not a valid fedlink.v1 message ({request.error})"))
-
-
-def _abort_domain(context, name: str, e: DomainError) -> None:
-    CALLS.labels(name, e.code).inc()
-    if getattr(e, "retry_after_ms", 0):
-        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(e.retry_after_ms)),))
-    context.abort(grpc.StatusCode[e.code], e.message)
+@contextmanager
+def _status_codes(name: str, context):
+    """Domain errors and the rest to status codes: the one mapping, for unary and streaming calls alike."""
+    try:
+        yield
+        CALLS.labels(name, "OK").inc()
+    except IdentityError as e:
+        CALLS.labels(name, "UNAUTHENTICATED").inc()
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, str(e))
+    except DomainError as e:
+        CALLS.labels(name, e.code).inc()
+        if getattr(e, "retry_after_ms", 0):
+            context.set_trailing_metadata(((RETRY_AFTER_KEY, str(e.retry_after_ms)),))
+        context.abort(grpc.StatusCode[e.code], e.message)
+    except Exception:
+        # The traceback goes to the operator's log; the caller gets no internals.
+        log.exception("%s failed", name)
+        CALLS.labels(name, "INTERNAL").inc()
+        context.abort(grpc.StatusCode.INTERNAL, f"{name} failed inside the coordinator; the operator's log has details")
 
 
 def rpc(method):
     """Identify the caller, apply the rate limit, check the request, run the
-    method, map domain errors to status codes."""
+    method, map errors to status codes."""
     name = method.__name__
 
     @functools.wraps(method)
     def unary(self, request, context):
-        try:
-            who = _identity(context, self.insecure)
-            self._admit(who, name, request)
-            result = method(self, request, context, who)
-            CALLS.labels(name, "OK").inc()
-            return result
-        except IdentityError as e:
-            CALLS.labels(name, "UNAUTHENTICATED").inc()
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(e))
-        except DomainError as e:
-            _abort_domain(context, name, e)
-        except Exception:
-            _internal(name, context)
+        with _status_codes(name, context):
+            return method(self, request, context, self._admit(context, name, request))
 
     @functools.wraps(method)
     def streaming(self, request, context):
-        try:
-            who = _identity(context, self.insecure)
-            self._admit(who, name, request)
-            yield from method(self, request, context, who)
-            CALLS.labels(name, "OK").inc()
-        except IdentityError as e:
-            CALLS.labels(name, "UNAUTHENTICATED").inc()
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(e))
-        except DomainError as e:
-            _abort_domain(context, name, e)
-        except Exception:
-            _internal(name, context)
+        with _status_codes(name, context):
+            yield from method(self, request, context, self._admit(context, name, request))
 
     return streaming if inspect.isgeneratorfunction(method) else unary
 
@@ -164,136 +148,164 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def __init__(self, coordinator: Coordinator, *, insecure: bool = False, limits: Limits | None = None):
         self.coordinator = coordinator
         self.insecure = insecure
-        self.limits = limits or coordinator.limits
+        self.limits = limits or coordinator.context.limits
         self.limiter = RateLimiter(self.limits.calls_per_minute)
 
-    def _admit(self, who: Identity, name: str, request) -> None:
-        """The per-identity rate limit, then no NUL in any string field."""
+    def _admit(self, context, name: str, request) -> Identity:
+        """The caller, within the per-identity rate limit, with no NUL in any string field."""
+        who = _identity(context, self.insecure)
         wait_ms = self.limiter.admit(str(who))
         if wait_ms:
             error = ResourceExhausted(
                 f"{who} made more than {self.limits.calls_per_minute} calls in a minute (the coordinator's "
                 f"--max-calls-per-minute); retry in {wait_ms / 1000:.1f} s", retry_after_ms=wait_ms)
             if self.limiter.refused_in_a_row(str(who)) == 1:  # one audit event per burst, not one per call
-                self.coordinator.refuse(who, name, error)
+                self.coordinator.context.refuse(who, name, error)
             raise error
-        if isinstance(request, Undecodable):
-            raise _undecodable(self.coordinator, who, name, request)
-        if isinstance(request, Message):
-            field = _nul_field(request)
-            if field:
-                raise self.coordinator.refuse(who, name, InvalidArgument(
-                    f"field {field} contains a NUL character, which no identifier or name may hold"))
+        refusal = _malformed(name, request)
+        if refusal:
+            self.coordinator.context.refuse(who, name, refusal)
+            raise refusal
+        return who
 
     @rpc
     def CreateProject(self, request, context, who):
-        return project_to_pb(self.coordinator.create_project(who, project_from_pb(request.project)))
+        return project_to_pb(self.coordinator.projects.create(who, project_from_pb(request.project)))
 
     @rpc
     def GetProject(self, request, context, who):
-        return project_to_pb(self.coordinator.get_project(who, request.project_id))
+        return project_to_pb(self.coordinator.projects.get(who, request.project_id))
 
     @rpc
     def BeginUpload(self, request, context, who):
-        upload_id, stored, committed = self.coordinator.begin_upload(
-            who, request.project_id, request.schema_digest, request.key_check, request.upload_digest,
-            request.record_count, request.batch_count)
-        return pb.UploadSession(upload_id=upload_id, stored_batches=stored, committed=committed)
+        s = self.coordinator.uploads.begin(who, request.project_id, request.schema_digest, request.key_check,
+                                           request.upload_digest, request.record_count, request.batch_count)
+        return pb.UploadSession(upload_id=s.upload_id, stored_batches=s.stored_batches, committed=s.committed)
 
     @rpc
     def UploadBatches(self, request_iterator, context, who):
         for batch in request_iterator:
-            if isinstance(batch, Undecodable):
-                raise _undecodable(self.coordinator, who, "UploadBatches", batch)
-            field = _nul_field(batch)
-            if field:
-                raise self.coordinator.refuse(who, "UploadBatches", InvalidArgument(
-                    f"batch {batch.seq}: field {field} contains a NUL character"))
+            refusal = _malformed("UploadBatches", batch, f"batch {getattr(batch, 'seq', '?')}: ")
+            if refusal:
+                self.coordinator.context.refuse(who, "UploadBatches", refusal)
+                raise refusal
             records = [IncomingRecord(r.ref, r.clk, dict(r.indicators), r.household) for r in batch.records]
-            stored, duplicate = self.coordinator.store_batch(who, batch.upload_id, batch.seq, batch.digest, records)
-            RECORDS.labels(who.department).inc(stored)
-            yield pb.BatchAck(seq=batch.seq, stored=stored, duplicate=duplicate)
+            stored = self.coordinator.uploads.store_batch(who, batch.upload_id, batch.seq, batch.digest, records)
+            RECORDS.labels(who.department).inc(stored.records)
+            yield pb.BatchAck(seq=batch.seq, stored=stored.records, duplicate=stored.duplicate)
 
     @rpc
     def CommitUpload(self, request, context, who):
-        return pb.UploadSummary(**self.coordinator.commit_upload(who, request.upload_id))
+        s = self.coordinator.uploads.commit(who, request.upload_id)
+        return pb.UploadSummary(
+            upload_id=s.upload_id, department=s.department, record_count=s.record_count, committed=s.committed,
+            replaced_upload_id=s.replaced_upload_id, records_kept=s.records_kept, records_added=s.records_added,
+            records_removed=s.records_removed, health_warnings=s.health_warnings)
 
     @rpc
     def StartRun(self, request, context, who):
-        run_id = self.coordinator.start_run(who, request.project_id, request.as_of)
+        run_id = self.coordinator.runs.start(who, request.project_id, request.as_of)
         return pb.Run(run_id=run_id, project_id=request.project_id, state="queued")
 
     @rpc
     def WatchRun(self, request, context, who):
-        for p in self.coordinator.watch_run(who, request.run_id):
+        for e in self.coordinator.runs.watch(who, request.run_id):
             if not context.is_active():
                 return
-            yield pb.RunProgress(**p)
+            yield pb.RunProgress(run_id=e.run_id, phase=e.phase, done=e.done, total=e.total, state=e.state,
+                                 message=e.message)
 
     @rpc
     def GetReport(self, request, context, who):
-        r = self.coordinator.report(who, request.run_id)
-        cells = lambda key: [pb.CountCell(**c) for c in r.get(key, [])]  # noqa: E731
+        r = self.coordinator.runs.report(who, request.run_id)
         return pb.Report(
-            run_id=r["run_id"], state=r["state"], persons=r.get("persons", 0),
-            suppression_k=r.get("suppression_k", 0),
-            records_per_department=cells("records_per_department"),
-            linked_pairs_per_department_pair=cells("linked_pairs_per_department_pair"),
-            persons_by_department_count=cells("persons_by_department_count"),
-            flags_per_need=cells("flags_per_need"), flags_per_status=cells("flags_per_status"),
-            outcomes_per_rule=cells("outcomes_per_rule"),
-            encoding_health=[pb.EncodingHealth(**h) for h in r.get("encoding_health", [])])
+            run_id=r.run_id, state=r.state, persons=r.persons, suppression_k=r.suppression_k,
+            records_per_department=_cells(r.records_per_department),
+            linked_pairs_per_department_pair=_cells(r.linked_pairs_per_department_pair),
+            persons_by_department_count=_cells(r.persons_by_department_count),
+            flags_per_need=_cells(r.flags_per_need), flags_per_status=_cells(r.flags_per_status),
+            outcomes_per_rule=_cells(r.outcomes_per_rule),
+            encoding_health=[_encoding_health(h) for h in r.encoding_health])
 
     @rpc
     def PullFlags(self, request, context, who):
-        for i, f in enumerate(self.coordinator.flags_for(who, request.project_id, request.run_id,
-                                                         request.department)):
+        flags = self.coordinator.reviews.flags(who, request.project_id, request.run_id, request.department)
+        for i, f in enumerate(flags):
             if i == 1:
                 faults.pause("flags.delivering")  # the fault tests' kill point; off unless asked for
             yield pb.Flag(
-                ref=f["ref"], need=f["need"], tier=f["tier"], run_id=f["run_id"],
-                reasons=[pb.Reason(rule=r["rule"], indicators=r["indicators"]) for r in f["reasons"]],
-                departments_linked=f["departments_linked"], match_scores=f["match_scores"],
-                explanation=f["explanation"], status=f["status"], since=f["since"],
-                transition_until=f["transition_until"])
+                ref=f.ref, need=f.need, tier=f.tier, run_id=f.run_id,
+                reasons=[pb.Reason(rule=r.rule, indicators=r.indicators) for r in f.reasons],
+                departments_linked=f.departments_linked, match_scores=f.match_scores,
+                explanation=f.explanation, status=f.status, since=f.since, transition_until=f.transition_until)
 
     @rpc
     def RecordOutcome(self, request, context, who):
-        until = self.coordinator.record_outcome(who, request.project_id, request.ref, request.need, request.outcome,
-                                                request.run_id)
+        until = self.coordinator.reviews.record_outcome(who, request.project_id, request.ref, request.need,
+                                                        request.outcome, request.run_id)
         return pb.RecordOutcomeResponse(suppressed_until=until)
 
     @rpc
     def UpdateRules(self, request, context, who):
-        return project_to_pb(self.coordinator.update_rules(who, request.project_id, request.rules_toml))
+        return project_to_pb(self.coordinator.reviews.update_rules(who, request.project_id, request.rules_toml))
 
     @rpc
     def SetSchedule(self, request, context, who):
-        return pb.Schedule(**self.coordinator.set_schedule(who, request.project_id, request.every, request.day,
-                                                           request.at, request.start))
+        return _schedule(self.coordinator.schedules.set(who, request.project_id, request.every, request.day,
+                                                        request.at, request.start))
 
     @rpc
     def GetSchedule(self, request, context, who):
-        return pb.Schedule(**self.coordinator.get_schedule(who, request.project_id))
+        return _schedule(self.coordinator.schedules.get(who, request.project_id))
 
     @rpc
     def GetTreeHead(self, request, context, who):
-        h = self.coordinator.tree_head(who)
+        h = self.coordinator.audit.tree_head(who)
         return pb.SignedTreeHead(tree_size=h.tree_size, root_hash=h.root_hash, timestamp_ms=h.timestamp_ms,
                                  signature=h.signature, key_id=h.key_id,
-                                 public_key_pem=self.coordinator.audit_log.public_pem)
+                                 public_key_pem=self.coordinator.audit.public_pem)
 
     @rpc
     def GetConsistencyProof(self, request, context, who):
-        return pb.Proof(hashes=self.coordinator.consistency_proof(who, request.old_size, request.new_size))
+        return pb.Proof(hashes=self.coordinator.audit.consistency_proof(who, request.old_size, request.new_size))
 
     @rpc
     def GetInclusionProof(self, request, context, who):
-        return pb.Proof(hashes=self.coordinator.inclusion_proof(who, request.index, request.tree_size))
+        return pb.Proof(hashes=self.coordinator.audit.inclusion_proof(who, request.index, request.tree_size))
 
     @rpc
     def ListAuditEvents(self, request, context, who):
-        for seq, body in self.coordinator.audit_events(
+        for seq, body in self.coordinator.audit.events(
                 who, request.start, request.end, actor=request.actor, kind=request.kind,
                 department=request.department, since=request.since, until=request.until):
             yield pb.AuditEvent(seq=seq, body=body)
+
+
+def _malformed(name: str, request, where: str = "") -> InvalidArgument | None:
+    """Why a request (or one message of a stream) is refused before the domain sees it."""
+    if isinstance(request, Undecodable):
+        return InvalidArgument(f"the {name} request is not a valid fedlink.v1 message ({request.error})")
+    field = _nul_field(request) if isinstance(request, Message) else None
+    if field and where:
+        return InvalidArgument(f"{where}field {field} contains a NUL character")
+    if field:
+        return InvalidArgument(f"field {field} contains a NUL character, which no identifier or name may hold")
+    return None
+
+
+def _cells(cells) -> list:
+    return [pb.CountCell(key=c.key, count=c.count, suppressed=c.suppressed) for c in cells]
+
+
+def _encoding_health(h) -> pb.EncodingHealth:
+    return pb.EncodingHealth(
+        department=h.department, upload_id=h.upload_id, fill_rate=h.fill_rate, fill_min=h.fill_min,
+        fill_max=h.fill_max, empty_filters=h.empty_filters, max_duplicates=h.max_duplicates,
+        duplicate_limit=h.duplicate_limit, position_min=h.position_min, position_max=h.position_max,
+        chi2_per_dof=h.chi2_per_dof, constant_positions=h.constant_positions, dead_positions=h.dead_positions,
+        warnings=h.warnings)
+
+
+def _schedule(s) -> pb.Schedule:
+    return pb.Schedule(project_id=s.project_id, every=s.every, day=s.day, at=s.at, next_due=s.next_due,
+                       last_run_id=s.last_run_id, last_due=s.last_due, last_error=s.last_error)

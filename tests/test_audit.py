@@ -181,7 +181,7 @@ def test_every_method_leaves_exactly_its_events(pki, agent_config, coordinator, 
     def step(call, expected):
         n = log_size(coordinator)
         call()
-        coordinator.coordinator.close()  # let a run finish writing its events
+        coordinator.coordinator.runs.join(30)  # let a run finish writing its events
         assert kinds_after(coordinator, n) == expected, call
 
     def refused(call, code):
@@ -205,7 +205,7 @@ def test_every_method_leaves_exactly_its_events(pki, agent_config, coordinator, 
     refused(lambda: agent.stub.StartRun(pb.StartRunRequest(project_id="p")), grpc.StatusCode.PERMISSION_DENIED)
     n = log_size(coordinator)
     run_id = operator.start_run("p")
-    coordinator.coordinator.wait_run(run_id)
+    coordinator.coordinator.runs.wait(run_id)
     assert kinds_after(coordinator, n) == ["run.start", "run.done"]
     step(lambda: list(operator.progress(run_id)), ["run.watch"])
     step(lambda: operator.report(run_id), ["report.read"])

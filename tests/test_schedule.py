@@ -129,15 +129,15 @@ def _wait_for_scheduled_run(c, after: str = "") -> str:
             run = conn.execute(select(t.schedules.c.last_run_id)).scalar()
         if run and run != after:
             return run
-        c.scheduler.wake()
+        c.schedules.scheduler.wake()
         time.sleep(0.05)
 
 
 def test_a_due_run_with_nothing_uploaded_is_skipped_and_says_why(coordinator, operator, project):
     c = coordinator.coordinator
-    c.scheduler.stop()  # this test plays the clock itself
+    c.schedules.scheduler.stop()  # this test plays the clock itself
     operator.set_schedule("pilot", "1mo", day=1, start="2025-06-01")
-    assert c.fire_due(utc("2025-06-01T02:00")) == []
+    assert c.schedules.fire_due(utc("2025-06-01T02:00")) == []
     s = operator.schedule("pilot")
     assert "no committed upload" in s.last_error and s.last_due == "2025-06-01T02:00:00Z"
     assert s.next_due == "2025-07-01T02:00:00Z"

@@ -1,0 +1,109 @@
+"""Who may do what: domain errors, role and membership checks, and `guarded`,
+the one place a failed call is refused and audited.
+
+Every call takes the caller's `Identity`, read by the servicer from the
+verified client certificate, and checks it here, so the rules hold and are
+tested without a network. Failures are `DomainError`s that the servicer maps
+to gRPC status codes; every call, done or refused, leaves an audit event."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from fedlink.identity import Identity
+from fedlink.schema import Project
+from server import queries as q
+from server.audit import AuditLog
+from server.limits import Limits
+from server.store import Store
+
+
+class DomainError(Exception):
+    code = "INTERNAL"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class PermissionDenied(DomainError):
+    code = "PERMISSION_DENIED"
+
+
+class InvalidArgument(DomainError):
+    code = "INVALID_ARGUMENT"
+
+
+class FailedPrecondition(DomainError):
+    code = "FAILED_PRECONDITION"
+
+
+class AlreadyExists(DomainError):
+    code = "ALREADY_EXISTS"
+
+
+class ResourceExhausted(DomainError):
+    """Over one of the coordinator's limits (server/limits.py). With
+    `retry_after_ms` (the rate limit) the caller may retry after that long."""
+    code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_ms: int = 0):
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every concern of the domain works with."""
+
+    store: Store
+    audit_log: AuditLog
+    engine: object  # a matching engine (server/engine.py)
+    limits: Limits
+
+    def refuse(self, who: Identity | str, method: str, error: DomainError) -> None:
+        """Record a refused call. Its own transaction: the refused call's, if any, was rolled back."""
+        with self.store.write() as conn:
+            self.store.audit(conn, str(who), "call.refused", method=method, status=error.code,
+                             reason=error.message[:300])
+
+
+def guarded(method: str, *roles: str):
+    """Decorate a concern's call `(self, who, ...)`: the caller needs one of
+    `roles` (any caller when none are named), and a `DomainError` raised by
+    the call is audited as refused before it reaches the servicer."""
+    def decorate(call):
+        @functools.wraps(call)
+        def checked(self, who: Identity, *args, **kwargs):
+            try:
+                if roles and who.role not in roles:
+                    raise PermissionDenied(
+                        f"{method} needs the {' or '.join(roles)} role; your certificate says {who.role}")
+                return call(self, who, *args, **kwargs)
+            except DomainError as e:
+                self.ctx.refuse(who, method, e)
+                raise
+        return checked
+    return decorate
+
+
+def existing_project(conn, project_id: str) -> Project:
+    found = q.project(conn, project_id)
+    if found is None:
+        raise NotFound(f"project {project_id!r} does not exist")
+    return found
+
+
+def require_member(who: Identity, project: Project) -> None:
+    """An agent acts only for a department that takes part in the project."""
+    if who.role == "agent" and who.department not in project.departments:
+        raise PermissionDenied(f"department {who.department} does not take part in project {project.project_id}")
+
+
+def require_own_department(who: Identity, department: str, what: str) -> None:
+    if department != who.department:
+        raise PermissionDenied(f"{what} belongs to another department")

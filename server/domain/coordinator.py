@@ -1,0 +1,46 @@
+"""The coordinator the server holds: one service per concern over one shared
+context, started and closed as a whole."""
+from __future__ import annotations
+
+from server.audit import AuditLog
+from server.domain.access import Context
+from server.domain.audit_reads import AuditReads
+from server.domain.projects import Projects
+from server.domain.reviews import Reviews
+from server.domain.runs import Runs
+from server.domain.schedules import Schedules
+from server.domain.uploads import Uploads
+from server.engine import LocalEngine
+from server.limits import Limits
+from server.schedule import Scheduler
+from server.store import Store
+
+
+class Coordinator:
+    def __init__(self, store: Store, audit: AuditLog, engine=None, limits: Limits | None = None):
+        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits())
+        self.projects = Projects(self.context)
+        self.uploads = Uploads(self.context)
+        self.runs = Runs(self.context)
+        self.schedules = Schedules(self.context, self.runs)
+        self.reviews = Reviews(self.context)
+        self.audit = AuditReads(self.context)
+
+    @property
+    def store(self) -> Store:
+        return self.context.store
+
+    @property
+    def engine(self):
+        return self.context.engine
+
+    def start_scheduler(self, poll: float) -> None:
+        """Runs on a cadence (server/schedule.py): the schedules are in the store, so they survive a restart."""
+        self.schedules.scheduler = Scheduler(self.schedules.fire_due, poll=poll).start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop starting runs, let the running ones finish, then release the engine's workers."""
+        if self.schedules.scheduler is not None:
+            self.schedules.scheduler.stop(timeout)
+        self.runs.join(timeout)
+        self.engine.close()

@@ -1,0 +1,40 @@
+"""Projects: created by an operator, read by the departments that take part."""
+from __future__ import annotations
+
+from fedlink.identity import Identity
+from fedlink.rules import load_rulepack
+from fedlink.schema import Project, SchemaError
+from server import queries as q
+from server.domain.access import (
+    AlreadyExists, Context, InvalidArgument, existing_project, guarded, require_member,
+)
+
+
+class Projects:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    @guarded("CreateProject", "operator")
+    def create(self, who: Identity, project: Project) -> Project:
+        try:
+            project.validate()
+            load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
+        except (SchemaError, ValueError) as e:
+            raise InvalidArgument(str(e)) from None
+        with self.ctx.store.write() as conn:
+            if q.project(conn, project.project_id) is not None:
+                raise AlreadyExists(f"project {project.project_id!r} already exists")
+            q.insert_project(conn, project, str(who))
+            self.ctx.store.audit(conn, str(who), "project.create", project_id=project.project_id,
+                                 departments=sorted(project.departments), schema_digest=project.digest())
+        return project
+
+    @guarded("GetProject", "operator", "agent", "officer")
+    def get(self, who: Identity, project_id: str) -> Project:
+        with self.ctx.store.read() as conn:
+            project = existing_project(conn, project_id)
+        require_member(who, project)
+        with self.ctx.store.write() as conn:
+            self.ctx.store.audit(conn, str(who), "project.read", project_id=project_id,
+                                 department=who.department or None)
+        return project

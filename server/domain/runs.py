@@ -1,0 +1,272 @@
+"""Runs: queued by an operator (or a schedule) on the departments' current
+uploads, executed on a worker thread, watched phase by phase, and read back as
+a report of suppressed counts."""
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field, fields
+from datetime import date
+from typing import Iterator
+
+from fedlink.identity import Identity
+from fedlink.schema import Project
+from server import faults
+from server import queries as q
+from server.domain.access import Context, FailedPrecondition, InvalidArgument, NotFound, existing_project, guarded
+from server.pipeline import execute_run
+from server.pipeline.report import suppress
+
+FINAL_STATES = ("done", "failed")
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    run_id: str
+    state: str      # queued, running, done, failed
+    phase: str      # the run's phase (load, compare, cluster, rules, store), else its state
+    done: int
+    total: int
+    message: str
+
+
+@dataclass
+class RunStatus:
+    """Live progress of a run, shared between its worker thread and watchers.
+    Every phase change is kept, so a watcher sees each phase however fast it
+    went; within a phase a slow watcher gets the latest counts."""
+
+    run_id: str
+    events: list[RunEvent] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def publish(self, state: str, phase: str, done: int, total: int, message: str) -> None:
+        event = RunEvent(self.run_id, state, phase, done, total, message)
+        with self.cond:
+            if self.events and self.events[-1].phase == phase and self.events[-1].state == state:
+                self.events[-1] = event
+            else:
+                self.events.append(event)
+            self.cond.notify_all()
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    run_id: str
+    project: Project
+    as_of: date
+    uploads: dict[str, str]  # department -> the upload the run uses
+
+
+@dataclass(frozen=True)
+class CountCell:
+    key: str
+    count: int        # 0 when suppressed
+    suppressed: bool  # fewer than k people: the count is withheld
+
+
+@dataclass(frozen=True)
+class UploadHealth:
+    """The encoding health recorded when a department's upload was committed (server/health.py)."""
+
+    department: str
+    upload_id: str
+    fill_rate: float
+    fill_min: float
+    fill_max: float
+    empty_filters: int
+    max_duplicates: int
+    duplicate_limit: int
+    position_min: float
+    position_max: float
+    chi2_per_dof: float
+    constant_positions: int
+    dead_positions: int
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    run_id: str
+    state: str
+    persons: int = 0
+    suppression_k: int = 0
+    records_per_department: tuple[CountCell, ...] = ()
+    linked_pairs_per_department_pair: tuple[CountCell, ...] = ()
+    persons_by_department_count: tuple[CountCell, ...] = ()
+    flags_per_need: tuple[CountCell, ...] = ()
+    flags_per_status: tuple[CountCell, ...] = ()
+    absence_uncertain: tuple[CountCell, ...] = ()
+    threshold_per_department_pair: dict[str, float] = field(default_factory=dict)
+    outcomes_per_rule: tuple[CountCell, ...] = ()  # caseworkers' review feedback, "rule/outcome"
+    encoding_health: tuple[UploadHealth, ...] = ()  # of each department's upload the run used
+
+
+# The report's tables of counts, each stored by the run as a list of cells.
+_CELL_TABLES = tuple(f.name for f in fields(Report) if f.type == "tuple[CountCell, ...]")
+
+
+class Runs:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self._status: dict[str, RunStatus] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    @guarded("StartRun", "operator")
+    def start(self, who: Identity, project_id: str, as_of: str = "", *, wait: bool = False) -> str:
+        try:
+            day = date.fromisoformat(as_of) if as_of else date.today()
+        except ValueError:
+            raise InvalidArgument(f"as_of {as_of[:20]!r} is not an ISO date (YYYY-MM-DD)") from None
+        with self.ctx.store.write() as conn:
+            queued = self.queue(conn, str(who), project_id, day)
+        return self.launch(queued, wait=wait)
+
+    def queue(self, conn, actor: str, project_id: str, day: date, **why) -> QueuedRun:
+        """Record a queued run on the departments' current uploads, in the caller's transaction."""
+        project = existing_project(conn, project_id)
+        used = q.committed_uploads(conn, project_id)
+        if not used:
+            raise FailedPrecondition(f"project {project_id} has no committed upload yet")
+        running = q.active_run(conn, project_id)
+        if running:
+            raise FailedPrecondition(f"run {running} of project {project_id} is still going")
+        run_id = uuid.uuid4().hex[:16]
+        q.insert_run(conn, run_id, project_id, actor, day.isoformat(), used)
+        self.ctx.store.audit(conn, actor, "run.start", project_id=project_id, run_id=run_id,
+                             as_of=day.isoformat(), uploads=used, threshold=project.schema.threshold,
+                             auto_threshold=project.schema.auto_threshold, engine=self.ctx.engine.name, **why)
+        return QueuedRun(run_id, project, day, used)
+
+    def launch(self, run: QueuedRun, *, wait: bool = False) -> str:
+        status = RunStatus(run.run_id)
+        status.publish("queued", "queued", 0, 0, "")
+        with self._lock:
+            self._status[run.run_id] = status
+        worker = threading.Thread(target=self._execute, args=(run, status), name=f"run-{run.run_id}", daemon=True)
+        self._threads.append(worker)
+        worker.start()
+        if wait:
+            worker.join()
+        return run.run_id
+
+    def _execute(self, run: QueuedRun, status: RunStatus) -> None:
+        phases: set[str] = set()
+
+        def progress(phase: str, done: int, total: int, message: str = "") -> None:
+            status.publish("running", phase, done, total, message)
+            if phase not in phases:
+                phases.add(phase)
+                faults.pause(f"run.{phase}")
+
+        try:
+            with self.ctx.store.write() as conn:
+                q.set_run_state(conn, run.run_id, "running")
+            report = execute_run(self.ctx.store, run.project, run.run_id, run.as_of, run.uploads, self.ctx.engine,
+                                 progress)
+            faults.pause("run.finishing")
+            final, error = "done", ""
+        except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
+            report, final, error = None, "failed", f"{type(e).__name__}: {e}"
+        with self.ctx.store.write() as conn:
+            q.set_run_state(conn, run.run_id, final, report=report, error=error or None)
+            self.ctx.store.audit(conn, "coordinator", f"run.{final}", project_id=run.project.project_id,
+                                 run_id=run.run_id, persons=(report or {}).get("persons"), error=error or None)
+        status.publish(final, final, 0, 0, error or "finished")
+
+    @staticmethod
+    def _row(conn, run_id: str):
+        row = q.run(conn, run_id)
+        if row is None:
+            raise NotFound(f"run {run_id!r} does not exist")
+        return row
+
+    @guarded("WatchRun", "operator")
+    def watch(self, who: Identity, run_id: str, *, poll: float = 1.0) -> Iterator[RunEvent]:
+        with self.ctx.store.read() as conn:
+            row = self._row(conn, run_id)
+        with self.ctx.store.write() as conn:
+            self.ctx.store.audit(conn, str(who), "run.watch", project_id=row.project_id, run_id=run_id)
+        status = self._status.get(run_id)
+        if status is None:  # a run from before a restart: its state is all there is
+            return iter([RunEvent(run_id, row.state, row.state, 0, 0, row.error or "")])
+        return self._follow(status, poll)
+
+    @staticmethod
+    def _follow(status: RunStatus, poll: float) -> Iterator[RunEvent]:
+        sent, last = 0, None
+        while True:
+            with status.cond:
+                def stale():  # the last event handed out was updated since
+                    return sent > 0 and status.events[sent - 1] != last
+                if len(status.events) <= sent and not stale():
+                    status.cond.wait(timeout=poll)
+                # The final counts of the phase last sent, then every newer phase.
+                batch = ([status.events[sent - 1]] if stale() else []) + status.events[sent:]
+                sent = len(status.events)
+            for event in batch:
+                last = event
+                yield event
+                if event.state in FINAL_STATES:
+                    return
+
+    def wait(self, run_id: str, timeout: float | None = None) -> str:
+        """Wait for a run's worker to end; its state."""
+        for th in list(self._threads):
+            if th.name == f"run-{run_id}":
+                th.join(timeout)
+        with self.ctx.store.read() as conn:
+            return self._row(conn, run_id).state
+
+    def join(self, timeout: float) -> None:
+        for th in self._threads:
+            th.join(timeout)
+
+    @guarded("GetReport", "operator", "officer")
+    def report(self, who: Identity, run_id: str) -> Report:
+        with self.ctx.store.read() as conn:
+            row = self._row(conn, run_id)
+            feedback = q.outcome_counts(conn, row.project_id)
+            health = _health_of_uploads(conn, row.project_id, row.uploads or {})
+        with self.ctx.store.write() as conn:
+            self.ctx.store.audit(conn, str(who), "report.read", project_id=row.project_id, run_id=run_id)
+        stored = row.report or {}
+        cells = {name: tuple(CountCell(**c) for c in stored.get(name, [])) for name in _CELL_TABLES}
+        cells["outcomes_per_rule"] = tuple(CountCell(**c) for c in suppress(feedback, stored.get("suppression_k", 5)))
+        return Report(run_id, row.state, stored.get("persons", 0), stored.get("suppression_k", 0),
+                      threshold_per_department_pair=stored.get("threshold_per_department_pair", {}),
+                      encoding_health=health, **cells)
+
+    def recover_interrupted(self) -> list[str]:
+        """At start: a run that a previous coordinator process left queued or
+        running was cut off by a crash or kill. Its links and flags are written
+        in one transaction at its end, so none of them were committed; it is
+        marked failed (an audit event says so), its links and flags, if the
+        process died after storing them but before marking the run done, are
+        removed, and the operator starts it again. One coordinator process
+        serves a database at a time."""
+        message = "interrupted: the coordinator stopped during the run; start the run again"
+        with self.ctx.store.write() as conn:
+            stale = q.active_runs(conn)
+            for r in stale:
+                q.discard_run_results(conn, r.run_id)
+                q.set_run_state(conn, r.run_id, "failed", error=message)
+                self.ctx.store.audit(conn, "coordinator", "run.failed", project_id=r.project_id, run_id=r.run_id,
+                                     persons=None, error=message, was=r.state)
+        return [r.run_id for r in stale]
+
+
+def _health_of_uploads(conn, project_id: str, upload_ids: dict[str, str]) -> tuple[UploadHealth, ...]:
+    """The recorded health of each department's upload (its accepted upload.health audit event)."""
+    wanted = {u: d for d, u in upload_ids.items()}
+    figures = [f.name for f in fields(UploadHealth) if f.name != "department"]
+    found = {}
+    for body in q.audit_bodies(conn, project_id, "upload.health"):
+        details = json.loads(body)["details"]
+        if details["upload_id"] in wanted and details["accepted"]:
+            found[details["upload_id"]] = UploadHealth(
+                department=wanted[details["upload_id"]],
+                **{k: tuple(details[k]) if k == "warnings" else details[k] for k in figures})
+    return tuple(found[u] for u in sorted(found, key=lambda u: wanted[u]))

@@ -1,0 +1,268 @@
+"""Uploads: a department's encoded extract, sent in batches that are each
+stored exactly once, then committed as the department's current upload once
+every batch is in and its filters look healthy."""
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+from fedlink.identity import Identity
+from fedlink.rules import load_rulepack
+from fedlink.schema import HOUSEHOLD_DEPARTMENTS, HOUSEHOLD_TOKEN_BYTES, Project
+from fedlink.wire import batch_digest, upload_digest
+from server import queries as q
+from server.domain.access import (
+    AlreadyExists, Context, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
+    ResourceExhausted, existing_project, guarded, require_member, require_own_department,
+)
+from server.health import HealthReport, encoding_health
+from server.matching import pack_filters
+
+MAX_REF_BYTES = 16 + 256
+
+
+@dataclass(frozen=True)
+class IncomingRecord:
+    ref: bytes
+    clk: bytes
+    indicators: dict[str, int]
+    household: bytes = b""  # keyed household token (agents/households.py), household registers only
+
+
+@dataclass(frozen=True)
+class UploadSession:
+    upload_id: str
+    stored_batches: tuple[int, ...]  # batches already stored: a resumed upload sends only the others
+    committed: bool
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    records: int      # records stored by this call (0 for a duplicate)
+    duplicate: bool   # the batch was stored before, with the same content
+
+
+@dataclass(frozen=True)
+class UploadSummary:
+    upload_id: str
+    department: str
+    record_count: int
+    committed: bool
+    # Against the upload it replaced as the department's current one, if any:
+    replaced_upload_id: str = ""
+    records_kept: int = 0
+    records_added: int = 0
+    records_removed: int = 0
+    health_warnings: tuple[str, ...] = field(default=())
+
+
+class Uploads:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    @guarded("BeginUpload", "agent")
+    def begin(self, who: Identity, project_id: str, schema_digest: str, key_check: bytes, digest: bytes,
+              record_count: int, batch_count: int) -> UploadSession:
+        self._check_counts(digest, record_count, batch_count)
+        with self.ctx.store.write() as conn:
+            project = existing_project(conn, project_id)
+            require_member(who, project)
+            if schema_digest != project.digest():
+                raise FailedPrecondition(
+                    f"the extract was encoded with schema {schema_digest[:12]}, the project's is "
+                    f"{project.digest()[:12]}: fetch the project again and re-encode")
+            self._check_key(conn, who, project_id, key_check)
+            row = q.upload_with_digest(conn, project_id, who.department, digest)
+            if row is not None:
+                stored = q.stored_batch_seqs(conn, row.upload_id)
+                self.ctx.store.audit(conn, str(who), "upload.resume", project_id=project_id,
+                                     department=who.department, upload_id=row.upload_id, stored_batches=len(stored))
+                return UploadSession(row.upload_id, tuple(stored), row.state != "open")
+            upload_id = uuid.uuid4().hex
+            q.insert_upload(conn, upload_id=upload_id, project_id=project_id, department=who.department,
+                            upload_digest=digest, schema_digest=schema_digest, record_count=record_count,
+                            batch_count=batch_count)
+            self.ctx.store.audit(conn, str(who), "upload.begin", project_id=project_id, department=who.department,
+                                 upload_id=upload_id, record_count=record_count, batch_count=batch_count,
+                                 upload_digest=digest.hex())
+            return UploadSession(upload_id, (), False)
+
+    def _check_counts(self, digest: bytes, record_count: int, batch_count: int) -> None:
+        if len(digest) != 32:
+            raise InvalidArgument("upload_digest must be a 32-byte SHA-256")
+        if record_count < 0 or batch_count < 0 or (record_count == 0) != (batch_count == 0):
+            raise InvalidArgument(f"record_count {record_count} and batch_count {batch_count} do not agree")
+        if record_count > self.ctx.limits.max_records_per_upload:
+            raise ResourceExhausted(
+                f"the upload declares {record_count} records; this coordinator takes at most "
+                f"{self.ctx.limits.max_records_per_upload} per department upload (--max-records-per-upload)")
+        if batch_count > record_count:
+            raise InvalidArgument(f"batch_count {batch_count} exceeds record_count {record_count}: "
+                                  "every batch holds at least one record")
+
+    def _check_key(self, conn, who: Identity, project_id: str, key_check: bytes) -> None:
+        if len(key_check) != 32:
+            raise InvalidArgument("key_check must be a 32-byte HMAC-SHA-256")
+        pinned = q.pinned_key_check(conn, project_id)
+        if pinned.key_check is None:
+            # The first department to upload pins the value; every later one must match it.
+            q.pin_key_check(conn, project_id, key_check, who.department)
+            self.ctx.store.audit(conn, str(who), "project.key_check_pinned", project_id=project_id,
+                                 department=who.department)
+        elif not hmac.compare_digest(pinned.key_check, key_check):
+            raise PermissionDenied(
+                f"the key-check value of {who.department} differs from the one {pinned.key_check_by} pinned for "
+                f"project {project_id}: this department holds a different project secret; ask the project's "
+                "departments for the shared secret")
+
+    @guarded("UploadBatches", "agent")
+    def store_batch(self, who: Identity, upload_id: str, seq: int, digest: bytes,
+                    records: Sequence[IncomingRecord]) -> StoredBatch:
+        """Store one batch, exactly once."""
+        if len(records) > self.ctx.limits.max_batch_records:
+            raise ResourceExhausted(
+                f"batch {seq} holds {len(records)} records; this coordinator takes at most "
+                f"{self.ctx.limits.max_batch_records} per batch (--max-batch-records): lower batch_size in the "
+                "agent's config")
+        try:
+            with self.ctx.store.write() as conn:
+                return self._store_batch(conn, who, upload_id, seq, digest, records)
+        except DomainError:
+            raise
+        except Exception as e:  # the unique constraint: a reference repeated across batches
+            if not q.is_repeated_reference(e):
+                raise
+        raise InvalidArgument(f"batch {seq} repeats a record reference already stored in this upload: "
+                              "record_id must be unique in the extract")
+
+    def _store_batch(self, conn, who: Identity, upload_id: str, seq: int, digest: bytes,
+                     records: Sequence[IncomingRecord]) -> StoredBatch:
+        up = q.upload(conn, upload_id)
+        if up is None:
+            raise NotFound(f"upload {upload_id!r} does not exist; call BeginUpload first")
+        require_own_department(who, up.department, f"upload {upload_id}")
+        if not 0 <= seq < up.batch_count:  # before any lookup: seq is 32-bit unsigned on the wire
+            raise InvalidArgument(f"batch {seq} is outside 0..{up.batch_count - 1} of upload {upload_id}")
+        prior = q.batch_digest_at(conn, upload_id, seq)
+        if prior is not None:
+            if prior != digest:
+                raise AlreadyExists(f"batch {seq} of upload {upload_id} is stored with other content; "
+                                    "an extract cannot change mid-upload: start a new upload")
+            return StoredBatch(0, True)
+        if up.state != "open":
+            raise FailedPrecondition(f"upload {upload_id} is {up.state}; it takes no more batches")
+        validate_batch(existing_project(conn, up.project_id), who.department, seq, digest, records)
+        if q.stored_record_count(conn, upload_id) + len(records) > up.record_count:
+            raise InvalidArgument(f"batch {seq} takes upload {upload_id} past its declared "
+                                  f"{up.record_count} records")
+        q.insert_batch(conn, upload_id, seq, digest, records)
+        self.ctx.store.audit(conn, str(who), "upload.batch", project_id=up.project_id, department=who.department,
+                             upload_id=upload_id, seq=seq, records=len(records), digest=digest.hex())
+        return StoredBatch(len(records), False)
+
+    @guarded("CommitUpload", "agent")
+    def commit(self, who: Identity, upload_id: str) -> UploadSummary:
+        with self.ctx.store.write() as conn:
+            up = q.upload(conn, upload_id)
+            if up is None:
+                raise NotFound(f"upload {upload_id!r} does not exist")
+            require_own_department(who, up.department, f"upload {upload_id}")
+            summary = UploadSummary(upload_id, up.department, up.record_count, committed=True)
+            if up.state == "superseded":
+                # The department sends an extract it had sent before (same digest): it is current again.
+                return self._replace_current(conn, who, up, summary, reinstated=True)
+            if up.state != "open":
+                return summary
+            self._check_complete(conn, up)
+            health = self._encoding_health(conn, up)
+            # Recorded whether or not the upload is accepted: a refusal leaves its figures too.
+            self.ctx.store.audit(conn, str(who), "upload.health", project_id=up.project_id,
+                                 department=up.department, upload_id=upload_id, accepted=not health.refusals,
+                                 **health.figures())
+            if not health.refusals:
+                summary = self._replace_current(conn, who, up, summary)
+        if health.refusals:
+            # The batches stay stored and the upload open; the department's previous upload stays current.
+            raise FailedPrecondition(
+                f"upload {upload_id} of {up.department} was not committed, its filters look broken: "
+                f"{'; '.join(health.refusals)}. Its batches are kept and the previous upload stays in use; "
+                "fix the extract or the agent's encoding and upload again")
+        return replace(summary, health_warnings=tuple(health.warnings))
+
+    @staticmethod
+    def _check_complete(conn, up) -> None:
+        got = q.stored_batches(conn, up.upload_id)
+        missing = sorted(set(range(up.batch_count)) - {b.seq for b in got})
+        if missing:
+            raise FailedPrecondition(f"upload {up.upload_id} lacks batches {missing[:10]}"
+                                     f"{' ...' if len(missing) > 10 else ''}; resume the upload")
+        if sum(b.record_count for b in got) != up.record_count:
+            raise FailedPrecondition(f"upload {up.upload_id} holds {sum(b.record_count for b in got)} records, "
+                                     f"declared {up.record_count}")
+        if upload_digest(up.schema_digest, [b.digest for b in got]) != up.upload_digest:
+            raise FailedPrecondition(f"upload {up.upload_id}: the batches do not add up to the declared digest")
+
+    def _replace_current(self, conn, who: Identity, up, summary: UploadSummary, *,
+                         reinstated: bool = False) -> UploadSummary:
+        """Make `up` the department's current upload: the next run uses it and
+        not the one before, whose records are then no longer linked or flagged
+        (their open flags resolve). Records in both, matched by their stable
+        encrypted reference, are the same records: nothing is duplicated."""
+        previous = q.committed_upload(conn, up.project_id, up.department)
+        kept = removed = 0
+        if previous:
+            kept = q.records_in_both(conn, up.upload_id, previous)
+            removed = q.upload_record_count(conn, previous) - kept
+            q.set_upload_state(conn, previous, "superseded")
+        comparison = {"replaced_upload_id": previous or "", "records_kept": kept,
+                      "records_added": up.record_count - kept, "records_removed": removed}
+        q.set_upload_state(conn, up.upload_id, "committed")
+        self.ctx.store.audit(conn, str(who), "upload.commit", project_id=up.project_id, department=up.department,
+                             upload_id=up.upload_id, records=up.record_count, upload_digest=up.upload_digest.hex(),
+                             reinstated=reinstated, **comparison)
+        return replace(summary, **comparison)
+
+    @staticmethod
+    def _encoding_health(conn, up) -> HealthReport:
+        """Encoding health (server/health.py) of an upload's stored filters."""
+        project = existing_project(conn, up.project_id)
+        return encoding_health(pack_filters(q.upload_filters(conn, up.upload_id), project.schema.filter_bits))
+
+
+def validate_batch(project: Project, department: str, seq: int, digest: bytes,
+                   records: Sequence[IncomingRecord]) -> None:
+    width = project.schema.filter_bytes
+    declared = set(project.departments[department])
+    # Household tokens are refused where the pack evaluates no household or the department numbers none.
+    households = (department in HOUSEHOLD_DEPARTMENTS
+                  and bool(load_rulepack(project.rules_toml).household_indicators))
+    refs = set()
+    for i, r in enumerate(records):
+        where = f"batch {seq}, record {i}"
+        if len(r.clk) != width:
+            raise InvalidArgument(f"{where}: filter is {len(r.clk)} bytes, the project's schema says {width} "
+                                  f"({project.schema.filter_bits} bits)")
+        if not 16 < len(r.ref) <= MAX_REF_BYTES:
+            raise InvalidArgument(f"{where}: reference of {len(r.ref)} bytes is not an encrypted reference")
+        if r.ref in refs:
+            raise InvalidArgument(f"{where}: reference repeated within the batch: record_id must be unique")
+        refs.add(r.ref)
+        undeclared = set(r.indicators) - declared
+        if undeclared:
+            raise InvalidArgument(f"{where}: indicators {sorted(undeclared)} are not declared for {department} "
+                                  f"in project {project.project_id}; declared: {sorted(declared)}")
+        bad = [k for k, v in r.indicators.items() if v not in (0, 1)]
+        if bad:
+            raise InvalidArgument(f"{where}: indicator {bad[0]!r} must be 0 or 1")
+        if r.household and not households:
+            raise InvalidArgument(f"{where}: a household token is not accepted from {department} in project "
+                                  f"{project.project_id} (only {', '.join(HOUSEHOLD_DEPARTMENTS)}, and only "
+                                  "when the rule pack has household indicators)")
+        if r.household and len(r.household) != HOUSEHOLD_TOKEN_BYTES:
+            raise InvalidArgument(f"{where}: a household token is {HOUSEHOLD_TOKEN_BYTES} bytes, not "
+                                  f"{len(r.household)}")
+    expected = batch_digest((r.ref, r.clk, r.indicators, r.household) for r in records)
+    if expected != digest:
+        raise InvalidArgument(f"batch {seq}: digest does not match its records (corrupted in transit?)")
