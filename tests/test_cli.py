@@ -65,8 +65,8 @@ def agent_toml(work: Path, department: str, port: int, extract: Path, batch_size
     work = work.resolve()
     return AgentConfig(
         path=work / f"{department}.toml", department=department, project="pilot", coordinator=f"127.0.0.1:{port}",
-        extract=Path(extract).resolve(), secret_file=work / "project.secret", ref_key_file=work / f"{department}.refkey",
-        state_dir=work / f"state-{department}", batch_size=batch_size,
+        extract=Path(extract).resolve(), secret_file=work / "project.secret",
+        ref_key_file=work / f"{department}.refkey", state_dir=work / f"state-{department}", batch_size=batch_size,
         tls=credentials_for(work / "pki", f"agent-{department}"), audit_public_key=work / "pki" / "audit-signing.pub",
     ).write()
 

@@ -1,14 +1,15 @@
 """What every command group shares: the stderr console, the exit codes, and the
 one wrapper that turns a known error into a one-line message and its code.
 
-| code | meaning |
-|---|---|
-| 0 | done |
-| 1 | a bug: an unexpected error, shown with its traceback |
-| 2 | the command line, or the input it names (config, extract, schema, rule pack, certificates, database), is not valid; or the install lacks the extra the command needs |
-| 3 | the coordinator refused the call, or stayed unreachable through every retry |
-| 4 | the audit log does not verify (an agent stops when the coordinator's log was rewritten) |
-| 130 | interrupted before a command started (Ctrl-C) |
+- 0: done.
+- 1: a bug: an unexpected error, shown with its traceback.
+- 2: the command line, or the input it names (config, extract, schema, rule
+  pack, certificates, database), is not valid; or the install lacks the extra
+  the command needs.
+- 3: the coordinator refused the call, or stayed unreachable through every retry.
+- 4: the audit log does not verify (an agent stops when the coordinator's log
+  was rewritten; `audit verify` names the first bad event).
+- 130: interrupted (Ctrl-C).
 
 The errors every command may meet are in `SHARED`; a command group module adds
 its own in `EXIT_CODES` (type -> `Failure`). The most specific class of an
