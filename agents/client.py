@@ -4,14 +4,10 @@ the department's own flags and write the caseworkers' worklist."""
 from __future__ import annotations
 
 import csv
-import logging
-import random
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import grpc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from agents.config import AgentConfig
@@ -20,71 +16,21 @@ from agents.extract import read_extract
 from agents.prepare import PreparedUpload, prepare
 from agents.refs import RefCipher, load_key
 from fedlink.audit import HeadKeeper, TreeHead, load_public_key
-from fedlink.pki import channel_credentials
+from fedlink.client import CoordinatorClient
 from fedlink.schema import Project, schema_columns
 from fedlink.v1 import coordinator_pb2 as pb
-from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
 from fedlink.wire import project_from_pb
 
-log = logging.getLogger("fedlink.agent")
-
-# RESOURCE_EXHAUSTED is retried only when the coordinator says when (its rate limit):
-# a message or upload over a size limit stays over it.
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 WORKLIST_EXTRA = ("need", "tier", "status", "since", "transition_until", "reasons", "explanation",
                   "departments_linked", "match_scores", "run_id")
 
 
-class AgentError(RuntimeError):
-    pass
-
-
-class AgentUnavailable(AgentError):
-    """The coordinator stayed unreachable through every retry."""
-
-
-def _retry_after_s(error: grpc.RpcError) -> float | None:
-    """The wait a rate-limited call was told (trailing metadata retry-after-ms), if any."""
-    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return None
-    try:
-        for key, value in error.trailing_metadata() or ():
-            if key == "retry-after-ms":
-                return int(value) / 1000.0
-    except (AttributeError, ValueError):
-        return None
-    return None
-
-
-def open_channel(config: AgentConfig) -> grpc.Channel:
-    options = [("grpc.max_send_message_length", 16 * 1024 * 1024),
-               ("grpc.max_receive_message_length", 16 * 1024 * 1024)]
-    if config.tls is not None:
-        return grpc.secure_channel(config.coordinator, channel_credentials(config.tls), options=options)
-    return grpc.insecure_channel(config.coordinator, options=options)
-
-
-class Agent:
+class Agent(CoordinatorClient):
     def __init__(self, config: AgentConfig, *, show_progress: bool = True, retries: int | None = None):
+        super().__init__(config.coordinator, config.tls, dev_identity=f"agent:{config.department}",
+                         retries=config.retries if retries is None else retries)
         self.config = config
         self.show_progress = show_progress
-        self.retries = config.retries if retries is None else retries
-        self.channel = open_channel(config)
-        self.stub = pb_grpc.CoordinatorStub(self.channel)
-        # Only with insecure = true on loopback: the coordinator has no certificate to read.
-        self.metadata = (("fedlink-dev-identity", f"agent:{config.department}"),) if config.tls is None else ()
-
-    def close(self) -> None:
-        self.channel.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _call(self, fn, request, timeout=60):
-        return fn(request, timeout=timeout, metadata=self.metadata)
 
     def check_log(self) -> None:
         """Check that the coordinator's audit log only grew since this agent last
@@ -128,30 +74,6 @@ class Agent:
 
         return self._retrying("the upload resumes where it stopped", once)
 
-    def _retrying(self, resumes: str, fn):
-        """Call fn, retrying with exponential backoff (and jitter) while the
-        coordinator is unreachable or asks to be called later (rate limit);
-        after `retries` attempts, an AgentUnavailable that says what to do."""
-        attempt = 0
-        while True:
-            try:
-                return fn()
-            except grpc.RpcError as e:
-                pushback = _retry_after_s(e)
-                if not (e.code() in RETRYABLE or pushback is not None):
-                    raise
-                if attempt >= self.retries:
-                    raise AgentUnavailable(
-                        f"the coordinator at {self.config.coordinator} is still unreachable after {attempt} "
-                        f"retries ({e.code().name}: {e.details()}); nothing is counted until the coordinator "
-                        "commits it: run the same command again to resume") from e
-                attempt += 1
-                wait = max(pushback or 0.0, min(30.0, 0.5 * 2 ** attempt) * random.uniform(0.8, 1.2))
-                log.warning("coordinator unreachable (%s: %s); retrying in %.1f s (attempt %d of %d)%s",
-                            e.code().name, (e.details() or "")[:120], wait, attempt, self.retries,
-                            f", {resumes}" if resumes else "")
-                time.sleep(wait)
-
     def _upload_once(self, project: Project, prepared: PreparedUpload, check: bytes) -> pb.UploadSummary:
         session = self._call(self.stub.BeginUpload, pb.BeginUploadRequest(
             project_id=project.project_id, schema_digest=prepared.schema_digest, key_check=check,
@@ -164,7 +86,7 @@ class Agent:
                 task = bar.add_task(f"uploading {prepared.department}", total=prepared.record_count,
                                     completed=sum(len(b) for b in prepared.batches if b.seq in stored))
                 sizes = {b.seq: len(b) for b in prepared.batches}
-                for ack in self.stub.UploadBatches(self._batches(session.upload_id, todo), metadata=self.metadata):
+                for ack in self._call(self.stub.UploadBatches, self._batches(session.upload_id, todo), timeout=None):
                     bar.advance(task, sizes[ack.seq])
         return self._call(self.stub.CommitUpload, pb.CommitUploadRequest(upload_id=session.upload_id))
 
@@ -185,7 +107,7 @@ class Agent:
 
         def once() -> list[pb.Flag]:
             self.check_log()
-            flags = list(self.stub.PullFlags(request, timeout=300, metadata=self.metadata))
+            flags = list(self._call(self.stub.PullFlags, request, timeout=300))
             self.check_log()
             return flags
 

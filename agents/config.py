@@ -23,10 +23,13 @@
     url = "postgresql://..."
     query = "SELECT ... FROM ..."
 
-Relative paths are relative to the config file.
+Relative paths are relative to the config file. `load_config` reads this
+file and `AgentConfig.write` writes it: a configuration read back is the one
+written.
 """
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +68,40 @@ class AgentConfig:
         if len(raw) < 16:
             raise ConfigError(f"{self.secret_file}: the project secret is shorter than 16 bytes")
         return raw
+
+    def to_toml(self) -> str:
+        """This configuration as the TOML `load_config` reads. Paths are written as
+        they are: absolute ones stay absolute, relative ones are then relative to
+        the file."""
+        lines = [f"{key} = {_toml_value(getattr(self, key))}" for key in _SCALARS]
+        if self.audit_public_key is not None:
+            lines.append(f"audit_public_key = {_toml_value(self.audit_public_key)}")
+        if self.insecure:
+            lines.append("insecure = true")
+        tables = {"tls": {"cert": self.tls.cert, "key": self.tls.key, "ca": self.tls.ca} if self.tls else {},
+                  "columns": self.columns, "sql": self.sql}
+        for name, table in tables.items():
+            if table:
+                lines += ["", f"[{name}]"] + [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+        return "\n".join(lines) + "\n"
+
+    def write(self) -> Path:
+        """Write `to_toml()` to this configuration's path; return the path."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(self.to_toml(), encoding="utf-8")
+        return self.path
+
+
+# Written as `key = value` before the tables, in this order.
+_SCALARS = ("department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
+            "batch_size", "retries")
+
+
+def _toml_value(value: str | Path | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    # A JSON string is a TOML basic string, once DEL (which TOML forbids raw) is escaped too.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 _KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",

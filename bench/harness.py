@@ -21,7 +21,7 @@ from rich.console import Console
 from sqlalchemy import select
 
 from agents.client import Agent
-from agents.config import load_config
+from agents.config import AgentConfig, load_config
 from agents.refs import RefCipher, load_key, new_key
 from bench.febrl import materialise, named_scenario
 from bench.metrics import flag_quality, missed_links_by_group, pair_quality, pairwise_quality, record_groups
@@ -56,22 +56,16 @@ def scenario_departments(scenario: Path) -> list[str]:
     return found
 
 
-def write_agent_config(workdir: Path, department: str, extract: Path, address: str, columns: dict) -> Path:
-    pki = workdir / "pki"
-    path = workdir / "agents" / f"{department}.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f'department = "{department}"', f'project = "{PROJECT_ID}"', f'coordinator = "{address}"',
-        f'extract = "{extract.resolve()}"', f'secret_file = "{(workdir / "project.secret").resolve()}"',
-        f'ref_key_file = "{(workdir / "agents" / (department + ".refkey")).resolve()}"',
-        f'state_dir = "{(workdir / "agents" / ("state-" + department)).resolve()}"', "batch_size = 2000", "",
-        "[tls]", f'cert = "{(pki / f"agent-{department}.pem").resolve()}"',
-        f'key = "{(pki / f"agent-{department}.key").resolve()}"', f'ca = "{(pki / "ca.pem").resolve()}"',
-    ]
-    if columns:
-        lines += ["", "[columns]"] + [f'{k} = "{v}"' for k, v in columns.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def write_agent_config(workdir: Path, department: str, extract: Path, address: str, columns: dict, *,
+                       project: str = PROJECT_ID, batch_size: int = 2000) -> Path:
+    """The agent TOML of one department in the bench's layout (workdir/agents, workdir/pki)."""
+    agents = (workdir / "agents").resolve()
+    return AgentConfig(
+        path=agents / f"{department}.toml", department=department, project=project, coordinator=address,
+        extract=extract.resolve(), secret_file=(workdir / "project.secret").resolve(),
+        ref_key_file=agents / f"{department}.refkey", state_dir=agents / f"state-{department}",
+        batch_size=batch_size, tls=credentials_for((workdir / "pki").resolve(), f"agent-{department}"),
+        columns=dict(columns)).write()
 
 
 class BenchSession:

@@ -209,24 +209,17 @@ def stored_against_sent(database: str, sent: list[dict]) -> dict[str, dict]:
 
 def _agent_config(folder: Path, pki: Path, department: str, project: str, address: str, extract: Path,
                   secret: Path, batch_size: int) -> Path:
+    from agents.config import AgentConfig
     from agents.refs import new_key
+    from fedlink.pki import credentials_for
 
+    folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "agent.toml"
-    path.write_text(f"""department = "{department}"
-project = "{project}"
-coordinator = "{address}"
-extract = "{extract.resolve()}"
-secret_file = "{secret.resolve()}"
-ref_key_file = "ref.key"
-state_dir = "state"
-batch_size = {batch_size}
-
-[tls]
-cert = "{(pki / f'agent-{department}.pem').resolve()}"
-key = "{(pki / f'agent-{department}.key').resolve()}"
-ca = "{(pki / 'ca.pem').resolve()}"
-""")
+    path = AgentConfig(
+        path=folder / "agent.toml", department=department, project=project, coordinator=address,
+        extract=extract.resolve(), secret_file=secret.resolve(), ref_key_file=folder / "ref.key",
+        state_dir=folder / "state", batch_size=batch_size,
+        tls=credentials_for(pki.resolve(), f"agent-{department}")).write()
     if not (folder / "ref.key").exists():
         new_key(folder / "ref.key")
     return path

@@ -6,43 +6,27 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import grpc
-
-from fedlink.audit import AuditError, TreeHead, load_public_key, verify_events
-from fedlink.pki import Credentials, channel_credentials, credentials_for
+from fedlink.audit import TreeHead, load_public_key, verify_events
+from fedlink.client import CoordinatorClient
 from fedlink.v1 import coordinator_pb2 as pb
-from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
 
 # Event kinds that are someone reading data, for the access report.
 READ_KINDS = ("flags.deliver", "report.read", "audit.read", "project.read", "run.watch")
 
 
-class Officer:
-    def __init__(self, channel: grpc.Channel):
-        self.channel = channel
-        self.stub = pb_grpc.CoordinatorStub(channel)
-
-    @classmethod
-    def connect(cls, address: str, pki: Path | Credentials, party: str = "officer") -> "Officer":
-        creds = pki if isinstance(pki, Credentials) else credentials_for(pki, party)
-        return cls(grpc.secure_channel(address, channel_credentials(creds)))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.channel.close()
+class Officer(CoordinatorClient):
+    party = "officer"
 
     def tree_head(self) -> TreeHead:
-        return TreeHead.from_pb(self.stub.GetTreeHead(pb.GetTreeHeadRequest(), timeout=30))
+        return TreeHead.from_pb(self._call(self.stub.GetTreeHead, pb.GetTreeHeadRequest(), timeout=30))
 
     def events(self, **filters) -> list[tuple[int, str]]:
         request = pb.ListAuditEventsRequest(**{k: v for k, v in filters.items() if v})
-        return [(e.seq, e.body) for e in self.stub.ListAuditEvents(request, timeout=600)]
+        return [(e.seq, e.body) for e in self._call(self.stub.ListAuditEvents, request, timeout=600)]
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        return list(self.stub.GetInclusionProof(pb.GetInclusionProofRequest(index=index, tree_size=size),
-                                                timeout=30).hashes)
+        return list(self._call(self.stub.GetInclusionProof, pb.GetInclusionProofRequest(index=index, tree_size=size),
+                               timeout=30).hashes)
 
     def export(self, out: Path) -> TreeHead:
         """Save a signed head and every event it covers, for offline verification."""
@@ -97,6 +81,3 @@ def access_report(events: list[tuple[int, str]], since: float = 0.0, until: floa
         per_actor[e["actor"]][what] += 1
         last[e["actor"]] = max(last.get(e["actor"], 0.0), e["ts"])
     return {actor: {"reads": dict(c), "last_ts": last[actor]} for actor, c in sorted(per_actor.items())}
-
-
-__all__ = ["Officer", "AuditError", "verify_export", "access_report", "load_export", "load_heads"]

@@ -1,55 +1,39 @@
 """The operator's client: create projects, start and watch runs, read reports."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import grpc
 from rich.console import Console
 from rich.table import Table
 
-from fedlink.pki import Credentials, channel_credentials, credentials_for
+from fedlink.client import CoordinatorClient
 from fedlink.schema import Project
 from fedlink.v1 import coordinator_pb2 as pb
-from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
 from fedlink.wire import project_from_pb, project_to_pb
 
 
-class Operator:
-    def __init__(self, channel: grpc.Channel):
-        self.channel = channel
-        self.stub = pb_grpc.CoordinatorStub(channel)
-
-    @classmethod
-    def connect(cls, address: str, pki: Path | Credentials, party: str = "operator") -> "Operator":
-        creds = pki if isinstance(pki, Credentials) else credentials_for(pki, party)
-        return cls(grpc.secure_channel(address, channel_credentials(creds)))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.channel.close()
+class Operator(CoordinatorClient):
+    party = "operator"
 
     def create_project(self, project: Project) -> Project:
-        return project_from_pb(self.stub.CreateProject(pb.CreateProjectRequest(project=project_to_pb(project)),
-                                                       timeout=60))
+        return project_from_pb(self._call(self.stub.CreateProject, pb.CreateProjectRequest(
+            project=project_to_pb(project))))
 
     def start_run(self, project_id: str, as_of: str = "") -> str:
-        return self.stub.StartRun(pb.StartRunRequest(project_id=project_id, as_of=as_of), timeout=60).run_id
+        return self._call(self.stub.StartRun, pb.StartRunRequest(project_id=project_id, as_of=as_of)).run_id
 
     def update_rules(self, project_id: str, rules_toml: str) -> Project:
-        return project_from_pb(self.stub.UpdateRules(pb.UpdateRulesRequest(project_id=project_id,
-                                                                           rules_toml=rules_toml), timeout=60))
+        return project_from_pb(self._call(self.stub.UpdateRules, pb.UpdateRulesRequest(
+            project_id=project_id, rules_toml=rules_toml)))
 
     def set_schedule(self, project_id: str, every: str, day: int = 0, at: str = "", start: str = "") -> pb.Schedule:
-        return self.stub.SetSchedule(pb.SetScheduleRequest(project_id=project_id, every=every, day=day, at=at,
-                                                           start=start), timeout=60)
+        return self._call(self.stub.SetSchedule, pb.SetScheduleRequest(project_id=project_id, every=every, day=day,
+                                                                        at=at, start=start))
 
     def schedule(self, project_id: str) -> pb.Schedule:
-        return self.stub.GetSchedule(pb.GetScheduleRequest(project_id=project_id), timeout=60)
+        return self._call(self.stub.GetSchedule, pb.GetScheduleRequest(project_id=project_id))
 
     def progress(self, run_id: str):
-        return self.stub.WatchRun(pb.WatchRunRequest(run_id=run_id))
+        # A run takes as long as it takes: the stream has no deadline.
+        return self._call(self.stub.WatchRun, pb.WatchRunRequest(run_id=run_id), timeout=None)
 
     def watch(self, run_id: str, console: Console | None = None) -> str:
         """Follow a run to its end; return its final state."""
@@ -72,7 +56,7 @@ class Operator:
     def report(self, run_id: str) -> dict:
         from google.protobuf.json_format import MessageToDict
 
-        return MessageToDict(self.stub.GetReport(pb.GetReportRequest(run_id=run_id), timeout=60),
+        return MessageToDict(self._call(self.stub.GetReport, pb.GetReportRequest(run_id=run_id)),
                              preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 

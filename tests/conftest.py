@@ -105,10 +105,7 @@ def agent_config(tmp_path, pki, coordinator, scenario, secret_file):
         (work / "pki").symlink_to(party_pki or pki)
         (work / "project.secret").write_text((secret or secret_file).read_text())
         path = write_agent_config(work, department, extract or scenario / f"{department}.csv",
-                                  coordinator.address, {})
-        text = path.read_text().replace('project = "bench"', f'project = "{project}"')
-        text = text.replace("batch_size = 2000", f"batch_size = {batch_size}")
-        path.write_text(text)
+                                  coordinator.address, {}, project=project, batch_size=batch_size)
         new_key(work / "agents" / f"{department}.refkey")
         return path
 

@@ -91,27 +91,19 @@ class CoordinatorProcess:
 def agent_toml(work: Path, pki: Path, department: str, address: str, extract: Path, secret: Path, *,
                project: str = "pilot", batch_size: int = 500, retries: int = 5, name: str | None = None) -> Path:
     """An agent TOML in its own folder, with a fresh reference key."""
+    from agents.config import AgentConfig
     from agents.refs import new_key
+    from fedlink.pki import credentials_for
 
-    folder = Path(work) / (name or f"agent-{department}")
+    folder = (Path(work) / (name or f"agent-{department}")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "agent.toml"
-    path.write_text(f"""department = "{department}"
-project = "{project}"
-coordinator = "{address}"
-extract = "{Path(extract).resolve()}"
-secret_file = "{Path(secret).resolve()}"
-ref_key_file = "{department}.refkey"
-state_dir = "state"
-audit_public_key = "{(Path(pki) / 'audit-signing.pub').resolve()}"
-batch_size = {batch_size}
-retries = {retries}
-
-[tls]
-cert = "{(Path(pki) / f'agent-{department}.pem').resolve()}"
-key = "{(Path(pki) / f'agent-{department}.key').resolve()}"
-ca = "{(Path(pki) / 'ca.pem').resolve()}"
-""")
+    pki = Path(pki).resolve()
+    path = AgentConfig(
+        path=folder / "agent.toml", department=department, project=project, coordinator=address,
+        extract=Path(extract).resolve(), secret_file=Path(secret).resolve(),
+        ref_key_file=folder / f"{department}.refkey", state_dir=folder / "state",
+        audit_public_key=pki / "audit-signing.pub", batch_size=batch_size, retries=retries,
+        tls=credentials_for(pki, f"agent-{department}")).write()
     if not (folder / f"{department}.refkey").exists():
         new_key(folder / f"{department}.refkey")
     return path

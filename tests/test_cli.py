@@ -1,6 +1,7 @@
 """The commands a user types, as real processes: pki init, coordinator serve,
 project create, agent keygen/upload/flags, run start/report, audit verify;
-and Ctrl-C on the coordinator in the middle of an upload."""
+Ctrl-C on the coordinator in the middle of an upload; the exit codes and the
+one-line message of a side whose dependencies are not installed."""
 from __future__ import annotations
 
 import os
@@ -58,23 +59,16 @@ def serve(cwd: Path, port: int, grace: float = 10.0, database: str | Path = "coo
 
 
 def agent_toml(work: Path, department: str, port: int, extract: Path, batch_size: int = 500) -> Path:
-    path = work / f"{department}.toml"
-    path.write_text(f"""department = "{department}"
-project = "pilot"
-coordinator = "127.0.0.1:{port}"
-extract = "{extract}"
-secret_file = "project.secret"
-ref_key_file = "{department}.refkey"
-state_dir = "state-{department}"
-audit_public_key = "pki/audit-signing.pub"
-batch_size = {batch_size}
+    from agents.config import AgentConfig
+    from fedlink.pki import credentials_for
 
-[tls]
-cert = "pki/agent-{department}.pem"
-key = "pki/agent-{department}.key"
-ca = "pki/ca.pem"
-""")
-    return path
+    work = work.resolve()
+    return AgentConfig(
+        path=work / f"{department}.toml", department=department, project="pilot", coordinator=f"127.0.0.1:{port}",
+        extract=Path(extract).resolve(), secret_file=work / "project.secret",
+        ref_key_file=work / f"{department}.refkey", state_dir=work / f"state-{department}", batch_size=batch_size,
+        tls=credentials_for(work / "pki", f"agent-{department}"), audit_public_key=work / "pki" / "audit-signing.pub",
+    ).write()
 
 
 @pytest.fixture
@@ -165,3 +159,38 @@ def test_ctrl_c_mid_upload_loses_nothing_and_the_agent_resumes(site, scenario):
     finally:
         coordinator.send_signal(signal.SIGINT)
         coordinator.wait(timeout=30)
+
+
+def without(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`fedlink ARGS` in an install that lacks `module` (as if its extra were not installed)."""
+    code = f"import sys; sys.modules[{module!r}] = None; sys.argv = ['fedlink', *{list(args)!r}]; " \
+           "from fedlink.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("module, args, says", [
+    ("sqlalchemy", ("coordinator", "serve"), "`coordinator serve` needs the coordinator extra: "
+                                             "pip install 'fedlink[coordinator]'"),
+    ("alembic", ("coordinator", "migrate", "--database", "x.sqlite"), "`coordinator migrate` needs the coordinator "
+                                                                      "extra: pip install 'fedlink[coordinator]'"),
+    ("pandas", ("agent", "upload", "--config", "a.toml"), "`agent upload` needs the agent extra: "
+                                                          "pip install 'fedlink[agent]'"),
+])
+def test_a_side_not_installed_says_which_extra_in_one_line(tmp_path, module, args, says):
+    done = without(module, *args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {says}"
+
+
+def test_known_errors_exit_with_their_code_and_one_line(tmp_path):
+    missing = fedlink("agent", "keygen", "--config", "nope.toml", cwd=tmp_path, check=False)
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: nope.toml: no such config file"
+    fedlink("pki", "init", "pki", "--departments", "population", cwd=tmp_path)
+    again = fedlink("pki", "init", "pki", "--departments", "population", cwd=tmp_path, check=False)
+    assert again.returncode == 2 and "refusing to overwrite" in again.stderr and "Traceback" not in again.stderr
+    down = fedlink("run", "start", "pilot", "--pki", "pki", "--coordinator", f"127.0.0.1:{free_port()}",
+                   cwd=tmp_path, check=False)
+    assert down.returncode == 3 and "coordinator unavailable: UNAVAILABLE" in down.stderr
+    (tmp_path / "bad.toml").write_text('project_id = "p"\ndepartments = []\n')
+    bad = fedlink("project", "create", "bad.toml", "--pki", "pki", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,3 @@
+from fedlink.cli import main
+
+main()

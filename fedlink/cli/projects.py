@@ -1,0 +1,92 @@
+"""`fedlink project` and `fedlink run`: the operator's commands, over the
+operator's gRPC client (fedlink.operator)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from fedlink.cli.base import INPUT, CoordOpt, Failure, PartyOpt, PkiOpt, console
+from fedlink.operator import Operator, print_report
+from fedlink.rules import RuleError, load_rulepack
+from fedlink.schema import Project, SchemaError
+
+project_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Operator: linkage projects.")
+run_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Operator: linkage runs.")
+
+EXIT_CODES = {SchemaError: Failure(INPUT), RuleError: Failure(INPUT)}
+
+
+@project_app.command("create")
+def project_create(config: Path, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt):
+    """Create a linkage project from a TOML file (departments, schema, threshold, rules)."""
+    project = Project.from_toml(config)
+    with Operator.connect(coordinator, pki, party) as op:
+        created = op.create_project(project)
+    console.print(f"project {created.project_id} created, schema digest {created.digest()[:16]}")
+
+
+@project_app.command("rules")
+def project_rules(project: str, rules: Path = typer.Option(..., help="The new rule pack (TOML)"),
+                  coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt):
+    """Replace a project's rule pack (thresholds, regional lines, rules); the change is an audit event."""
+    text = rules.read_text(encoding="utf-8")
+    load_rulepack(text, source=str(rules))  # refused here, before the coordinator is called
+    with Operator.connect(coordinator, pki, party) as op:
+        op.update_rules(project, text)
+    console.print(f"rules of {project} replaced; they apply to the next uploads and runs")
+
+
+@project_app.command("schedule")
+def project_schedule(project: str,
+                     every: str = typer.Option("", help="1mo (monthly), 3mo, 6mo, 14d, 1w, or semester (March and "
+                                                        "September); omit to show the schedule"),
+                     day: int = typer.Option(1, help="Day of the month (1-28) for month cadences and semester"),
+                     at: str = typer.Option("02:00", help="UTC time of day, HH:MM"),
+                     start: str = typer.Option("", help="ISO date of the first possible run (default today)"),
+                     off: bool = typer.Option(False, "--off", help="Remove the schedule"),
+                     coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt):
+    """Run a project on a cadence: the coordinator starts each run when it is due (audited)."""
+    with Operator.connect(coordinator, pki, party) as op:
+        s = (op.set_schedule(project, "" if off else every, day, at, start) if every or off
+             else op.schedule(project))
+    if not s.every:
+        console.print(f"{project} has no schedule: runs start when an operator starts them")
+        return
+    console.print(f"{project} runs every {s.every} (day {s.day}, {s.at} UTC); next run due {s.next_due}"
+                  + (f"; last started {s.last_run_id or '-'} for {s.last_due}" if s.last_due else "")
+                  + (f"; last due run not started: {s.last_error}" if s.last_error else ""))
+
+
+@run_app.command("start")
+def run_start(project: str, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt,
+              as_of: str = typer.Option("", help="ISO date the run is for (default today)"),
+              watch: bool = typer.Option(True, help="Follow the run's progress")):
+    """Start a linkage run on the departments' current uploads."""
+    with Operator.connect(coordinator, pki, party) as op:
+        run_id = op.start_run(project, as_of)
+        console.print(f"run {run_id} started")
+        if watch:
+            op.watch(run_id, console)
+        print(run_id)
+
+
+@run_app.command("watch")
+def run_watch(run_id: str, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt):
+    """Follow a run's progress until it finishes."""
+    with Operator.connect(coordinator, pki, party) as op:
+        op.watch(run_id, console)
+
+
+@run_app.command("report")
+def run_report(run_id: str, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt,
+               as_json: bool = typer.Option(False, "--json")):
+    """A run's report: counts per department, matches, flags per need (small cells suppressed)."""
+    with Operator.connect(coordinator, pki, party) as op:
+        report = op.report(run_id)
+    if as_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print_report(report, Console())

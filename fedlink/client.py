@@ -1,0 +1,106 @@
+"""What every client of the coordinator shares (agent, operator, officer): the
+channel (mutual TLS from a PKI folder or cert/key/ca paths; plaintext only
+with a development identity on loopback), the call metadata and timeout, and
+retrying with backoff where a client wants it."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import grpc
+
+from fedlink.pki import Credentials, channel_credentials, credentials_for
+from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
+
+log = logging.getLogger("fedlink.client")
+
+T = TypeVar("T")
+
+# The coordinator accepts messages up to 16 MiB by default (`--max-message-bytes`).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# RESOURCE_EXHAUSTED is retried only when the coordinator says when (its rate limit):
+# a message or upload over a size limit stays over it.
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+class CoordinatorUnavailable(RuntimeError):
+    """The coordinator stayed unreachable through every retry."""
+
+
+def retry_after_s(error: grpc.RpcError) -> float | None:
+    """The wait a rate-limited call was told (trailing metadata retry-after-ms), if any."""
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    try:
+        for key, value in error.trailing_metadata() or ():
+            if key == "retry-after-ms":
+                return int(value) / 1000.0
+    except (AttributeError, ValueError):
+        return None
+    return None
+
+
+class CoordinatorClient:
+    """A channel and stub to the coordinator. Without credentials the channel is
+    plaintext and every call names `dev_identity` (the coordinator accepts that
+    only when it runs insecure on loopback: it has no certificate to read)."""
+
+    party = ""  # the certificate name in a PKI folder a client of this kind uses by default
+
+    def __init__(self, address: str, credentials: Credentials | None, *, dev_identity: str = "",
+                 retries: int = 0):
+        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        self.address = address
+        self.retries = retries
+        if credentials is not None:
+            self.channel = grpc.secure_channel(address, channel_credentials(credentials), options=options)
+            self.metadata: tuple[tuple[str, str], ...] = ()
+        else:
+            self.channel = grpc.insecure_channel(address, options=options)
+            self.metadata = (("fedlink-dev-identity", dev_identity),)
+        self.stub = pb_grpc.CoordinatorStub(self.channel)
+
+    @classmethod
+    def connect(cls, address: str, pki: Path | Credentials, party: str = ""):
+        """A client with `party`'s certificate from a PKI folder (`fedlink pki init`), or given credentials."""
+        return cls(address, pki if isinstance(pki, Credentials) else credentials_for(pki, party or cls.party))
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request, timeout: float = 60):
+        return method(request, timeout=timeout, metadata=self.metadata)
+
+    def _retrying(self, resumes: str, fn: Callable[[], T]) -> T:
+        """Call fn, retrying with exponential backoff (and jitter) while the
+        coordinator is unreachable or asks to be called later (rate limit);
+        after `retries` attempts, a CoordinatorUnavailable that says what to do."""
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except grpc.RpcError as e:
+                pushback = retry_after_s(e)
+                if not (e.code() in RETRYABLE or pushback is not None):
+                    raise
+                if attempt >= self.retries:
+                    raise CoordinatorUnavailable(
+                        f"the coordinator at {self.address} is still unreachable after {attempt} "
+                        f"retries ({e.code().name}: {e.details()}); nothing is counted until the coordinator "
+                        "commits it: run the same command again to resume") from e
+                attempt += 1
+                wait = max(pushback or 0.0, min(30.0, 0.5 * 2 ** attempt) * random.uniform(0.8, 1.2))
+                log.warning("coordinator unreachable (%s: %s); retrying in %.1f s (attempt %d of %d)%s",
+                            e.code().name, (e.details() or "")[:120], wait, attempt, self.retries,
+                            f", {resumes}" if resumes else "")
+                time.sleep(wait)
