@@ -34,8 +34,8 @@ def decode(raw: bytes, where: str, encoding: str | None = None) -> str:
             raise _undecodable(raw, where, utf8, "UTF-8") from None
         try:
             return raw.decode("gb18030")
-        except UnicodeDecodeError:
-            raise _undecodable(raw, where, utf8, "UTF-8 nor GB18030/GBK") from None
+        except UnicodeDecodeError as gb:  # not UTF-8, so where GB18030 fails is the byte to fix
+            raise _undecodable(raw, where, gb, "UTF-8 nor GB18030/GBK") from None
 
 
 def _codec(encoding: str, where: str) -> str:
