@@ -82,7 +82,10 @@ def _read_file(path: Path, encoding: str | None, sheet: str | None) -> pd.DataFr
         return read_xlsx(path, sheet)
     if suffix == ".parquet":
         return _read_parquet(path)
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ExtractError(f"{path}: cannot be read ({e.strerror})") from None
     if raw.startswith(_ZIP_MAGIC):
         raise ExtractError(f"{path}: this is an Excel workbook, not CSV text; name it .xlsx")
     return parse_csv(decode(raw, str(path), encoding), str(path))

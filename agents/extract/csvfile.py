@@ -51,7 +51,7 @@ def parse_csv(text: str, where: str) -> pd.DataFrame:
         try:
             row = next(reader)
         except csv.Error as e:
-            row, problem = None, f"malformed CSV: {e}{_span(start, lines.next)}"
+            problem = f"malformed CSV: {e}{_span(start, lines.next)}"
         else:
             if not row:
                 continue
