@@ -1,0 +1,103 @@
+"""A data-quality summary of an extract: what the matcher will not be able to use.
+
+Counts only, never values, so the summary may be printed, logged and sent to
+the coordinator. A value is unreadable when it is not blank but normalises to
+nothing (agents/normalise.py decides, through its own functions): a date in
+no known form, a name with neither characters nor letters, a phone of three
+digits. A resident ID of the right shape whose check character (ISO 7064
+MOD 11-2) or birth date is wrong is counted apart, as invalid: it still
+links on most of its digits, but gives no age and vouches for nothing.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from agents.extract.values import excel_date
+from agents.normalise import name_pinyin, normalise_name, parse_resident_id, record_features
+from fedlink.schema import BUILTIN_FEATURES
+
+
+def column_kinds(features: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Column -> kind from (kind, column) pairs; the first feature read from a column
+    gives its kind ("name" before "name_pinyin"), a field read from "a+b" checks both."""
+    kinds: dict[str, str] = {}
+    for kind, column in features:
+        for part in column.split("+"):
+            kinds.setdefault(part, kind)
+    return kinds
+
+
+# The extract contract's identity columns; a project's are
+# column_kinds((f.kind, f.column) for f in project.schema.fields).
+IDENTITY_KINDS = column_kinds(BUILTIN_FEATURES.values())
+
+
+@dataclass(frozen=True)
+class FieldQuality:
+    column: str
+    kind: str
+    blank: int
+    unreadable: int
+    invalid_ids: int = 0  # resident_id columns: right shape, wrong check character or birth date
+    pinyin_only: int = 0  # name columns: written in letters only, no characters to compare
+
+
+@dataclass(frozen=True)
+class QualitySummary:
+    records: int
+    fields: tuple[FieldQuality, ...]
+
+    def to_dict(self) -> dict:
+        """JSON-able: counts as ints and, for each, its share of the records as a float."""
+        out = {}
+        for f in self.fields:
+            counts = {k: v for k, v in asdict(f).items() if k not in ("column", "kind")}
+            out[f.column] = {"kind": f.kind, **counts,
+                             **{f"{k}_share": self._share(v) for k, v in counts.items()}}
+        return {"records": self.records, "fields": out}
+
+    def render(self) -> str:
+        """A few lines for an operator: one per field, naming only what is not clean."""
+        lines = [f"{self.records} records"]
+        for f in self.fields:
+            parts = [f"{n} {label} ({self._share(n):.1%})" for n, label in
+                     ((f.blank, "blank"), (f.unreadable, "unreadable"), (f.invalid_ids, "invalid IDs"),
+                      (f.pinyin_only, "pinyin only")) if n]
+            lines.append(f"  {f.column}: {', '.join(parts) or 'all readable'}")
+        return "\n".join(lines)
+
+    def _share(self, count: int) -> float:
+        return round(count / self.records, 4) if self.records else 0.0
+
+
+def summarise(frame: pd.DataFrame, kinds: Mapping[str, str] = IDENTITY_KINDS) -> QualitySummary:
+    """The summary of an extract read by agents.extract.read_extract (stripped strings, '' = blank)."""
+    fields = tuple(_field(frame[column], column, kind) for column, kind in kinds.items() if column in frame)
+    return QualitySummary(len(frame), fields)
+
+
+def _field(values: pd.Series, column: str, kind: str) -> FieldQuality:
+    # Each distinct value is judged once: registers repeat few values many times, IDs never.
+    counts = values.value_counts()
+    blank = int(counts.get("", 0))
+    tally = {"unreadable": 0, "invalid_ids": 0, "pinyin_only": 0}
+    for value, n in counts.items():
+        if value:
+            for what in _judge(value, kind):
+                tally[what] += int(n)
+    return FieldQuality(column, kind, blank, **tally)
+
+
+def _judge(value: str, kind: str) -> tuple[str, ...]:
+    if kind == "resident_id":
+        rid = parse_resident_id(value)
+        return ("unreadable",) if not rid.value else () if rid.valid else ("invalid_ids",)
+    if kind == "name" and not normalise_name(value):
+        return ("pinyin_only",) if name_pinyin(value) else ("unreadable",)
+    if kind == "date":
+        value = excel_date(value)
+    features = record_features({"v": value}, (("v", kind, "v"),))
+    return () if features["v"] else ("unreadable",)
