@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -75,24 +74,13 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 def _wait_serving(address: str, pki: Path, proc: subprocess.Popen, log: Path, limit: float = 90) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from fedlink.pki import credentials_for
+    from server.serve import wait_serving
 
-    from fedlink.pki import channel_credentials, credentials_for
-
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+    if not wait_serving(address, credentials_for(pki, "operator"), limit, alive=lambda: proc.poll() is None):
         if proc.poll() is not None:
             raise RuntimeError(f"coordinator exited: {log.read_text()}")
-        channel = grpc.secure_channel(address, channel_credentials(credentials_for(pki, "operator")))
-        try:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-            return
-        except grpc.RpcError:
-            time.sleep(0.1)
-        finally:
-            channel.close()
-    raise RuntimeError(f"coordinator did not start: {log.read_text()}")
+        raise RuntimeError(f"coordinator did not start: {log.read_text()}")
 
 
 def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str | None = None,

@@ -114,3 +114,24 @@ def serve_forever(running: Running, grace: float = 10.0) -> None:
     log.info("shutting down: finishing calls in flight (up to %.0f s)", grace)
     running.stop(grace)
     log.info("stopped")
+
+
+def wait_serving(address: str, credentials: Credentials, limit: float, alive=lambda: True) -> bool:
+    """Poll a coordinator's health service until it answers SERVING (True), it stops
+    being `alive()` or `limit` seconds pass (False): how a process that started one
+    knows it may call it."""
+    import time
+
+    from fedlink.pki import channel_credentials
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and alive():
+        channel = grpc.secure_channel(address, channel_credentials(credentials))
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            return True
+        except grpc.RpcError:
+            time.sleep(0.1)
+        finally:
+            channel.close()
+    return False

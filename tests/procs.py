@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
 
 FEDLINK = [sys.executable, "-m", "fedlink.cli"]
 
@@ -49,22 +48,14 @@ class CoordinatorProcess:
         self._wait_serving()
 
     def _wait_serving(self, limit: float = 90) -> None:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from fedlink.pki import credentials_for
+        from server.serve import wait_serving
 
-        from fedlink.pki import channel_credentials, credentials_for
-
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"coordinator exited with {self.proc.returncode}: {self.log.read_text()}")
-            channel = grpc.secure_channel(self.address, channel_credentials(credentials_for(self.pki, "officer")))
-            try:
-                health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                return
-            except grpc.RpcError:
-                time.sleep(0.1)
-            finally:
-                channel.close()
+        if wait_serving(self.address, credentials_for(self.pki, "officer"), limit,
+                        alive=lambda: self.proc.poll() is None):
+            return
+        if self.proc.poll() is not None:
+            raise AssertionError(f"coordinator exited with {self.proc.returncode}: {self.log.read_text()}")
         self.kill()
         raise AssertionError(f"coordinator did not start: {self.log.read_text()}")
 

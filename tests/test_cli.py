@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from dbutil import db_errors, dbapi
@@ -39,21 +38,11 @@ def serve(cwd: Path, port: int, grace: float = 10.0, database: str | Path = "coo
                              "--database", str(database), "--grace", str(grace), *extra], cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from fedlink.pki import credentials_for
+    from server.serve import wait_serving
 
-    from fedlink.pki import channel_credentials, credentials_for
-
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        channel = grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(credentials_for(cwd / "pki",
-                                                                                              "officer")))
-        try:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-            return proc
-        except grpc.RpcError:
-            time.sleep(0.2)
-        finally:
-            channel.close()
+    if wait_serving(f"127.0.0.1:{port}", credentials_for(cwd / "pki", "officer"), 30, alive=lambda: proc.poll() is None):
+        return proc
     proc.kill()
     raise AssertionError(f"coordinator did not start: {proc.stderr.read()}")
 
