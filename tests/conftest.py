@@ -95,18 +95,12 @@ def secret_file(tmp_path) -> Path:
 @pytest.fixture
 def agent_config(tmp_path, pki, coordinator, scenario, secret_file):
     """Write an agent TOML for a department; returns its path."""
-    from agents.refs import new_key
-    from bench.harness import write_agent_config
+    from procs import agent_folder
 
     def make(department: str, *, extract: Path | None = None, secret: Path | None = None, project: str = "pilot",
              batch_size: int = 2000, party_pki: Path | None = None) -> Path:
-        work = tmp_path / f"agent-{department}-{secrets.token_hex(3)}"
-        work.mkdir()
-        (work / "pki").symlink_to(party_pki or pki)
-        (work / "project.secret").write_text((secret or secret_file).read_text())
-        path = write_agent_config(work, department, extract or scenario / f"{department}.csv",
-                                  coordinator.address, {}, project=project, batch_size=batch_size)
-        new_key(work / "agents" / f"{department}.refkey")
-        return path
+        return agent_folder(tmp_path / f"agent-{department}-{secrets.token_hex(3)}", department,
+                            extract or scenario / f"{department}.csv", coordinator.address, party_pki or pki,
+                            secret or secret_file, project=project, batch_size=batch_size)
 
     return make

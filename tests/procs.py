@@ -109,3 +109,18 @@ def wait_for(predicate, what: str, limit: float = 120, every: float = 0.005):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def agent_folder(work: Path, department: str, extract: Path, address: str, pki: Path, secret: Path, *,
+                 project: str = "pilot", batch_size: int = 2000) -> Path:
+    """A department's folder in the bench layout (pki link, project secret, agent TOML,
+    a fresh reference key); returns the TOML's path."""
+    from agents.refs import new_key
+    from bench.harness import write_agent_config
+
+    work.mkdir(parents=True)
+    (work / "pki").symlink_to(pki)
+    (work / "project.secret").write_text(Path(secret).read_text())
+    path = write_agent_config(work, department, extract, address, {}, project=project, batch_size=batch_size)
+    new_key(work / "agents" / f"{department}.refkey")
+    return path

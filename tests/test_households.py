@@ -124,8 +124,7 @@ def test_a_child_without_a_civil_affairs_record_is_found_through_the_household(
 
 def test_household_tokens_only_where_declared_and_no_household_number_on_the_wire(
         pki, tmp_path, scenario, secret_file):
-    from agents.refs import new_key
-    from bench.harness import write_agent_config
+    from procs import agent_folder
     from fedlink.operator import Operator
     from fedlink.pki import credentials_for
     from fedlink.schema import Project
@@ -139,13 +138,7 @@ def test_household_tokens_only_where_declared_and_no_household_number_on_the_wir
         with Operator.connect(address, pki) as op:
             op.create_project(Project.default("pilot", reference_date="2025-06-30"))
         for d in ("population", "civil_affairs", "housing"):
-            work = tmp_path / d
-            work.mkdir()
-            (work / "pki").symlink_to(pki)
-            (work / "project.secret").write_text(secret_file.read_text())
-            config = write_agent_config(work, d, scenario / f"{d}.csv", address, {})
-            config.write_text(config.read_text().replace('"bench"', '"pilot"'))
-            new_key(load_config(config).ref_key_file)
+            config = agent_folder(tmp_path / d, d, scenario / f"{d}.csv", address, pki, secret_file)
             with Agent(load_config(config), show_progress=False) as agent:
                 agent.upload()
     finally:

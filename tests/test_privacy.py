@@ -60,8 +60,7 @@ def identifiers(frame: pd.DataFrame) -> set[str]:
 def test_nothing_identifying_crosses_the_wire_or_reaches_logs_or_the_store(pki, tmp_path, scenario, secret_file,
                                                                           caplog):
     from agents.extract import read_extract
-    from agents.refs import new_key
-    from bench.harness import write_agent_config
+    from procs import agent_folder
     from fedlink.operator import Operator
     from fedlink.pki import credentials_for
     from fedlink.schema import Project
@@ -77,13 +76,7 @@ def test_nothing_identifying_crosses_the_wire_or_reaches_logs_or_the_store(pki, 
             op.create_project(Project.default("pilot", reference_date="2025-06-30"))
         raw = set()
         for d in DEPARTMENTS:
-            work = tmp_path / d
-            work.mkdir()
-            (work / "pki").symlink_to(pki)
-            (work / "project.secret").write_text(secret_file.read_text())
-            config = write_agent_config(work, d, scenario / f"{d}.csv", address, {})
-            config.write_text(config.read_text().replace('"bench"', '"pilot"'))
-            new_key(load_config(config).ref_key_file)
+            config = agent_folder(tmp_path / d, d, scenario / f"{d}.csv", address, pki, secret_file)
             with Agent(load_config(config), show_progress=False) as agent:
                 agent.upload()
             raw |= identifiers(read_extract(scenario / f"{d}.csv", d))
@@ -146,8 +139,7 @@ def test_a_department_never_receives_another_departments_filters_or_scores(pki, 
     from sqlalchemy import select
 
     from agents.encoding import dice
-    from agents.refs import new_key
-    from bench.harness import write_agent_config
+    from procs import agent_folder
     from fedlink.operator import Operator
     from fedlink.pki import credentials_for
     from fedlink.schema import Project
@@ -163,14 +155,8 @@ def test_a_department_never_receives_another_departments_filters_or_scores(pki, 
             op.create_project(Project.default("pilot", reference_date="2025-06-30"))
         configs = {}
         for d in DEPARTMENTS:
-            work = tmp_path / d
-            work.mkdir()
-            (work / "pki").symlink_to(pki)
-            (work / "project.secret").write_text(secret_file.read_text())
-            config = write_agent_config(work, d, scenario / f"{d}.csv", address, {})
-            config.write_text(config.read_text().replace('"bench"', '"pilot"'))
+            config = agent_folder(tmp_path / d, d, scenario / f"{d}.csv", address, pki, secret_file)
             configs[d] = load_config(config)
-            new_key(configs[d].ref_key_file)
             with Agent(configs[d], show_progress=False) as agent:
                 agent.upload()
         with Operator.connect(address, pki) as op:
