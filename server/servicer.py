@@ -170,7 +170,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def CreateProject(self, request, context, who):
-        return project_to_pb(self.coordinator.projects.create(who, project_from_pb(request.project)))
+        return _ruled_project(self.coordinator.projects.create(who, project_from_pb(request.project)))
 
     @rpc
     def GetProject(self, request, context, who):
@@ -225,7 +225,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             persons_by_department_count=_cells(r.persons_by_department_count),
             flags_per_need=_cells(r.flags_per_need), flags_per_status=_cells(r.flags_per_status),
             outcomes_per_rule=_cells(r.outcomes_per_rule),
-            encoding_health=[_encoding_health(h) for h in r.encoding_health])
+            encoding_health=[_encoding_health(h) for h in r.encoding_health],
+            idle_rules=[_idle_rule(i) for i in r.idle_rules])
 
     @rpc
     def PullFlags(self, request, context, who):
@@ -247,7 +248,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def UpdateRules(self, request, context, who):
-        return project_to_pb(self.coordinator.reviews.update_rules(who, request.project_id, request.rules_toml))
+        return _ruled_project(self.coordinator.reviews.update_rules(who, request.project_id, request.rules_toml))
 
     @rpc
     def SetSchedule(self, request, context, who):
@@ -304,6 +305,17 @@ def _encoding_health(h) -> pb.EncodingHealth:
         duplicate_limit=h.duplicate_limit, position_min=h.position_min, position_max=h.position_max,
         chi2_per_dof=h.chi2_per_dof, constant_positions=h.constant_positions, dead_positions=h.dead_positions,
         warnings=h.warnings)
+
+
+def _idle_rule(rule) -> pb.IdleRule:
+    return pb.IdleRule(rule=rule.rule, need=rule.need, departments=[d for d, _ in rule.missing],
+                       explanation=rule.sentence())
+
+
+def _ruled_project(ruled) -> pb.Project:
+    out = project_to_pb(ruled.project)
+    out.idle_rules.extend(_idle_rule(i) for i in ruled.idle_rules)
+    return out
 
 
 def _schedule(s) -> pb.Schedule:

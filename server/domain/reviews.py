@@ -6,12 +6,12 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from fedlink.identity import Identity
-from fedlink.rules import load_rulepack
-from fedlink.schema import Project
+from fedlink.rules import idle_rules, load_rulepack
 from server import queries as q
 from server.domain.access import (
     Context, InvalidArgument, NotFound, PermissionDenied, existing_project, guarded, require_member,
 )
+from server.domain.projects import RuledProject
 
 OUTCOMES = ("confirmed", "assistance_granted", "not_in_need", "wrong_person")
 
@@ -108,8 +108,10 @@ class Reviews:
         return until
 
     @guarded("UpdateRules", "operator")
-    def update_rules(self, who: Identity, project_id: str, rules_toml: str) -> Project:
-        """Replace the project's rule pack; what changed goes into the audit event."""
+    def update_rules(self, who: Identity, project_id: str, rules_toml: str) -> RuledProject:
+        """Replace the project's rule pack; what changed goes into the audit
+        event. Answers the rules that cannot fire on the project's departments
+        and current uploads."""
         try:
             new = load_rulepack(rules_toml, source=f"project {project_id} rules")
         except ValueError as e:
@@ -117,6 +119,7 @@ class Reviews:
         with self.ctx.store.write() as conn:
             project = existing_project(conn, project_id)
             old = load_rulepack(project.rules_toml)
+            uploaded = q.committed_uploads(conn, project_id)
             q.set_rules(conn, project_id, rules_toml)
             self.ctx.store.audit(conn, str(who), "rules.update", project_id=project_id, **rule_changes(old, new))
-        return replace(project, rules_toml=rules_toml)
+        return RuledProject(replace(project, rules_toml=rules_toml), idle_rules(new, project.departments, uploaded))

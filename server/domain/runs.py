@@ -11,6 +11,7 @@ from datetime import date
 from typing import Iterator
 
 from fedlink.identity import Identity
+from fedlink.rules import IdleRule
 from fedlink.schema import Project
 from server import faults
 from server import queries as q
@@ -101,6 +102,7 @@ class Report:
     threshold_per_department_pair: dict[str, float] = field(default_factory=dict)
     outcomes_per_rule: tuple[CountCell, ...] = ()  # caseworkers' review feedback, "rule/outcome"
     encoding_health: tuple[UploadHealth, ...] = ()  # of each department's upload the run used
+    idle_rules: tuple[IdleRule, ...] = ()  # rules that could not fire on the uploads the run used
 
 
 # The report's tables of counts, each stored by the run as a list of cells.
@@ -237,7 +239,9 @@ class Runs:
         cells["outcomes_per_rule"] = tuple(CountCell(**c) for c in suppress(feedback, stored.get("suppression_k", 5)))
         return Report(run_id, row.state, stored.get("persons", 0), stored.get("suppression_k", 0),
                       threshold_per_department_pair=stored.get("threshold_per_department_pair", {}),
-                      encoding_health=health, **cells)
+                      encoding_health=health, idle_rules=tuple(
+                          IdleRule(i["rule"], i["need"], tuple(tuple(m) for m in i["missing"]))
+                          for i in stored.get("idle_rules", [])), **cells)
 
     def recover_interrupted(self) -> list[str]:
         """At start: a run that a previous coordinator process left queued or
