@@ -8,6 +8,7 @@ import typer
 from agents.client import Agent
 from agents.config import ConfigError, load_config
 from agents.extract import ExtractError
+from agents.guards import UploadRefused, quality_refusals
 from agents.indicators import IndicatorError
 from agents.refs import RefError, new_key
 from fedlink.cli.base import INPUT, Failure, console
@@ -15,8 +16,9 @@ from fedlink.cli.base import INPUT, Failure, console
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A department's agent.")
 
 # FileExistsError: keygen never overwrites a reference key.
+# UploadRefused: the guards stopped an extract (agents/guards.py); --force overrides.
 EXIT_CODES = {error: Failure(INPUT) for error in (ConfigError, ExtractError, IndicatorError, RefError,
-                                                   FileExistsError)}
+                                                   FileExistsError, UploadRefused)}
 
 ConfigOpt = typer.Option(..., help="The department's agent TOML")
 
@@ -28,11 +30,34 @@ def agent_keygen(config: Path = ConfigOpt):
     console.print(f"reference key written to {path} (mode 0600); back it up: flags cannot be read without it")
 
 
+@app.command("check")
+def agent_check(config: Path = ConfigOpt, quiet: bool = typer.Option(False, help="No progress bar")):
+    """Read, normalise and encode the extract and report its data quality; nothing is sent."""
+    cfg = load_config(config)
+    with Agent(cfg, show_progress=not quiet) as agent:
+        prepared = agent.prepare(agent.project())
+    console.print(prepared.quality.render())
+    refusals = quality_refusals(prepared.quality, cfg)
+    for reason in refusals:
+        console.print(f"[red]an upload would be refused:[/red] {reason}")
+    console.print(f"{prepared.record_count} records encoded in {len(prepared.batches)} batches; nothing was sent"
+                  + ("" if refusals else "; the extract passes the upload guards (the share of current records "
+                     "it would remove is checked at upload)"))
+    if refusals:
+        raise typer.Exit(INPUT)
+
+
 @app.command("upload")
-def agent_upload(config: Path = ConfigOpt, quiet: bool = typer.Option(False, help="No progress bars")):
-    """Normalise, encode and upload the department's extract (resumes an interrupted upload)."""
+def agent_upload(config: Path = ConfigOpt, quiet: bool = typer.Option(False, help="No progress bars"),
+                 force: bool = typer.Option(False, "--force", help="Upload even if the guards refuse it: too many "
+                                                                   "current records removed, fields unreadable")):
+    """Normalise, encode and upload the department's extract (resumes an interrupted upload).
+    Its data-quality summary (counts only) is printed and sent with it."""
     with Agent(load_config(config), show_progress=not quiet) as agent:
-        summary = agent.upload()
+        project = agent.project()
+        prepared = agent.prepare(project)
+        console.print(prepared.quality.render())
+        summary = agent.upload(project, prepared, force=force)
     console.print(f"{summary.department}: {summary.record_count} records uploaded and committed "
                   f"(upload {summary.upload_id})")
     if summary.replaced_upload_id:

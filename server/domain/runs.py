@@ -16,6 +16,7 @@ from fedlink.schema import Project
 from server import faults
 from server import queries as q
 from server.domain.access import Context, FailedPrecondition, InvalidArgument, NotFound, existing_project, guarded
+from server.domain.uploads import ExtractQuality
 from server.pipeline import execute_run
 from server.pipeline.report import suppress
 
@@ -103,6 +104,7 @@ class Report:
     outcomes_per_rule: tuple[CountCell, ...] = ()  # caseworkers' review feedback, "rule/outcome"
     encoding_health: tuple[UploadHealth, ...] = ()  # of each department's upload the run used
     idle_rules: tuple[IdleRule, ...] = ()  # rules that could not fire on the uploads the run used
+    upload_quality: tuple[ExtractQuality, ...] = ()  # the agents' data-quality summaries of those uploads
 
 
 # The report's tables of counts, each stored by the run as a list of cells.
@@ -232,6 +234,7 @@ class Runs:
             row = self._row(conn, run_id)
             feedback = q.outcome_counts(conn, row.project_id)
             health = _health_of_uploads(conn, row.project_id, row.uploads or {})
+            quality = _quality_of_uploads(conn, row.project_id, row.uploads or {})
         with self.ctx.store.write() as conn:
             self.ctx.store.audit(conn, str(who), "report.read", project_id=row.project_id, run_id=run_id)
         stored = row.report or {}
@@ -239,7 +242,7 @@ class Runs:
         cells["outcomes_per_rule"] = tuple(CountCell(**c) for c in suppress(feedback, stored.get("suppression_k", 5)))
         return Report(run_id, row.state, stored.get("persons", 0), stored.get("suppression_k", 0),
                       threshold_per_department_pair=stored.get("threshold_per_department_pair", {}),
-                      encoding_health=health, idle_rules=tuple(
+                      encoding_health=health, upload_quality=quality, idle_rules=tuple(
                           IdleRule(i["rule"], i["need"], tuple(tuple(m) for m in i["missing"]))
                           for i in stored.get("idle_rules", [])), **cells)
 
@@ -273,4 +276,16 @@ def _health_of_uploads(conn, project_id: str, upload_ids: dict[str, str]) -> tup
             found[details["upload_id"]] = UploadHealth(
                 department=wanted[details["upload_id"]],
                 **{k: tuple(details[k]) if k == "warnings" else details[k] for k in figures})
+    return tuple(found[u] for u in sorted(found, key=lambda u: wanted[u]))
+
+
+def _quality_of_uploads(conn, project_id: str, upload_ids: dict[str, str]) -> tuple[ExtractQuality, ...]:
+    """The data-quality summary each department's agent sent with the upload (its upload.begin audit event)."""
+    wanted = {u: d for d, u in upload_ids.items()}
+    found = {}
+    for body in q.audit_bodies(conn, project_id, "upload.begin"):
+        details = json.loads(body)["details"]
+        if details["upload_id"] in wanted and details.get("quality"):
+            found[details["upload_id"]] = ExtractQuality.from_details(details["quality"], wanted[details["upload_id"]],
+                                                                      details["upload_id"])
     return tuple(found[u] for u in sorted(found, key=lambda u: wanted[u]))
