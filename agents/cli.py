@@ -1,12 +1,13 @@
-"""`fedlink agent`: a department's agent (keygen, upload, flags, review)."""
+"""`fedlink agent`: a department's agent (init, keygen, check, upload, flags, review)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from agents.client import Agent
-from agents.config import ConfigError, load_config
+from agents.config import LANGUAGES, AgentConfig, ConfigError, load_config
 from agents.extract import ExtractError
 from agents.guards import UploadRefused, quality_refusals
 from agents.indicators import IndicatorError
@@ -21,6 +22,38 @@ EXIT_CODES = {error: Failure(INPUT) for error in (ConfigError, ExtractError, Ind
                                                    FileExistsError, UploadRefused)}
 
 ConfigOpt = typer.Option(..., help="The department's agent TOML")
+
+
+@app.command("init")
+def agent_init(
+    config: Path = typer.Argument(..., help="The agent TOML to write (never overwritten)"),
+    department: str = typer.Option(...), project: str = typer.Option(...),
+    coordinator: str = typer.Option(..., help="HOST:PORT, HOST as the coordinator's certificate names it"),
+    extract: Path = typer.Option(..., help="The extract: .csv, .xlsx or .parquet"),
+    secret_file: Path = typer.Option(..., help="The project secret, shared out of band between departments"),
+    pki: Path = typer.Option(..., help="Folder holding this department's delivered agent-DEPT.pem/.key and ca.pem"),
+    language: str = typer.Option("en", help=f"Worklist language: {', '.join(LANGUAGES)}"),
+    encoding: str = typer.Option("", help="The CSV's encoding, if detection should not decide (e.g. gb18030)"),
+):
+    """Write a department's agent TOML (paths relative to it; the guards' thresholds at their defaults)."""
+    from fedlink.pki import credentials_for
+
+    if config.exists():
+        raise FileExistsError(f"{config} exists; it is not overwritten")
+    if language not in LANGUAGES:
+        raise ConfigError(f"--language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+    folder = config.resolve().parent
+    rel = lambda p: Path(os.path.relpath(Path(p).resolve(), folder))  # noqa: E731
+    creds = credentials_for(pki, f"agent-{department}")
+    audit_key = pki / "audit-signing.pub"
+    written = AgentConfig(
+        path=config, department=department, project=project, coordinator=coordinator, extract=rel(extract),
+        secret_file=rel(secret_file), ref_key_file=Path(f"{department}.refkey"), state_dir=Path("state"),
+        tls=type(creds)(rel(creds.cert), rel(creds.key), rel(creds.ca)),
+        audit_public_key=rel(audit_key) if audit_key.exists() else None, language=language,
+        encoding=encoding or None).write()
+    load_config(written)  # what was written reads back, or the mistake is named now
+    console.print(f"agent configuration written to {written}; next: fedlink agent keygen --config {written}")
 
 
 @app.command("keygen")

@@ -3,7 +3,6 @@ an extract in batches (resuming where an interrupted upload stopped), pull
 the department's own flags and write the caseworkers' worklist."""
 from __future__ import annotations
 
-import csv
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -12,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dataclasses import replace
 
+from agents import worklist
 from agents.config import AgentConfig
 from agents.encoding import key_check
 from agents.extract import read_extract
@@ -24,10 +24,6 @@ from fedlink.client import CoordinatorClient
 from fedlink.schema import Project, schema_columns
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb
-
-WORKLIST_EXTRA = ("need", "tier", "status", "since", "transition_until", "reasons", "explanation",
-                  "departments_linked", "match_scores", "run_id")
-
 
 class Agent(CoordinatorClient):
     def __init__(self, config: AgentConfig, *, show_progress: bool = True, retries: int | None = None):
@@ -139,25 +135,13 @@ class Agent(CoordinatorClient):
         return self._retrying("the flags are pulled again whole", once)
 
     def write_worklist(self, out: Path, run_id: str = "") -> int:
-        """Decrypt this department's references and join the flags to its own rows."""
+        """Decrypt this department's references and join the flags to its own rows (agents/worklist.py)."""
         c = self.config
         flags = self.pull_flags(run_id)
         cipher = RefCipher(load_key(c.ref_key_file), c.project, c.department)
-        frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=None).set_index(
-            "record_id", drop=False)
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(list(frame.columns) + list(WORKLIST_EXTRA))
-            for f in flags:
-                record_id = cipher.decrypt(f.ref)
-                own = frame.loc[record_id].tolist() if record_id in frame.index else [record_id] + [""] * (
-                    len(frame.columns) - 1)
-                reasons = "; ".join(f"{r.rule}: {', '.join(r.indicators)}" for r in f.reasons)
-                scores = " ".join(f"{s:.3f}" for s in f.match_scores)
-                w.writerow(own + [f.need, f.tier, f.status, f.since, f.transition_until, reasons, f.explanation,
-                                  f.departments_linked, scores, f.run_id])
+        frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=None, encoding=c.encoding,
+                             sheet=c.sheet).set_index("record_id", drop=False)
+        worklist.write(out, frame, [(cipher.decrypt(f.ref), f) for f in flags], c.language)
         return len(flags)
 
     def record_outcome(self, record_id: str, need: str, outcome: str, run_id: str) -> str:

@@ -58,6 +58,7 @@ class Rule:
     when: str
     route: tuple[str, ...]
     explain: str
+    explain_zh: str = ""  # the same in Chinese, for worklists in Chinese
 
     @cached_property
     def condition(self) -> Condition:
@@ -246,10 +247,12 @@ def _rule(r: dict, where: str) -> Rule:
     for d in route:
         if d not in DEPARTMENTS:
             raise RuleError(f"{where}.route: unknown department {d!r}")
-    extra = set(r) - {"name", "need", "tier", "when", "route", "explain"}
+    if not isinstance(r.get("explain_zh", ""), str):
+        raise RuleError(f"{where}.explain_zh: not a str")
+    extra = set(r) - {"name", "need", "tier", "when", "route", "explain", "explain_zh"}
     if extra:
         raise RuleError(f"{where}: unknown keys {sorted(extra)}")
-    rule = Rule(name, r["need"], r["tier"], r["when"], route, r["explain"])
+    rule = Rule(name, r["need"], r["tier"], r["when"], route, r["explain"], r.get("explain_zh", ""))
     try:
         _ = rule.terms  # compile now, so a bad expression fails at load, naming the rule
     except RuleError as e:

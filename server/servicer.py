@@ -240,7 +240,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                 ref=f.ref, need=f.need, tier=f.tier, run_id=f.run_id,
                 reasons=[pb.Reason(rule=r.rule, indicators=r.indicators) for r in f.reasons],
                 departments_linked=f.departments_linked, match_scores=f.match_scores,
-                explanation=f.explanation, status=f.status, since=f.since, transition_until=f.transition_until)
+                explanation=f.explanation, status=f.status, since=f.since, transition_until=f.transition_until,
+                match_departments=f.match_departments, explanation_zh=f.explanation_zh)
 
     @rpc
     def RecordOutcome(self, request, context, who):

@@ -64,7 +64,7 @@ def project_schedule(project: str,
 
 @run_app.command("start")
 def run_start(project: str, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt,
-              as_of: str = typer.Option("", help="ISO date the run is for (default today)"),
+              as_of: str = typer.Option("", help="ISO date the run is for (default: the project's reference date)"),
               watch: bool = typer.Option(True, help="Follow the run's progress")):
     """Start a linkage run on the departments' current uploads."""
     with Operator.connect(coordinator, pki, party) as op:

@@ -418,7 +418,7 @@ class Reason(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., indicators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Flag(_message.Message):
-    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation", "status", "since", "transition_until")
+    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation", "status", "since", "transition_until", "match_departments", "explanation_zh")
     REF_FIELD_NUMBER: _ClassVar[int]
     NEED_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -430,6 +430,8 @@ class Flag(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     TRANSITION_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    MATCH_DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_ZH_FIELD_NUMBER: _ClassVar[int]
     ref: bytes
     need: str
     tier: int
@@ -441,7 +443,9 @@ class Flag(_message.Message):
     status: str
     since: str
     transition_until: str
-    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., transition_until: _Optional[str] = ...) -> None: ...
+    match_departments: _containers.RepeatedScalarFieldContainer[str]
+    explanation_zh: str
+    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., transition_until: _Optional[str] = ..., match_departments: _Optional[_Iterable[str]] = ..., explanation_zh: _Optional[str] = ...) -> None: ...
 
 class GetTreeHeadRequest(_message.Message):
     __slots__ = ()

@@ -35,6 +35,8 @@ class Flag:
     departments_linked: int
     match_scores: tuple[float, ...]
     explanation: str              # plain language, for the caseworker
+    match_departments: tuple[str, ...] = ()  # the other department of each match score
+    explanation_zh: str = ""      # the explanation in Chinese
 
 
 def rule_changes(old, new) -> dict:
@@ -59,7 +61,8 @@ def _flag(run_id: str, row) -> Flag:
     d = row.detail
     return Flag(row.ref, row.need, row.tier, run_id, row.status, row.since, row.transition_until or "",
                 tuple(Reason(r["rule"], tuple(r["indicators"])) for r in d["reasons"]), d["departments_linked"],
-                tuple(d["match_scores"]), d["explanation"])
+                tuple(d["match_scores"]), d["explanation"], tuple(d.get("match_departments", ())),
+                d.get("explanation_zh", ""))
 
 
 class Reviews:

@@ -121,10 +121,13 @@ class Runs:
     @guarded("StartRun", "operator")
     def start(self, who: Identity, project_id: str, as_of: str = "", *, wait: bool = False) -> str:
         try:
-            day = date.fromisoformat(as_of) if as_of else date.today()
+            day = date.fromisoformat(as_of) if as_of else None
         except ValueError:
             raise InvalidArgument(f"as_of {as_of[:20]!r} is not an ISO date (YYYY-MM-DD)") from None
         with self.ctx.store.write() as conn:
+            if day is None:  # the date the project's agents took ages and periods at, else today
+                reference = existing_project(conn, project_id).reference_date
+                day = date.fromisoformat(reference) if reference else date.today()
             queued = self.queue(conn, str(who), project_id, day)
         return self.launch(queued, wait=wait)
 
