@@ -1,13 +1,15 @@
-"""`fedlink agent`: a department's agent (keygen, upload, flags, review)."""
+"""`fedlink agent`: a department's agent (init, keygen, check, upload, flags, review)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from agents.client import Agent
-from agents.config import ConfigError, load_config
+from agents.config import LANGUAGES, AgentConfig, ConfigError, load_config
 from agents.extract import ExtractError
+from agents.guards import UploadRefused, quality_refusals
 from agents.indicators import IndicatorError
 from agents.refs import RefError, new_key
 from fedlink.cli.base import INPUT, Failure, console
@@ -15,10 +17,43 @@ from fedlink.cli.base import INPUT, Failure, console
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A department's agent.")
 
 # FileExistsError: keygen never overwrites a reference key.
+# UploadRefused: the guards stopped an extract (agents/guards.py); --force overrides.
 EXIT_CODES = {error: Failure(INPUT) for error in (ConfigError, ExtractError, IndicatorError, RefError,
-                                                   FileExistsError)}
+                                                   FileExistsError, UploadRefused)}
 
 ConfigOpt = typer.Option(..., help="The department's agent TOML")
+
+
+@app.command("init")
+def agent_init(
+    config: Path = typer.Argument(..., help="The agent TOML to write (never overwritten)"),
+    department: str = typer.Option(...), project: str = typer.Option(...),
+    coordinator: str = typer.Option(..., help="HOST:PORT, HOST as the coordinator's certificate names it"),
+    extract: Path = typer.Option(..., help="The extract: .csv, .xlsx or .parquet"),
+    secret_file: Path = typer.Option(..., help="The project secret, shared out of band between departments"),
+    pki: Path = typer.Option(..., help="Folder holding this department's delivered agent-DEPT.pem/.key and ca.pem"),
+    language: str = typer.Option("en", help=f"Worklist language: {', '.join(LANGUAGES)}"),
+    encoding: str = typer.Option("", help="The CSV's encoding, if detection should not decide (e.g. gb18030)"),
+):
+    """Write a department's agent TOML (paths relative to it; the guards' thresholds at their defaults)."""
+    from fedlink.pki import credentials_for
+
+    if config.exists():
+        raise FileExistsError(f"{config} exists; it is not overwritten")
+    if language not in LANGUAGES:
+        raise ConfigError(f"--language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+    folder = config.resolve().parent
+    rel = lambda p: Path(os.path.relpath(Path(p).resolve(), folder))  # noqa: E731
+    creds = credentials_for(pki, f"agent-{department}")
+    audit_key = pki / "audit-signing.pub"
+    written = AgentConfig(
+        path=config, department=department, project=project, coordinator=coordinator, extract=rel(extract),
+        secret_file=rel(secret_file), ref_key_file=Path(f"{department}.refkey"), state_dir=Path("state"),
+        tls=type(creds)(rel(creds.cert), rel(creds.key), rel(creds.ca)),
+        audit_public_key=rel(audit_key) if audit_key.exists() else None, language=language,
+        encoding=encoding or None).write()
+    load_config(written)  # what was written reads back, or the mistake is named now
+    console.print(f"agent configuration written to {written}; next: fedlink agent keygen --config {written}")
 
 
 @app.command("keygen")
@@ -28,11 +63,34 @@ def agent_keygen(config: Path = ConfigOpt):
     console.print(f"reference key written to {path} (mode 0600); back it up: flags cannot be read without it")
 
 
+@app.command("check")
+def agent_check(config: Path = ConfigOpt, quiet: bool = typer.Option(False, help="No progress bar")):
+    """Read, normalise and encode the extract and report its data quality; nothing is sent."""
+    cfg = load_config(config)
+    with Agent(cfg, show_progress=not quiet) as agent:
+        prepared = agent.prepare(agent.project())
+    console.print(prepared.quality.render())
+    refusals = quality_refusals(prepared.quality, cfg)
+    for reason in refusals:
+        console.print(f"[red]an upload would be refused:[/red] {reason}")
+    console.print(f"{prepared.record_count} records encoded in {len(prepared.batches)} batches; nothing was sent"
+                  + ("" if refusals else "; the extract passes the upload guards (the share of current records "
+                     "it would remove is checked at upload)"))
+    if refusals:
+        raise typer.Exit(INPUT)
+
+
 @app.command("upload")
-def agent_upload(config: Path = ConfigOpt, quiet: bool = typer.Option(False, help="No progress bars")):
-    """Normalise, encode and upload the department's extract (resumes an interrupted upload)."""
+def agent_upload(config: Path = ConfigOpt, quiet: bool = typer.Option(False, help="No progress bars"),
+                 force: bool = typer.Option(False, "--force", help="Upload even if the guards refuse it: too many "
+                                                                   "current records removed, fields unreadable")):
+    """Normalise, encode and upload the department's extract (resumes an interrupted upload).
+    Its data-quality summary (counts only) is printed and sent with it."""
     with Agent(load_config(config), show_progress=not quiet) as agent:
-        summary = agent.upload()
+        project = agent.project()
+        prepared = agent.prepare(project)
+        console.print(prepared.quality.render())
+        summary = agent.upload(project, prepared, force=force)
     console.print(f"{summary.department}: {summary.record_count} records uploaded and committed "
                   f"(upload {summary.upload_id})")
     if summary.replaced_upload_id:

@@ -3,27 +3,27 @@ an extract in batches (resuming where an interrupted upload stopped), pull
 the department's own flags and write the caseworkers' worklist."""
 from __future__ import annotations
 
-import csv
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from dataclasses import replace
+
+from agents import worklist
 from agents.config import AgentConfig
 from agents.encoding import key_check
 from agents.extract import read_extract
+from agents.guards import UploadRefused, quality_refusals, removal_refusal
 from agents.prepare import PreparedUpload, prepare
+from agents.quality import QualitySummary, column_kinds, summarise
 from agents.refs import RefCipher, load_key
 from fedlink.audit import HeadKeeper, TreeHead, load_public_key
 from fedlink.client import CoordinatorClient
 from fedlink.schema import Project, schema_columns
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb
-
-WORKLIST_EXTRA = ("need", "tier", "status", "since", "transition_until", "reasons", "explanation",
-                  "departments_linked", "match_scores", "run_id")
-
 
 class Agent(CoordinatorClient):
     def __init__(self, config: AgentConfig, *, show_progress: bool = True, retries: int | None = None):
@@ -49,36 +49,52 @@ class Agent(CoordinatorClient):
 
     # -- upload --------------------------------------------------------------
 
-    def prepare(self, project: Project) -> PreparedUpload:
+    def read(self, project: Project):
+        """The extract as read (agents/extract) and its data-quality summary (agents/quality.py)."""
         c = self.config
-        frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=schema_columns(project.schema))
+        frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=schema_columns(project.schema),
+                             encoding=c.encoding, sheet=c.sheet)
+        return frame, summarise(frame, column_kinds((f.kind, f.column) for f in project.schema.fields))
+
+    def prepare(self, project: Project) -> PreparedUpload:
+        """Read, normalise and encode the extract, with its quality summary; nothing is sent."""
+        c = self.config
+        frame, quality = self.read(project)
         with self._progress() as bar:
             task = bar.add_task(f"encoding {c.department}", total=len(frame))
-            return prepare(frame, c.department, project, c.secret(), load_key(c.ref_key_file), c.batch_size,
-                           source=str(c.extract), progress=lambda n: bar.advance(task, n))
+            prepared = prepare(frame, c.department, project, c.secret(), load_key(c.ref_key_file), c.batch_size,
+                               source=str(c.extract), progress=lambda n: bar.advance(task, n))
+        return replace(prepared, quality=quality)
 
-    def upload(self, project: Project | None = None, prepared: PreparedUpload | None = None) -> pb.UploadSummary:
+    def upload(self, project: Project | None = None, prepared: PreparedUpload | None = None, *,
+               force: bool = False) -> pb.UploadSummary:
         """Encode and upload the extract; safe to repeat after any interruption.
         A lost connection is retried with backoff: the upload resumes at the
         first batch the coordinator does not hold, and counts only once the
-        coordinator has committed every batch."""
+        coordinator has committed every batch. Unless `force`, the guards
+        (agents/guards.py) refuse, with UploadRefused, an extract too
+        unreadable to send or one that would remove too many current records."""
         self._retrying("the upload resumes where it stopped", self.check_log)
         project = project or self._retrying("", self.project)
         prepared = prepared or self.prepare(project)
+        refusals = quality_refusals(prepared.quality, self.config) if prepared.quality and not force else []
+        if refusals:
+            raise UploadRefused(prepared.department, refusals, sent=False)
         check = key_check(self.config.secret(), project.project_id)
 
         def once() -> pb.UploadSummary:
-            summary = self._upload_once(project, prepared, check)
+            summary = self._upload_once(project, prepared, check, force)
             self.check_log()
             return summary
 
         return self._retrying("the upload resumes where it stopped", once)
 
-    def _upload_once(self, project: Project, prepared: PreparedUpload, check: bytes) -> pb.UploadSummary:
+    def _upload_once(self, project: Project, prepared: PreparedUpload, check: bytes, force: bool = False
+                     ) -> pb.UploadSummary:
         session = self._call(self.stub.BeginUpload, pb.BeginUploadRequest(
             project_id=project.project_id, schema_digest=prepared.schema_digest, key_check=check,
             upload_digest=prepared.digest, record_count=prepared.record_count,
-            batch_count=len(prepared.batches)))
+            batch_count=len(prepared.batches), quality=quality_to_pb(prepared.quality)))
         stored = set(session.stored_batches)
         if not session.committed:
             todo = [b for b in prepared.batches if b.seq not in stored]
@@ -88,6 +104,11 @@ class Agent(CoordinatorClient):
                 sizes = {b.seq: len(b) for b in prepared.batches}
                 for ack in self._call(self.stub.UploadBatches, self._batches(session.upload_id, todo), timeout=None):
                     bar.advance(task, sizes[ack.seq])
+        if not force:  # a dry run first: what the commit would remove from the current upload
+            dry = self._call(self.stub.CommitUpload, pb.CommitUploadRequest(upload_id=session.upload_id, dry_run=True))
+            refusal = removal_refusal(dry.records_kept, dry.records_removed, self.config)
+            if refusal:
+                raise UploadRefused(prepared.department, [refusal], sent=True)
         return self._call(self.stub.CommitUpload, pb.CommitUploadRequest(upload_id=session.upload_id))
 
     @staticmethod
@@ -114,25 +135,13 @@ class Agent(CoordinatorClient):
         return self._retrying("the flags are pulled again whole", once)
 
     def write_worklist(self, out: Path, run_id: str = "") -> int:
-        """Decrypt this department's references and join the flags to its own rows."""
+        """Decrypt this department's references and join the flags to its own rows (agents/worklist.py)."""
         c = self.config
         flags = self.pull_flags(run_id)
         cipher = RefCipher(load_key(c.ref_key_file), c.project, c.department)
-        frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=None).set_index(
-            "record_id", drop=False)
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(list(frame.columns) + list(WORKLIST_EXTRA))
-            for f in flags:
-                record_id = cipher.decrypt(f.ref)
-                own = frame.loc[record_id].tolist() if record_id in frame.index else [record_id] + [""] * (
-                    len(frame.columns) - 1)
-                reasons = "; ".join(f"{r.rule}: {', '.join(r.indicators)}" for r in f.reasons)
-                scores = " ".join(f"{s:.3f}" for s in f.match_scores)
-                w.writerow(own + [f.need, f.tier, f.status, f.since, f.transition_until, reasons, f.explanation,
-                                  f.departments_linked, scores, f.run_id])
+        frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=None, encoding=c.encoding,
+                             sheet=c.sheet).set_index("record_id", drop=False)
+        worklist.write(out, frame, [(cipher.decrypt(f.ref), f) for f in flags], c.language)
         return len(flags)
 
     def record_outcome(self, record_id: str, need: str, outcome: str, run_id: str) -> str:
@@ -149,3 +158,12 @@ class Agent(CoordinatorClient):
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       disable=not self.show_progress, transient=False) as bar:
             yield bar
+
+
+def quality_to_pb(summary: QualitySummary | None) -> pb.UploadQuality | None:
+    """The data-quality summary as sent with BeginUpload: counts only."""
+    if summary is None:
+        return None
+    return pb.UploadQuality(records=summary.records, fields=[pb.FieldQuality(
+        column=f.column, kind=f.kind, blank=f.blank, unreadable=f.unreadable, invalid_ids=f.invalid_ids,
+        pinyin_only=f.pinyin_only, converted=f.converted) for f in summary.fields])

@@ -3,13 +3,18 @@
     department = "medical_insurance"
     project = "pilot-2025"
     coordinator = "coordinator.example.gov:50051"
-    extract = "extracts/medical_insurance.csv"   # .csv, .parquet, or "sql" with [sql]
+    extract = "extracts/medical_insurance.csv"   # or .xlsx (first sheet; sheet = "..."), .parquet, or "sql"
+    encoding = "gb18030"                        # optional: a CSV's encoding, if detection should not decide
+    language = "zh"                             # the worklist's language: "zh" or "en" (default)
     secret_file = "project.secret"              # the project secret, shared out of band
     ref_key_file = "medical_insurance.refkey"   # this department's own key (fedlink agent keygen)
     state_dir = "state"                         # tree heads seen (audit-log consistency)
     audit_public_key = "pki/audit-signing.pub"  # optional: pin the coordinator's audit key
     batch_size = 1000
     retries = 5                                 # reconnect attempts, with backoff, when the coordinator is away
+    max_removed_share = 0.2                     # refuse an upload removing more of the current records
+    max_unreadable_share = 0.05                 # refuse a field with more unreadable values than this
+    max_blank_share = 0.5                       # refuse a name, date or ID field blank in more records
 
     [tls]                                       # mutual TLS (fedlink pki init)
     cert = "pki/agent-medical_insurance.pem"
@@ -59,6 +64,13 @@ class AgentConfig:
     sql: dict[str, str] = field(default_factory=dict)
     audit_public_key: Path | None = None  # pin the coordinator's audit key; else trust on first use
     retries: int = 5
+    encoding: str | None = None  # a CSV's encoding; None: UTF-8 (BOM or not), else GB18030
+    sheet: str | None = None     # a workbook's sheet; None: the first
+    language: str = "en"         # the worklist's: "en" or "zh"
+    # The upload guards (agents/guards.py); `agent upload --force` overrides them.
+    max_removed_share: float = 0.2
+    max_unreadable_share: float = 0.05
+    max_blank_share: float = 0.5
 
     def secret(self) -> bytes:
         try:
@@ -74,6 +86,7 @@ class AgentConfig:
         they are: absolute ones stay absolute, relative ones are then relative to
         the file."""
         lines = [f"{key} = {_toml_value(getattr(self, key))}" for key in _SCALARS]
+        lines += [f"{key} = {_toml_value(getattr(self, key))}" for key in _OPTIONAL if getattr(self, key) is not None]
         if self.audit_public_key is not None:
             lines.append(f"audit_public_key = {_toml_value(self.audit_public_key)}")
         if self.insecure:
@@ -94,18 +107,22 @@ class AgentConfig:
 
 # Written as `key = value` before the tables, in this order.
 _SCALARS = ("department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-            "batch_size", "retries")
+            "batch_size", "retries", "language", "max_removed_share", "max_unreadable_share", "max_blank_share")
+_OPTIONAL = ("encoding", "sheet")
+LANGUAGES = ("en", "zh")
+_SHARES = ("max_removed_share", "max_unreadable_share", "max_blank_share")
 
 
-def _toml_value(value: str | Path | int) -> str:
-    if isinstance(value, int):
-        return str(value)
+def _toml_value(value: str | Path | int | float) -> str:
+    if isinstance(value, (int, float)):
+        return repr(value)
     # A JSON string is a TOML basic string, once DEL (which TOML forbids raw) is escaped too.
     return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 _KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-         "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries"}
+         "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries", "encoding", "sheet",
+         "language", *_SHARES}
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -130,6 +147,18 @@ def load_config(path: Path) -> AgentConfig:
     retries = data.get("retries", 5)
     if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 20:
         raise ConfigError(f"{path}: retries must be an integer in 0..20")
+    for key in ("encoding", "sheet"):
+        if key in data and (not isinstance(data[key], str) or not data[key]):
+            raise ConfigError(f"{path}: {key} must be a non-empty string")
+    language = data.get("language", "en")
+    if language not in LANGUAGES:
+        raise ConfigError(f"{path}: language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+    shares = {}
+    for key in _SHARES:
+        value = data.get(key, getattr(AgentConfig, key))
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise ConfigError(f"{path}: {key} must be a share between 0 and 1")
+        shares[key] = float(value)
     base = path.parent
     rel = lambda p: (base / p).resolve()  # noqa: E731
     tls = data.get("tls")
@@ -150,5 +179,5 @@ def load_config(path: Path) -> AgentConfig:
         batch_size=batch_size, tls=creds, insecure=insecure, columns=dict(data.get("columns", {})),
         sql=dict(data.get("sql", {})),
         audit_public_key=rel(data["audit_public_key"]) if data.get("audit_public_key") else None,
-        retries=retries,
+        retries=retries, encoding=data.get("encoding"), sheet=data.get("sheet"), language=language, **shares,
     )

@@ -17,6 +17,7 @@ from agents.hardening import HardenedEncoder
 from agents.households import household_key, household_tokens
 from agents.indicators import IndicatorError, derive
 from agents.normalise import parse_resident_id, record_features
+from agents.quality import QualitySummary
 from agents.refs import RefCipher
 from fedlink.rules import load_rulepack
 from fedlink.schema import HOUSEHOLD_DEPARTMENTS, Project, schema_columns
@@ -44,6 +45,7 @@ class PreparedUpload:
     batches: list[Batch]
     digest: bytes
     schema_digest: str
+    quality: QualitySummary | None = None  # the extract's data-quality summary (agents/quality.py), sent along
 
     @property
     def record_count(self) -> int:

@@ -11,7 +11,7 @@ links on most of its digits, but gives no age and vouches for nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
@@ -43,6 +43,7 @@ class FieldQuality:
     unreadable: int
     invalid_ids: int = 0  # resident_id columns: right shape, wrong check character or birth date
     pinyin_only: int = 0  # name columns: written in letters only, no characters to compare
+    converted: int = 0    # read from another written form: an Excel serial date, 1,234, 是/否
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,13 @@ class QualitySummary:
 
     def render(self) -> str:
         """A few lines for an operator: one per field, naming only what is not clean."""
+        if not self.records:
+            return "0 records: the extract holds no rows"
         lines = [f"{self.records} records"]
         for f in self.fields:
             parts = [f"{n} {label} ({self._share(n):.1%})" for n, label in
                      ((f.blank, "blank"), (f.unreadable, "unreadable"), (f.invalid_ids, "invalid IDs"),
-                      (f.pinyin_only, "pinyin only")) if n]
+                      (f.pinyin_only, "pinyin only"), (f.converted, "converted from another form")) if n]
             lines.append(f"  {f.column}: {', '.join(parts) or 'all readable'}")
         return "\n".join(lines)
 
@@ -75,7 +78,9 @@ class QualitySummary:
 
 def summarise(frame: pd.DataFrame, kinds: Mapping[str, str] = IDENTITY_KINDS) -> QualitySummary:
     """The summary of an extract read by agents.extract.read_extract (stripped strings, '' = blank)."""
-    fields = tuple(_field(frame[column], column, kind) for column, kind in kinds.items() if column in frame)
+    converted = frame.attrs.get("converted", {})
+    fields = tuple(replace(_field(frame[column], column, kind), converted=converted.get(column, 0))
+                   for column, kind in kinds.items() if column in frame)
     return QualitySummary(len(frame), fields)
 
 

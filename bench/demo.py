@@ -1,7 +1,10 @@
-"""`fedlink demo`: synthesise a population, run the whole flow on loopback with
-mutual TLS, print what was found against the truth; then caseworkers review
-some flags, a month passes, and a second run shows which needs are new,
-continuing, in a gradual-exit transition or resolved."""
+"""`fedlink demo`: synthesise a population with the errors real registers
+have (at twice the usual rates, so some links are missed and some are wrong),
+run the whole flow on loopback with mutual TLS, print what was found against
+the truth; then caseworkers review some flags (one of them resting on a false
+link, which the review corrects), a month passes, and a second run shows which
+needs are new, continuing, in a gradual-exit transition or resolved. Every
+count says whether it counts persons or department records."""
 from __future__ import annotations
 
 import csv
@@ -33,14 +36,54 @@ def next_month(src: Path, dst: Path, change) -> Path:
     return dst
 
 
+# Twice the error rates of bench/synth/extracts.py: enough misses and false links to be worth reviewing.
+ERROR_SCALE = 2.0
+
+NEXT_STEPS = (
+    "open a worklist: fedlink-demo/worklists/population-month2.csv (columns: README, \"Running it by hand\")",
+    "run the README's \"Running it by hand\" section: a three-department pilot from a clean folder",
+    "leave a department out of project.toml and see `project create` name the rules that cannot fire",
+    "try the upload guards: an empty extract (header only) is refused; `fedlink agent check` sends nothing",
+    "set language = \"zh\" in an agent's TOML and write a worklist with --out worklist.xlsx",
+    "verify the audit log yourself: fedlink audit verify fedlink-demo/audit (docs/design.md)",
+    "measure linkage quality at scale: fedlink synth + fedlink bench (docs/quality.md)",
+)
+
+
+def false_flag(flags: pd.DataFrame, links: pd.DataFrame, truth: pd.DataFrame, needs: pd.DataFrame):
+    """A delivered flag on a person not truly in that need, and the review that corrects it:
+    wrong_person when the record was linked to another person's records (a false link), else
+    not_in_need. None when every flag was right."""
+    linked = links.merge(truth, on=["department", "record_id"], how="left")
+    mixed = linked.groupby("cluster_id")["person_id"].nunique()
+    false_links = set(linked.loc[linked["cluster_id"].isin(mixed[mixed > 1].index), "record_id"])
+    flagged = flags.merge(truth, on=["department", "record_id"], how="left")
+    true = set(zip(needs["person_id"], needs["need"]))
+    wrong = flagged[[(p, n) not in true for p, n in zip(flagged["person_id"], flagged["need"])]]
+    if wrong.empty:
+        return None
+    on_false_link = wrong[wrong["record_id"].isin(false_links)]
+    row = (on_false_link if len(on_false_link) else wrong).iloc[0]
+    return row, "wrong_person" if len(on_false_link) else "not_in_need"
+
+
+def status_by_person(flags: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Persons per need and status: a person flagged at several departments counts once."""
+    persons = flags.merge(truth, on=["department", "record_id"], how="left")
+    return persons.drop_duplicates(["person_id", "need", "status"]).pivot_table(
+        index="need", columns="status", values="person_id", aggfunc="count", fill_value=0)
+
+
 def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
     console = Console()
     out = Path(out)
     started = time.perf_counter()
     scenario = out / "scenario"
     console.rule("fedlink demo")
-    console.print(f"1. Synthesising {persons} persons across six departments into {scenario}")
-    write_scenario(scenario, persons, seed=seed)
+    console.print(f"1. Synthesising {persons} persons across six departments into {scenario}, with the "
+                  f"typing errors, pinyin names, legacy IDs and stale addresses of real registers at {ERROR_SCALE:g}x "
+                  "the usual rates")
+    write_scenario(scenario, persons, seed=seed, error_scale=ERROR_SCALE)
     console.print("2. A coordinator on loopback with mutual TLS; each department's agent normalises, encodes "
                   "and uploads its extract; the operator runs the linkage; each agent pulls its worklist")
     with BenchSession(scenario, out, console=console) as s:
@@ -53,10 +96,14 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
         needs = pd.read_csv(scenario / "needs.csv", dtype=str, keep_default_na=False)
         quality = pairwise_quality(links, truth)
         found = flag_quality(flags, truth, needs)
-        console.print(f"\nLinkage: {report['persons']} persons from {len(links)} records; pairwise precision "
-                      f"{quality['precision']:.4f}, recall {quality['recall']:.4f}, F1 {quality['f1']:.4f}")
-        table = Table(title="People in need found, month 1 (person level, against the scenario's truth)")
-        for col in ("need", "flagged", "truly in need", "precision", "recall"):
+        console.print(f"\nLinkage: {len(links)} department records grouped into {report['persons']} persons; "
+                      f"{quality['true_pairs'] - quality['true_positive_pairs']} of the "
+                      f"{quality['true_pairs']} record pairs that are one person were missed (recall "
+                      f"{quality['recall']:.4f}), {quality['predicted_pairs'] - quality['true_positive_pairs']} of "
+                      f"the {quality['predicted_pairs']} linked pairs join two persons (precision "
+                      f"{quality['precision']:.4f})")
+        table = Table(title="Persons in need found, month 1 (against the scenario's truth)")
+        for col in ("need", "persons flagged", "persons truly in need", "precision", "recall"):
             table.add_column(col, justify="left" if col == "need" else "right")
         for need, q in found.items():
             table.add_row(need, str(q["flagged_persons"]), str(q["true_persons"]), f"{q['precision']:.3f}",
@@ -65,9 +112,20 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
 
         console.print("3. Caseworkers review flags from their worklists; outcomes go back to the coordinator")
         reviewed = []
+        wrong = false_flag(flags, links, truth, needs)
+        if wrong is not None:  # a flag the truth says is wrong: the caseworker's review corrects it
+            row, outcome = wrong
+            with s.agent(row["department"]) as agent:
+                agent.record_outcome(row["record_id"], row["need"], outcome, run1)
+            why = ("its record was linked to another person's records (a false link)" if outcome == "wrong_person"
+                   else "the caseworker finds the person is not in need")
+            reviewed.append(f"{row['department']} record {row['record_id']}, {row['need']}: a wrong flag: {why}: "
+                            f"{outcome}")
         for d, outcome in (("population", "confirmed"), ("civil_affairs", "assistance_granted"),
                            ("medical_insurance", "not_in_need")):
-            wl = pd.read_csv(worklists[d], dtype=str, keep_default_na=False)
+            wl = pd.read_csv(worklists[d], dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            if wrong is not None:  # one review per flag: the wrong one is reviewed above
+                wl = wl[wl["record_id"] != wrong[0]["record_id"]]
             if len(wl):
                 row = wl.iloc[0]
                 with s.agent(d) as agent:
@@ -97,9 +155,8 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
         s.upload("housing", next_month(scenario / "housing.csv", out / "housing-month2.csv", housing))
         run2, report2, _ = s.run(month2)
         worklists2, flags2 = s.worklists(run2, "-month2")
-        status = flags2.pivot_table(index="need", columns="status", values="record_id", aggfunc="count",
-                                    fill_value=0)
-        table = Table(title="Month 2 flags delivered, by status (department records)")
+        status = status_by_person(flags2, truth)
+        table = Table(title="Persons flagged in month 2, by status against month 1")
         table.add_column("need")
         columns = [c for c in ("new", "continuing", "transition", "resolved") if c in status.columns]
         for c in columns:
@@ -107,13 +164,17 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
         for need, row in status.iterrows():
             table.add_row(need, *[str(int(row[c])) for c in columns])
         console.print(table)
-        feedback = {c["key"]: ("<5" if c.get("suppressed") else str(c.get("count", 0)))
-                    for c in report2.get("outcomes_per_rule", [])}
-        console.print(f"Review feedback in the operator's report (small cells suppressed): {feedback}")
+        table = Table(title="Review outcomes in the operator's report (flags reviewed; under 5 shown as <5)")
+        table.add_column("rule / outcome")
+        table.add_column("flags", justify="right")
+        for c in report2.get("outcomes_per_rule", []):
+            table.add_row(c["key"].replace("/", " / "), "<5" if c.get("suppressed") else str(c.get("count", 0)))
+        console.print(table)
+        first = (date.today().replace(day=1) + timedelta(days=32)).replace(day=1)  # the 1st of next month
         with Operator.connect(s.address, s.pki) as op:  # from now on the coordinator starts the runs itself
-            sched = op.set_schedule(s.project.project_id, "1mo", day=1, at="02:00")
-        console.print(f"5. The operator schedules monthly runs (day 1, 02:00 UTC): the coordinator starts the "
-                      f"next one when it is due, {sched.next_due}")
+            sched = op.set_schedule(s.project.project_id, "1mo", day=1, at="02:00", start=first.isoformat())
+        console.print(f"5. The operator schedules monthly runs from {first.isoformat()} (day 1, 02:00 UTC): the "
+                      f"coordinator starts each when it is due; the next is due {sched.next_due}")
         audit = s.verify_audit()
     console.print("Worklists for caseworkers (each department sees only its own records):")
     for d in worklists:
@@ -121,5 +182,7 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
     console.print(f"Audit log verified offline by the privacy officer: {audit['tree_size']} events; signed tree "
                   f"head root {audit['root_hash']}, Ed25519 signature {audit['signature'][:32]}..., key id "
                   f"{audit['key_id'][:16]} (export in {out / 'audit'})")
-    console.print(f"Done in {time.perf_counter() - started:.1f} s")
+    console.print(f"Done in {time.perf_counter() - started:.1f} s. What to try next:")
+    for step in NEXT_STEPS:
+        console.print(f"  - {step}")
     return {"links": quality, "flags": found, "audit": audit, "run_ids": [run1, run2]}

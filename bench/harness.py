@@ -172,7 +172,7 @@ class BenchSession:
                 path = self.out / "worklists" / f"{d}{suffix}.csv"
                 agent.write_worklist(path, run_id)
             paths[d] = path
-            wl = pd.read_csv(path, dtype=str, keep_default_na=False)
+            wl = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
             flags.append(pd.DataFrame({"department": d, "record_id": wl["record_id"], "need": wl["need"],
                                        "tier": wl["tier"].astype(int), "status": wl["status"]}))
         return paths, pd.concat(flags, ignore_index=True)

@@ -1,6 +1,8 @@
 """The operator's client: create projects, start and watch runs, read reports."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.console import Console
 from rich.table import Table
 
@@ -10,18 +12,31 @@ from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb, project_to_pb
 
 
+@dataclass(frozen=True)
+class ProjectReply:
+    """A project as the coordinator created it or changed its rules, and the
+    rules that cannot fire in it, each as a sentence saying why."""
+
+    project: Project
+    idle_rules: tuple[str, ...]
+
+    @classmethod
+    def from_pb(cls, reply: pb.Project) -> ProjectReply:
+        return cls(project_from_pb(reply), tuple(i.explanation for i in reply.idle_rules))
+
+
 class Operator(CoordinatorClient):
     party = "operator"
 
-    def create_project(self, project: Project) -> Project:
-        return project_from_pb(self._call(self.stub.CreateProject, pb.CreateProjectRequest(
+    def create_project(self, project: Project) -> ProjectReply:
+        return ProjectReply.from_pb(self._call(self.stub.CreateProject, pb.CreateProjectRequest(
             project=project_to_pb(project))))
 
     def start_run(self, project_id: str, as_of: str = "") -> str:
         return self._call(self.stub.StartRun, pb.StartRunRequest(project_id=project_id, as_of=as_of)).run_id
 
-    def update_rules(self, project_id: str, rules_toml: str) -> Project:
-        return project_from_pb(self._call(self.stub.UpdateRules, pb.UpdateRulesRequest(
+    def update_rules(self, project_id: str, rules_toml: str) -> ProjectReply:
+        return ProjectReply.from_pb(self._call(self.stub.UpdateRules, pb.UpdateRulesRequest(
             project_id=project_id, rules_toml=rules_toml)))
 
     def set_schedule(self, project_id: str, every: str, day: int = 0, at: str = "", start: str = "") -> pb.Schedule:
@@ -73,6 +88,15 @@ def print_report(report: dict, console: Console) -> None:
                           else str(cell.get("count", 0)))
         console.print(table)
     print_encoding_health(report.get("encoding_health", []), console)
+    print_upload_quality(report.get("upload_quality", []), console)
+    for rule in report.get("idle_rules", []):
+        console.print(f"[yellow]not looked for:[/yellow] {rule['explanation']}")
+
+
+def print_idle_rules(sentences, console: Console) -> None:
+    """The rules that cannot fire, each with why: an operator sees what the project does not look for."""
+    for sentence in sentences:
+        console.print(f"[yellow]warning:[/yellow] {sentence}")
 
 
 def print_encoding_health(health: list[dict], console: Console) -> None:
@@ -83,4 +107,22 @@ def print_encoding_health(health: list[dict], console: Console) -> None:
     for h in health:
         table.add_row(h["department"], f"{h['fill_rate']:.3f}", str(h["max_duplicates"]),
                       f"{h['position_min']:.3f}..{h['position_max']:.3f}", "; ".join(h["warnings"]) or "none")
+    console.print(table)
+
+
+def print_upload_quality(uploads: list[dict], console: Console) -> None:
+    """Per department, the data-quality summary its agent sent with the upload the run used (counts only)."""
+    table = Table(title="data quality of the uploads used (per field: blank / unreadable / invalid IDs)")
+    for col in ("department", "records", "fields not clean"):
+        table.add_column(col)
+    for u in uploads:
+        records = int(u.get("records", 0))
+        notes = []
+        for f in u.get("fields", []):
+            parts = [f"{int(f.get(k, 0))} {label}" for k, label in
+                     (("blank", "blank"), ("unreadable", "unreadable"), ("invalid_ids", "invalid IDs"),
+                      ("pinyin_only", "pinyin only"), ("converted", "converted")) if int(f.get(k, 0))]
+            if parts:
+                notes.append(f"{f['column']}: {', '.join(parts)}")
+        table.add_row(u["department"], str(records), "; ".join(notes) or "all readable")
     console.print(table)

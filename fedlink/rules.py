@@ -5,7 +5,10 @@ Both sides read the same pack: an agent takes its [parameters] and
 [[rules]] on linked persons (server/pipeline/needs.py). A rule's `when` is a
 small boolean language (`dept.indicator`, and/or/not, absent(dept),
 present(dept)) parsed with `ast` into a `Condition` and never `eval`ed, so a
-pack cannot run code. Pure Python: an operator's bare install checks a pack.
+pack cannot run code. Evaluation is three-valued: what a department that is
+not in the project, or has no current upload, would say is unknown, and a rule
+fires only where its condition is surely true (`idle_rules` says which rules
+cannot fire at all, and why). Pure Python: an operator's bare install checks a pack.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from fedlink.schema import DEFAULT_INDICATORS, DEPARTMENTS, HOUSEHOLD_DEPARTMENTS
 
@@ -55,6 +58,7 @@ class Rule:
     when: str
     route: tuple[str, ...]
     explain: str
+    explain_zh: str = ""  # the same in Chinese, for worklists in Chinese
 
     @cached_property
     def condition(self) -> Condition:
@@ -103,6 +107,62 @@ class RulePack:
             return self.parameters[name]
         except KeyError:
             raise RuleError(f"parameters.{name}: missing from the rule pack") from None
+
+
+def term_department(key: str) -> str:
+    """The department a term reads: 'dept.indicator', 'not dept.indicator', 'absent:dept', 'present:dept'."""
+    key = key.removeprefix("not ")
+    return key.split(":", 1)[1] if ":" in key else key.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class IdleRule:
+    """A rule that cannot fire: every way its condition could hold reads a
+    department with nothing to say (not in the project, or no current upload)."""
+
+    rule: str
+    need: str
+    missing: tuple[tuple[str, str], ...]  # (department it reads, why that department is unknown)
+
+    def sentence(self) -> str:
+        why = "; ".join(f"{dept} {reason}" for dept, reason in self.missing)
+        return f"rule {self.rule} ({self.need.replace('_', ' ')}) cannot fire: {why}"
+
+
+NOT_IN_PROJECT = "is not in the project"
+NO_UPLOAD = "has no current upload"
+
+
+def idle_rules(pack: RulePack, departments: Iterable[str], uploaded: Iterable[str] | None = None
+               ) -> tuple[IdleRule, ...]:
+    """The rules of `pack` that cannot fire in a project of `departments`
+    (and, given `uploaded`, on those departments' current uploads): whatever
+    the known departments say, the condition is at best unknown."""
+    departments = set(departments)
+    known = departments if uploaded is None else departments & set(uploaded)
+    idle = []
+    for rule in pack.rules:
+        if _can_be(rule.condition, known)[0]:
+            continue
+        unknown = [d for d in dict.fromkeys(term_department(t) for t in rule.terms) if d not in known]
+        idle.append(IdleRule(rule.name, rule.need, tuple(
+            (d, NOT_IN_PROJECT if d not in departments else NO_UPLOAD) for d in unknown)))
+    return tuple(idle)
+
+
+def _can_be(condition: Condition, known: set[str]) -> tuple[bool, bool]:
+    """(whether the condition can be surely true, whether it can be surely
+    false) when only the `known` departments' facts are known, each free."""
+    if isinstance(condition, Term):
+        k = term_department(condition.key) in known
+        return k, k
+    if isinstance(condition, Not):
+        true, false = _can_be(condition.inner, known)
+        return false, true
+    parts = [_can_be(p, known) for p in condition.parts]
+    if isinstance(condition, And):
+        return all(t for t, _ in parts), any(f for _, f in parts)
+    return any(t for t, _ in parts), all(f for _, f in parts)
 
 
 _PARAMETERS = {
@@ -187,10 +247,12 @@ def _rule(r: dict, where: str) -> Rule:
     for d in route:
         if d not in DEPARTMENTS:
             raise RuleError(f"{where}.route: unknown department {d!r}")
-    extra = set(r) - {"name", "need", "tier", "when", "route", "explain"}
+    if not isinstance(r.get("explain_zh", ""), str):
+        raise RuleError(f"{where}.explain_zh: not a str")
+    extra = set(r) - {"name", "need", "tier", "when", "route", "explain", "explain_zh"}
     if extra:
         raise RuleError(f"{where}: unknown keys {sorted(extra)}")
-    rule = Rule(name, r["need"], r["tier"], r["when"], route, r["explain"])
+    rule = Rule(name, r["need"], r["tier"], r["when"], route, r["explain"], r.get("explain_zh", ""))
     try:
         _ = rule.terms  # compile now, so a bad expression fails at load, naming the rule
     except RuleError as e:

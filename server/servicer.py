@@ -19,7 +19,7 @@ from fedlink.wire import project_from_pb, project_to_pb
 from server import faults
 from server.domain.access import DomainError, InvalidArgument, ResourceExhausted
 from server.domain.coordinator import Coordinator
-from server.domain.uploads import IncomingRecord
+from server.domain.uploads import ExtractQuality, FieldQuality, IncomingRecord
 from server.limits import Limits, RateLimiter
 
 log = logging.getLogger("fedlink.coordinator")
@@ -170,7 +170,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def CreateProject(self, request, context, who):
-        return project_to_pb(self.coordinator.projects.create(who, project_from_pb(request.project)))
+        return _ruled_project(self.coordinator.projects.create(who, project_from_pb(request.project)))
 
     @rpc
     def GetProject(self, request, context, who):
@@ -178,8 +178,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def BeginUpload(self, request, context, who):
+        quality = _quality_from_pb(request.quality) if request.HasField("quality") else None
         s = self.coordinator.uploads.begin(who, request.project_id, request.schema_digest, request.key_check,
-                                           request.upload_digest, request.record_count, request.batch_count)
+                                           request.upload_digest, request.record_count, request.batch_count, quality)
         return pb.UploadSession(upload_id=s.upload_id, stored_batches=s.stored_batches, committed=s.committed)
 
     @rpc
@@ -196,7 +197,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def CommitUpload(self, request, context, who):
-        s = self.coordinator.uploads.commit(who, request.upload_id)
+        s = self.coordinator.uploads.commit(who, request.upload_id, dry_run=request.dry_run)
         return pb.UploadSummary(
             upload_id=s.upload_id, department=s.department, record_count=s.record_count, committed=s.committed,
             replaced_upload_id=s.replaced_upload_id, records_kept=s.records_kept, records_added=s.records_added,
@@ -225,7 +226,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             persons_by_department_count=_cells(r.persons_by_department_count),
             flags_per_need=_cells(r.flags_per_need), flags_per_status=_cells(r.flags_per_status),
             outcomes_per_rule=_cells(r.outcomes_per_rule),
-            encoding_health=[_encoding_health(h) for h in r.encoding_health])
+            encoding_health=[_encoding_health(h) for h in r.encoding_health],
+            idle_rules=[_idle_rule(i) for i in r.idle_rules],
+            upload_quality=[_quality_to_pb(u) for u in r.upload_quality])
 
     @rpc
     def PullFlags(self, request, context, who):
@@ -237,7 +240,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                 ref=f.ref, need=f.need, tier=f.tier, run_id=f.run_id,
                 reasons=[pb.Reason(rule=r.rule, indicators=r.indicators) for r in f.reasons],
                 departments_linked=f.departments_linked, match_scores=f.match_scores,
-                explanation=f.explanation, status=f.status, since=f.since, transition_until=f.transition_until)
+                explanation=f.explanation, status=f.status, since=f.since, transition_until=f.transition_until,
+                match_departments=f.match_departments, explanation_zh=f.explanation_zh)
 
     @rpc
     def RecordOutcome(self, request, context, who):
@@ -247,7 +251,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def UpdateRules(self, request, context, who):
-        return project_to_pb(self.coordinator.reviews.update_rules(who, request.project_id, request.rules_toml))
+        return _ruled_project(self.coordinator.reviews.update_rules(who, request.project_id, request.rules_toml))
 
     @rpc
     def SetSchedule(self, request, context, who):
@@ -304,6 +308,31 @@ def _encoding_health(h) -> pb.EncodingHealth:
         duplicate_limit=h.duplicate_limit, position_min=h.position_min, position_max=h.position_max,
         chi2_per_dof=h.chi2_per_dof, constant_positions=h.constant_positions, dead_positions=h.dead_positions,
         warnings=h.warnings)
+
+
+_QUALITY_COUNTS = ("blank", "unreadable", "invalid_ids", "pinyin_only", "converted")
+
+
+def _quality_from_pb(m: pb.UploadQuality) -> ExtractQuality:
+    return ExtractQuality(m.records, tuple(FieldQuality(f.column, f.kind, *(getattr(f, k) for k in _QUALITY_COUNTS))
+                                           for f in m.fields))
+
+
+def _quality_to_pb(u: ExtractQuality) -> pb.UploadQuality:
+    return pb.UploadQuality(department=u.department, upload_id=u.upload_id, records=u.records, fields=[
+        pb.FieldQuality(column=f.column, kind=f.kind, **{k: getattr(f, k) for k in _QUALITY_COUNTS})
+        for f in u.fields])
+
+
+def _idle_rule(rule) -> pb.IdleRule:
+    return pb.IdleRule(rule=rule.rule, need=rule.need, departments=[d for d, _ in rule.missing],
+                       explanation=rule.sentence())
+
+
+def _ruled_project(ruled) -> pb.Project:
+    out = project_to_pb(ruled.project)
+    out.idle_rules.extend(_idle_rule(i) for i in ruled.idle_rules)
+    return out
 
 
 def _schedule(s) -> pb.Schedule:

@@ -175,7 +175,7 @@ def test_kill_9_during_flag_delivery_loses_no_flag_and_repeats_none(site, pki, s
         agent.kill()
     assert agent.returncode == 0, err
     assert "retrying in" in err and "pulled again whole" in " ".join(err.split())
-    with out.open(encoding="utf-8") as fh:
+    with out.open(encoding="utf-8-sig") as fh:
         rows = [(r["record_id"], r["need"]) for r in csv.DictReader(fh)]
     assert len(rows) == expected and len(set(rows)) == expected
     _verify_audit(site, pki, tmp_path)

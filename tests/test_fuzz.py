@@ -71,7 +71,8 @@ toml_values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
     max_leaves=6)
 CONFIG_KEYS = ["department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-               "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries", "unknown"]
+               "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries", "encoding", "sheet",
+               "language", "max_removed_share", "max_unreadable_share", "max_blank_share", "unknown"]
 
 
 @FUZZ
@@ -104,6 +105,8 @@ def test_config_reader_gives_a_config_or_an_error_naming_the_file(content):
     assert type(config.batch_size) is int and 1 <= config.batch_size <= 50_000
     assert type(config.retries) is int and 0 <= config.retries <= 20
     assert isinstance(config.columns, dict) and isinstance(config.sql, dict)
+    assert config.language in ("en", "zh") and all(0 <= s <= 1 for s in (
+        config.max_removed_share, config.max_unreadable_share, config.max_blank_share))
 
 
 def _toml(data: dict) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from agents.indicators import IndicatorError, derive
 from fedlink.rules import RuleError, default_text, load_rulepack
+from fedlink.schema import DEPARTMENTS
 from server.pipeline.needs import evaluate
 
 PACK = load_rulepack()
@@ -29,14 +30,15 @@ def flags_for(**facts) -> dict[str, int]:
     ({"medical_insurance.catastrophic_medical_expense": 1, "human_resources.unemployed": 1}, "medical_hardship", 1),
     ({"medical_insurance.major_illness": 1, "civil_affairs.below_subsistence_line": 1}, "medical_hardship", 2),
     ({"human_resources.recent_job_loss": 1, "civil_affairs.near_subsistence_line": 1}, "income_shock", 2),
-    ({"population.compulsory_school_age": 1}, "school_dropout_risk", 1),  # not on the roll at all
+    ({"population.compulsory_school_age": 1, "present:education": 0}, "school_dropout_risk", 1),  # not on the roll
     ({"population.compulsory_school_age": 1, "education.enrolled": 0}, "school_dropout_risk", 1),
     ({"education.enrolled": 1, "education.chronic_absence": 1, "civil_affairs.dibao": 1}, "school_dropout_risk", 2),
     ({"population.elderly": 1, "population.lives_alone": 1, "civil_affairs.below_subsistence_line": 1},
      "elderly_alone", 2),
     ({"civil_affairs.dibao": 1, "civil_affairs.below_subsistence_line": 1, "housing.multiple_properties": 1},
      "eligibility_review", 3),
-    ({"civil_affairs.dibao": 1, "civil_affairs.below_subsistence_line": 0}, "gradual_exit", 3),
+    ({"civil_affairs.dibao": 1, "civil_affairs.below_subsistence_line": 0, "present:housing": 1,
+      "present:human_resources": 1}, "gradual_exit", 3),
 ])
 def test_each_default_rule_fires(facts, need, tier):
     assert flags_for(**facts).get(need) == tier
@@ -163,7 +165,7 @@ RULE_CASES = {
 def test_every_rule_of_the_pack_is_pinned_by_name():
     assert set(RULE_CASES) == {r.name for r in PACK.rules}
     for name, facts in RULE_CASES.items():
-        present = {f"present:{k.split('.')[0]}" for k in facts}
+        present = {f"present:{d}" for d in DEPARTMENTS}  # every department uploaded: every fact known
         arrays = {k: np.array([bool(v)]) for k, v in facts.items()} | {p: np.array([True]) for p in present}
         fired = {rule for f in evaluate(PACK, arrays, 1) for rule in f.rules}
         assert name in fired, name
@@ -231,3 +233,45 @@ def test_ages_for_indicators_follow_a_valid_resident_id_over_a_typed_birth_date(
     assert ind[0]["compulsory_school_age"] == 0  # five years old at the reference date
     assert ind[1]["compulsory_school_age"] == 1  # 2011 as typed: thirteen
     assert ind[2]["elderly"] == 1
+
+
+def test_a_department_without_an_upload_is_unknown_not_absent():
+    """absent(education) with no education upload is unknown: the school rule does not fire, whatever the
+    population says; with education uploaded and the child not on it, it does."""
+    from server.pipeline.needs import evaluate
+
+    school_age = {"present:population": np.array([True]), "population.compulsory_school_age": np.array([True])}
+    assert not [f for f in evaluate(PACK, school_age, 1) if f.need == "school_dropout_risk"]
+    known = {**school_age, "present:education": np.array([False])}
+    [flag] = [f for f in evaluate(PACK, known, 1) if f.need == "school_dropout_risk"]
+    assert dict(flag.reasons)["school_age_not_enrolled"] == ("population.compulsory_school_age", "absent:education")
+
+
+def test_an_unknown_part_of_an_or_does_not_hide_a_known_true_one():
+    """Kleene's logic: true or unknown is true; true and unknown is unknown."""
+    facts = {"present:medical_insurance": np.array([True, True]), "present:civil_affairs": np.array([True, True]),
+             "medical_insurance.catastrophic_medical_expense": np.array([True, True]),
+             "civil_affairs.below_subsistence_line": np.array([True, False])}
+    # human_resources (unemployed) is not uploaded: the first person still fires on the civil affairs side.
+    fired = {f.person for f in evaluate(PACK, facts, 2) if "catastrophic_medical_costs" in f.rules}
+    assert fired == {0}
+    # The gradual exit reads housing and human_resources through a negation: unknown, so it does not fire.
+    exit_facts = {"present:civil_affairs": np.array([True]), "civil_affairs.dibao": np.array([True])}
+    assert not [f for f in evaluate(PACK, exit_facts, 1) if f.need == "gradual_exit"]
+
+
+def test_idle_rules_name_each_rule_that_cannot_fire_and_why():
+    from fedlink.rules import NO_UPLOAD, NOT_IN_PROJECT, idle_rules
+
+    pilot = ("population", "civil_affairs", "medical_insurance")
+    idle = {i.rule: i for i in idle_rules(PACK, pilot)}
+    assert set(idle) == {"school_age_not_enrolled", "absent_pupil_low_income", "recent_job_loss_near_line",
+                         "allowance_income_above_line", "allowance_with_assets_or_wage"}
+    assert idle["school_age_not_enrolled"].missing == (("education", NOT_IN_PROJECT),)
+    assert idle["school_age_not_enrolled"].sentence() == (
+        "rule school_age_not_enrolled (school dropout risk) cannot fire: education is not in the project")
+    # catastrophic_medical_costs reads human_resources too, but fires on civil affairs alone: not idle.
+    assert "catastrophic_medical_costs" not in idle
+    uploaded = {i.rule: i for i in idle_rules(PACK, pilot + ("education",), uploaded=pilot)}
+    assert uploaded["school_age_not_enrolled"].missing == (("education", NO_UPLOAD),)
+    assert not idle_rules(PACK, DEPARTMENTS)

@@ -45,7 +45,9 @@ _FLAGS = {"是": "1", "否": "0", "有": "1", "无": "0", "y": "1", "n": "0", "y
 def excel_date(raw: str) -> str:
     """An Excel serial date ("45124", "45124.5") as ISO yyyy-mm-dd; anything else unchanged."""
     match = _SERIAL_RE.fullmatch(raw)
-    if match is None:
+    # Four digits are a year written alone ("1985"), not day 1985 of 1900:
+    # left as written, so it is counted unreadable rather than read as 1905.
+    if match is None or len(match.group(1)) == 4:
         return raw
     serial = int(match.group(1))
     if not _EXCEL_SERIALS[0] <= serial <= _EXCEL_SERIALS[1] or serial == 60:
@@ -72,11 +74,17 @@ _READINGS = {"date": (excel_date, _SERIAL_RE.pattern), "number": (plain_number, 
 
 def read_values(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame (stripped strings) with each kind's readings applied; only
-    values a reading might change are touched, so a million plain rows stay cheap."""
+    values a reading might change are touched, so a million plain rows stay cheap.
+    `frame.attrs["converted"]` counts, per column, the values read from another
+    form (for the data-quality summary, agents/quality.py)."""
+    converted = {}
     for column in frame.columns.intersection(list(COLUMN_KINDS)):
         reading, candidate = _READINGS[COLUMN_KINDS[column]]
         values = frame[column]
         touch = values.str.fullmatch(candidate)
         if touch.any():
-            frame[column] = values.where(~touch, values[touch].map(reading))
+            read = values[touch].map(reading)
+            converted[column] = int((read != values[touch]).sum())
+            frame[column] = values.where(~touch, read)
+    frame.attrs["converted"] = converted
     return frame

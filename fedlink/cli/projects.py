@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from fedlink.cli.base import INPUT, CoordOpt, Failure, PartyOpt, PkiOpt, console
-from fedlink.operator import Operator, print_report
+from fedlink.operator import Operator, print_idle_rules, print_report
 from fedlink.rules import RuleError, load_rulepack
 from fedlink.schema import Project, SchemaError
 
@@ -25,7 +25,8 @@ def project_create(config: Path, coordinator: str = CoordOpt, pki: Path = PkiOpt
     project = Project.from_toml(config)
     with Operator.connect(coordinator, pki, party) as op:
         created = op.create_project(project)
-    console.print(f"project {created.project_id} created, schema digest {created.digest()[:16]}")
+    console.print(f"project {created.project.project_id} created, schema digest {created.project.digest()[:16]}")
+    print_idle_rules(created.idle_rules, console)
 
 
 @project_app.command("rules")
@@ -35,8 +36,9 @@ def project_rules(project: str, rules: Path = typer.Option(..., help="The new ru
     text = rules.read_text(encoding="utf-8")
     load_rulepack(text, source=str(rules))  # refused here, before the coordinator is called
     with Operator.connect(coordinator, pki, party) as op:
-        op.update_rules(project, text)
+        changed = op.update_rules(project, text)
     console.print(f"rules of {project} replaced; they apply to the next uploads and runs")
+    print_idle_rules(changed.idle_rules, console)
 
 
 @project_app.command("schedule")
@@ -62,7 +64,7 @@ def project_schedule(project: str,
 
 @run_app.command("start")
 def run_start(project: str, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt,
-              as_of: str = typer.Option("", help="ISO date the run is for (default today)"),
+              as_of: str = typer.Option("", help="ISO date the run is for (default: the project's reference date)"),
               watch: bool = typer.Option(True, help="Follow the run's progress")):
     """Start a linkage run on the departments' current uploads."""
     with Operator.connect(coordinator, pki, party) as op:

@@ -43,20 +43,34 @@ class DepartmentSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., indicators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Project(_message.Message):
-    __slots__ = ("project_id", "schema", "departments", "reference_date", "rules_toml", "schema_digest")
+    __slots__ = ("project_id", "schema", "departments", "reference_date", "rules_toml", "schema_digest", "idle_rules")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_DATE_FIELD_NUMBER: _ClassVar[int]
     RULES_TOML_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    IDLE_RULES_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     schema: LinkageSchema
     departments: _containers.RepeatedCompositeFieldContainer[DepartmentSpec]
     reference_date: str
     rules_toml: str
     schema_digest: str
-    def __init__(self, project_id: _Optional[str] = ..., schema: _Optional[_Union[LinkageSchema, _Mapping]] = ..., departments: _Optional[_Iterable[_Union[DepartmentSpec, _Mapping]]] = ..., reference_date: _Optional[str] = ..., rules_toml: _Optional[str] = ..., schema_digest: _Optional[str] = ...) -> None: ...
+    idle_rules: _containers.RepeatedCompositeFieldContainer[IdleRule]
+    def __init__(self, project_id: _Optional[str] = ..., schema: _Optional[_Union[LinkageSchema, _Mapping]] = ..., departments: _Optional[_Iterable[_Union[DepartmentSpec, _Mapping]]] = ..., reference_date: _Optional[str] = ..., rules_toml: _Optional[str] = ..., schema_digest: _Optional[str] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ...) -> None: ...
+
+class IdleRule(_message.Message):
+    __slots__ = ("rule", "need", "departments", "explanation")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    NEED_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    rule: str
+    need: str
+    departments: _containers.RepeatedScalarFieldContainer[str]
+    explanation: str
+    def __init__(self, rule: _Optional[str] = ..., need: _Optional[str] = ..., departments: _Optional[_Iterable[str]] = ..., explanation: _Optional[str] = ...) -> None: ...
 
 class CreateProjectRequest(_message.Message):
     __slots__ = ("project",)
@@ -139,20 +153,52 @@ class RecordOutcomeResponse(_message.Message):
     def __init__(self, suppressed_until: _Optional[str] = ...) -> None: ...
 
 class BeginUploadRequest(_message.Message):
-    __slots__ = ("project_id", "schema_digest", "key_check", "upload_digest", "record_count", "batch_count")
+    __slots__ = ("project_id", "schema_digest", "key_check", "upload_digest", "record_count", "batch_count", "quality")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_DIGEST_FIELD_NUMBER: _ClassVar[int]
     KEY_CHECK_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_DIGEST_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     BATCH_COUNT_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     schema_digest: str
     key_check: bytes
     upload_digest: bytes
     record_count: int
     batch_count: int
-    def __init__(self, project_id: _Optional[str] = ..., schema_digest: _Optional[str] = ..., key_check: _Optional[bytes] = ..., upload_digest: _Optional[bytes] = ..., record_count: _Optional[int] = ..., batch_count: _Optional[int] = ...) -> None: ...
+    quality: UploadQuality
+    def __init__(self, project_id: _Optional[str] = ..., schema_digest: _Optional[str] = ..., key_check: _Optional[bytes] = ..., upload_digest: _Optional[bytes] = ..., record_count: _Optional[int] = ..., batch_count: _Optional[int] = ..., quality: _Optional[_Union[UploadQuality, _Mapping]] = ...) -> None: ...
+
+class FieldQuality(_message.Message):
+    __slots__ = ("column", "kind", "blank", "unreadable", "invalid_ids", "pinyin_only", "converted")
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BLANK_FIELD_NUMBER: _ClassVar[int]
+    UNREADABLE_FIELD_NUMBER: _ClassVar[int]
+    INVALID_IDS_FIELD_NUMBER: _ClassVar[int]
+    PINYIN_ONLY_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_FIELD_NUMBER: _ClassVar[int]
+    column: str
+    kind: str
+    blank: int
+    unreadable: int
+    invalid_ids: int
+    pinyin_only: int
+    converted: int
+    def __init__(self, column: _Optional[str] = ..., kind: _Optional[str] = ..., blank: _Optional[int] = ..., unreadable: _Optional[int] = ..., invalid_ids: _Optional[int] = ..., pinyin_only: _Optional[int] = ..., converted: _Optional[int] = ...) -> None: ...
+
+class UploadQuality(_message.Message):
+    __slots__ = ("department", "upload_id", "records", "fields")
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    department: str
+    upload_id: str
+    records: int
+    fields: _containers.RepeatedCompositeFieldContainer[FieldQuality]
+    def __init__(self, department: _Optional[str] = ..., upload_id: _Optional[str] = ..., records: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[FieldQuality, _Mapping]]] = ...) -> None: ...
 
 class UploadSession(_message.Message):
     __slots__ = ("upload_id", "stored_batches", "committed")
@@ -206,10 +252,12 @@ class BatchAck(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., stored: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class CommitUploadRequest(_message.Message):
-    __slots__ = ("upload_id",)
+    __slots__ = ("upload_id", "dry_run")
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     upload_id: str
-    def __init__(self, upload_id: _Optional[str] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, upload_id: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class UploadSummary(_message.Message):
     __slots__ = ("upload_id", "department", "record_count", "committed", "replaced_upload_id", "records_kept", "records_added", "records_removed", "health_warnings")
@@ -290,7 +338,7 @@ class CountCell(_message.Message):
     def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ..., suppressed: _Optional[bool] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health")
+    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health", "idle_rules", "upload_quality")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RECORDS_PER_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +350,8 @@ class Report(_message.Message):
     FLAGS_PER_STATUS_FIELD_NUMBER: _ClassVar[int]
     OUTCOMES_PER_RULE_FIELD_NUMBER: _ClassVar[int]
     ENCODING_HEALTH_FIELD_NUMBER: _ClassVar[int]
+    IDLE_RULES_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_QUALITY_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: str
     records_per_department: _containers.RepeatedCompositeFieldContainer[CountCell]
@@ -313,7 +363,9 @@ class Report(_message.Message):
     flags_per_status: _containers.RepeatedCompositeFieldContainer[CountCell]
     outcomes_per_rule: _containers.RepeatedCompositeFieldContainer[CountCell]
     encoding_health: _containers.RepeatedCompositeFieldContainer[EncodingHealth]
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ...) -> None: ...
+    idle_rules: _containers.RepeatedCompositeFieldContainer[IdleRule]
+    upload_quality: _containers.RepeatedCompositeFieldContainer[UploadQuality]
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ..., upload_quality: _Optional[_Iterable[_Union[UploadQuality, _Mapping]]] = ...) -> None: ...
 
 class EncodingHealth(_message.Message):
     __slots__ = ("department", "upload_id", "fill_rate", "fill_min", "fill_max", "empty_filters", "max_duplicates", "duplicate_limit", "position_min", "position_max", "chi2_per_dof", "constant_positions", "dead_positions", "warnings")
@@ -366,7 +418,7 @@ class Reason(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., indicators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Flag(_message.Message):
-    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation", "status", "since", "transition_until")
+    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation", "status", "since", "transition_until", "match_departments", "explanation_zh")
     REF_FIELD_NUMBER: _ClassVar[int]
     NEED_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -378,6 +430,8 @@ class Flag(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     TRANSITION_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    MATCH_DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_ZH_FIELD_NUMBER: _ClassVar[int]
     ref: bytes
     need: str
     tier: int
@@ -389,7 +443,9 @@ class Flag(_message.Message):
     status: str
     since: str
     transition_until: str
-    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., transition_until: _Optional[str] = ...) -> None: ...
+    match_departments: _containers.RepeatedScalarFieldContainer[str]
+    explanation_zh: str
+    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., transition_until: _Optional[str] = ..., match_departments: _Optional[_Iterable[str]] = ..., explanation_zh: _Optional[str] = ...) -> None: ...
 
 class GetTreeHeadRequest(_message.Message):
     __slots__ = ()

@@ -1,8 +1,10 @@
 """Projects: created by an operator, read by the departments that take part."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fedlink.identity import Identity
-from fedlink.rules import load_rulepack
+from fedlink.rules import IdleRule, idle_rules, load_rulepack
 from fedlink.schema import Project, SchemaError
 from server import queries as q
 from server.domain.access import (
@@ -10,15 +12,23 @@ from server.domain.access import (
 )
 
 
+@dataclass(frozen=True)
+class RuledProject:
+    """A project as created or given new rules, with the rules that cannot fire in it."""
+
+    project: Project
+    idle_rules: tuple[IdleRule, ...]
+
+
 class Projects:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
     @guarded("CreateProject", "operator")
-    def create(self, who: Identity, project: Project) -> Project:
+    def create(self, who: Identity, project: Project) -> RuledProject:
         try:
             project.validate()
-            load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
+            pack = load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
         except (SchemaError, ValueError) as e:
             raise InvalidArgument(str(e)) from None
         with self.ctx.store.write() as conn:
@@ -27,7 +37,7 @@ class Projects:
             q.insert_project(conn, project, str(who))
             self.ctx.store.audit(conn, str(who), "project.create", project_id=project.project_id,
                                  departments=sorted(project.departments), schema_digest=project.digest())
-        return project
+        return RuledProject(project, idle_rules(pack, project.departments))
 
     @guarded("GetProject", "operator", "agent", "officer")
     def get(self, who: Identity, project_id: str) -> Project:

@@ -6,12 +6,12 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from fedlink.identity import Identity
-from fedlink.rules import load_rulepack
-from fedlink.schema import Project
+from fedlink.rules import idle_rules, load_rulepack
 from server import queries as q
 from server.domain.access import (
     Context, InvalidArgument, NotFound, PermissionDenied, existing_project, guarded, require_member,
 )
+from server.domain.projects import RuledProject
 
 OUTCOMES = ("confirmed", "assistance_granted", "not_in_need", "wrong_person")
 
@@ -35,6 +35,8 @@ class Flag:
     departments_linked: int
     match_scores: tuple[float, ...]
     explanation: str              # plain language, for the caseworker
+    match_departments: tuple[str, ...] = ()  # the other department of each match score
+    explanation_zh: str = ""      # the explanation in Chinese
 
 
 def rule_changes(old, new) -> dict:
@@ -59,7 +61,8 @@ def _flag(run_id: str, row) -> Flag:
     d = row.detail
     return Flag(row.ref, row.need, row.tier, run_id, row.status, row.since, row.transition_until or "",
                 tuple(Reason(r["rule"], tuple(r["indicators"])) for r in d["reasons"]), d["departments_linked"],
-                tuple(d["match_scores"]), d["explanation"])
+                tuple(d["match_scores"]), d["explanation"], tuple(d.get("match_departments", ())),
+                d.get("explanation_zh", ""))
 
 
 class Reviews:
@@ -108,8 +111,10 @@ class Reviews:
         return until
 
     @guarded("UpdateRules", "operator")
-    def update_rules(self, who: Identity, project_id: str, rules_toml: str) -> Project:
-        """Replace the project's rule pack; what changed goes into the audit event."""
+    def update_rules(self, who: Identity, project_id: str, rules_toml: str) -> RuledProject:
+        """Replace the project's rule pack; what changed goes into the audit
+        event. Answers the rules that cannot fire on the project's departments
+        and current uploads."""
         try:
             new = load_rulepack(rules_toml, source=f"project {project_id} rules")
         except ValueError as e:
@@ -117,6 +122,7 @@ class Reviews:
         with self.ctx.store.write() as conn:
             project = existing_project(conn, project_id)
             old = load_rulepack(project.rules_toml)
+            uploaded = q.committed_uploads(conn, project_id)
             q.set_rules(conn, project_id, rules_toml)
             self.ctx.store.audit(conn, str(who), "rules.update", project_id=project_id, **rule_changes(old, new))
-        return replace(project, rules_toml=rules_toml)
+        return RuledProject(replace(project, rules_toml=rules_toml), idle_rules(new, project.departments, uploaded))

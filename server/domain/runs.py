@@ -11,10 +11,12 @@ from datetime import date
 from typing import Iterator
 
 from fedlink.identity import Identity
+from fedlink.rules import IdleRule
 from fedlink.schema import Project
 from server import faults
 from server import queries as q
 from server.domain.access import Context, FailedPrecondition, InvalidArgument, NotFound, existing_project, guarded
+from server.domain.uploads import ExtractQuality
 from server.pipeline import execute_run
 from server.pipeline.report import suppress
 
@@ -101,6 +103,8 @@ class Report:
     threshold_per_department_pair: dict[str, float] = field(default_factory=dict)
     outcomes_per_rule: tuple[CountCell, ...] = ()  # caseworkers' review feedback, "rule/outcome"
     encoding_health: tuple[UploadHealth, ...] = ()  # of each department's upload the run used
+    idle_rules: tuple[IdleRule, ...] = ()  # rules that could not fire on the uploads the run used
+    upload_quality: tuple[ExtractQuality, ...] = ()  # the agents' data-quality summaries of those uploads
 
 
 # The report's tables of counts, each stored by the run as a list of cells.
@@ -117,10 +121,13 @@ class Runs:
     @guarded("StartRun", "operator")
     def start(self, who: Identity, project_id: str, as_of: str = "", *, wait: bool = False) -> str:
         try:
-            day = date.fromisoformat(as_of) if as_of else date.today()
+            day = date.fromisoformat(as_of) if as_of else None
         except ValueError:
             raise InvalidArgument(f"as_of {as_of[:20]!r} is not an ISO date (YYYY-MM-DD)") from None
         with self.ctx.store.write() as conn:
+            if day is None:  # the date the project's agents took ages and periods at, else today
+                reference = existing_project(conn, project_id).reference_date
+                day = date.fromisoformat(reference) if reference else date.today()
             queued = self.queue(conn, str(who), project_id, day)
         return self.launch(queued, wait=wait)
 
@@ -230,6 +237,7 @@ class Runs:
             row = self._row(conn, run_id)
             feedback = q.outcome_counts(conn, row.project_id)
             health = _health_of_uploads(conn, row.project_id, row.uploads or {})
+            quality = _quality_of_uploads(conn, row.project_id, row.uploads or {})
         with self.ctx.store.write() as conn:
             self.ctx.store.audit(conn, str(who), "report.read", project_id=row.project_id, run_id=run_id)
         stored = row.report or {}
@@ -237,7 +245,9 @@ class Runs:
         cells["outcomes_per_rule"] = tuple(CountCell(**c) for c in suppress(feedback, stored.get("suppression_k", 5)))
         return Report(run_id, row.state, stored.get("persons", 0), stored.get("suppression_k", 0),
                       threshold_per_department_pair=stored.get("threshold_per_department_pair", {}),
-                      encoding_health=health, **cells)
+                      encoding_health=health, upload_quality=quality, idle_rules=tuple(
+                          IdleRule(i["rule"], i["need"], tuple(tuple(m) for m in i["missing"]))
+                          for i in stored.get("idle_rules", [])), **cells)
 
     def recover_interrupted(self) -> list[str]:
         """At start: a run that a previous coordinator process left queued or
@@ -269,4 +279,16 @@ def _health_of_uploads(conn, project_id: str, upload_ids: dict[str, str]) -> tup
             found[details["upload_id"]] = UploadHealth(
                 department=wanted[details["upload_id"]],
                 **{k: tuple(details[k]) if k == "warnings" else details[k] for k in figures})
+    return tuple(found[u] for u in sorted(found, key=lambda u: wanted[u]))
+
+
+def _quality_of_uploads(conn, project_id: str, upload_ids: dict[str, str]) -> tuple[ExtractQuality, ...]:
+    """The data-quality summary each department's agent sent with the upload (its upload.begin audit event)."""
+    wanted = {u: d for d, u in upload_ids.items()}
+    found = {}
+    for body in q.audit_bodies(conn, project_id, "upload.begin"):
+        details = json.loads(body)["details"]
+        if details["upload_id"] in wanted and details.get("quality"):
+            found[details["upload_id"]] = ExtractQuality.from_details(details["quality"], wanted[details["upload_id"]],
+                                                                      details["upload_id"])
     return tuple(found[u] for u in sorted(found, key=lambda u: wanted[u]))

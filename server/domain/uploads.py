@@ -32,6 +32,49 @@ class IncomingRecord:
 
 
 @dataclass(frozen=True)
+class FieldQuality:
+    """Counts of one field's values the agent could not use (agents/quality.py); never a value."""
+
+    column: str
+    kind: str
+    blank: int = 0
+    unreadable: int = 0
+    invalid_ids: int = 0
+    pinyin_only: int = 0
+    converted: int = 0
+
+
+@dataclass(frozen=True)
+class ExtractQuality:
+    """The data-quality summary an agent sends with its upload, kept in the upload.begin audit event."""
+
+    records: int
+    fields: tuple[FieldQuality, ...]
+    department: str = ""  # set when read back for a report
+    upload_id: str = ""
+
+    def check(self, record_count: int) -> None:
+        if self.records != record_count:
+            raise InvalidArgument(f"the quality summary counts {self.records} records, the upload declares "
+                                  f"{record_count}")
+        if len(self.fields) > 64:
+            raise InvalidArgument(f"the quality summary has {len(self.fields)} fields; at most 64")
+        for f in self.fields:
+            if not 0 < len(f.column) <= 64 or len(f.kind) > 32:
+                raise InvalidArgument("a quality summary field needs a column name of 1-64 characters")
+            if max(f.blank, f.unreadable, f.invalid_ids, f.pinyin_only, f.converted) > self.records:
+                raise InvalidArgument(f"the quality summary of field {f.column} counts more values than records")
+
+    def details(self) -> dict:
+        """For the audit event: counts only."""
+        return {"records": self.records, "fields": [{k: v for k, v in vars(f).items()} for f in self.fields]}
+
+    @classmethod
+    def from_details(cls, details: dict, department: str, upload_id: str) -> ExtractQuality:
+        return cls(details["records"], tuple(FieldQuality(**f) for f in details["fields"]), department, upload_id)
+
+
+@dataclass(frozen=True)
 class UploadSession:
     upload_id: str
     stored_batches: tuple[int, ...]  # batches already stored: a resumed upload sends only the others
@@ -64,8 +107,10 @@ class Uploads:
 
     @guarded("BeginUpload", "agent")
     def begin(self, who: Identity, project_id: str, schema_digest: str, key_check: bytes, digest: bytes,
-              record_count: int, batch_count: int) -> UploadSession:
+              record_count: int, batch_count: int, quality: ExtractQuality | None = None) -> UploadSession:
         self._check_counts(digest, record_count, batch_count)
+        if quality is not None:
+            quality.check(record_count)
         with self.ctx.store.write() as conn:
             project = existing_project(conn, project_id)
             require_member(who, project)
@@ -86,7 +131,7 @@ class Uploads:
                             batch_count=batch_count)
             self.ctx.store.audit(conn, str(who), "upload.begin", project_id=project_id, department=who.department,
                                  upload_id=upload_id, record_count=record_count, batch_count=batch_count,
-                                 upload_digest=digest.hex())
+                                 upload_digest=digest.hex(), quality=quality.details() if quality else None)
             return UploadSession(upload_id, (), False)
 
     def _check_counts(self, digest: bytes, record_count: int, batch_count: int) -> None:
@@ -163,7 +208,9 @@ class Uploads:
         return StoredBatch(len(records), False)
 
     @guarded("CommitUpload", "agent")
-    def commit(self, who: Identity, upload_id: str) -> UploadSummary:
+    def commit(self, who: Identity, upload_id: str, *, dry_run: bool = False) -> UploadSummary:
+        if dry_run:
+            return self._dry_run(who, upload_id)
         with self.ctx.store.write() as conn:
             up = q.upload(conn, upload_id)
             if up is None:
@@ -204,20 +251,39 @@ class Uploads:
         if upload_digest(up.schema_digest, [b.digest for b in got]) != up.upload_digest:
             raise FailedPrecondition(f"upload {up.upload_id}: the batches do not add up to the declared digest")
 
+    def _dry_run(self, who: Identity, upload_id: str) -> UploadSummary:
+        """What committing would do to the department's current upload, with nothing changed:
+        the agent's guard against an extract that would remove most of the department."""
+        with self.ctx.store.read() as conn:
+            up = q.upload(conn, upload_id)
+            if up is None:
+                raise NotFound(f"upload {upload_id!r} does not exist")
+            require_own_department(who, up.department, f"upload {upload_id}")
+            if up.state == "open":
+                self._check_complete(conn, up)
+            return UploadSummary(upload_id, up.department, up.record_count, committed=up.state == "committed",
+                                 **self._comparison(conn, up))
+
+    @staticmethod
+    def _comparison(conn, up) -> dict:
+        """`up` against the department's current upload, by record reference."""
+        previous = q.committed_upload(conn, up.project_id, up.department)
+        if not previous or previous == up.upload_id:
+            return {"replaced_upload_id": "", "records_kept": up.record_count if previous else 0,
+                    "records_added": 0 if previous else up.record_count, "records_removed": 0}
+        kept = q.records_in_both(conn, up.upload_id, previous)
+        return {"replaced_upload_id": previous, "records_kept": kept, "records_added": up.record_count - kept,
+                "records_removed": q.upload_record_count(conn, previous) - kept}
+
     def _replace_current(self, conn, who: Identity, up, summary: UploadSummary, *,
                          reinstated: bool = False) -> UploadSummary:
         """Make `up` the department's current upload: the next run uses it and
         not the one before, whose records are then no longer linked or flagged
         (their open flags resolve). Records in both, matched by their stable
         encrypted reference, are the same records: nothing is duplicated."""
-        previous = q.committed_upload(conn, up.project_id, up.department)
-        kept = removed = 0
-        if previous:
-            kept = q.records_in_both(conn, up.upload_id, previous)
-            removed = q.upload_record_count(conn, previous) - kept
-            q.set_upload_state(conn, previous, "superseded")
-        comparison = {"replaced_upload_id": previous or "", "records_kept": kept,
-                      "records_added": up.record_count - kept, "records_removed": removed}
+        comparison = self._comparison(conn, up)
+        if comparison["replaced_upload_id"]:
+            q.set_upload_state(conn, comparison["replaced_upload_id"], "superseded")
         q.set_upload_state(conn, up.upload_id, "committed")
         self.ctx.store.audit(conn, str(who), "upload.commit", project_id=up.project_id, department=up.department,
                              upload_id=up.upload_id, records=up.record_count, upload_digest=up.upload_digest.hex(),

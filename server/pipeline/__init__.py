@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from fedlink.rules import load_rulepack
+from fedlink.rules import idle_rules, load_rulepack
 from fedlink.schema import DEPARTMENTS, Project
 from server import store as t
 from server.engine.base import Engine
@@ -44,6 +44,9 @@ def execute_run(store: Store, project: Project, run_id: str, as_of: date, used: 
     with store.write() as conn:
         flag_rows = track_over_time(conn, project.project_id, run_id, as_of, flag_rows, ref_of, pack)
         report = build_report(linkage, flag_rows, pack.suppression_k, facts)
+        # What this run could not look for: rules reading departments it had no upload from.
+        report["idle_rules"] = [{"rule": i.rule, "need": i.need, "missing": [list(m) for m in i.missing]}
+                                for i in idle_rules(pack, project.departments, used)]
         _store_links(conn, run_id, linkage)
         if flag_rows:
             conn.execute(t.flags.insert(), [{"run_id": run_id, **r} for r in flag_rows])

@@ -9,7 +9,9 @@ from sqlalchemy import select
 
 from server import store as t
 from server.pipeline.link import Linkage
+from server.pipeline import wording
 from server.pipeline.needs import NeedFlag
+from server.pipeline.wording import NEED_NAMES_ZH
 
 
 def person_scores(linkage: Linkage, persons: np.ndarray) -> dict[int, list[tuple[int, int, float]]]:
@@ -26,37 +28,14 @@ def person_scores(linkage: Linkage, persons: np.ndarray) -> dict[int, list[tuple
     return out
 
 
-def _label(term: str, from_household: bool = False) -> str:
-    """An indicator by name, in words: 'below subsistence line (civil affairs)'."""
-    if term.startswith("absent:"):
-        return f"no {term[7:].replace('_', ' ')} record"
-    neg = term.startswith("not ")
-    dept, _, ind = term.removeprefix("not ").partition(".")
-    where = dept.replace("_", " ") + (", from a household member's record" if from_household else "")
-    return f"{'not ' if neg else ''}{ind.replace('_', ' ')} ({where})"
-
-
-def _strength(scores: list[float]) -> str:
-    low = min(scores)
-    word = "strong" if low >= 0.9 else "good" if low >= 0.8 else "moderate"
-    return f"match strength {word} (lowest score of this record's links {low:.2f})"
-
-
-def explain(flag: NeedFlag, departments: list[str], scores: list[float], household_terms: set[str] = frozenset()
-            ) -> str:
-    """The caseworker's plain-language reason: what the rule looks for, which
-    rule and tier, the indicators that fired by name (and which of them came
-    from the household), the departments the person was linked across and how
-    strong this record's links are."""
-    fired = "; ".join(f"{rule} found " + ", ".join(_label(x, x in household_terms) for x in terms)
-                      for rule, terms in flag.reasons)
-    across = ", ".join(d.replace("_", " ") for d in departments)
-    if len(departments) < 2:
-        how = f"Found in {across} only (no link to another department)."
-    else:
-        how = f"Linked across {len(departments)} departments ({across})" + (f"; {_strength(scores)}." if scores
-                                                                             else ".")
-    return f"{flag.explanation[0].upper()}{flag.explanation[1:]} (tier {flag.tier}). Rule {fired}. {how}"
+def explain(flag: NeedFlag, departments: list[str], scores: list[float], household_terms: set[str] = frozenset(),
+            lang: str = "en") -> str:
+    """The caseworker's plain-language reason (server/pipeline/wording.py): what
+    the rule looks for and its tier, each fact that made it fire (and which
+    came from the household), the departments the person was linked across
+    and how strong this record's links are."""
+    lead = flag.explanation if lang == "en" else flag.explanation_zh or NEED_NAMES_ZH.get(flag.need, flag.need)
+    return wording.explanation(lead, flag.tier, flag.reasons, departments, scores, household_terms, lang)
 
 
 def route_flags(linkage: Linkage, flags: list[NeedFlag], facts: dict[str, np.ndarray]) -> list[dict]:
@@ -78,12 +57,16 @@ def route_flags(linkage: Linkage, flags: list[NeedFlag], facts: dict[str, np.nda
             # Only the links that touch this department's own record: what its caseworker needs to judge
             # the match, and nothing about how two other departments' records compare.
             own = names.index(d)
-            s = [score for a, b, score in scores.get(f.person, []) if own in (a, b)]
+            links = [(names[b if a == own else a], score) for a, b, score in scores.get(f.person, []) if own in (a, b)]
+            s = [score for _, score in links]
+            household = borrowed.get(f.person, set())
             detail = {
                 "reasons": [{"rule": rule, "indicators": list(terms)} for rule, terms in f.reasons],
                 "departments_linked": len(holders),
                 "match_scores": s,
-                "explanation": explain(f, holders, s, borrowed.get(f.person, set())),
+                "match_departments": [other for other, _ in links],  # the department each score links to
+                "explanation": explain(f, holders, s, household),
+                "explanation_zh": explain(f, holders, s, household, "zh"),
             }
             rows.append({"department": d, "record_id": int(holders_of[d][f.person]), "person": f.person,
                          "need": f.need, "tier": f.tier, "detail": detail})
@@ -145,11 +128,9 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
         else:
             status, until = "resolved", None
         detail = dict(p.detail)
-        detail["found"] = p.detail.get("found", p.detail["explanation"])  # why it was first raised, kept once
-        detail["explanation"] = (
-            "The record is no longer in this department's extract: resolved. " if gone else
-            f"No longer found in this run; support continues until {until} (gradual exit). "
-            if status == "transition" else "No longer found in this run: resolved. ") + detail["found"]
+        for lang, key, found in (("en", "explanation", "found"), ("zh", "explanation_zh", "found_zh")):
+            detail[found] = p.detail.get(found, p.detail.get(key, ""))  # why it was first raised, kept once
+            detail[key] = wording.follow_up(gone, until if status == "transition" else None, lang) + detail[found]
         out.append({"department": p.department, "record_id": p.record_id, "person": -1, "need": p.need,
                     "tier": p.tier, "status": status, "since": p.since, "transition_until": until, "detail": detail})
     return out

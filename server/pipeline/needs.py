@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedlink.rules import And, Condition, Not, Rule, RulePack, Term
+from fedlink.rules import And, Condition, Not, Rule, RulePack, Term, term_department
 from server.engine.base import Engine
 from server.pipeline.link import Linkage
 
@@ -167,14 +167,59 @@ def apply_households(pack: RulePack, facts: Mapping[str, np.ndarray], households
     return out
 
 
-def holds(condition: Condition, facts: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Vectorised: whether ``condition`` holds, a boolean per person."""
+def holds(condition: Condition, facts: Mapping[str, np.ndarray], known: set[str] | None = None) -> np.ndarray:
+    """Vectorised: whether ``condition`` surely holds, a boolean per person.
+    `known`: the departments whose facts are known (default: those with a
+    'present:dept' fact); what any other department would say is unknown."""
+    if known is None:
+        known = known_departments(facts)
+    return _truth(condition, facts, known)[0]
+
+
+def known_departments(facts: Mapping[str, np.ndarray]) -> set[str]:
+    """The departments the facts speak for: those with a current upload in the run ('present:dept')."""
+    return {k.split(":", 1)[1] for k in facts if k.startswith("present:")}
+
+
+def _truth(condition: Condition, facts: Mapping[str, np.ndarray], known: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Kleene's three-valued logic: (surely true, surely false) per person;
+    neither is unknown. A rule fires only where its condition is surely true,
+    so a department that sent nothing never reads as "not on the roll"."""
     if isinstance(condition, Term):
-        return _term(facts, condition.key)
+        if term_department(condition.key) not in known:
+            unknown = np.zeros(_length(facts), dtype=bool)
+            return unknown, unknown
+        value = _term(facts, condition.key)
+        return value, ~value
     if isinstance(condition, Not):
-        return ~holds(condition.inner, facts)
-    op = np.logical_and if isinstance(condition, And) else np.logical_or
-    return _reduce(op, [holds(part, facts) for part in condition.parts])
+        true, false = _truth(condition.inner, facts, known)
+        return false, true
+    parts = [_truth(part, facts, known) for part in condition.parts]
+    trues, falses = [t for t, _ in parts], [f for _, f in parts]
+    if isinstance(condition, And):
+        return _reduce(np.logical_and, trues), _reduce(np.logical_or, falses)
+    return _reduce(np.logical_or, trues), _reduce(np.logical_and, falses)
+
+
+def _reasons(condition: Condition, facts: Mapping[str, np.ndarray], known: set[str], where: np.ndarray
+             ) -> dict[str, np.ndarray]:
+    """Per term, the persons for whom it is part of why the condition holds:
+    the term holds and so does every condition above it (a branch of an `or`
+    that did not hold is no reason; nor is anything under a `not`)."""
+    where = where & _truth(condition, facts, known)[0]
+    if isinstance(condition, Term):
+        return {condition.key: where}
+    out: dict[str, np.ndarray] = {}
+    if isinstance(condition, Not):
+        return out
+    for part in condition.parts:
+        for key, mask in _reasons(part, facts, known, where).items():
+            out[key] = out[key] | mask if key in out else mask
+    return out
+
+
+def _length(facts: Mapping[str, np.ndarray]) -> int:
+    return facts.n if isinstance(facts, _FactView) else len(next(iter(facts.values()), ()))
 
 
 def _term(facts: Mapping[str, np.ndarray], key: str) -> np.ndarray:
@@ -212,31 +257,36 @@ class NeedFlag:
     rules: tuple[str, ...]  # the rules that fired, most urgent first
     reasons: tuple[tuple[str, tuple[str, ...]], ...]  # (rule, terms that held)
     route: tuple[str, ...]
-    explanation: str
+    explanation: str         # the top rule's `explain`
+    explanation_zh: str = ""  # its `explain_zh`
 
 
 def evaluate(pack: RulePack, facts: Mapping[str, np.ndarray], n: int) -> list[NeedFlag]:
     """Evaluate every rule on n persons. `facts` maps 'dept.indicator',
-    'present:dept' and 'possible:dept' to arrays of length n; a missing key
-    counts as all-false (the department does not hold the person, or did not
-    send that indicator).
+    'present:dept' and 'possible:dept' to arrays of length n. A department
+    without a 'present:dept' fact has no current upload: its facts are
+    unknown, and a rule fires only where it holds whatever they would be. For
+    a department with one, a missing key counts as all-false (the department
+    does not hold the person, or did not send that indicator).
     One flag per person and need, at the most urgent tier that fired."""
     full = _FactView(facts, n)
+    known = known_departments(facts)
     fired: dict[str, list[tuple[Rule, np.ndarray]]] = {}
     for rule in sorted(pack.rules, key=lambda r: (r.need, r.tier)):
-        hit = holds(rule.condition, full)
+        hit = holds(rule.condition, full, known)
         if hit.any():
             fired.setdefault(rule.need, []).append((rule, hit))
     flags = []
     for need, hits in fired.items():
         persons = np.flatnonzero(_reduce(np.logical_or, [h for _, h in hits]))
         # Each term's array once per rule, not once per person (that was quadratic).
-        held = {r.name: [(term, _term(full, term)) for term in r.terms] for r, _ in hits}
+        held = {r.name: list(_reasons(r.condition, full, known, np.ones(n, dtype=bool)).items()) for r, _ in hits}
         for p in persons:
             rules = [r for r, h in hits if h[p]]
             reasons = tuple((r.name, tuple(term for term, arr in held[r.name] if arr[p])) for r in rules)
             top = rules[0]
-            flags.append(NeedFlag(int(p), need, top.tier, tuple(r.name for r in rules), reasons, top.route, top.explain))
+            flags.append(NeedFlag(int(p), need, top.tier, tuple(r.name for r in rules), reasons, top.route, top.explain,
+                                  top.explain_zh))
     return flags
 
 
@@ -244,7 +294,7 @@ class _FactView(Mapping):
     """The facts with every missing key read as all-false."""
 
     def __init__(self, facts: Mapping[str, np.ndarray], n: int):
-        self._facts, self._n, self._false = facts, n, np.zeros(n, dtype=bool)
+        self._facts, self.n, self._false = facts, n, np.zeros(n, dtype=bool)
 
     def __getitem__(self, key):
         v = self._facts.get(key)
