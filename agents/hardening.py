@@ -31,8 +31,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 
-from agents.encoding import Encoder, derive_key
+from agents.encoding import Encoder, derive_key, feature_arrays
 from fedlink.schema import LinkageSchema, hardening_option
 
 
@@ -49,10 +50,11 @@ class HardenedEncoder:
         if name == "salt":
             self._salt_setup()
 
-    def encode(self, records: Sequence[Mapping[str, str]]) -> np.ndarray:
+    def encode(self, features: Mapping[str, Sequence[str]] | Sequence[Mapping[str, str]]) -> np.ndarray:
+        """(n, filter_bits / 8) uint8 filters of feature columns (or feature dicts, as Encoder.encode)."""
         if self.name == "salt":
-            return self._salted(records)
-        raw = self._raw.encode(records)
+            return self._salted(feature_arrays(features, self.schema.fields))
+        raw = self._raw.encode(features)
         if self.name == "xor":
             return xor_fold(raw)
         if self.name == "balance":
@@ -60,9 +62,6 @@ class HardenedEncoder:
         if self.name == "blip":
             return blip(raw, self.rate, self._key)
         return raw
-
-    def encode_one(self, features: Mapping[str, str]) -> bytes:
-        return self.encode([features])[0].tobytes()
 
     # -- salting -------------------------------------------------------------
 
@@ -76,18 +75,17 @@ class HardenedEncoder:
         self._salted_schema = replace(self.schema, fields=tuple(f for f in self.schema.fields if f.kind != "date"))
         self._per_year: dict[str, Encoder] = {}
 
-    def _salted(self, records: Sequence[Mapping[str, str]]) -> np.ndarray:
-        out = self._dates.encode(records)
-        years: dict[str, list[int]] = {}
-        for i, r in enumerate(records):
-            years.setdefault(r.get(self._year_field, "")[:4], []).append(i)
-        for year, rows in years.items():
+    def _salted(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        out = self._dates.encode(features)
+        codes, years = pd.factorize(np.array([v[:4] for v in features[self._year_field]], dtype=object))
+        for j, year in enumerate(years):
             enc = self._per_year.get(year)
             if enc is None:
                 # Field keys under a per-year project label: HKDF makes them unrelated across years.
                 enc = self._per_year[year] = Encoder(self._salted_schema, self._secret,
                                                      f"{self._project_id}/salt/{year}")
-            out[rows] |= enc.encode([records[i] for i in rows])
+            rows = np.flatnonzero(codes == j)
+            out[rows] |= enc.encode({name: values[rows] for name, values in features.items()})
         return out
 
 

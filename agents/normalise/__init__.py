@@ -18,13 +18,14 @@ from agents.normalise.addresses import normalise_address
 from agents.normalise.dates import normalise_date
 from agents.normalise.fields import normalise_digits, normalise_phone, normalise_sex, normalise_text
 from agents.normalise.names import name_pinyin, normalise_name
-from agents.normalise.records import normalise_record, record_features
+from agents.normalise.records import feature_columns, normalise_record, record_features
 from agents.normalise.resident_ids import ResidentId, check_char, parse_resident_id
 
 __all__ = [
     "ResidentId",
     "check_char",
     "name_pinyin",
+    "feature_columns",
     "normalise_address",
     "normalise_date",
     "normalise_name",

@@ -1,0 +1,89 @@
+"""Agent encoding rate against clkhash's, on the same records, on one core.
+
+fedlink: normalise and encode from the extract frame exactly as the agent does
+(agents.prepare: agents.normalise.feature_columns, then the project's hardened
+encoder, default schema and hardening, in the agent's chunks). clkhash 0.18.3:
+the same records' raw columns through a schema with the same fields
+(bench/encode_clkhash.py) in the benchmark-only environment; it is handed the
+pinyin fedlink computed, since it has no transliteration of its own. Reading
+the files is timed for neither. Both run pinned to one CPU.
+
+    python -m bench.encode --persons 100000 --seed 5
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"  # one core, before numpy loads its thread pools
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from agents.extract import read_extract  # noqa: E402
+from agents.hardening import HardenedEncoder  # noqa: E402
+from agents.normalise import feature_columns, name_pinyin  # noqa: E402
+from agents.prepare import CHUNK  # noqa: E402
+from bench.synth import write_scenario  # noqa: E402
+from fedlink.schema import DEPARTMENTS, LinkageSchema  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CLKHASH_COLUMNS = ("name", "name_pinyin", "sex", "birth_date", "resident_id", "address")
+
+
+def extracts(scenario: Path) -> list[pd.DataFrame]:
+    return [read_extract(scenario / f"{d}.csv", d) for d in DEPARTMENTS if (scenario / f"{d}.csv").exists()]
+
+
+def fedlink_seconds(frames: list[pd.DataFrame], schema: LinkageSchema) -> float:
+    """Normalise and encode every record as agents.prepare does, from a cold start."""
+    fields = [(f.name, f.kind, f.column) for f in schema.fields]
+    t0 = time.perf_counter()
+    for frame in frames:
+        encoder = HardenedEncoder(schema, b"bench encode secret", "bench-encode")
+        for start in range(0, len(frame), CHUNK):
+            encoder.encode(feature_columns(frame.iloc[start:start + CHUNK], fields))
+    return time.perf_counter() - t0
+
+
+def clkhash_seconds(frames: list[pd.DataFrame], work: Path) -> float:
+    raw = pd.concat([f.assign(name_pinyin=f["name"].map(name_pinyin)) for f in frames])
+    path = work / "records.csv"
+    raw[list(CLKHASH_COLUMNS)].to_csv(path, index=False)
+    python = subprocess.run([str(ROOT / "scripts" / "bench-env")], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    done = subprocess.run([python, "-m", "bench.encode_clkhash", str(path)], cwd=ROOT, check=True,
+                          capture_output=True, text=True)
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["records"] == len(raw)
+    return figures["seconds"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--persons", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--cpu", type=int, default=0, help="the CPU both encoders are pinned to")
+    args = ap.parse_args()
+    os.sched_setaffinity(0, {args.cpu})  # the clkhash process inherits it
+    with tempfile.TemporaryDirectory(prefix="fedlink-bench-encode-") as tmp:
+        work = Path(tmp)
+        write_scenario(work / "scenario", args.persons, seed=args.seed)
+        frames = extracts(work / "scenario")
+        n = sum(len(f) for f in frames)
+        ours = fedlink_seconds(frames, LinkageSchema())
+        theirs = clkhash_seconds(frames, work)
+    result = {"persons": args.persons, "seed": args.seed, "records": n,
+              "fedlink_records_per_s": round(n / ours), "clkhash_records_per_s": round(n / theirs),
+              "ratio": round(theirs / ours, 2), "fedlink_s": round(ours, 2), "clkhash_s": round(theirs, 2)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
