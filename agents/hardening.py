@@ -110,11 +110,14 @@ def xor_fold(packed: np.ndarray) -> np.ndarray:
 def balance(packed: np.ndarray, key: bytes) -> np.ndarray:
     """Filter then its complement, positions permuted under `key`: exactly half the bits set,
     so the fill no longer tells how many tokens (how long a name or address) a record has."""
-    bits = _bits(packed)
-    both = np.concatenate([bits, 1 - bits], axis=1)
+    packed = np.asarray(packed, dtype=np.uint8)
+    m = packed.shape[1] * 8
     seed = int.from_bytes(hmac.digest(key, b"balance-permutation", "sha256")[:8], "big")
-    perm = np.random.default_rng(seed).permutation(both.shape[1])
-    return np.packbits(both[:, perm], axis=1)
+    perm = np.random.default_rng(seed).permutation(2 * m)
+    # Position j of the result is bit perm[j] of (filter, complement): bit perm[j] mod m,
+    # inverted where perm[j] falls in the complement. np.take gathers far faster than [:, perm].
+    gathered = np.packbits(np.take(_bits(packed), perm % m, axis=1), axis=1)
+    return gathered ^ np.packbits(perm >= m)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -34,7 +34,6 @@ _NORMALISERS = {
     "pinyin": name_pinyin,
     "sex": normalise_sex,
     "date": normalise_date,
-    "resident_id": lambda raw: parse_resident_id(raw).value,
     "address": normalise_address,
     "phone": normalise_phone,
     "text": normalise_text,
@@ -74,14 +73,15 @@ def feature_columns(rows: Rows, fields: Iterable[tuple[str, str, str]]) -> dict[
     fields = tuple(fields)
     n = len(rows) if isinstance(rows, pd.DataFrame) else len(next(iter(rows.values()), ()))
     raw = {column: raw_column(rows, column, n) for _, _, column in fields}
-    out = {name: per_distinct(_NORMALISERS[kind], raw[column]) for name, kind, column in fields}
-    fill = [name for name, kind, _ in fields if kind in ("sex", "date")]
-    ids = [per_distinct(parse_resident_id, raw[column]) for _, kind, column in fields if kind == "resident_id"]
+    ids = {column: per_distinct(parse_resident_id, raw[column]) for _, kind, column in fields
+           if kind == "resident_id"}
+    out = {name: [r.value for r in ids[column]] if kind == "resident_id"
+           else per_distinct(_NORMALISERS[kind], raw[column]) for name, kind, column in fields}
+    fill = [(name, kind) for name, kind, _ in fields if kind in ("sex", "date")]
     if fill and ids:
-        rid = [next((r for r in candidates if r.valid), None) for candidates in zip(*ids)]
-        for name, kind, _ in fields:
-            if name in fill:
-                out[name] = [v or _from_id(r, kind) for v, r in zip(out[name], rid)]
+        rid = [next((r for r in candidates if r.valid), None) for candidates in zip(*ids.values())]
+        for name, kind in fill:
+            out[name] = [v or _from_id(r, kind) for v, r in zip(out[name], rid)]
     return out
 
 
