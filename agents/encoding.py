@@ -95,16 +95,46 @@ class Encoder:
     def _value_filters(self, field: FieldSpec, values: Sequence[str]) -> np.ndarray:
         """(len(values), filter_bits/8) packed filter of each distinct value on its own."""
         m = self.schema.filter_bits
+        owner, codes, distinct = token_table(field, values)
+        bits = np.zeros((len(values), m), dtype=np.uint8)
+        if len(codes):
+            positions = self._positions[field.name](distinct)[codes]  # (tokens, hashes)
+            bits.reshape(-1)[(owner[:, None] * m + positions).reshape(-1)] = 1
+        return np.packbits(bits, axis=1)
+
+
+def token_table(field: FieldSpec, values: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every token of every value at once: (owner, code) per token, where owner is the
+    index of its value and code the index of the token in `distinct`.
+
+    The same tokens as `tokens`, in the same order; q-grams are cut in numpy from
+    the values' code points (one q-gram is q code points packed into an integer),
+    whole words and dates in Python."""
+    if field.kind == "date" or field.qgram == 0:
         per_value = [tokens(field, v) for v in values]
         lengths = np.fromiter(map(len, per_value), dtype=np.intp, count=len(per_value))
-        bits = np.zeros((len(values), m), dtype=np.uint8)
-        if lengths.sum():
-            codes, distinct = pd.factorize(np.fromiter(chain.from_iterable(per_value), dtype=object,
-                                                       count=int(lengths.sum())))
-            positions = self._positions[field.name](distinct)[codes]  # (tokens, hashes)
-            rows = np.repeat(np.arange(len(values), dtype=np.intp), lengths)
-            bits.reshape(-1)[(rows[:, None] * m + positions).reshape(-1)] = 1
-        return np.packbits(bits, axis=1)
+        flat = np.fromiter(chain.from_iterable(per_value), dtype=object, count=int(lengths.sum()))
+        codes, distinct = pd.factorize(flat)
+        return np.repeat(np.arange(len(values)), lengths), codes, list(distinct)
+    q = field.qgram
+    # Blank values get no padding, so they give no q-grams at all.
+    padded = [v if q == 1 or not v else f"_{v}_" for v in values]
+    lengths = np.fromiter(map(len, padded), dtype=np.intp, count=len(padded))
+    counts = np.maximum(lengths - q + 1, 0)
+    text = "".join(padded)
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    owner = np.repeat(np.arange(len(values)), counts)
+    first_gram = np.cumsum(counts) - counts
+    starts = (np.cumsum(lengths) - lengths)[owner] + np.arange(len(owner)) - first_gram[owner]
+    key = points[starts]
+    for j in range(1, q):
+        if j % 3 == 0:  # three 21-bit code points fill an int64: renumber before the next
+            key = pd.factorize(key)[0].astype(np.int64)
+        key = (key << 21) | points[starts + j]
+    codes, uniques = pd.factorize(key)
+    at = np.empty(len(uniques), dtype=np.intp)
+    at[codes[::-1]] = starts[::-1]  # each distinct q-gram's first occurrence
+    return owner, codes, [text[i:i + q] for i in at.tolist()]
 
 
 def feature_arrays(features: Mapping[str, Sequence[str]] | Sequence[Mapping[str, str]],

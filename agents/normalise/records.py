@@ -93,7 +93,8 @@ def _from_id(rid: ResidentId | None, kind: str) -> str:
 
 def record_features(row: Mapping[str, object], fields: Iterable[tuple[str, str, str]]) -> dict[str, str]:
     """The encoding features of one extract row (feature_columns of one row)."""
-    columns = feature_columns({c: [v] for c, v in row.items()}, fields)
+    fields = tuple(fields)
+    columns = feature_columns({c: [row.get(c)] for _, _, column in fields for c in column.split("+")}, fields)
     return {name: values[0] for name, values in columns.items()}
 
 

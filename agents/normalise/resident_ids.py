@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from operator import mul
+from typing import NamedTuple
 
 from agents.normalise.dates import iso_date
 from agents.normalise.unicode_forms import nfkc
 
-@dataclass(frozen=True)
-class ResidentId:
+
+class ResidentId(NamedTuple):  # a tuple: built once per record, and cheap to build
     value: str       # canonical 18-char upper-case ID ("" if unusable), 15-digit converted to 18
     valid: bool      # check character correct (ISO 7064 MOD 11-2) and birth date plausible
     birth_date: str  # ISO YYYY-MM-DD taken from the ID, "" if none
@@ -42,6 +42,7 @@ def check_char(first17: str) -> str:
     return _ID_CHECK[total % 11]
 
 
+@lru_cache(maxsize=1 << 16)  # birth dates repeat, IDs do not
 def _id_birth_date(yyyymmdd: str) -> str:
     if not yyyymmdd.isdigit() or not yyyymmdd.isascii() or len(yyyymmdd) != 8:
         return ""
@@ -73,14 +74,11 @@ def parse_resident_id(raw: str) -> ResidentId:
     """
     if not raw:
         return _UNUSABLE_ID
-    return _parse_resident_id_cached(raw)
-
-
-@lru_cache(maxsize=1 << 12)
-def _parse_resident_id_cached(raw: str) -> ResidentId:
-    # Small cache: IDs are nearly all unique, but blank-like placeholders and
-    # repeated test values are not.
-    text = _ID_STRIP_RE.sub("", nfkc(raw)).upper()
+    # Not cached: IDs are nearly all unique (callers map repeated values once).
+    text = nfkc(raw)
+    if not text.isalnum():
+        text = _ID_STRIP_RE.sub("", text)
+    text = text.upper()
     if _ID18_RE.fullmatch(text):
         birth = _id_birth_date(text[6:14])
         sex = _id_sex(text[16]) if birth else ""
