@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 from agents.normalise.addresses import normalise_address
 from agents.normalise.dates import normalise_date
@@ -48,14 +49,14 @@ def raw_column(rows: Rows, column: str, n: int) -> list[str]:
     """The text of extract column(s) `column` for each row; "a+b" reads columns a and b
     joined by a space, so a value recorded in the other column (swapped address lines)
     still agrees. A column the rows lack is blank."""
-    parts = [rows[c] if c in rows else [None] * n for c in column.split("+")]
+    parts = [list(rows[c]) if c in rows else [None] * n for c in column.split("+")]
     if len(parts) == 1:
-        text = {v: _text(v) for v in dict.fromkeys(parts[0])}
-        return [text[v] for v in parts[0]]
+        # An extract is all strings already (agents.extract); the check runs in C.
+        return parts[0] if infer_dtype(parts[0], skipna=False) == "string" else per_distinct(_text, parts[0])
     return [" ".join(t for t in map(_text, vs) if t) for vs in zip(*parts)]
 
 
-def per_distinct(fn, values: Sequence[str]) -> list:
+def per_distinct(fn, values: Sequence) -> list:
     """fn of each value, computed once per distinct value."""
     out = {v: fn(v) for v in dict.fromkeys(values)}
     return [out[v] for v in values]
