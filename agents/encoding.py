@@ -6,6 +6,9 @@ Each token sets `hashes` bits chosen by HMAC-SHA-512 of the token under the
 field key ("random hashing": independent positions, not double hashing, whose
 structure the known attacks exploit). The coordinator, which never holds the
 secret, sees only the bits.
+
+Encoding runs on a batch of records at once: hashing is per distinct token
+(hashlib's C HMAC), cutting and setting bits in numpy (`Encoder`).
 """
 from __future__ import annotations
 
@@ -86,10 +89,9 @@ class Encoder:
         features = feature_arrays(features, self.schema.fields)
         n = len(next(iter(features.values())))
         out = np.zeros((n, self.schema.filter_bits // 8), dtype=np.uint8)
-        for f in self.schema.fields:
-            if n:
-                codes, values = pd.factorize(features[f.name])
-                out |= self._value_filters(f, values)[codes]
+        for f in self.schema.fields if n else ():
+            codes, values = pd.factorize(features[f.name])
+            out |= self._value_filters(f, values)[codes]
         return out
 
     def _value_filters(self, field: FieldSpec, values: Sequence[str]) -> np.ndarray:

@@ -12,7 +12,7 @@ output is a faithful copy of the input.
 
 One module per kind of field: ``names`` (characters and pinyin), ``dates``,
 ``resident_ids``, ``addresses``, ``fields`` (sex, phone, Latin text, digits);
-``records`` applies them to a row.
+``records`` applies them to extract rows, once per distinct value of a column.
 """
 from agents.normalise.addresses import normalise_address
 from agents.normalise.dates import normalise_date
@@ -24,8 +24,8 @@ from agents.normalise.resident_ids import ResidentId, check_char, parse_resident
 __all__ = [
     "ResidentId",
     "check_char",
-    "name_pinyin",
     "feature_columns",
+    "name_pinyin",
     "normalise_address",
     "normalise_date",
     "normalise_name",
