@@ -16,7 +16,7 @@ import pandas as pd
 from agents.hardening import HardenedEncoder
 from agents.households import household_key, household_tokens
 from agents.indicators import IndicatorError, derive
-from agents.normalise import feature_columns, parse_resident_id
+from agents.normalise import feature_columns, parse_resident_ids
 from agents.refs import RefCipher
 from fedlink.rules import load_rulepack
 from fedlink.schema import HOUSEHOLD_DEPARTMENTS, Project
@@ -58,8 +58,8 @@ def _births_for_age(features: dict[str, list[str]], birth_field: str, id_field: 
     births = features[birth_field] if birth_field else [""] * n
     if not id_field:
         return births
-    ids = {v: parse_resident_id(v) for v in dict.fromkeys(features[id_field])}
-    return [r.birth_date if (r := ids[v]).valid else b for v, b in zip(features[id_field], births)]
+    ids = parse_resident_ids(features[id_field])
+    return [r.birth_date if r.valid else b for r, b in zip(ids, births)]
 
 
 def prepare(frame: pd.DataFrame, department: str, project: Project, secret: bytes, ref_key: bytes,

@@ -19,7 +19,7 @@ from agents.normalise.dates import normalise_date
 from agents.normalise.fields import normalise_digits, normalise_phone, normalise_sex, normalise_text
 from agents.normalise.names import name_pinyin, normalise_name
 from agents.normalise.records import feature_columns, normalise_record, record_features
-from agents.normalise.resident_ids import ResidentId, check_char, parse_resident_id
+from agents.normalise.resident_ids import ResidentId, check_char, parse_resident_id, parse_resident_ids
 
 __all__ = [
     "ResidentId",
@@ -35,5 +35,6 @@ __all__ = [
     "normalise_sex",
     "normalise_text",
     "parse_resident_id",
+    "parse_resident_ids",
     "record_features",
 ]

@@ -15,7 +15,7 @@ from agents.normalise.addresses import normalise_address
 from agents.normalise.dates import normalise_date
 from agents.normalise.fields import normalise_digits, normalise_phone, normalise_sex, normalise_text
 from agents.normalise.names import name_pinyin, normalise_name
-from agents.normalise.resident_ids import ResidentId, parse_resident_id
+from agents.normalise.resident_ids import ResidentId, parse_resident_ids
 from fedlink.schema import BUILTIN_FEATURES
 
 
@@ -74,8 +74,7 @@ def feature_columns(rows: Rows, fields: Iterable[tuple[str, str, str]]) -> dict[
     fields = tuple(fields)
     n = len(rows) if isinstance(rows, pd.DataFrame) else len(next(iter(rows.values()), ()))
     raw = {column: raw_column(rows, column, n) for _, _, column in fields}
-    ids = {column: per_distinct(parse_resident_id, raw[column]) for _, kind, column in fields
-           if kind == "resident_id"}
+    ids = {column: parse_resident_ids(raw[column]) for _, kind, column in fields if kind == "resident_id"}
     out = {name: [r.value for r in ids[column]] if kind == "resident_id"
            else per_distinct(_NORMALISERS[kind], raw[column]) for name, kind, column in fields}
     fill = [(name, kind) for name, kind, _ in fields if kind in ("sex", "date")]
