@@ -49,10 +49,12 @@ def raw_column(rows: Rows, column: str, n: int) -> list[str]:
     """The text of extract column(s) `column` for each row; "a+b" reads columns a and b
     joined by a space, so a value recorded in the other column (swapped address lines)
     still agrees. A column the rows lack is blank."""
-    parts = [list(rows[c]) if c in rows else [None] * n for c in column.split("+")]
+    parts = [rows[c] if c in rows else [None] * n for c in column.split("+")]
     if len(parts) == 1:
         # An extract is all strings already (agents.extract); the check runs in C.
-        return parts[0] if infer_dtype(parts[0], skipna=False) == "string" else per_distinct(_text, parts[0])
+        if isinstance(parts[0], pd.Series) and infer_dtype(parts[0], skipna=False) == "string":
+            return parts[0].tolist()
+        return per_distinct(_text, list(parts[0]))
     return [" ".join(t for t in map(_text, vs) if t) for vs in zip(*parts)]
 
 

@@ -116,11 +116,13 @@ def parse_resident_ids(values: Sequence[str]) -> list[ResidentId]:
     points = points.reshape(len(rows), 18)
     digits = (points >= _ZERO) & (points <= _NINE)
     plain = digits[:, :17].all(axis=1) & (digits[:, 17] | (points[:, 17] == _X))
-    check = _CHECK_CODES[(points[plain, :17].astype(np.int64) - _ZERO) @ _WEIGHTS % 11]
-    for i, right in zip(rows[plain].tolist(), (check == points[plain, 17]).tolist()):
+    digits = points[plain, :17].astype(np.int64) - _ZERO
+    right = (_CHECK_CODES[digits @ _WEIGHTS % 11] == points[plain, 17]).tolist()
+    sexes = np.where(digits[:, 16] % 2 == 1, "M", "F").tolist()
+    for i, ok, sex in zip(rows[plain].tolist(), right, sexes):
         text = values[i]
         birth = _id_birth_date(text[6:14])
-        out[i] = ResidentId(text, right and bool(birth), birth, _id_sex(text[16]) if birth else "")
+        out[i] = ResidentId(text, ok and bool(birth), birth, sex if birth else "")
     for i in np.flatnonzero(lengths != 18).tolist() + rows[~plain].tolist():
         out[i] = parse_resident_id(values[i])
     return out
