@@ -103,12 +103,15 @@ def parse_resident_id(raw: str) -> ResidentId:
 _CHECK_CODES = np.frombuffer(_ID_CHECK.encode(), dtype=np.uint8).astype(np.uint32)
 _WEIGHTS = np.array(_ID_WEIGHTS, dtype=np.int64)
 _ZERO, _NINE, _X = ord("0"), ord("9"), ord("X")
+_BATCH = 16  # below this numpy's call overhead outweighs what it saves (record_features: one row)
 
 
 def parse_resident_ids(values: Sequence[str]) -> list[ResidentId]:
     """parse_resident_id of each value. IDs written as they should be (18 ASCII
     characters, 17 digits and a digit or X) are checked all at once in numpy;
     every other form goes through parse_resident_id."""
+    if len(values) < _BATCH:
+        return [parse_resident_id(v) for v in values]
     out = [_UNUSABLE_ID] * len(values)
     lengths = np.fromiter(map(len, values), dtype=np.intp, count=len(values))
     rows = np.flatnonzero(lengths == 18)
