@@ -156,7 +156,7 @@ class TokenPositions:
     One HMAC-SHA-512 yields 32 independent 16-bit positions; more are taken from
     further blocks with a counter, so any number of hashes up to 64 is served."""
 
-    CACHE_LIMIT = 1 << 20  # distinct tokens kept before starting over: bounds memory on huge extracts
+    CACHE_LIMIT = 1 << 18  # distinct tokens kept before starting over: bounds memory (~30 MB a field)
 
     def __init__(self, key: bytes, hashes: int, filter_bits: int):
         self._key, self._k, self._bits = key, hashes, filter_bits
@@ -167,9 +167,10 @@ class TokenPositions:
         """(len(tokens), hashes) int64 positions, row i those of tokens[i]."""
         known = self._known
         new = [t for t in tokens if t not in known]
+        if len(known) + len(new) > self.CACHE_LIMIT:
+            known.clear()
+            new = list(tokens)
         if new:
-            if len(known) + len(new) > self.CACHE_LIMIT:
-                known.clear()
             for t, row in zip(new, self._hash(new)):
                 known[t] = row.tobytes()
         raw = b"".join([known[t] for t in tokens])

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.encoding import field_keys, tokens
+from agents.encoding import TokenPositions, field_keys, tokens
 from agents.hardening import HardenedEncoder, blip, xor_fold
 from agents.normalise import (
     feature_columns,
@@ -175,6 +175,15 @@ def test_filters_equal_the_reference_byte_for_byte(frame, reference, hardening):
     assert encoder.encode(reference).tobytes() == expected.tobytes()
     assert expected.shape == (len(frame), SCHEMA.filter_bits // 8)
     assert hashlib.sha256(expected.tobytes()).hexdigest() == BEFORE[hardening]
+
+
+def test_a_full_token_cache_starts_over_with_the_same_filters(frame, reference, monkeypatch):
+    schema = replace(SCHEMA, hardening="none")
+    expected = HardenedEncoder(schema, SECRET, PROJECT).encode(reference)
+    monkeypatch.setattr(TokenPositions, "CACHE_LIMIT", 50)
+    encoder = HardenedEncoder(schema, SECRET, PROJECT)
+    chunks = [encoder.encode(feature_columns(frame.iloc[s:s + 100], FIELDS)) for s in range(0, len(frame), 100)]
+    assert np.concatenate(chunks).tobytes() == expected.tobytes()
 
 
 def test_blank_records_set_no_bits_and_no_records_encode_to_nothing():
