@@ -6,15 +6,19 @@ Each token sets `hashes` bits chosen by HMAC-SHA-512 of the token under the
 field key ("random hashing": independent positions, not double hashing, whose
 structure the known attacks exploit). The coordinator, which never holds the
 secret, sees only the bits.
+
+Encoding runs on a batch of records at once: hashing is per distinct token
+(hashlib's C HMAC), cutting and setting bits in numpy (`Encoder`).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
-from functools import lru_cache
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from itertools import chain
 
 import numpy as np
+import pandas as pd
 from Crypto.Hash import SHA256
 from Crypto.Protocol.KDF import HKDF
 
@@ -62,49 +66,122 @@ def tokens(field: FieldSpec, value: str) -> list[str]:
 
 
 class Encoder:
-    """Encodes normalised feature dicts into packed filters under one schema and secret."""
+    """Encodes normalised features into packed filters under one schema and secret.
+
+    The work is per distinct value and per distinct token, never per record in
+    Python: each field's distinct values are cut into tokens, each new token is
+    hashed once (and kept), every distinct value gets its own partial filter
+    from one numpy scatter, and a record's filter is the OR of its values'.
+    """
 
     def __init__(self, schema: LinkageSchema, secret: bytes, project_id: str):
         if schema.filter_bits > 1 << 16:
             raise ValueError("filter_bits above 65536 is not supported")
         self.schema = schema
         keys = field_keys(secret, project_id, schema)
-        # Tokens repeat (surnames, years, sexes): cache each field's positions.
-        self._positions = {
-            f.name: lru_cache(maxsize=1 << 16)(_positions_fn(keys[f.name], f.hashes, schema.filter_bits))
-            for f in schema.fields
-        }
+        self._positions = {f.name: TokenPositions(keys[f.name], f.hashes, schema.filter_bits) for f in schema.fields}
 
-    def positions(self, features: Mapping[str, str]) -> list[int]:
-        out: list[int] = []
-        for f in self.schema.fields:
-            pos = self._positions[f.name]
-            for t in tokens(f, features.get(f.name, "")):
-                out.extend(pos(t))
+    def encode(self, features: Mapping[str, Sequence[str]] | Sequence[Mapping[str, str]]) -> np.ndarray:
+        """(n, filter_bits/8) uint8 array, bit order as numpy.packbits.
+
+        `features`: a column of values per field name (agents.normalise.feature_columns),
+        or one feature dict per record; a missing field is blank."""
+        features = feature_arrays(features, self.schema.fields)
+        n = len(next(iter(features.values())))
+        out = np.zeros((n, self.schema.filter_bits // 8), dtype=np.uint8)
+        for f in self.schema.fields if n else ():
+            codes, values = pd.factorize(features[f.name])
+            out |= self._value_filters(f, values)[codes]
         return out
 
-    def encode(self, records: Sequence[Mapping[str, str]]) -> np.ndarray:
-        """(n, filter_bits/8) uint8 array, bit order as numpy.packbits."""
-        bits = np.zeros((len(records), self.schema.filter_bits), dtype=np.uint8)
-        for i, features in enumerate(records):
-            bits[i, self.positions(features)] = 1
+    def _value_filters(self, field: FieldSpec, values: Sequence[str]) -> np.ndarray:
+        """(len(values), filter_bits/8) packed filter of each distinct value on its own."""
+        m = self.schema.filter_bits
+        owner, codes, distinct = token_table(field, values)
+        bits = np.zeros((len(values), m), dtype=np.uint8)
+        if len(codes):
+            positions = self._positions[field.name](distinct)[codes]  # (tokens, hashes)
+            bits.reshape(-1)[(owner[:, None] * m + positions).reshape(-1)] = 1
         return np.packbits(bits, axis=1)
 
 
-def _positions_fn(key: bytes, k: int, bits: int):
-    # One HMAC-SHA-512 yields 32 independent 16-bit positions; more are taken
-    # from further blocks with a counter, so any k up to 64 is served.
-    def positions(token: str) -> tuple[int, ...]:
-        data = token.encode()
-        words: list[int] = []
-        block = 0
-        while len(words) < k:
-            digest = hmac.digest(key, block.to_bytes(1, "big") + data, hashlib.sha512)
-            words.extend(np.frombuffer(digest, dtype="<u2").tolist())
-            block += 1
-        return tuple(w % bits for w in words[:k])
+def token_table(field: FieldSpec, values: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every token of every value at once: (owner, code) per token, where owner is the
+    index of its value and code the index of the token in `distinct`.
 
-    return positions
+    The same tokens as `tokens`, in the same order; q-grams are cut in numpy from
+    the values' code points (one q-gram is q code points packed into an integer),
+    whole words and dates in Python."""
+    if field.kind == "date" or field.qgram == 0:
+        per_value = [tokens(field, v) for v in values]
+        lengths = np.fromiter(map(len, per_value), dtype=np.intp, count=len(per_value))
+        flat = np.fromiter(chain.from_iterable(per_value), dtype=object, count=int(lengths.sum()))
+        codes, distinct = pd.factorize(flat)
+        return np.repeat(np.arange(len(values)), lengths), codes, list(distinct)
+    q = field.qgram
+    # Blank values get no padding, so they give no q-grams at all.
+    padded = [v if q == 1 or not v else f"_{v}_" for v in values]
+    lengths = np.fromiter(map(len, padded), dtype=np.intp, count=len(padded))
+    counts = np.maximum(lengths - q + 1, 0)
+    text = "".join(padded)
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    owner = np.repeat(np.arange(len(values)), counts)
+    first_gram = np.cumsum(counts) - counts
+    starts = (np.cumsum(lengths) - lengths)[owner] + np.arange(len(owner)) - first_gram[owner]
+    key = points[starts]
+    for j in range(1, q):
+        if j % 3 == 0:  # three 21-bit code points fill an int64: renumber before the next
+            key = pd.factorize(key)[0].astype(np.int64)
+        key = (key << 21) | points[starts + j]
+    codes, uniques = pd.factorize(key)
+    at = np.empty(len(uniques), dtype=np.intp)
+    at[codes[::-1]] = starts[::-1]  # each distinct q-gram's first occurrence
+    return owner, codes, [text[i:i + q] for i in at.tolist()]
+
+
+def feature_arrays(features: Mapping[str, Sequence[str]] | Sequence[Mapping[str, str]],
+                   fields: Sequence[FieldSpec]) -> dict[str, np.ndarray]:
+    """An object array of values per field, from columns or from one dict per record
+    (a missing field is blank)."""
+    if not isinstance(features, Mapping):
+        features = {f.name: [r.get(f.name, "") for r in features] for f in fields}
+    n = len(next(iter(features.values()), ()))
+    blank = np.full(n, "", dtype=object)
+    return {f.name: np.asarray(features[f.name], dtype=object) if f.name in features else blank for f in fields}
+
+
+class TokenPositions:
+    """The filter positions of tokens under one field key, each token hashed once.
+
+    One HMAC-SHA-512 yields 32 independent 16-bit positions; more are taken from
+    further blocks with a counter, so any number of hashes up to 64 is served."""
+
+    CACHE_LIMIT = 1 << 18  # distinct tokens kept before starting over: bounds memory (~30 MB a field)
+
+    def __init__(self, key: bytes, hashes: int, filter_bits: int):
+        self._key, self._k, self._bits = key, hashes, filter_bits
+        self._blocks = -(-hashes // 32)
+        self._known: dict[str, bytes] = {}
+
+    def __call__(self, tokens: Sequence[str]) -> np.ndarray:
+        """(len(tokens), hashes) int64 positions, row i those of tokens[i]."""
+        known = self._known
+        new = [t for t in tokens if t not in known]
+        if len(known) + len(new) > self.CACHE_LIMIT:
+            known.clear()
+            new = list(tokens)
+        if new:
+            for t, row in zip(new, self._hash(new)):
+                known[t] = row.tobytes()
+        raw = b"".join([known[t] for t in tokens])
+        return np.frombuffer(raw, dtype=np.uint16).reshape(len(tokens), self._k).astype(np.intp)
+
+    def _hash(self, tokens: list[str]) -> np.ndarray:
+        key, sha512 = self._key, hashlib.sha512
+        blocks = [bytes([b]) for b in range(self._blocks)]
+        digests = b"".join([hmac.digest(key, b + t.encode(), sha512) for t in tokens for b in blocks])
+        words = np.frombuffer(digests, dtype="<u2").reshape(len(tokens), 32 * self._blocks)[:, :self._k]
+        return (words % self._bits).astype(np.uint16)
 
 
 def dice(a: bytes, b: bytes) -> float:

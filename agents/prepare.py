@@ -16,11 +16,11 @@ import pandas as pd
 from agents.hardening import HardenedEncoder
 from agents.households import household_key, household_tokens
 from agents.indicators import IndicatorError, derive
-from agents.normalise import parse_resident_id, record_features
+from agents.normalise import feature_columns, parse_resident_ids
 from agents.quality import QualitySummary
 from agents.refs import RefCipher
 from fedlink.rules import load_rulepack
-from fedlink.schema import HOUSEHOLD_DEPARTMENTS, Project, schema_columns
+from fedlink.schema import HOUSEHOLD_DEPARTMENTS, Project
 from fedlink.wire import batch_digest, upload_digest
 
 CHUNK = 5000
@@ -56,12 +56,12 @@ def reference_date(project: Project) -> date:
     return date.fromisoformat(project.reference_date) if project.reference_date else date.today()
 
 
-def _birth_for_age(features: dict[str, str], birth_field: str, id_field: str) -> str:
-    if id_field:
-        rid = parse_resident_id(features[id_field])
-        if rid.valid:
-            return rid.birth_date
-    return features[birth_field] if birth_field else ""
+def _births_for_age(features: dict[str, list[str]], birth_field: str, id_field: str, n: int) -> list[str]:
+    births = features[birth_field] if birth_field else [""] * n
+    if not id_field:
+        return births
+    ids = parse_resident_ids(features[id_field])
+    return [r.birth_date if r.valid else b for r, b in zip(ids, births)]
 
 
 def prepare(frame: pd.DataFrame, department: str, project: Project, secret: bytes, ref_key: bytes,
@@ -69,7 +69,6 @@ def prepare(frame: pd.DataFrame, department: str, project: Project, secret: byte
     # The project's hardening (agents/hardening.py) applies before anything leaves the department.
     encoder = HardenedEncoder(project.schema, secret, project.project_id)
     fields = [(f.name, f.kind, f.column) for f in project.schema.fields]
-    columns = list(schema_columns(project.schema))
     # Ages for the indicators: the birth date inside a valid resident ID (its
     # check character vouches for it), else the schema's (first) birth-date
     # field, which has no check: a typed 2011 for 2019 made a five-year-old
@@ -89,8 +88,8 @@ def prepare(frame: pd.DataFrame, department: str, project: Project, secret: byte
     indicators: list[dict[str, int]] = []
     for start in range(0, len(frame), CHUNK):
         chunk = frame.iloc[start:start + CHUNK]
-        features = [record_features(row, fields) for row in chunk[columns].to_dict("records")]
-        births = pd.Series([_birth_for_age(f, birth_field, id_field) for f in features], index=chunk.index,
+        features = feature_columns(chunk, fields)
+        births = pd.Series(_births_for_age(features, birth_field, id_field, len(chunk)), index=chunk.index,
                            dtype=object)
         try:
             ind = derive(department, chunk, births, pack, as_of, declared)

@@ -16,6 +16,7 @@ from agents.normalise import (
     normalise_record,
     normalise_sex,
     parse_resident_id,
+    parse_resident_ids,
 )
 from fedlink.schema import FEATURES
 
@@ -303,3 +304,13 @@ def test_normalisers_are_idempotent(raw):
     for fn in (normalise_name, normalise_date, normalise_phone):
         once = fn(raw)
         assert fn(once) == once
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.text(alphabet="0123456789Xx -１２", min_size=14, max_size=20),
+    st.from_regex(r"[1-6][0-9]{5}(19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9X]", fullmatch=True),
+    st.text(max_size=20)), max_size=30))
+def test_resident_ids_in_a_batch_parse_as_one_by_one(values):
+    values = values * 16  # batches of 16 and more take the numpy path
+    assert parse_resident_ids(values) == [parse_resident_id(v) for v in values]

@@ -12,18 +12,19 @@ output is a faithful copy of the input.
 
 One module per kind of field: ``names`` (characters and pinyin), ``dates``,
 ``resident_ids``, ``addresses``, ``fields`` (sex, phone, Latin text, digits);
-``records`` applies them to a row.
+``records`` applies them to extract rows, once per distinct value of a column.
 """
 from agents.normalise.addresses import normalise_address
 from agents.normalise.dates import normalise_date
 from agents.normalise.fields import normalise_digits, normalise_phone, normalise_sex, normalise_text
 from agents.normalise.names import name_pinyin, normalise_name
-from agents.normalise.records import normalise_record, record_features
-from agents.normalise.resident_ids import ResidentId, check_char, parse_resident_id
+from agents.normalise.records import feature_columns, normalise_record, record_features
+from agents.normalise.resident_ids import ResidentId, check_char, parse_resident_id, parse_resident_ids
 
 __all__ = [
     "ResidentId",
     "check_char",
+    "feature_columns",
     "name_pinyin",
     "normalise_address",
     "normalise_date",
@@ -34,5 +35,6 @@ __all__ = [
     "normalise_sex",
     "normalise_text",
     "parse_resident_id",
+    "parse_resident_ids",
     "record_features",
 ]

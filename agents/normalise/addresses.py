@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from agents.normalise.unicode_forms import nfkc
 
@@ -56,6 +57,11 @@ def normalise_address(raw: str) -> str:
     """
     if not raw:
         return ""
+    return _normalise_address_cached(raw)
+
+
+@lru_cache(maxsize=1 << 17)  # a household's address recurs in every register it is in
+def _normalise_address_cached(raw: str) -> str:
     text = _ADDRESS_DROP_RE.sub("", nfkc(raw)).lower()
     stripped = text[_ADMIN_PREFIX_RE.match(text).end():]
     return stripped or text

@@ -1,15 +1,23 @@
-"""One extract row to its encoding features: every field through its normaliser, blanks
-filled from a valid resident ID."""
+"""Extract rows to their encoding features: every field through its normaliser, blanks
+filled from a valid resident ID.
+
+Values repeat across records (names, birth dates, sexes, villages), so a column
+is normalised once per distinct value and the results mapped back.
+"""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+
+import pandas as pd
+from pandas.api.types import infer_dtype
 
 from agents.normalise.addresses import normalise_address
 from agents.normalise.dates import normalise_date
 from agents.normalise.fields import normalise_digits, normalise_phone, normalise_sex, normalise_text
 from agents.normalise.names import name_pinyin, normalise_name
-from agents.normalise.resident_ids import parse_resident_id
+from agents.normalise.resident_ids import ResidentId, parse_resident_ids
 from fedlink.schema import BUILTIN_FEATURES
+
 
 def _text(value: object) -> str:
     # pandas hands over None, NaN or numbers for blank or numeric cells.
@@ -22,18 +30,11 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _joined(row: Mapping[str, str], column: str) -> str:
-    # "address_1+address_2": a field read from several columns, joined, so
-    # a value recorded in the other column (swapped address lines) still agrees.
-    return " ".join(v for v in (_text(row.get(c)) for c in column.split("+")) if v)
-
-
 _NORMALISERS = {
     "name": normalise_name,
     "pinyin": name_pinyin,
     "sex": normalise_sex,
     "date": normalise_date,
-    "resident_id": lambda raw: parse_resident_id(raw).value,
     "address": normalise_address,
     "phone": normalise_phone,
     "text": normalise_text,
@@ -41,10 +42,31 @@ _NORMALISERS = {
 }
 _BUILTIN = tuple((name, kind, column) for name, (kind, column) in BUILTIN_FEATURES.items())
 
+Rows = pd.DataFrame | Mapping[str, Sequence[object]]
 
-def record_features(row: Mapping[str, str], fields: Iterable[tuple[str, str, str]]) -> dict[str, str]:
-    """The encoding features of one extract row for (name, kind, column) fields;
-    a column "a+b" reads columns a and b joined by a space.
+
+def raw_column(rows: Rows, column: str, n: int) -> list[str]:
+    """The text of extract column(s) `column` for each row; "a+b" reads columns a and b
+    joined by a space, so a value recorded in the other column (swapped address lines)
+    still agrees. A column the rows lack is blank."""
+    parts = [rows[c] if c in rows else [None] * n for c in column.split("+")]
+    if len(parts) == 1:
+        # An extract is all strings already (agents.extract); the check runs in C.
+        if isinstance(parts[0], pd.Series) and infer_dtype(parts[0], skipna=False) == "string":
+            return parts[0].tolist()
+        return per_distinct(_text, list(parts[0]))
+    return [" ".join(t for t in map(_text, vs) if t) for vs in zip(*parts)]
+
+
+def per_distinct(fn, values: Sequence) -> list:
+    """fn of each value, computed once per distinct value."""
+    out = {v: fn(v) for v in dict.fromkeys(values)}
+    return [out[v] for v in values]
+
+
+def feature_columns(rows: Rows, fields: Iterable[tuple[str, str, str]]) -> dict[str, list[str]]:
+    """The encoding features of extract rows (a frame, or a list of values per column)
+    for (name, kind, column) fields: one list of values per field name.
 
     Sex and birth date left blank are filled from a resident ID when the ID
     is valid. A declared value that disagrees with the ID is kept: the ID may
@@ -52,14 +74,30 @@ def record_features(row: Mapping[str, str], fields: Iterable[tuple[str, str, str
     separately, so both pieces of evidence reach the matcher.
     """
     fields = tuple(fields)
-    out = {name: _NORMALISERS[kind](_joined(row, column)) for name, kind, column in fields}
-    ids = (parse_resident_id(_joined(row, column)) for _, kind, column in fields if kind == "resident_id")
-    rid = next((r for r in ids if r.valid), None)
-    if rid is not None:
-        for name, kind, _ in fields:
-            if kind in ("sex", "date") and not out[name]:
-                out[name] = rid.sex if kind == "sex" else rid.birth_date
+    n = len(rows) if isinstance(rows, pd.DataFrame) else len(next(iter(rows.values()), ()))
+    raw = {column: raw_column(rows, column, n) for _, _, column in fields}
+    ids = {column: parse_resident_ids(raw[column]) for _, kind, column in fields if kind == "resident_id"}
+    out = {name: [r.value for r in ids[column]] if kind == "resident_id"
+           else per_distinct(_NORMALISERS[kind], raw[column]) for name, kind, column in fields}
+    fill = [(name, kind) for name, kind, _ in fields if kind in ("sex", "date")]
+    if fill and ids:
+        rid = [next((r for r in candidates if r.valid), None) for candidates in zip(*ids.values())]
+        for name, kind in fill:
+            out[name] = [v or _from_id(r, kind) for v, r in zip(out[name], rid)]
     return out
+
+
+def _from_id(rid: ResidentId | None, kind: str) -> str:
+    if rid is None:
+        return ""
+    return rid.sex if kind == "sex" else rid.birth_date
+
+
+def record_features(row: Mapping[str, object], fields: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+    """The encoding features of one extract row (feature_columns of one row)."""
+    fields = tuple(fields)
+    columns = feature_columns({c: [row.get(c)] for _, _, column in fields for c in column.split("+")}, fields)
+    return {name: values[0] for name, values in columns.items()}
 
 
 def normalise_record(row: Mapping[str, str]) -> dict[str, str]:

@@ -6,5 +6,7 @@ import unicodedata
 
 def nfkc(text: str) -> str:
     # Full-width digits/letters, compatibility ideographs and half-width
-    # katakana dots all become their ordinary forms.
+    # katakana dots all become their ordinary forms. ASCII is its own NFKC.
+    if text.isascii():
+        return text
     return unicodedata.normalize("NFKC", text)
