@@ -1,6 +1,8 @@
 """The operator's client: create projects, start and watch runs, read reports."""
 from __future__ import annotations
 
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
 
@@ -24,9 +26,10 @@ class Operator(CoordinatorClient):
         return project_from_pb(self._call(self.stub.UpdateRules, pb.UpdateRulesRequest(
             project_id=project_id, rules_toml=rules_toml)))
 
-    def set_schedule(self, project_id: str, every: str, day: int = 0, at: str = "", start: str = "") -> pb.Schedule:
+    def set_schedule(self, project_id: str, every: str, day: int = 0, at: str = "", start: str = "",
+                     start_now: bool = False) -> pb.Schedule:
         return self._call(self.stub.SetSchedule, pb.SetScheduleRequest(project_id=project_id, every=every, day=day,
-                                                                        at=at, start=start))
+                                                                        at=at, start=start, start_now=start_now))
 
     def schedule(self, project_id: str) -> pb.Schedule:
         return self._call(self.stub.GetSchedule, pb.GetScheduleRequest(project_id=project_id))
@@ -54,10 +57,31 @@ class Operator(CoordinatorClient):
         return state
 
     def report(self, run_id: str) -> dict:
-        from google.protobuf.json_format import MessageToDict
+        return message_dict(self._call(self.stub.GetReport, pb.GetReportRequest(run_id=run_id)))
 
-        return MessageToDict(self._call(self.stub.GetReport, pb.GetReportRequest(run_id=run_id)),
-                             preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+
+
+def message_dict(message) -> dict:
+    """A message as JSON-ready data, every field present, 64-bit counts as numbers
+    (protobuf's JSON mapping writes them as strings)."""
+    return _numbers(message.DESCRIPTOR, MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
+
+
+def _numbers(descriptor, data: dict) -> dict:
+    for f in descriptor.fields:
+        if f.name not in data or (f.message_type is not None and f.message_type.GetOptions().map_entry):
+            continue
+        value = data[f.name]
+        if f.message_type is not None:
+            data[f.name] = ([_numbers(f.message_type, v) for v in value] if isinstance(value, list)
+                            else _numbers(f.message_type, value))
+        elif f.type in _INT64:
+            data[f.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+    return data
 
 
 def print_report(report: dict, console: Console) -> None:

@@ -79,18 +79,20 @@ class UpdateRulesRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., rules_toml: _Optional[str] = ...) -> None: ...
 
 class SetScheduleRequest(_message.Message):
-    __slots__ = ("project_id", "every", "day", "at", "start")
+    __slots__ = ("project_id", "every", "day", "at", "start", "start_now")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     EVERY_FIELD_NUMBER: _ClassVar[int]
     DAY_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
+    START_NOW_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     every: str
     day: int
     at: str
     start: str
-    def __init__(self, project_id: _Optional[str] = ..., every: _Optional[str] = ..., day: _Optional[int] = ..., at: _Optional[str] = ..., start: _Optional[str] = ...) -> None: ...
+    start_now: bool
+    def __init__(self, project_id: _Optional[str] = ..., every: _Optional[str] = ..., day: _Optional[int] = ..., at: _Optional[str] = ..., start: _Optional[str] = ..., start_now: _Optional[bool] = ...) -> None: ...
 
 class GetScheduleRequest(_message.Message):
     __slots__ = ("project_id",)
