@@ -1,12 +1,10 @@
 """The operator's client: create projects, start and watch runs, read reports."""
 from __future__ import annotations
 
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
 
-from fedlink.client import CoordinatorClient
+from fedlink.client import CoordinatorClient, message_dict
 from fedlink.schema import Project
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb, project_to_pb
@@ -58,30 +56,6 @@ class Operator(CoordinatorClient):
 
     def report(self, run_id: str) -> dict:
         return message_dict(self._call(self.stub.GetReport, pb.GetReportRequest(run_id=run_id)))
-
-
-_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
-          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
-
-
-def message_dict(message) -> dict:
-    """A message as JSON-ready data, every field present, 64-bit counts as numbers
-    (protobuf's JSON mapping writes them as strings)."""
-    return _numbers(message.DESCRIPTOR, MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
-
-
-def _numbers(descriptor, data: dict) -> dict:
-    for f in descriptor.fields:
-        if f.name not in data or (f.message_type is not None and f.message_type.GetOptions().map_entry):
-            continue
-        value = data[f.name]
-        if f.message_type is not None:
-            data[f.name] = ([_numbers(f.message_type, v) for v in value] if isinstance(value, list)
-                            else _numbers(f.message_type, value))
-        elif f.type in _INT64:
-            data[f.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
-    return data
 
 
 def print_report(report: dict, console: Console) -> None:

@@ -7,26 +7,18 @@ from typing import Optional
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from fedlink.cli.base import INPUT, Failure, Invocation, console
+from fedlink.cli.base import INPUT, Failure, Invocation
 from fedlink.pki import Credentials, credentials_for
 from server.limits import Limits
+from server.store import safe_url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The central coordinator.")
 
 DatabaseOpt = typer.Option("fedlink.sqlite", help="SQLite file, or postgresql://...")
 
 
-def _safe_url(url: str) -> str:
-    """A database URL without its password, for messages."""
-    if "://" not in url:
-        return url
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def _database_error(error: SQLAlchemyError, run: Invocation) -> str:
-    return (f"database {_safe_url(str(run.params['database']))}: {error.__class__.__name__}: "
+    return (f"database {safe_url(str(run.params['database']))}: {error.__class__.__name__}: "
             f"{str(error).splitlines()[0]}")
 
 
@@ -81,7 +73,6 @@ def coordinator_serve(
     health = None if health_port is None else f"{health_host or listen.rpartition(':')[0]}:{health_port}"
     running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
                     engine=engine, metrics_port=metrics_port, limits=limits, health_address=health)
-    console.print(f"coordinator serving on {listen} (database {_safe_url(database)})")
     serve_forever(running, grace)
 
 
@@ -95,6 +86,6 @@ def coordinator_migrate(database: str = DatabaseOpt):
     before, after = upgrade(engine)
     engine.dispose()
     if before == after:
-        console.print(f"database {_safe_url(database)} already at revision {after}")
+        print(f"database {safe_url(database)} already at revision {after}")
     else:
-        console.print(f"database {_safe_url(database)} migrated from {before or 'empty'} to revision {after}")
+        print(f"database {safe_url(database)} migrated from {before or 'empty'} to revision {after}")

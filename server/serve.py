@@ -23,7 +23,7 @@ from server.engine import engine_from_url
 from server.limits import Limits
 from server.probes import HealthEndpoint, enable_reflection, serve_metrics
 from server.servicer import CoordinatorServicer, register
-from server.store import Store
+from server.store import Store, safe_url
 
 log = logging.getLogger("fedlink.coordinator")
 SERVICE = pb.DESCRIPTOR.services_by_name["Coordinator"].full_name
@@ -130,7 +130,7 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     server.start()
     for name in ("", SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("coordinator listening on %s (port %d)%s", address, port,
+    log.info("coordinator listening on %s (port %d, database %s)%s", address, port, safe_url(database),
              f", health check http://{health_address.rpartition(':')[0]}:{running.health_port}/healthz"
              if health_address else "", extra={"event": "serving", "port": port, "health_port": running.health_port})
     coordinator.start_scheduler(schedule_poll)

@@ -8,6 +8,7 @@ import inspect
 import logging
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import grpc
 from google.protobuf.message import Message
@@ -247,9 +248,11 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def RecordOutcome(self, request, context, who):
-        until = self.coordinator.reviews.record_outcome(who, request.project_id, request.ref, request.need,
-                                                        request.outcome, request.run_id)
-        return pb.RecordOutcomeResponse(suppressed_until=until)
+        r = self.coordinator.reviews.record_outcome(who, request.project_id, request.ref, request.need,
+                                                    request.outcome, request.run_id)
+        return pb.RecordOutcomeResponse(suppressed_until=r.suppressed_until, previous_outcome=r.previous_outcome,
+                                        previous_run_id=r.previous_run_id,
+                                        previous_recorded_at=_iso(r.previous_recorded_at))
 
     @rpc
     def UpdateRules(self, request, context, who):
@@ -297,6 +300,10 @@ def _malformed(name: str, request, where: str = "") -> InvalidArgument | None:
     if field:
         return InvalidArgument(f"field {field} contains a NUL character, which no identifier or name may hold")
     return None
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds") if epoch else ""
 
 
 def _cells(cells) -> list:

@@ -153,6 +153,15 @@ audit_events = Table(
 )
 
 
+def safe_url(url: str | Path) -> str:
+    """A database URL without its password, for messages and the log."""
+    if "://" not in str(url):
+        return str(url)
+    from sqlalchemy.engine import make_url
+
+    return make_url(str(url)).render_as_string(hide_password=True)
+
+
 def connect(url: str | Path) -> Engine:
     """An engine for a database URL or a SQLite file path, its schema brought
     to the latest migration."""

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from fedlink.cli.base import INPUT, CoordOpt, Failure, PartyOpt, PkiOpt, console, out
-from fedlink.operator import Operator, message_dict, print_report
+from fedlink.client import message_dict
+from fedlink.operator import Operator, print_report
 from fedlink.rules import RuleError, load_rulepack
 from fedlink.schema import Project, SchemaError
 
