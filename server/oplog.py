@@ -7,7 +7,12 @@ upload and run ids, counts, the caller's certificate name), never a record's
 reference, filter or indicator: those are personal data under a key, and the
 coordinator writes none of them here (tests/test_operations.py reads the log
 of a real run for them). Structured fields travel as `extra={"event": ...}`,
-so the JSON form has them as keys."""
+so the JSON form has them as keys.
+
+gRPC's C core writes a few lines of its own to stderr, in its own format
+(`I1202 06:02:41 ... Handshake failed`: a client without a valid
+certificate); `GRPC_VERBOSITY=ERROR` in the coordinator's environment keeps
+only its errors."""
 from __future__ import annotations
 
 import json
