@@ -21,7 +21,7 @@ from server import store as t
 from server.store import Store
 
 
-# Every kind of event the coordinator writes (tests/test_cli.py checks each
+# Every kind of event the coordinator writes (tests/test_errors.py checks each
 # `audit(conn, actor, "kind", ...)` in server/ is here), for `audit log --kind`.
 EVENT_KINDS = (
     "audit.read", "call.refused", "flags.deliver", "project.create", "project.key_check_pinned", "project.read",

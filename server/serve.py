@@ -93,10 +93,6 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / "audit-signing.key"
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
-    store = Store(database)
-    coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits)
-    for run_id in coordinator.runs.recover_interrupted():
-        log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
@@ -105,11 +101,7 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
                  # A lower receive limit does not shrink what the coordinator may send (reports, flag streams).
                  ("grpc.max_send_message_length", max(limits.max_message_bytes, Limits.max_message_bytes))],
     )
-    # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.
-    register(CoordinatorServicer(coordinator, insecure=insecure, limits=limits), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    enable_reflection((SERVICE, health.SERVICE_NAME), server)
+    # The port first: one in use stops the start before the database is touched.
     try:
         if credentials is not None:
             port = server.add_secure_port(address, server_credentials(credentials))
@@ -118,14 +110,24 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     except RuntimeError:  # grpc's "Failed to bind"
         port = 0
     if port == 0:
-        coordinator.close()
         raise OSError(f"cannot listen on {address}: the port is in use (another coordinator?) or the address is "
                       "not this machine's")
+    store = Store(database)
+    coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits)
+    for run_id in coordinator.runs.recover_interrupted():
+        log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
+    # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.
+    register(CoordinatorServicer(coordinator, insecure=insecure, limits=limits), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    enable_reflection((SERVICE, health.SERVICE_NAME), server)
     running = Running(server, port, coordinator, health_servicer)
     try:
         _start_probes(running, host.strip("[]") or "127.0.0.1", metrics_port, health_address)
     except OSError:
         server.stop(0)
+        coordinator.close()
+        store.engine.dispose()
         raise
     server.start()
     for name in ("", SERVICE):
