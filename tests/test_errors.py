@@ -174,3 +174,21 @@ def test_every_audit_kind_the_coordinator_writes_is_listed():
                 elif isinstance(kind, ast.JoinedStr):  # f"run.{final}": its final states
                     written |= {"run.done", "run.failed"}
     assert len(written) > 15 and written <= set(EVENT_KINDS), sorted(written - set(EVENT_KINDS))
+
+
+def test_the_upload_bar_is_not_full_before_the_commit_succeeds(tmp_path, agent_config, project, scenario):
+    """An extract of one identity repeated: every batch is sent, and the commit
+    is refused (one filter shared by every record). The bars, as written to a
+    pipe, show the records sent and the commit step not done."""
+    rows = (scenario / "population.csv").read_text(encoding="utf-8").splitlines()
+    header, first = rows[0].split(","), rows[1].split(",")
+    same = [",".join([f"R{i:05d}"] + first[1:]) for i in range(60)]
+    extract = tmp_path / "population.csv"
+    extract.write_text("\n".join([",".join(header)] + same) + "\n", encoding="utf-8")
+    done = fedlink("agent", "upload", "--config", agent_config("population", extract=extract, batch_size=20),
+                   cwd=tmp_path)
+    assert done.returncode == 3 and "not committed" in done.stderr and "Traceback" not in done.stderr
+    bars = [line for line in done.stderr.splitlines() if line.startswith(("sending", "committing"))]
+    assert bars[0].startswith("sending population") and "60/60" in bars[0]
+    assert bars[1].startswith("committing") and "0/1" in bars[1]
+    assert not done.stdout  # nothing was uploaded, so no result
