@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dataclasses import replace
@@ -96,20 +97,27 @@ class Agent(CoordinatorClient):
             upload_digest=prepared.digest, record_count=prepared.record_count,
             batch_count=len(prepared.batches), quality=quality_to_pb(prepared.quality)))
         stored = set(session.stored_batches)
-        if not session.committed:
-            todo = [b for b in prepared.batches if b.seq not in stored]
-            with self._progress() as bar:
-                task = bar.add_task(f"uploading {prepared.department}", total=prepared.record_count,
-                                    completed=sum(len(b) for b in prepared.batches if b.seq in stored))
-                sizes = {b.seq: len(b) for b in prepared.batches}
-                for ack in self._call(self.stub.UploadBatches, self._batches(session.upload_id, todo), timeout=None):
-                    bar.advance(task, sizes[ack.seq])
-        if not force:  # a dry run first: what the commit would remove from the current upload
-            dry = self._call(self.stub.CommitUpload, pb.CommitUploadRequest(upload_id=session.upload_id, dry_run=True))
-            refusal = removal_refusal(dry.records_kept, dry.records_removed, self.config)
-            if refusal:
-                raise UploadRefused(prepared.department, [refusal], sent=True)
-        return self._call(self.stub.CommitUpload, pb.CommitUploadRequest(upload_id=session.upload_id))
+        commit = pb.CommitUploadRequest(upload_id=session.upload_id)
+        if session.committed:
+            return self._call(self.stub.CommitUpload, commit)
+        todo = [b for b in prepared.batches if b.seq not in stored]
+        with self._progress() as bar:
+            task = bar.add_task(f"sending {prepared.department}", total=prepared.record_count,
+                                completed=sum(len(b) for b in prepared.batches if b.seq in stored))
+            sizes = {b.seq: len(b) for b in prepared.batches}
+            for ack in self._call(self.stub.UploadBatches, self._batches(session.upload_id, todo), timeout=None):
+                bar.advance(task, sizes[ack.seq])
+            if not force:  # a dry run first: what the commit would remove from the current upload
+                dry = self._call(self.stub.CommitUpload,
+                                 pb.CommitUploadRequest(upload_id=session.upload_id, dry_run=True))
+                refusal = removal_refusal(dry.records_kept, dry.records_removed, self.config)
+                if refusal:
+                    raise UploadRefused(prepared.department, [refusal], sent=True)
+            # A step of its own: the coordinator checks the whole upload before it counts.
+            step = bar.add_task("committing (the coordinator checks the upload)", total=1)
+            summary = self._call(self.stub.CommitUpload, commit)
+            bar.advance(step, 1)
+        return summary
 
     @staticmethod
     def _batches(upload_id: str, batches) -> Iterator[pb.RecordBatch]:
@@ -145,18 +153,22 @@ class Agent(CoordinatorClient):
         return len(flags)
 
     def record_outcome(self, record_id: str, need: str, outcome: str, run_id: str) -> str:
-        """Send a caseworker's review of a flag on one of the department's records."""
+        """Send a caseworker's review of a flag; the date until which it is not raised again, if any."""
+        return self.review(record_id, need, outcome, run_id).suppressed_until
+
+    def review(self, record_id: str, need: str, outcome: str, run_id: str) -> pb.RecordOutcomeResponse:
+        """Send a caseworker's review of a flag on one of the department's records;
+        the reply names the earlier review it supersedes, if any."""
         self.check_log()
         c = self.config
         ref = RefCipher(load_key(c.ref_key_file), c.project, c.department).encrypt(record_id)
-        reply = self._call(self.stub.RecordOutcome, pb.RecordOutcomeRequest(
+        return self._call(self.stub.RecordOutcome, pb.RecordOutcomeRequest(
             project_id=c.project, ref=ref, need=need, outcome=outcome, run_id=run_id))
-        return reply.suppressed_until
 
     @contextmanager
     def _progress(self):
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      disable=not self.show_progress, transient=False) as bar:
+                      console=Console(stderr=True), disable=not self.show_progress, transient=False) as bar:
             yield bar
 
 

@@ -17,7 +17,7 @@ def synth(out: Path, persons: int = typer.Option(2000), seed: int = typer.Option
     from bench.synth import write_scenario
 
     summary = write_scenario(out, persons, seed=seed, error_scale=error_scale)
-    console.print_json(json.dumps(summary, ensure_ascii=False, default=str))
+    print(json.dumps(summary, indent=2, ensure_ascii=False, default=str))  # the result: stdout
 
 
 def bench(scenario: Path, out: Path = typer.Option(..., help="Folder for links.csv, flags.csv, metrics.json"),

@@ -90,7 +90,7 @@ def load_public_key(path: Path):
     try:
         return ECC.import_key(Path(path).read_text())
     except FileNotFoundError:
-        raise AuditError(f"{path}: no such public key") from None
+        raise FileNotFoundError(f"{path}: no such public key (the coordinator's audit-signing.pub)") from None
 
 
 def key_id(public_key) -> bytes:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.json_format import MessageToDict
 
 from fedlink.pki import Credentials, channel_credentials, credentials_for
 from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
@@ -104,3 +106,27 @@ class CoordinatorClient:
                             e.code().name, (e.details() or "")[:120], wait, attempt, self.retries,
                             f", {resumes}" if resumes else "")
                 time.sleep(wait)
+
+
+_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+
+
+def message_dict(message) -> dict:
+    """A message as JSON-ready data, every field present, 64-bit counts as numbers
+    (protobuf's JSON mapping writes them as strings)."""
+    return _numbers(message.DESCRIPTOR, MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
+
+
+def _numbers(descriptor, data: dict) -> dict:
+    for f in descriptor.fields:
+        if f.name not in data or (f.message_type is not None and f.message_type.GetOptions().map_entry):
+            continue
+        value = data[f.name]
+        if f.message_type is not None:
+            data[f.name] = ([_numbers(f.message_type, v) for v in value] if isinstance(value, list)
+                            else _numbers(f.message_type, value))
+        elif f.type in _INT64:
+            data[f.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+    return data

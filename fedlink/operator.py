@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
-from fedlink.client import CoordinatorClient
+from fedlink.client import CoordinatorClient, message_dict
 from fedlink.schema import Project
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb, project_to_pb
@@ -39,9 +39,10 @@ class Operator(CoordinatorClient):
         return ProjectReply.from_pb(self._call(self.stub.UpdateRules, pb.UpdateRulesRequest(
             project_id=project_id, rules_toml=rules_toml)))
 
-    def set_schedule(self, project_id: str, every: str, day: int = 0, at: str = "", start: str = "") -> pb.Schedule:
+    def set_schedule(self, project_id: str, every: str, day: int = 0, at: str = "", start: str = "",
+                     start_now: bool = False) -> pb.Schedule:
         return self._call(self.stub.SetSchedule, pb.SetScheduleRequest(project_id=project_id, every=every, day=day,
-                                                                        at=at, start=start))
+                                                                        at=at, start=start, start_now=start_now))
 
     def schedule(self, project_id: str) -> pb.Schedule:
         return self._call(self.stub.GetSchedule, pb.GetScheduleRequest(project_id=project_id))
@@ -69,10 +70,7 @@ class Operator(CoordinatorClient):
         return state
 
     def report(self, run_id: str) -> dict:
-        from google.protobuf.json_format import MessageToDict
-
-        return MessageToDict(self._call(self.stub.GetReport, pb.GetReportRequest(run_id=run_id)),
-                             preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        return message_dict(self._call(self.stub.GetReport, pb.GetReportRequest(run_id=run_id)))
 
 
 def print_report(report: dict, console: Console) -> None:

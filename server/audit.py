@@ -21,6 +21,16 @@ from server import store as t
 from server.store import Store
 
 
+# Every kind of event the coordinator writes (tests/test_errors.py checks each
+# `audit(conn, actor, "kind", ...)` in server/ is here), for `audit log --kind`.
+EVENT_KINDS = (
+    "audit.read", "call.refused", "flags.deliver", "project.create", "project.key_check_pinned", "project.read",
+    "report.read", "review.outcome", "rules.update", "run.done", "run.failed", "run.start", "run.watch",
+    "schedule.clear", "schedule.read", "schedule.set", "schedule.skipped", "upload.batch", "upload.begin",
+    "upload.commit", "upload.health", "upload.resume",
+)
+
+
 class AuditLog:
     def __init__(self, store: Store, key_path: Path):
         key_path = Path(key_path)
@@ -62,6 +72,12 @@ class AuditLog:
                 raise ValueError(f"no inclusion proof for event {index} in a tree of {size}: the log has "
                                  f"{self._tree.size} events")
             return self._tree.inclusion_proof(index, size)
+
+    def kinds(self) -> list[str]:
+        """The kinds an officer may filter on: every kind written, and any older one the log holds."""
+        with self.store.read() as conn:
+            stored = conn.execute(select(t.audit_events.c.kind).distinct()).scalars().all()
+        return sorted({*EVENT_KINDS, *stored})
 
     def events(self, start: int = 0, end: int = 0, *, actor: str = "", kind: str = "", department: str = "",
                since: float = 0.0, until: float = 0.0) -> Iterator[tuple[int, str]]:

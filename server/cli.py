@@ -1,33 +1,24 @@
 """`fedlink coordinator`: run the coordinator, migrate its database."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from fedlink.cli.base import INPUT, Failure, Invocation, console
+from fedlink.cli.base import INPUT, Failure, Invocation
 from fedlink.pki import Credentials, credentials_for
 from server.limits import Limits
+from server.store import safe_url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The central coordinator.")
 
 DatabaseOpt = typer.Option("fedlink.sqlite", help="SQLite file, or postgresql://...")
 
 
-def _safe_url(url: str) -> str:
-    """A database URL without its password, for messages."""
-    if "://" not in url:
-        return url
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def _database_error(error: SQLAlchemyError, run: Invocation) -> str:
-    return (f"database {_safe_url(str(run.params['database']))}: {error.__class__.__name__}: "
+    return (f"database {safe_url(str(run.params['database']))}: {error.__class__.__name__}: "
             f"{str(error).splitlines()[0]}")
 
 
@@ -57,7 +48,13 @@ def coordinator_serve(
                                              "local+exact, local+lsh, dask://HOST:PORT (the same choice on a "
                                              "Dask cluster), dask+exact://, dask+lsh://; "
                                              "see docs/scale.md"),
-    metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus metrics on this port"),
+    metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus metrics (/metrics) on this port, "
+                                                          "on the --listen host"),
+    health_port: Optional[int] = typer.Option(None, help="Serve plain HTTP GET /healthz on this port, for a load "
+                                                         "balancer: no certificate needed, nothing but the status"),
+    health_host: str = typer.Option("", help="Address the health port binds to (default: the --listen host)"),
+    log_format: str = typer.Option("text", help="text, or json (one object per line) for a log collector"),
+    log_level: str = typer.Option("info", help="debug, info, warning or error"),
     grace: float = typer.Option(10.0, help="Seconds calls in flight get to finish on Ctrl-C"),
     max_message_bytes: int = typer.Option(Limits.max_message_bytes, help="Largest gRPC message accepted"),
     max_batch_records: int = typer.Option(Limits.max_batch_records, help="Most records in one upload batch"),
@@ -68,13 +65,14 @@ def coordinator_serve(
 ):
     """Run the coordinator until Ctrl-C (which finishes the calls in flight).
     Pending schema migrations are applied first."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from server.oplog import configure
     from server.serve import serve_forever, start
 
+    configure(log_format, log_level)
     limits = Limits(max_message_bytes, max_batch_records, max_records_per_upload, max_calls_per_minute)
+    health = None if health_port is None else f"{health_host or listen.rpartition(':')[0]}:{health_port}"
     running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
-                    engine=engine, metrics_port=metrics_port, limits=limits)
-    console.print(f"coordinator serving on {listen} (database {database})")
+                    engine=engine, metrics_port=metrics_port, limits=limits, health_address=health)
     serve_forever(running, grace)
 
 
@@ -88,6 +86,6 @@ def coordinator_migrate(database: str = DatabaseOpt):
     before, after = upgrade(engine)
     engine.dispose()
     if before == after:
-        console.print(f"database {_safe_url(database)} already at revision {after}")
+        print(f"database {safe_url(database)} already at revision {after}")
     else:
-        console.print(f"database {_safe_url(database)} migrated from {before or 'empty'} to revision {after}")
+        print(f"database {safe_url(database)} migrated from {before or 'empty'} to revision {after}")

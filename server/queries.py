@@ -222,6 +222,14 @@ def flag_on_record(conn, run_id: str, department: str, ref: bytes, need: str):
                     t.records.c.ref == ref, t.flags.c.need == need))).first()
 
 
+def latest_outcome(conn, project_id: str, department: str, ref: bytes, need: str):
+    """(outcome, run_id, recorded_at) of the last review of a record's need, or None."""
+    o = t.outcomes.c
+    return conn.execute(select(o.outcome, o.run_id, o.recorded_at).where(and_(
+        o.project_id == project_id, o.department == department, o.ref == ref, o.need == need))
+        .order_by(o.recorded_at.desc(), o.id.desc()).limit(1)).first()
+
+
 def insert_outcome(conn, **values) -> None:
     conn.execute(t.outcomes.insert().values(**values, recorded_at=time.time()))
 

@@ -1,5 +1,6 @@
-"""Start the coordinator: gRPC with mutual TLS, health checking, reflection,
-Prometheus metrics, and a graceful stop that finishes the batches in flight."""
+"""Start the coordinator: gRPC with mutual TLS, health checking (gRPC, and
+plain HTTP for load balancers), reflection, Prometheus metrics, and a graceful
+stop that finishes the batches in flight."""
 from __future__ import annotations
 
 import ipaddress
@@ -7,12 +8,12 @@ import logging
 import signal
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from fedlink.pki import Credentials, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
@@ -20,8 +21,9 @@ from server.audit import AuditLog
 from server.domain.coordinator import Coordinator
 from server.engine import engine_from_url
 from server.limits import Limits
+from server.probes import HealthEndpoint, enable_reflection, serve_metrics
 from server.servicer import CoordinatorServicer, register
-from server.store import Store
+from server.store import Store, safe_url
 
 log = logging.getLogger("fedlink.coordinator")
 SERVICE = pb.DESCRIPTOR.services_by_name["Coordinator"].full_name
@@ -33,13 +35,29 @@ class Running:
     port: int
     coordinator: Coordinator
     health: health.HealthServicer
+    health_port: int | None = None  # the plain HTTP /healthz, when asked for
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self, grace: float = 10.0) -> None:
         """Refuse new calls, let calls in flight (an accepted batch) finish, then close."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        for close in self.closers:
+            close()
         self.coordinator.close()
         self.coordinator.store.engine.dispose()  # return the database connections
+
+    def problem(self) -> str:
+        """Why the coordinator is not serving, or "": for the HTTP health check."""
+        answer = self.health.Check(health_pb2.HealthCheckRequest(service=""), None)
+        if answer.status != health_pb2.HealthCheckResponse.SERVING:
+            return "shutting down"
+        try:
+            with self.coordinator.store.read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as e:  # any failure of the database is the answer, not a crash of the probe
+            return f"database: {type(e).__name__}"
+        return ""
 
 
 def is_loopback(host: str) -> bool:
@@ -54,10 +72,14 @@ def is_loopback(host: str) -> bool:
 def start(address: str, database: str | Path, *, credentials: Credentials | None = None, insecure: bool = False,
           engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None,
           interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
-          limits: Limits | None = None, schedule_poll: float = 30.0) -> Running:
+          limits: Limits | None = None, schedule_poll: float = 30.0,
+          health_address: str | None = None) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
-    else one beside the database; it is created on first start."""
+    else one beside the database; it is created on first start.
+    `health_address` (host:port) serves plain HTTP GET /healthz, with no
+    certificate, for a load balancer; `metrics_port` serves /metrics on the
+    host of `address`."""
     host, _, _ = address.rpartition(":")
     if credentials is None:
         if not insecure:
@@ -71,38 +93,65 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / "audit-signing.key"
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=interceptors,
+        options=[("grpc.so_reuseport", 0),  # a port in use is an error, not a second server sharing it
+                 ("grpc.max_receive_message_length", limits.max_message_bytes),
+                 # A lower receive limit does not shrink what the coordinator may send (reports, flag streams).
+                 ("grpc.max_send_message_length", max(limits.max_message_bytes, Limits.max_message_bytes))],
+    )
+    # The port first: one in use stops the start before the database is touched.
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(address, server_credentials(credentials))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind"
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot listen on {address}: the port is in use (another coordinator?) or the address is "
+                      "not this machine's")
     store = Store(database)
     coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits)
     for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", limits.max_message_bytes),
-                 # A lower receive limit does not shrink what the coordinator may send (reports, flag streams).
-                 ("grpc.max_send_message_length", max(limits.max_message_bytes, Limits.max_message_bytes))],
-    )
     # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.
     register(CoordinatorServicer(coordinator, insecure=insecure, limits=limits), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    if credentials is not None:
-        port = server.add_secure_port(address, server_credentials(credentials))
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot listen on {address}")
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr=host.strip("[]") or "127.0.0.1")
+    enable_reflection((SERVICE, health.SERVICE_NAME), server)
+    running = Running(server, port, coordinator, health_servicer)
+    try:
+        _start_probes(running, host.strip("[]") or "127.0.0.1", metrics_port, health_address)
+    except OSError:
+        server.stop(0)
+        coordinator.close()
+        store.engine.dispose()
+        raise
     server.start()
     for name in ("", SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("coordinator listening on %s (port %d)", address, port)
+    log.info("coordinator listening on %s (port %d, database %s)%s", address, port, safe_url(database),
+             f", health check http://{health_address.rpartition(':')[0]}:{running.health_port}/healthz"
+             if health_address else "", extra={"event": "serving", "port": port, "health_port": running.health_port})
     coordinator.start_scheduler(schedule_poll)
-    return Running(server, port, coordinator, health_servicer)
+    return running
+
+
+def _start_probes(running: Running, metrics_host: str, metrics_port: int | None, health_address: str | None) -> None:
+    if metrics_port is not None:
+        from server.metrics import registry
+
+        running.closers.append(serve_metrics(metrics_host, metrics_port, registry(running.coordinator.store)))
+    if health_address is not None:
+        host, _, port = health_address.rpartition(":")
+        try:
+            endpoint = HealthEndpoint(host.strip("[]") or "0.0.0.0", int(port), running.problem)
+        except OSError as e:
+            raise OSError(f"--health-port: cannot listen on {health_address}: {e.strerror}") from None
+        running.health_port = endpoint.port
+        running.closers.append(endpoint.close)
 
 
 def serve_forever(running: Running, grace: float = 10.0) -> None:

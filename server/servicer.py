@@ -6,11 +6,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import grpc
 from google.protobuf.message import Message
-from prometheus_client import Counter
 
 from fedlink.identity import Identity, IdentityError, identity_from_grpc_context
 from fedlink.v1 import coordinator_pb2 as pb
@@ -21,11 +22,9 @@ from server.domain.access import DomainError, InvalidArgument, ResourceExhausted
 from server.domain.coordinator import Coordinator
 from server.domain.uploads import ExtractQuality, FieldQuality, IncomingRecord
 from server.limits import Limits, RateLimiter
+from server.metrics import RECORDS_STORED, RPC_SECONDS
 
 log = logging.getLogger("fedlink.coordinator")
-
-CALLS = Counter("fedlink_rpc_calls_total", "RPCs handled", ["method", "code"])
-RECORDS = Counter("fedlink_records_stored_total", "Encoded records stored", ["department"])
 
 # Only for --insecure on loopback: with no certificate, the caller names itself.
 DEV_IDENTITY_HEADER = "fedlink-dev-identity"
@@ -107,23 +106,31 @@ def register(servicer, server) -> None:
 
 @contextmanager
 def _status_codes(name: str, context):
-    """Domain errors and the rest to status codes: the one mapping, for unary and streaming calls alike."""
+    """Domain errors and the rest to status codes: the one mapping, for unary and
+    streaming calls alike; each call's time goes to the latency histogram by its code."""
+    began, code = time.perf_counter(), "OK"
     try:
         yield
-        CALLS.labels(name, "OK").inc()
     except IdentityError as e:
-        CALLS.labels(name, "UNAUTHENTICATED").inc()
+        code = "UNAUTHENTICATED"
+        log.warning("%s refused: UNAUTHENTICATED: %s", name, e,
+                    extra={"event": "call.refused", "method": name, "status": code})
         context.abort(grpc.StatusCode.UNAUTHENTICATED, str(e))
     except DomainError as e:
-        CALLS.labels(name, e.code).inc()
+        code = e.code
         if getattr(e, "retry_after_ms", 0):
             context.set_trailing_metadata(((RETRY_AFTER_KEY, str(e.retry_after_ms)),))
         context.abort(grpc.StatusCode[e.code], e.message)
+    except GeneratorExit:  # the caller left a stream
+        code = "CANCELLED"
+        raise
     except Exception:
         # The traceback goes to the operator's log; the caller gets no internals.
-        log.exception("%s failed", name)
-        CALLS.labels(name, "INTERNAL").inc()
+        code = "INTERNAL"
+        log.exception("%s failed", name, extra={"event": "call.failed", "method": name})
         context.abort(grpc.StatusCode.INTERNAL, f"{name} failed inside the coordinator; the operator's log has details")
+    finally:
+        RPC_SECONDS.labels(name, code).observe(time.perf_counter() - began)
 
 
 def rpc(method):
@@ -192,7 +199,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                 raise refusal
             records = [IncomingRecord(r.ref, r.clk, dict(r.indicators), r.household) for r in batch.records]
             stored = self.coordinator.uploads.store_batch(who, batch.upload_id, batch.seq, batch.digest, records)
-            RECORDS.labels(who.department).inc(stored.records)
+            RECORDS_STORED.labels(who.department).inc(stored.records)
             yield pb.BatchAck(seq=batch.seq, stored=stored.records, duplicate=stored.duplicate)
 
     @rpc
@@ -245,9 +252,11 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def RecordOutcome(self, request, context, who):
-        until = self.coordinator.reviews.record_outcome(who, request.project_id, request.ref, request.need,
-                                                        request.outcome, request.run_id)
-        return pb.RecordOutcomeResponse(suppressed_until=until)
+        r = self.coordinator.reviews.record_outcome(who, request.project_id, request.ref, request.need,
+                                                    request.outcome, request.run_id)
+        return pb.RecordOutcomeResponse(suppressed_until=r.suppressed_until, previous_outcome=r.previous_outcome,
+                                        previous_run_id=r.previous_run_id,
+                                        previous_recorded_at=_iso(r.previous_recorded_at))
 
     @rpc
     def UpdateRules(self, request, context, who):
@@ -256,7 +265,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     @rpc
     def SetSchedule(self, request, context, who):
         return _schedule(self.coordinator.schedules.set(who, request.project_id, request.every, request.day,
-                                                        request.at, request.start))
+                                                        request.at, request.start, request.start_now))
 
     @rpc
     def GetSchedule(self, request, context, who):
@@ -295,6 +304,10 @@ def _malformed(name: str, request, where: str = "") -> InvalidArgument | None:
     if field:
         return InvalidArgument(f"field {field} contains a NUL character, which no identifier or name may hold")
     return None
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds") if epoch else ""
 
 
 def _cells(cells) -> list:

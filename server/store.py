@@ -8,6 +8,7 @@ flags) each happen in one transaction, so a crash never leaves half of one.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from fedlink.audit import GENESIS_PREV, canonical, event_leaf
 
+log = logging.getLogger("fedlink.coordinator")
 metadata = MetaData()
 
 projects = Table(
@@ -151,14 +153,36 @@ audit_events = Table(
 )
 
 
+def safe_url(url: str | Path) -> str:
+    """A database URL without its password, for messages and the log."""
+    if "://" not in str(url):
+        return str(url)
+    from sqlalchemy.engine import make_url
+
+    return make_url(str(url)).render_as_string(hide_password=True)
+
+
 def connect(url: str | Path) -> Engine:
     """An engine for a database URL or a SQLite file path, its schema brought
     to the latest migration."""
     from server.migrations import upgrade
 
     engine = connect_engine(url)
-    upgrade(engine)  # the Alembic revisions not yet applied (server/migrations)
+    before, after = upgrade(engine)  # the Alembic revisions not yet applied (server/migrations)
+    if before == after:
+        log.info("database schema at revision %s", after, extra={"event": "schema", "revision": after})
+    else:
+        log.info("database schema migrated from %s to revision %s", before or "empty", after,
+                 extra={"event": "schema", "revision": after, "from_revision": before})
+    event.listen(engine, "handle_error", _count_error)
     return engine
+
+
+def _count_error(context) -> None:
+    """Every error the database driver raised, for the operator's metrics (server/metrics.py)."""
+    from server.metrics import STORE_ERRORS
+
+    STORE_ERRORS.labels(type(context.original_exception).__name__).inc()
 
 
 def connect_engine(url: str | Path) -> Engine:

@@ -20,7 +20,9 @@ SERVER = os.environ.get("FEDLINK_TEST_DATABASE", "").strip()
 if SERVER and not SERVER.startswith(("postgresql://", "postgresql+psycopg://")):
     raise RuntimeError(f"FEDLINK_TEST_DATABASE must be a postgresql:// URL, not {SERVER!r}")
 BACKEND = "postgresql" if SERVER else "sqlite"
-TEMPLATE = "fedlink_template"
+# One template per pytest-xdist worker: a worker rebuilding its template never
+# drops the one another worker is copying from.
+TEMPLATE = f"fedlink_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 _template_ready = False
 
 

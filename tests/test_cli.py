@@ -4,12 +4,14 @@ Ctrl-C on the coordinator in the middle of an upload; the exit codes and the
 one-line message of a side whose dependencies are not installed."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -91,19 +93,21 @@ def test_the_commands_of_the_readme_work_end_to_end(site, scenario):
             config = agent_toml(site, d, port, scenario / f"{d}.csv")
             fedlink("agent", "keygen", "--config", config, cwd=site)
             out = fedlink("agent", "upload", "--config", config, "--quiet", cwd=site)
-            assert "uploaded and committed" in out.stderr
+            assert "uploaded and committed" in out.stdout  # results on stdout, progress and logs on stderr
         run = fedlink("run", "start", "pilot", "--coordinator", address, "--pki", "pki", cwd=site)
         run_id = run.stdout.strip().splitlines()[-1]
         report = fedlink("run", "report", run_id, "--json", "--coordinator", address, "--pki", "pki", cwd=site)
         assert '"state": "done"' in report.stdout
         flags = fedlink("agent", "flags", "--config", site / "population.toml", "--out", "worklist.csv", cwd=site)
-        assert "flags written" in flags.stderr and (site / "worklist.csv").exists()
+        assert "flags written" in flags.stdout and (site / "worklist.csv").exists()
         verify = fedlink("audit", "verify", "--public-key", "pki/audit-signing.pub", "--pki", "pki",
                          "--coordinator", address, "--heads", "heads.jsonl", cwd=site)
         assert "audit log verifies" in verify.stderr
         log = fedlink("audit", "log", "--json", "--kind", "upload.commit", "--coordinator", address, "--pki", "pki",
                       cwd=site)
-        assert len(log.stdout.splitlines()) == 4
+        lines = [json.loads(line) for line in log.stdout.splitlines()]
+        assert len(lines) == 4 and all(datetime.fromisoformat(e["time"]).tzinfo for e in lines)
+        assert all(isinstance(e["details"]["records"], int) for e in lines)
     finally:
         coordinator.send_signal(signal.SIGINT)
         coordinator.wait(timeout=30)
@@ -179,7 +183,7 @@ def test_known_errors_exit_with_their_code_and_one_line(tmp_path):
     assert again.returncode == 2 and "refusing to overwrite" in again.stderr and "Traceback" not in again.stderr
     down = fedlink("run", "start", "pilot", "--pki", "pki", "--coordinator", f"127.0.0.1:{free_port()}",
                    cwd=tmp_path, check=False)
-    assert down.returncode == 3 and "coordinator unavailable: UNAVAILABLE" in down.stderr
+    assert down.returncode == 5 and "coordinator unavailable: UNAVAILABLE" in down.stderr
     (tmp_path / "bad.toml").write_text('project_id = "p"\ndepartments = []\n')
     bad = fedlink("project", "create", "bad.toml", "--pki", "pki", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

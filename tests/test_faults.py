@@ -80,7 +80,7 @@ def test_an_agent_that_gives_up_leaves_the_upload_open_and_resumes_later(site, p
     finally:
         agent.kill()
     err = " ".join(err.split())
-    assert agent.returncode == 3
+    assert agent.returncode == 5  # unreachable: the same command later may succeed
     assert "retrying in" in err and "upload not complete" in err and "run the same command again" in err
     assert query(site.database, "select state from uploads") == [("open",)]
     site.start()

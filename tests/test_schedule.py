@@ -4,7 +4,7 @@ schedule kept in the store across a restart."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import grpc
 import pytest
@@ -84,8 +84,8 @@ def test_a_due_schedule_starts_a_run_and_survives_a_restart(pki, tmp_path, agent
         operator.set_schedule("pilot", "fortnightly")
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "every: 'fortnightly'" in e.value.details()
 
-    # Monthly on the 1st, from a start date in the past: the occurrence is due now.
-    s = operator.set_schedule("pilot", "1mo", day=1, at="02:00", start="2025-06-01")
+    # Monthly on the 1st, from a start date in the past, asked to start now: the occurrence is due now.
+    s = operator.set_schedule("pilot", "1mo", day=1, at="02:00", start="2025-06-01", start_now=True)
     assert (s.every, s.day, s.at, s.next_due) == ("1mo", 1, "02:00", "2025-06-01T02:00:00Z")
     c = coordinator.coordinator
     run_id = _wait_for_scheduled_run(c)
@@ -136,7 +136,7 @@ def _wait_for_scheduled_run(c, after: str = "") -> str:
 def test_a_due_run_with_nothing_uploaded_is_skipped_and_says_why(coordinator, operator, project):
     c = coordinator.coordinator
     c.schedules.scheduler.stop()  # this test plays the clock itself
-    operator.set_schedule("pilot", "1mo", day=1, start="2025-06-01")
+    operator.set_schedule("pilot", "1mo", day=1, start="2025-06-01", start_now=True)
     assert c.schedules.fire_due(utc("2025-06-01T02:00")) == []
     s = operator.schedule("pilot")
     assert "no committed upload" in s.last_error and s.last_due == "2025-06-01T02:00:00Z"
@@ -153,3 +153,42 @@ def test_only_operators_set_schedules(agent_config, coordinator, project):
         with pytest.raises(grpc.RpcError) as e:
             stub.SetSchedule(pb.SetScheduleRequest(project_id="pilot", every="1mo"), timeout=30)
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_time_already_past_today_means_the_next_occurrence(agent_config, coordinator, operator, project):
+    """Set at any time after 00:00 UTC, a daily 00:00 schedule from today waits for
+    tomorrow; only --start-now runs today's at once."""
+    _upload_all(agent_config)
+    now = datetime.now(timezone.utc)
+    s = operator.set_schedule("pilot", "1d", at="00:00")
+    tomorrow = (now.date() + timedelta(days=1)).isoformat()
+    assert s.next_due == f"{tomorrow}T00:00:00Z"
+    c = coordinator.coordinator
+    c.schedules.scheduler.wake()
+    assert c.schedules.fire_due(datetime.now(timezone.utc)) == []  # nothing is due: nothing starts
+    assert scalar(coordinator.database, "select count(*) from runs") == 0
+
+    s = operator.set_schedule("pilot", "1d", at="00:00", start_now=True)
+    assert s.next_due == f"{now.date().isoformat()}T00:00:00Z"
+    run_id = _wait_for_scheduled_run(c)
+    assert operator.watch(run_id) == "done"
+    assert operator.schedule("pilot").next_due == f"{tomorrow}T00:00:00Z"
+    with dbapi(coordinator.database) as db:
+        bodies = [json.loads(b)["details"] for (b,) in db.execute(
+            "select body from audit_events where kind = 'schedule.set' order by seq").fetchall()]
+    assert [b["start_now"] for b in bodies] == [False, True]
+
+
+def test_the_cli_says_when_the_first_run_is(coordinator, project, pki, tmp_path):
+    import subprocess
+    import sys
+
+    def schedule(*args):
+        return subprocess.run([sys.executable, "-m", "fedlink.cli", "project", "schedule", "pilot", "--every", "1d",
+                               "--at", "00:00", "--coordinator", coordinator.address, "--pki", str(pki), "--json",
+                               *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    later, now = schedule(), schedule("--start-now")
+    today = datetime.now(timezone.utc).date()
+    assert later.returncode == 0 and json.loads(later.stdout)["next_due"] == f"{today + timedelta(days=1)}T00:00:00Z"
+    assert now.returncode == 0 and json.loads(now.stdout)["next_due"] == f"{today}T00:00:00Z"

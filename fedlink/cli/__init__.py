@@ -70,8 +70,17 @@ app = typer.Typer(cls=EntryPointGroup, no_args_is_help=True, add_completion=Fals
                   help="Privacy-preserving federated record linkage.")
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"fedlink {version('fedlink')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def root() -> None:
+def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit")) -> None:
     pass
 
 

@@ -1,14 +1,18 @@
-"""What every command group shares: the stderr console, the exit codes, and the
-one wrapper that turns a known error into a one-line message and its code.
+"""What every command group shares: the consoles (results on stdout, progress
+and messages on stderr), the exit codes, and the one wrapper that turns a
+known error into a one-line message and its code.
 
 - 0: done.
 - 1: a bug: an unexpected error, shown with its traceback.
 - 2: the command line, or the input it names (config, extract, schema, rule
-  pack, certificates, database), is not valid; or the install lacks the extra
-  the command needs.
-- 3: the coordinator refused the call, or stayed unreachable through every retry.
+  pack, certificates, a file or folder that is not there, database), is not
+  valid; or the install lacks the extra the command needs.
+- 3: the coordinator refused the call (the message names the gRPC status:
+  NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, FAILED_PRECONDITION, ...).
 - 4: the audit log does not verify (an agent stops when the coordinator's log
   was rewritten; `audit verify` names the first bad event).
+- 5: the coordinator could not be reached (through every retry, where the
+  command retries): running the same command again later may succeed.
 - 130: interrupted (Ctrl-C).
 
 The errors every command may meet are in `SHARED`; a command group module adds
@@ -20,6 +24,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable, Mapping
 
 import grpc
@@ -31,9 +36,13 @@ from rich.markup import escape
 from fedlink.audit import AuditError
 from fedlink.client import CoordinatorUnavailable
 
-OK, BUG, INPUT, REFUSED, AUDIT = 0, 1, 2, 3, 4
+OK, BUG, INPUT, REFUSED, AUDIT, UNREACHABLE = 0, 1, 2, 3, 4, 5
+UNREACHABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 console = Console(stderr=True)
+# Results. A pipe gets tables whole: rich cuts to 80 columns when it cannot
+# read a terminal's width, so off a terminal the width is the content's.
+out = Console() if Console().is_terminal else Console(width=100_000)
 
 
 @dataclass(frozen=True)
@@ -49,17 +58,60 @@ class Failure:
     code: int
     message: Callable[[BaseException, Invocation], str] = lambda error, _: str(error)
 
+    def code_for(self, error: BaseException) -> int:
+        return self.code
 
-def refused(error: grpc.RpcError, _: Invocation) -> str:
-    what = "unavailable" if error.code() == grpc.StatusCode.UNAVAILABLE else "refused"
-    return f"coordinator {what}: {error.code().name}: {error.details()}"
+
+class RpcFailure(Failure):
+    """A refusal (3), or an unreachable coordinator (5): one type, two codes."""
+
+    def code_for(self, error: BaseException) -> int:
+        return UNREACHABLE if error.code() in UNREACHABLE_CODES else REFUSED
+
+
+def refused(error: grpc.RpcError, run: Invocation) -> str:
+    if error.code() in UNREACHABLE_CODES:
+        address = run.params.get("coordinator") or "the coordinator"
+        return (f"coordinator unavailable: {error.code().name}: {address} did not answer ({error.details()}); "
+                "is it running, and is --coordinator its address?")
+    return f"coordinator refused: {error.code().name}: {error.details()}"
+
+
+def missing_file(error: OSError, _: Invocation) -> str:
+    """A path that is not there, or cannot be read, named as typed."""
+    if error.filename is None:
+        return str(error)
+    return f"{error.filename}: {error.strerror.lower() if error.strerror else error}"
+
+
+class InputError(ValueError):
+    """A value on the command line that cannot be used; the message names the option."""
 
 
 SHARED: dict[type, Failure] = {
-    grpc.RpcError: Failure(REFUSED, refused),
-    CoordinatorUnavailable: Failure(REFUSED, lambda e, run: f"{run.command} not complete: {e}"),
+    InputError: Failure(INPUT),
+    grpc.RpcError: RpcFailure(REFUSED, refused),
+    CoordinatorUnavailable: Failure(UNREACHABLE, lambda e, run: f"{run.command} not complete: {e}"),
     AuditError: Failure(AUDIT, lambda e, _: f"audit log does NOT verify: {e}"),
+    OSError: Failure(INPUT, missing_file),  # a config, export, certificate or key that is not there
 }
+
+
+def iso_time(epoch: float) -> str:
+    """A time for people and programs: ISO 8601 in the local zone, with its offset."""
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+
+
+def epoch_of(text: str, option: str) -> float:
+    """An ISO 8601 date or time from the command line (local time when it names no zone); 0 for ""."""
+    if not text:
+        return 0.0
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{option} {text[:40]!r} is not an ISO 8601 date or time "
+                         "(2025-06-30, 2025-06-30T08:00 or 2025-06-30T08:00+08:00)") from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
 
 
 def fail(message: str, code: int) -> None:
@@ -104,7 +156,7 @@ def _guarded(callback: Callable, codes: Mapping[type, Failure], extra: str, comm
             failure = next((codes[cls] for cls in type(error).__mro__ if cls in codes), None)
             if failure is None:
                 raise
-            fail(failure.message(error, Invocation(command, params)), failure.code)
+            fail(failure.message(error, Invocation(command, params)), failure.code_for(error))
 
     return run
 

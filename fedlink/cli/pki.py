@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from fedlink.cli.base import INPUT, Failure, console
+from fedlink.cli.base import INPUT, Failure
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Certificates for the coordinator, agents, operators, officers.")
@@ -32,5 +32,5 @@ def pki_init(
                       hostnames=tuple(hostname), days=days)
     audit_key = new_signing_key(directory / "audit-signing.key")
     for party, creds in issued.items():
-        console.print(f"{party:28s} {creds.cert}")
-    console.print(f"{'audit log signing key':28s} {audit_key} (public: {public_path(audit_key)})")
+        print(f"{party:28s} {creds.cert}")
+    print(f"{'audit log signing key':28s} {audit_key} (public: {public_path(audit_key)})")

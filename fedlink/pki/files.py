@@ -48,12 +48,15 @@ def credentials_for(directory: Path | str, party: str) -> Credentials:
     """
     directory = Path(directory)
     validate_label(party, "party name")
+    if not directory.is_dir():
+        raise FileNotFoundError(f"PKI folder {directory} does not exist (`fedlink pki init` makes one; "
+                                "a department gets its folder from the operator)")
     creds = Credentials.of(directory, party)
     for what, path in (("certificate", creds.cert), ("private key", creds.key), ("CA certificate", creds.ca)):
         if not path.is_file():
             raise FileNotFoundError(
                 f"{what} for party {party!r} not found: {path} "
-                f"(run `init_pki` / `issue` for it first)"
+                f"(`fedlink pki init` issues one per party named in it)"
             )
     return creds
 

@@ -93,18 +93,20 @@ class UpdateRulesRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., rules_toml: _Optional[str] = ...) -> None: ...
 
 class SetScheduleRequest(_message.Message):
-    __slots__ = ("project_id", "every", "day", "at", "start")
+    __slots__ = ("project_id", "every", "day", "at", "start", "start_now")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     EVERY_FIELD_NUMBER: _ClassVar[int]
     DAY_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
+    START_NOW_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     every: str
     day: int
     at: str
     start: str
-    def __init__(self, project_id: _Optional[str] = ..., every: _Optional[str] = ..., day: _Optional[int] = ..., at: _Optional[str] = ..., start: _Optional[str] = ...) -> None: ...
+    start_now: bool
+    def __init__(self, project_id: _Optional[str] = ..., every: _Optional[str] = ..., day: _Optional[int] = ..., at: _Optional[str] = ..., start: _Optional[str] = ..., start_now: _Optional[bool] = ...) -> None: ...
 
 class GetScheduleRequest(_message.Message):
     __slots__ = ("project_id",)
@@ -147,10 +149,16 @@ class RecordOutcomeRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., ref: _Optional[bytes] = ..., need: _Optional[str] = ..., outcome: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class RecordOutcomeResponse(_message.Message):
-    __slots__ = ("suppressed_until",)
+    __slots__ = ("suppressed_until", "previous_outcome", "previous_run_id", "previous_recorded_at")
     SUPPRESSED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
     suppressed_until: str
-    def __init__(self, suppressed_until: _Optional[str] = ...) -> None: ...
+    previous_outcome: str
+    previous_run_id: str
+    previous_recorded_at: str
+    def __init__(self, suppressed_until: _Optional[str] = ..., previous_outcome: _Optional[str] = ..., previous_run_id: _Optional[str] = ..., previous_recorded_at: _Optional[str] = ...) -> None: ...
 
 class BeginUploadRequest(_message.Message):
     __slots__ = ("project_id", "schema_digest", "key_check", "upload_digest", "record_count", "batch_count", "quality")

@@ -8,6 +8,7 @@ to gRPC status codes; every call, done or refused, leaves an audit event."""
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 
 from fedlink.identity import Identity
@@ -16,6 +17,8 @@ from server import queries as q
 from server.audit import AuditLog
 from server.limits import Limits
 from server.store import Store
+
+log = logging.getLogger("fedlink.coordinator")
 
 
 class DomainError(Exception):
@@ -70,6 +73,9 @@ class Context:
         with self.store.write() as conn:
             self.store.audit(conn, str(who), "call.refused", method=method, status=error.code,
                              reason=error.message[:300])
+        # The reason is the coordinator's own message: names and counts, no record's data.
+        log.warning("%s by %s refused: %s: %s", method, who, error.code, error.message[:300],
+                    extra={"event": "call.refused", "method": method, "caller": str(who), "status": error.code})
 
 
 def guarded(method: str, *roles: str):

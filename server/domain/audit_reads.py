@@ -43,6 +43,10 @@ class AuditReads:
     @guarded("ListAuditEvents", "officer")
     def events(self, who: Identity, start: int = 0, end: int = 0, **filters) -> Iterator[tuple[int, str]]:
         """Events up to the current head; the read itself is logged after them."""
+        kind = filters.get("kind")
+        if kind and kind not in self.ctx.audit_log.kinds():
+            raise InvalidArgument(f"kind {kind[:60]!r} is not a kind of audit event; the kinds are: "
+                                  + ", ".join(self.ctx.audit_log.kinds()))
         head = self.ctx.audit_log.tree_head()
         end = min(end or head.tree_size, head.tree_size)
         with self.ctx.store.write() as conn:

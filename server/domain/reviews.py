@@ -17,6 +17,14 @@ OUTCOMES = ("confirmed", "assistance_granted", "not_in_need", "wrong_person")
 
 
 @dataclass(frozen=True)
+class Recorded:
+    suppressed_until: str = ""   # ISO date, for not_in_need
+    previous_outcome: str = ""   # the review this one supersedes ("" for the first)
+    previous_run_id: str = ""
+    previous_recorded_at: float = 0.0
+
+
+@dataclass(frozen=True)
 class Reason:
     rule: str                     # the rule that fired
     indicators: tuple[str, ...]   # the indicators that fired, by name
@@ -87,9 +95,10 @@ class Reviews:
 
     @guarded("RecordOutcome", "agent")
     def record_outcome(self, who: Identity, project_id: str, ref: bytes, need: str, outcome: str,
-                       run_id: str) -> str:
-        """A caseworker's review of one of the department's flags; returns the
-        date until which a "not in need" flag is not raised again ("" otherwise)."""
+                       run_id: str) -> "Recorded":
+        """A caseworker's review of one of the department's flags: the date until
+        which a "not in need" flag is not raised again, and the review of the same
+        record and need before this one, which it supersedes."""
         if outcome not in OUTCOMES:
             raise InvalidArgument(f"outcome {outcome[:40]!r} is not one of {', '.join(OUTCOMES)}")
         with self.ctx.store.write() as conn:
@@ -103,12 +112,16 @@ class Reviews:
                 days = load_rulepack(project.rules_toml).param("not_in_need_suppression_days")
                 until = (date.fromisoformat(flag.as_of) + timedelta(days=int(days))).isoformat()
             rule = flag.detail["reasons"][0]["rule"] if flag.detail.get("reasons") else need
+            before = q.latest_outcome(conn, project_id, who.department, ref, need)
             q.insert_outcome(conn, project_id=project_id, department=who.department, ref=ref, need=need, rule=rule,
                              run_id=run_id, outcome=outcome, suppressed_until=until or None, recorded_by=str(who))
             self.ctx.store.audit(conn, str(who), "review.outcome", project_id=project_id, department=who.department,
                                  run_id=run_id, flag=flag.id, need=need, rule=rule, outcome=outcome,
-                                 suppressed_until=until or None)
-        return until
+                                 suppressed_until=until or None,
+                                 supersedes=before.outcome if before else None)
+        if before is None:
+            return Recorded(until)
+        return Recorded(until, before.outcome, before.run_id, before.recorded_at)
 
     @guarded("UpdateRules", "operator")
     def update_rules(self, who: Identity, project_id: str, rules_toml: str) -> RuledProject:

@@ -4,7 +4,9 @@ a report of suppressed counts."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import date
@@ -18,9 +20,11 @@ from server import queries as q
 from server.domain.access import Context, FailedPrecondition, InvalidArgument, NotFound, existing_project, guarded
 from server.domain.uploads import ExtractQuality
 from server.pipeline import execute_run
+from server.metrics import RUN_PHASE_SECONDS, RUNS
 from server.pipeline.report import suppress
 
 FINAL_STATES = ("done", "failed")
+log = logging.getLogger("fedlink.coordinator")
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,42 @@ class Report:
 _CELL_TABLES = tuple(f.name for f in fields(Report) if f.type == "tuple[CountCell, ...]")
 
 
+class PhaseClock:
+    """A run's phases as they begin: a log line each, and each phase's duration in the metrics."""
+
+    def __init__(self, run: QueuedRun):
+        self.run, self.began = run, time.monotonic()
+        self.phase, self.since = "", self.began
+
+    def enter(self, phase: str) -> bool:
+        """Note a progress report; True when it begins a phase."""
+        if phase == self.phase:
+            return False
+        self._close()
+        self.phase, self.since = phase, time.monotonic()
+        log.info("run %s: phase %s", self.run.run_id, phase,
+                 extra={"event": "run.phase", "run_id": self.run.run_id, "project_id": self.run.project.project_id,
+                        "phase": phase})
+        return True
+
+    def _close(self) -> None:
+        if self.phase:
+            RUN_PHASE_SECONDS.labels(self.phase).observe(time.monotonic() - self.since)
+
+    def end(self, state: str, persons: int | None, error: str) -> None:
+        self._close()
+        RUNS.labels(state).inc()
+        took = time.monotonic() - self.began
+        fields = {"event": f"run.{state}", "run_id": self.run.run_id, "project_id": self.run.project.project_id,
+                  "seconds": round(took, 3), "persons": persons}
+        if state == "done":
+            log.info("run %s of %s done in %.1f s: %s persons", self.run.run_id, self.run.project.project_id, took,
+                     persons, extra=fields)
+        else:
+            log.error("run %s of %s failed after %.1f s: %s", self.run.run_id, self.run.project.project_id, took,
+                      error, extra=fields)
+
+
 class Runs:
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -145,6 +185,10 @@ class Runs:
         self.ctx.store.audit(conn, actor, "run.start", project_id=project_id, run_id=run_id,
                              as_of=day.isoformat(), uploads=used, threshold=project.schema.threshold,
                              auto_threshold=project.schema.auto_threshold, engine=self.ctx.engine.name, **why)
+        log.info("run %s of %s started by %s, as of %s, on the uploads of %s", run_id, project_id, actor,
+                 day.isoformat(), ", ".join(sorted(used)),
+                 extra={"event": "run.start", "run_id": run_id, "project_id": project_id, "actor": actor,
+                        "as_of": day.isoformat(), "departments": sorted(used), "engine": self.ctx.engine.name})
         return QueuedRun(run_id, project, day, used)
 
     def launch(self, run: QueuedRun, *, wait: bool = False) -> str:
@@ -160,12 +204,11 @@ class Runs:
         return run.run_id
 
     def _execute(self, run: QueuedRun, status: RunStatus) -> None:
-        phases: set[str] = set()
+        phases = PhaseClock(run)
 
         def progress(phase: str, done: int, total: int, message: str = "") -> None:
             status.publish("running", phase, done, total, message)
-            if phase not in phases:
-                phases.add(phase)
+            if phases.enter(phase):
                 faults.pause(f"run.{phase}")
 
         try:
@@ -177,10 +220,13 @@ class Runs:
             final, error = "done", ""
         except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
             report, final, error = None, "failed", f"{type(e).__name__}: {e}"
+            log.exception("run %s of %s failed", run.run_id, run.project.project_id,
+                          extra={"event": "run.error", "run_id": run.run_id, "project_id": run.project.project_id})
         with self.ctx.store.write() as conn:
             q.set_run_state(conn, run.run_id, final, report=report, error=error or None)
             self.ctx.store.audit(conn, "coordinator", f"run.{final}", project_id=run.project.project_id,
                                  run_id=run.run_id, persons=(report or {}).get("persons"), error=error or None)
+        phases.end(final, (report or {}).get("persons"), error)
         status.publish(final, final, 0, 0, error or "finished")
 
     @staticmethod

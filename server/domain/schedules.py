@@ -2,8 +2,9 @@
 operator, and the runs the scheduler thread starts when one falls due."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from fedlink.identity import Identity
 from server import queries as q
@@ -12,6 +13,13 @@ from server.domain.runs import Runs
 from server.schedule import ScheduleError, first_due, from_iso, iso, latest_passed, next_due, parse_cadence
 
 SCHEDULER = "coordinator:scheduler"
+log = logging.getLogger("fedlink.coordinator")
+
+
+def _first_run(cadence, start_now: bool, now: datetime) -> datetime:
+    """The first occurrence from the start date; one already past only when asked for."""
+    first = first_due(cadence)
+    return first if start_now or first > now else next_due(cadence, now)
 
 
 @dataclass(frozen=True)
@@ -46,8 +54,11 @@ class Schedules:
 
     @guarded("SetSchedule", "operator")
     def set(self, who: Identity, project_id: str, every: str, day: int = 0, at: str = "",
-            start: str = "") -> ScheduleInfo:
-        """Set (or with an empty `every`, remove) the project's cadence; audited with what it was before."""
+            start: str = "", start_now: bool = False, *, now: datetime | None = None) -> ScheduleInfo:
+        """Set (or with an empty `every`, remove) the project's cadence; audited with what it was before.
+        The first run is the first occurrence from the start date that is still
+        to come (today at 02:00 set at 10:00 is tomorrow's, or next month's);
+        with `start_now` an occurrence already past runs at once."""
         cadence = None
         if every:
             try:
@@ -63,12 +74,17 @@ class Schedules:
                                      before=before.cadence())
                 after = ScheduleInfo(project_id)
             else:
+                first = _first_run(cadence, start_now, now or datetime.now(timezone.utc))
                 q.replace_schedule(conn, project_id, str(who), every=cadence.every, day=cadence.day, at=cadence.at,
-                                   start=cadence.start.isoformat(), next_due=iso(first_due(cadence)))
+                                   start=cadence.start.isoformat(), next_due=iso(first))
                 after = ScheduleInfo.of(project_id, q.schedule(conn, project_id))
                 self.ctx.store.audit(conn, str(who), "schedule.set", project_id=project_id,
                                      before=before.cadence(), after=after.cadence(),
-                                     start=cadence.start.isoformat())
+                                     start=cadence.start.isoformat(), start_now=start_now)
+        log.info("schedule of %s %s by %s", project_id,
+                 f"set: every {after.every}, next run due {after.next_due}" if cadence else "removed", who,
+                 extra={"event": "schedule.set" if cadence else "schedule.clear", "project_id": project_id,
+                        "next_due": after.next_due})
         if self.scheduler is not None:
             self.scheduler.wake()  # a schedule that is already due starts now, not at the next poll
         return after
@@ -109,6 +125,13 @@ class Schedules:
                 queued, error = None, e.message
                 self.ctx.store.audit(conn, SCHEDULER, "schedule.skipped", project_id=project_id,
                                      scheduled_for=iso(occurrence), reason=error[:300])
+                log.warning("scheduled run of %s for %s skipped: %s", project_id, iso(occurrence), error,
+                            extra={"event": "schedule.skipped", "project_id": project_id,
+                                   "scheduled_for": iso(occurrence)})
+            if queued:
+                log.info("scheduled run %s of %s started for %s", queued.run_id, project_id, iso(occurrence),
+                         extra={"event": "schedule.fired", "project_id": project_id, "run_id": queued.run_id,
+                                "scheduled_for": iso(occurrence)})
             q.record_schedule_fired(conn, project_id, next_due=iso(next_due(cadence, now)), last_due=iso(occurrence),
                                     last_error=error, last_run_id=queued.run_id if queued else row.last_run_id)
             return queued

@@ -4,6 +4,7 @@ every batch is in and its filters look healthy."""
 from __future__ import annotations
 
 import hmac
+import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Sequence
@@ -21,6 +22,7 @@ from server.health import HealthReport, encoding_health
 from server.matching import pack_filters
 
 MAX_REF_BYTES = 16 + 256
+log = logging.getLogger("fedlink.coordinator")
 
 
 @dataclass(frozen=True)
@@ -124,15 +126,22 @@ class Uploads:
                 stored = q.stored_batch_seqs(conn, row.upload_id)
                 self.ctx.store.audit(conn, str(who), "upload.resume", project_id=project_id,
                                      department=who.department, upload_id=row.upload_id, stored_batches=len(stored))
-                return UploadSession(row.upload_id, tuple(stored), row.state != "open")
-            upload_id = uuid.uuid4().hex
-            q.insert_upload(conn, upload_id=upload_id, project_id=project_id, department=who.department,
-                            upload_digest=digest, schema_digest=schema_digest, record_count=record_count,
-                            batch_count=batch_count)
-            self.ctx.store.audit(conn, str(who), "upload.begin", project_id=project_id, department=who.department,
-                                 upload_id=upload_id, record_count=record_count, batch_count=batch_count,
-                                 upload_digest=digest.hex(), quality=quality.details() if quality else None)
-            return UploadSession(upload_id, (), False)
+                session = UploadSession(row.upload_id, tuple(stored), row.state != "open")
+            else:
+                session = UploadSession(uuid.uuid4().hex, (), False)
+                q.insert_upload(conn, upload_id=session.upload_id, project_id=project_id, department=who.department,
+                                upload_digest=digest, schema_digest=schema_digest, record_count=record_count,
+                                batch_count=batch_count)
+                self.ctx.store.audit(conn, str(who), "upload.begin", project_id=project_id,
+                                     department=who.department, upload_id=session.upload_id,
+                                     record_count=record_count, batch_count=batch_count, upload_digest=digest.hex(),
+                                     quality=quality.details() if quality else None)
+        kind = "upload.resume" if row is not None else "upload.begin"
+        log.info("%s of %s for %s: %d records in %d batches%s", kind.replace(".", " "), who.department, project_id,
+                 record_count, batch_count, f", {len(session.stored_batches)} stored before" if row else "",
+                 extra={"event": kind, "project_id": project_id, "department": who.department,
+                        "upload_id": session.upload_id, "records": record_count, "batches": batch_count})
+        return session
 
     def _check_counts(self, digest: bytes, record_count: int, batch_count: int) -> None:
         if len(digest) != 32:
@@ -219,7 +228,9 @@ class Uploads:
             summary = UploadSummary(upload_id, up.department, up.record_count, committed=True)
             if up.state == "superseded":
                 # The department sends an extract it had sent before (same digest): it is current again.
-                return self._replace_current(conn, who, up, summary, reinstated=True)
+                summary = self._replace_current(conn, who, up, summary, reinstated=True)
+                _log_commit(summary, up.project_id, (), reinstated=True)
+                return summary
             if up.state != "open":
                 return summary
             self._check_complete(conn, up)
@@ -231,11 +242,15 @@ class Uploads:
             if not health.refusals:
                 summary = self._replace_current(conn, who, up, summary)
         if health.refusals:
+            log.warning("upload %s of %s for %s not committed: its filters look broken", upload_id, up.department,
+                        up.project_id, extra={"event": "upload.refused", "project_id": up.project_id,
+                                              "department": up.department, "upload_id": upload_id})
             # The batches stay stored and the upload open; the department's previous upload stays current.
             raise FailedPrecondition(
                 f"upload {upload_id} of {up.department} was not committed, its filters look broken: "
                 f"{'; '.join(health.refusals)}. Its batches are kept and the previous upload stays in use; "
                 "fix the extract or the agent's encoding and upload again")
+        _log_commit(summary, up.project_id, health.warnings)
         return replace(summary, health_warnings=tuple(health.warnings))
 
     @staticmethod
@@ -295,6 +310,17 @@ class Uploads:
         """Encoding health (server/health.py) of an upload's stored filters."""
         project = existing_project(conn, up.project_id)
         return encoding_health(pack_filters(q.upload_filters(conn, up.upload_id), project.schema.filter_bits))
+
+
+def _log_commit(s: UploadSummary, project_id: str, warnings, reinstated: bool = False) -> None:
+    log.info("upload %s of %s for %s committed%s: %d records (%d kept, %d added, %d removed)%s", s.upload_id,
+             s.department, project_id, " (an earlier extract, current again)" if reinstated else "", s.record_count,
+             s.records_kept, s.records_added, s.records_removed,
+             f"; {len(warnings)} encoding warnings" if warnings else "",
+             extra={"event": "upload.commit", "project_id": project_id, "department": s.department,
+                    "upload_id": s.upload_id, "records": s.record_count, "records_kept": s.records_kept,
+                    "records_added": s.records_added, "records_removed": s.records_removed,
+                    "replaced_upload_id": s.replaced_upload_id, "encoding_warnings": len(warnings)})
 
 
 def validate_batch(project: Project, department: str, seq: int, digest: bytes,
