@@ -225,7 +225,11 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             persons_by_department_count=_cells(r.persons_by_department_count),
             flags_per_need=_cells(r.flags_per_need), flags_per_status=_cells(r.flags_per_status),
             outcomes_per_rule=_cells(r.outcomes_per_rule),
-            encoding_health=[_encoding_health(h) for h in r.encoding_health])
+            encoding_health=[_encoding_health(h) for h in r.encoding_health],
+            probe_signals=[pb.ProbeSignals(department=p.department, records_first_seen=p.records_first_seen,
+                                           records_short_lived=p.records_short_lived,
+                                           flags_on_first_seen_records=p.flags_on_first_seen_records,
+                                           flags_held=p.flags_held) for p in r.probe_signals])
 
     @rpc
     def PullFlags(self, request, context, who):
@@ -237,7 +241,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                 ref=f.ref, need=f.need, tier=f.tier, run_id=f.run_id,
                 reasons=[pb.Reason(rule=r.rule, indicators=r.indicators) for r in f.reasons],
                 departments_linked=f.departments_linked, match_scores=f.match_scores,
-                explanation=f.explanation, status=f.status, since=f.since, transition_until=f.transition_until)
+                explanation=f.explanation, status=f.status, since=f.since, transition_until=f.transition_until,
+                rests_on_first_seen=f.rests_on_first_seen)
 
     @rpc
     def RecordOutcome(self, request, context, who):

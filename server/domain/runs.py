@@ -87,6 +87,17 @@ class UploadHealth:
 
 
 @dataclass(frozen=True)
+class ProbeSignals:
+    """Per department and run, what probing through its own extract would leave (server/pipeline/probes.py)."""
+
+    department: str
+    records_first_seen: int
+    records_short_lived: int
+    flags_on_first_seen_records: int
+    flags_held: int
+
+
+@dataclass(frozen=True)
 class Report:
     run_id: str
     state: str
@@ -101,6 +112,7 @@ class Report:
     threshold_per_department_pair: dict[str, float] = field(default_factory=dict)
     outcomes_per_rule: tuple[CountCell, ...] = ()  # caseworkers' review feedback, "rule/outcome"
     encoding_health: tuple[UploadHealth, ...] = ()  # of each department's upload the run used
+    probe_signals: tuple[ProbeSignals, ...] = ()
 
 
 # The report's tables of counts, each stored by the run as a list of cells.
@@ -173,7 +185,8 @@ class Runs:
         with self.ctx.store.write() as conn:
             q.set_run_state(conn, run.run_id, final, report=report, error=error or None)
             self.ctx.store.audit(conn, "coordinator", f"run.{final}", project_id=run.project.project_id,
-                                 run_id=run.run_id, persons=(report or {}).get("persons"), error=error or None)
+                                 run_id=run.run_id, persons=(report or {}).get("persons"), error=error or None,
+                                 probe_signals=(report or {}).get("probe_signals"))
         status.publish(final, final, 0, 0, error or "finished")
 
     @staticmethod
@@ -237,7 +250,8 @@ class Runs:
         cells["outcomes_per_rule"] = tuple(CountCell(**c) for c in suppress(feedback, stored.get("suppression_k", 5)))
         return Report(run_id, row.state, stored.get("persons", 0), stored.get("suppression_k", 0),
                       threshold_per_department_pair=stored.get("threshold_per_department_pair", {}),
-                      encoding_health=health, **cells)
+                      encoding_health=health, **cells,
+                      probe_signals=tuple(ProbeSignals(d, **v) for d, v in stored.get("probe_signals", {}).items()))
 
     def recover_interrupted(self) -> list[str]:
         """At start: a run that a previous coordinator process left queued or

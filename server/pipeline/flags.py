@@ -1,5 +1,6 @@
-"""Flags: each need routed to the departments holding the person, explained
-in plain language, and followed over time against the previous run."""
+"""Flags: each need routed by the disclosure policy to the one department that
+acts on it, held back where it could answer a probe, and followed over time
+against the previous run."""
 from __future__ import annotations
 
 from datetime import date
@@ -7,7 +8,10 @@ from datetime import date
 import numpy as np
 from sqlalchemy import select
 
+from server import queries as q
 from server import store as t
+from fedlink.rules import RulePack
+from server.pipeline.disclosure import route
 from server.pipeline.link import Linkage
 from server.pipeline.needs import NeedFlag
 
@@ -26,42 +30,22 @@ def person_scores(linkage: Linkage, persons: np.ndarray) -> dict[int, list[tuple
     return out
 
 
-def _label(term: str, from_household: bool = False) -> str:
-    """An indicator by name, in words: 'below subsistence line (civil affairs)'."""
-    if term.startswith("absent:"):
-        return f"no {term[7:].replace('_', ' ')} record"
-    neg = term.startswith("not ")
-    dept, _, ind = term.removeprefix("not ").partition(".")
-    where = dept.replace("_", " ") + (", from a household member's record" if from_household else "")
-    return f"{'not ' if neg else ''}{ind.replace('_', ' ')} ({where})"
-
-
-def _strength(scores: list[float]) -> str:
-    low = min(scores)
-    word = "strong" if low >= 0.9 else "good" if low >= 0.8 else "moderate"
-    return f"match strength {word} (lowest score of this record's links {low:.2f})"
-
-
-def explain(flag: NeedFlag, departments: list[str], scores: list[float], household_terms: set[str] = frozenset()
-            ) -> str:
-    """The caseworker's plain-language reason: what the rule looks for, which
-    rule and tier, the indicators that fired by name (and which of them came
-    from the household), the departments the person was linked across and how
-    strong this record's links are."""
-    fired = "; ".join(f"{rule} found " + ", ".join(_label(x, x in household_terms) for x in terms)
-                      for rule, terms in flag.reasons)
-    across = ", ".join(d.replace("_", " ") for d in departments)
-    if len(departments) < 2:
-        how = f"Found in {across} only (no link to another department)."
-    else:
-        how = f"Linked across {len(departments)} departments ({across})" + (f"; {_strength(scores)}." if scores
-                                                                             else ".")
-    return f"{flag.explanation[0].upper()}{flag.explanation[1:]} (tier {flag.tier}). Rule {fired}. {how}"
-
-
-def route_flags(linkage: Linkage, flags: list[NeedFlag], facts: dict[str, np.ndarray]) -> list[dict]:
+def route_flags(linkage: Linkage, flags: list[NeedFlag], facts: dict[str, np.ndarray], pack: RulePack,
+                new_records: dict[str, np.ndarray] | None = None) -> list[dict]:
+    """One flag row per found need, for the department the disclosure policy
+    routes it to (pipeline/disclosure.py). `new_records`: per department, a
+    mask over its records first seen in its latest upload. The row's detail
+    keeps the whole evidence; what the recipient reads is rendered from it at
+    delivery."""
     names = [d.department for d in linkage.departments]
     holders_of = {name: linkage.record_of_person(i) for i, name in enumerate(names)}
+    new_of = {}
+    for i, name in enumerate(names):
+        mask = (new_records or {}).get(name)
+        new = np.zeros(linkage.persons, dtype=bool)
+        if mask is not None and mask.any():
+            new[linkage.person_labels(i)[mask]] = True
+        new_of[name] = new
     persons = np.array(sorted({f.person for f in flags}), dtype=np.int64)
     scores = person_scores(linkage, persons) if persons.size else {}
     # Household indicators a person holds through another member's record, for the explanation.
@@ -73,20 +57,23 @@ def route_flags(linkage: Linkage, flags: list[NeedFlag], facts: dict[str, np.nda
     rows = []
     for f in flags:
         holders = [d for d in names if holders_of[d][f.person] >= 0]
-        targets = [d for d in f.route if d in holders] or holders
-        for d in targets:
-            # Only the links that touch this department's own record: what its caseworker needs to judge
-            # the match, and nothing about how two other departments' records compare.
-            own = names.index(d)
-            s = [score for a, b, score in scores.get(f.person, []) if own in (a, b)]
-            detail = {
-                "reasons": [{"rule": rule, "indicators": list(terms)} for rule, terms in f.reasons],
-                "departments_linked": len(holders),
-                "match_scores": s,
-                "explanation": explain(f, holders, s, borrowed.get(f.person, set())),
-            }
-            rows.append({"department": d, "record_id": int(holders_of[d][f.person]), "person": f.person,
-                         "need": f.need, "tier": f.tier, "detail": detail})
+        terms = [t for _, ts in f.reasons for t in ts]
+        where = route(pack.disclosure.get(f.need), holders, terms, {d for d in holders if new_of[d][f.person]})
+        if where.recipient is None:
+            continue  # no department the policy names holds the person: nobody may be told
+        d = where.recipient
+        # Only the links that touch this department's own record: what its caseworker needs to judge
+        # the match, and nothing about how two other departments' records compare.
+        own = names.index(d)
+        s = [score for a, b, score in scores.get(f.person, []) if own in (a, b)]
+        detail = {
+            "reasons": [{"rule": rule, "indicators": list(ts)} for rule, ts in f.reasons],
+            "household_terms": sorted(borrowed.get(f.person, set())),
+            "holders": holders, "match_scores": s, "explain": f.explanation, "tier": f.tier,
+            "first_seen": list(where.first_seen), "held": where.held,
+        }
+        rows.append({"department": d, "record_id": int(holders_of[d][f.person]), "person": f.person,
+                     "need": f.need, "tier": f.tier, "detail": detail})
     return rows
 
 
@@ -114,9 +101,8 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
         for f in conn.execute(select(t.flags, t.records.c.ref).join(t.records, t.records.c.id == t.flags.c.record_id)
                               .where(t.flags.c.run_id == prev_run)):
             previous[(f.department, f.ref, f.need)] = f
-    suppressed = {(o.department, o.ref, o.need) for o in conn.execute(select(t.outcomes).where(
-        (t.outcomes.c.project_id == project_id) & (t.outcomes.c.outcome == "not_in_need")
-        & (t.outcomes.c.suppressed_until > today)))}
+    suppressed = {(o.department, o.ref, o.need) for o in q.latest_outcomes(conn, project_id)
+                  if o.outcome == "not_in_need" and (o.suppressed_until or "") > today}
     months = int(pack.param("transition_months"))
     out, current = [], set()
     for r in rows:
@@ -125,7 +111,10 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
         if key in suppressed:
             continue
         p = previous.get(key)
-        since = p.since if p is not None and p.status != "resolved" else today
+        if r["detail"].pop("held", False):  # kept, not delivered: a flag only if the record persists
+            out.append({**r, "status": "held", "since": today, "transition_until": None})
+            continue
+        since = p.since if p is not None and p.status not in ("resolved", "held") else today
         until = add_months(date.fromisoformat(since), months).isoformat() if r["need"] == "gradual_exit" else None
         out.append({**r, "status": "continuing" if since != today else "new", "since": since,
                     "transition_until": until})
@@ -133,7 +122,7 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
     # department has no record to support, so its open flags resolve (moved away, died, register cleaned).
     held = set(ref_of.values())
     for key, p in previous.items():
-        if key in current or p.status == "resolved":
+        if key in current or p.status in ("resolved", "held"):
             continue
         gone = key[1] not in held
         if gone:
@@ -144,12 +133,10 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
             status, until = "transition", add_months(as_of, months).isoformat()
         else:
             status, until = "resolved", None
-        detail = dict(p.detail)
-        detail["found"] = p.detail.get("found", p.detail["explanation"])  # why it was first raised, kept once
-        detail["explanation"] = (
-            "The record is no longer in this department's extract: resolved. " if gone else
-            f"No longer found in this run; support continues until {until} (gradual exit). "
-            if status == "transition" else "No longer found in this run: resolved. ") + detail["found"]
+        detail = {**p.detail, "note": (  # before why it was first raised, which the detail keeps
+            "The record is no longer in this department's extract: resolved." if gone else
+            f"No longer found in this run; support continues until {until} (gradual exit)."
+            if status == "transition" else "No longer found in this run: resolved.")}
         out.append({"department": p.department, "record_id": p.record_id, "person": -1, "need": p.need,
                     "tier": p.tier, "status": status, "since": p.since, "transition_until": until, "detail": detail})
     return out
