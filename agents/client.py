@@ -22,7 +22,7 @@ from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb
 
 WORKLIST_EXTRA = ("need", "tier", "status", "since", "transition_until", "reasons", "explanation",
-                  "departments_linked", "match_scores", "run_id")
+                  "departments_linked", "match_scores", "run_id", "rests_on_first_seen")
 
 
 class Agent(CoordinatorClient):
@@ -132,7 +132,7 @@ class Agent(CoordinatorClient):
                 reasons = "; ".join(f"{r.rule}: {', '.join(r.indicators)}" for r in f.reasons)
                 scores = " ".join(f"{s:.3f}" for s in f.match_scores)
                 w.writerow(own + [f.need, f.tier, f.status, f.since, f.transition_until, reasons, f.explanation,
-                                  f.departments_linked, scores, f.run_id])
+                                  f.departments_linked, scores, f.run_id, int(f.rests_on_first_seen)])
         return len(flags)
 
     def record_outcome(self, record_id: str, need: str, outcome: str, run_id: str) -> str:
