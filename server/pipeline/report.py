@@ -10,7 +10,8 @@ withheld, an audit solves, for each of them, the smallest and largest whole
 value the shown cells and the sums leave it (an integer program, what a
 reader with a solver would do), and withholds one more cell beside it until
 every small cell could be anything from 1 to k-1 (complementary suppression,
-as statistical offices do it)."""
+as statistical offices do it). Every table's own total is taken as known too.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from scipy.optimize import LinearConstraint, milp
 from server.pipeline.link import Linkage
 
 Cell = tuple[str, str]  # (table, key)
+TOTAL = "\x00total"     # a table's total: never published, but taken as known (from elsewhere, an older report)
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ def protect(tables: dict[str, dict[str, int]], relations: list[Relation], k: int
             return hidden
         complement = _complement(exposed[0], hidden, value, relations)
         if complement is None:  # nothing left to withhold beside it: the whole table goes
-            hidden |= {c for c in value if c[0] == exposed[0][0] and value[c] > 0}
+            hidden |= {c for c in value if c[0] == exposed[0][0] and value[c] > 0 and not c[1].startswith(TOTAL)}
             primary -= {c for c in primary if c[0] == exposed[0][0]}
             continue
         hidden.add(complement)
@@ -49,8 +51,11 @@ def protect(tables: dict[str, dict[str, int]], relations: list[Relation], k: int
 
 def _complement(cell: Cell, hidden: set[Cell], value: dict[Cell, int], relations: list[Relation]) -> Cell | None:
     """The smallest shown non-zero cell of the same table, else of a sum the cell is in."""
-    same = [c for c in value if c[0] == cell[0] and c not in hidden and value[c] > 0]
-    tied = [c for r in relations if cell in r.terms for c in r.terms if c not in hidden and value[c] > 0]
+    def shown(c: Cell) -> bool:
+        return c not in hidden and value[c] > 0 and not c[1].startswith(TOTAL)
+
+    same = [c for c in value if c[0] == cell[0] and shown(c)]
+    tied = [c for r in relations if cell in r.terms for c in r.terms if shown(c)]
     for pool in (same, tied):
         if pool:
             return min(pool, key=lambda c: (value[c], c))
@@ -127,9 +132,13 @@ def build_report(linkage: Linkage, flag_rows: list[dict], k: int, facts: dict | 
         Relation({**{("flags_per_need", n): 1 for n in per_need},
                   **{("flags_per_status", s): -1 for s in ("new", "continuing") if s in statuses}}),
     ]
+    for name, counts in tables.items():
+        if name != "persons" and counts:
+            relations.append(Relation({**{(name, key): 1 for key in counts}, (name, TOTAL): -1}))
+            counts[TOTAL] = sum(counts.values())
     hidden = protect(tables, relations, k)
     cells = {name: [{"key": key, "count": 0 if (name, key) in hidden else int(c),
-                     "suppressed": (name, key) in hidden} for key, c in counts.items()]
+                     "suppressed": (name, key) in hidden} for key, c in counts.items() if key != TOTAL]
              for name, counts in tables.items() if name != "persons"}
     return {
         "persons": 0 if ("persons", "persons") in hidden else linkage.persons,
@@ -142,7 +151,7 @@ def build_report(linkage: Linkage, flag_rows: list[dict], k: int, facts: dict | 
 def suppress(counts: dict[str, int], k: int) -> list[dict]:
     """Cells of one table that no sum ties to another: the small ones and
     their complements withheld (`protect`, with the table's total known)."""
-    total = Relation({**{("t", key): 1 for key in counts}, ("t", "\x00total"): -1})
-    hidden = protect({"t": {**counts, "\x00total": sum(counts.values())}}, [total], k)
+    total = Relation({**{("t", key): 1 for key in counts}, ("t", TOTAL): -1})
+    hidden = protect({"t": {**counts, TOTAL: sum(counts.values())}}, [total], k)
     return [{"key": key, "count": 0 if ("t", key) in hidden else int(c), "suppressed": ("t", key) in hidden}
             for key, c in counts.items()]
