@@ -5,7 +5,10 @@ Both sides read the same pack: an agent takes its [parameters] and
 [[rules]] on linked persons (server/pipeline/needs.py). A rule's `when` is a
 small boolean language (`dept.indicator`, and/or/not, absent(dept),
 present(dept)) parsed with `ast` into a `Condition` and never `eval`ed, so a
-pack cannot run code. Pure Python: an operator's bare install checks a pack.
+pack cannot run code. The pack's [disclosure.NEED] tables are the disclosure
+policy: who receives each need's flags and what evidence each recipient reads
+(`Disclosure`; enforced in server/pipeline/disclosure.py). Pure Python: an
+operator's bare install checks a pack.
 """
 from __future__ import annotations
 

@@ -210,3 +210,14 @@ def test_the_capture_sees_the_leak_under_a_widened_policy(probe):
     found = set(learned["resident_id"])
     print(f"widened policy: civil affairs read major illness for {len(found)} of {len(probe['ill'])} ill probes")
     assert found <= probe["ill"] and len(found) >= 0.8 * len(probe["ill"])
+
+
+def test_a_widened_policy_is_named_in_the_rules_audit_event():
+    from server.domain.reviews import rule_changes
+
+    changes = rule_changes(load_rulepack(), load_rulepack(WIDENED))
+    assert changes["disclosure_added"] == [["medical_hardship", "civil_affairs", "flag"],
+                                           ["medical_hardship", "civil_affairs", "medical_insurance.major_illness"]]
+    assert changes["disclosure_removed"] == []
+    assert rule_changes(load_rulepack(WIDENED), load_rulepack())["disclosure_removed"] == \
+        changes["disclosure_added"]

@@ -54,6 +54,9 @@ def rule_changes(old, new) -> dict:
         "rules_added": sorted(set(new_rules) - set(old_rules)),
         "rules_removed": sorted(set(old_rules) - set(new_rules)),
         "rules_changed": sorted(n for n in set(old_rules) & set(new_rules) if old_rules[n] != new_rules[n]),
+        # What anyone would newly learn, or no longer learn: (need, recipient, evidence kind | flag | ...).
+        "disclosure_added": sorted(map(list, new.grants() - old.grants())),
+        "disclosure_removed": sorted(map(list, old.grants() - new.grants())),
     }
 
 
