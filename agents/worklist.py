@@ -25,6 +25,7 @@ COLUMNS = (
     ("match_scores", "match_scores", "匹配分数"),
     ("reasons", "reasons", "触发规则"),
     ("run_id", "run_id", "批次"),
+    ("rests_on_first_seen", "rests_on_first_seen", "依据新增记录"),
 )
 STATUS_ZH = {"new": "新发现", "continuing": "持续", "transition": "渐退过渡期", "resolved": "已解除"}
 DEPARTMENT_ZH = {"population": "户籍", "civil_affairs": "民政", "medical_insurance": "医保", "human_resources": "人社",
@@ -44,7 +45,8 @@ def flag_cells(flag, language: str) -> list:
     return [flag.need, flag.tier, STATUS_ZH.get(flag.status, flag.status) if zh else flag.status, flag.since,
             flag.transition_until, (flag.explanation_zh or flag.explanation) if zh else flag.explanation,
             flag.departments_linked, scores.strip(),
-            "; ".join(f"{r.rule}: {', '.join(r.indicators)}" for r in flag.reasons), flag.run_id]
+            "; ".join(f"{r.rule}: {', '.join(r.indicators)}" for r in flag.reasons), flag.run_id,
+            int(flag.rests_on_first_seen)]
 
 
 def write(out: Path, frame: pd.DataFrame, rows: list[tuple[str, object]], language: str) -> None:

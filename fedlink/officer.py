@@ -70,14 +70,34 @@ def verify_export(folder: Path, public_key: Path, heads_file: Path | None = None
 
 
 def access_report(events: list[tuple[int, str]], since: float = 0.0, until: float = 0.0) -> dict:
-    """Per actor: what they read, how often, and when they last did."""
+    """Per actor: what they read, how often, and when they last did; per
+    department and run: the other departments' evidence delivered to it (by
+    kind: how many of its flags showed it, at most over its pulls) and what
+    probing through its extract would leave (probe signals of the run)."""
     per_actor: dict[str, Counter] = defaultdict(Counter)
     last: dict[str, float] = {}
+    departments: dict[str, dict] = defaultdict(lambda: defaultdict(lambda: {"disclosed": {}, "pulls": 0}))
     for _, body in events:
         e = json.loads(body)
-        if e["kind"] not in READ_KINDS or (since and e["ts"] < since) or (until and e["ts"] >= until):
+        if (since and e["ts"] < since) or (until and e["ts"] >= until):
             continue
-        what = e["kind"] if e["kind"] != "audit.read" else f"audit.read:{e['details'].get('method', '')}"
+        details = e["details"]
+        if e["kind"] == "run.done" and details.get("probe_signals"):
+            for dept, signals in details["probe_signals"].items():
+                departments[dept][details["run_id"]]["probe_signals"] = signals
+        if e["kind"] not in READ_KINDS:
+            continue
+        if e["kind"] == "flags.deliver":
+            run = departments[e["department"]][details["run_id"]]
+            run["pulls"] += 1
+            for kind, n in details.get("disclosed", {}).items():
+                run["disclosed"][kind] = max(run["disclosed"].get(kind, 0), n)
+            run["flags_resting_on_first_seen"] = max(run.get("flags_resting_on_first_seen", 0),
+                                                     details.get("rests_on_first_seen", 0))
+        what = e["kind"] if e["kind"] != "audit.read" else f"audit.read:{details.get('method', '')}"
         per_actor[e["actor"]][what] += 1
         last[e["actor"]] = max(last.get(e["actor"], 0.0), e["ts"])
-    return {actor: {"reads": dict(c), "last_ts": last[actor]} for actor, c in sorted(per_actor.items())}
+    return {
+        "actors": {actor: {"reads": dict(c), "last_ts": last[actor]} for actor, c in sorted(per_actor.items())},
+        "departments": {d: dict(runs) for d, runs in sorted(departments.items())},
+    }

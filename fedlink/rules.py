@@ -8,13 +8,16 @@ present(dept)) parsed with `ast` into a `Condition` and never `eval`ed, so a
 pack cannot run code. Evaluation is three-valued: what a department that is
 not in the project, or has no current upload, would say is unknown, and a rule
 fires only where its condition is surely true (`idle_rules` says which rules
-cannot fire at all, and why). Pure Python: an operator's bare install checks a pack.
+cannot fire at all, and why). The pack's [disclosure.NEED] tables are the
+disclosure policy: who receives each need's flags and what evidence each
+recipient reads (`Disclosure`; enforced in server/pipeline/disclosure.py).
+Pure Python: an operator's bare install checks a pack.
 """
 from __future__ import annotations
 
 import ast
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from typing import Iterable, Mapping
@@ -56,7 +59,6 @@ class Rule:
     need: str
     tier: int
     when: str
-    route: tuple[str, ...]
     explain: str
     explain_zh: str = ""  # the same in Chinese, for worklists in Chinese
 
@@ -71,6 +73,45 @@ class Rule:
         return tuple(dict.fromkeys(_terms(self.condition)))
 
 
+# What a recipient reads in place of evidence the disclosure policy does not show it.
+NEUTRAL = "another register corroborates this"
+
+
+def term_department(term: str) -> str:
+    """The department a fact comes from: 'not dept.x', 'dept.x', 'absent:dept', 'present:dept'."""
+    term = term.removeprefix("not ")
+    return term.split(":", 1)[1] if ":" in term else term.split(".", 1)[0]
+
+
+def evidence_kind(term: str) -> str:
+    """The evidence a fact discloses, whether it held or not: 'not dept.x' is evidence of kind 'dept.x'."""
+    return term.removeprefix("not ")
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """Who receives a need's flags and what evidence each recipient sees.
+
+    The flag goes to the first of `recipients` that holds a record of the
+    person (the department that acts on it) and to no one else. A recipient
+    always sees its own indicators; another department's only where
+    `evidence[recipient]` names it ('dept.indicator', 'absent:dept',
+    'present:dept'); anything else reads as NEUTRAL. `departments_linked`:
+    whether the recipient learns which departments hold the person."""
+
+    need: str
+    recipients: tuple[str, ...]
+    evidence: Mapping[str, tuple[str, ...]]
+    departments_linked: bool = False
+
+    def shows(self, recipient: str, term: str) -> bool:
+        return term_department(term) == recipient or evidence_kind(term) in self.evidence.get(recipient, ())
+
+    def recipient(self, holders) -> str | None:
+        """The department that receives the flag, of those holding the person; None if none may."""
+        return next((d for d in self.recipients if d in holders), None)
+
+
 @dataclass(frozen=True)
 class RulePack:
     rules: tuple[Rule, ...]
@@ -83,6 +124,21 @@ class RulePack:
     # 'dept.indicator' facts about a household rather than a person: every
     # member linked to the household is evaluated with them (apply_households).
     household_indicators: tuple[str, ...] = ()
+    disclosure: Mapping[str, Disclosure] = field(default_factory=dict)  # per need
+
+    def grants(self) -> set[tuple[str, str, str]]:
+        """Everything the policy lets anyone learn, as (need, recipient, what):
+        what is 'flag' (it receives the need's flags), 'departments_linked', or
+        an evidence kind of another department. A change that adds a grant
+        widens disclosure."""
+        out = set()
+        for need, d in self.disclosure.items():
+            for r in d.recipients:
+                out.add((need, r, "flag"))
+                if d.departments_linked:
+                    out.add((need, r, "departments_linked"))
+                out.update((need, r, e) for e in d.evidence.get(r, ()))
+        return out
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -107,12 +163,6 @@ class RulePack:
             return self.parameters[name]
         except KeyError:
             raise RuleError(f"parameters.{name}: missing from the rule pack") from None
-
-
-def term_department(key: str) -> str:
-    """The department a term reads: 'dept.indicator', 'not dept.indicator', 'absent:dept', 'present:dept'."""
-    key = key.removeprefix("not ")
-    return key.split(":", 1)[1] if ":" in key else key.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -215,8 +265,69 @@ def load_rulepack(text: str | None = None, *, source: str = "rule pack") -> Rule
     if unknown:
         raise RuleError(f"{source}: transition_needs names needs no rule finds: {sorted(unknown)}")
     households = _household_indicators(data.get("household_indicators", []), source)
+    disclosure = _disclosure(data.get("disclosure"), rules, source)
     return RulePack(tuple(rules), params, lines, float(floor), int(data.get("suppression_k", 5)), transition, text,
-                    households)
+                    households, disclosure)
+
+
+def _disclosure(table, rules: list[Rule], source: str) -> dict[str, Disclosure]:
+    """[disclosure.NEED] for every need a rule finds: recipients, evidence per recipient, departments_linked."""
+    if not isinstance(table, dict):
+        raise RuleError(f"{source}: [disclosure] is missing: every need says who receives its flags and what "
+                        "evidence each recipient sees (see the default pack)")
+    needs = {r.need: set() for r in rules}
+    for r in rules:
+        needs[r.need].update(evidence_kind(t) for t in r.terms)
+    unknown = set(table) - set(needs)
+    if unknown:
+        raise RuleError(f"{source}: disclosure.{sorted(unknown)[0]}: no rule finds this need")
+    out = {}
+    for need, read in needs.items():
+        where = f"{source}: disclosure.{need}"
+        entry = table.get(need)
+        if not isinstance(entry, dict):
+            raise RuleError(f"{where}: missing: say who receives {need} flags (recipients) and what they see")
+        extra = set(entry) - {"recipients", "evidence", "departments_linked"}
+        if extra:
+            raise RuleError(f"{where}: unknown keys {sorted(extra)}")
+        recipients = entry.get("recipients")
+        if not isinstance(recipients, list) or not recipients:
+            raise RuleError(f"{where}.recipients: a non-empty list of departments, in the order they receive")
+        for d in recipients:
+            if d not in DEPARTMENTS:
+                raise RuleError(f"{where}.recipients: unknown department {d!r}")
+        shown = entry.get("departments_linked", False)
+        if not isinstance(shown, bool):
+            raise RuleError(f"{where}.departments_linked: true or false")
+        evidence = entry.get("evidence", {})
+        if not isinstance(evidence, dict):
+            raise RuleError(f"{where}.evidence: a table of recipient = [evidence, ...]")
+        out[need] = Disclosure(need, tuple(dict.fromkeys(recipients)),
+                               {r: _evidence(v, r, recipients, read, f"{where}.evidence.{r}")
+                                for r, v in evidence.items()}, shown)
+    return out
+
+
+def _evidence(names, recipient: str, recipients: list[str], read: set[str], where: str) -> tuple[str, ...]:
+    if recipient not in recipients:
+        raise RuleError(f"{where}: {recipient} is not among the recipients")
+    if not isinstance(names, list):
+        raise RuleError(f"{where}: a list of 'department.indicator', 'absent(department)' or 'present(department)'")
+    out = []
+    for name in names:
+        try:
+            term = _parse(str(name))
+        except RuleError as e:
+            raise RuleError(f"{where}: {e}") from None
+        if not isinstance(term, Term) or term.key.startswith("not "):
+            raise RuleError(f"{where}: {name!r} is not one fact: name 'department.indicator', 'absent(department)' "
+                            "or 'present(department)'")
+        if term_department(term.key) == recipient:
+            raise RuleError(f"{where}: {name!r} is {recipient}'s own; a recipient always sees its own indicators")
+        if term.key not in read:
+            raise RuleError(f"{where}: {name!r} is read by no rule of this need")
+        out.append(term.key)
+    return tuple(dict.fromkeys(out))
 
 
 def _household_indicators(names, source: str) -> tuple[str, ...]:
@@ -243,16 +354,15 @@ def _rule(r: dict, where: str) -> Rule:
             raise RuleError(f"{where}.{key}: missing or not a {kind.__name__}")
     if not 1 <= r["tier"] <= 3:
         raise RuleError(f"{where}.tier: {r['tier']} is not 1, 2 or 3")
-    route = tuple(r.get("route", ()))
-    for d in route:
-        if d not in DEPARTMENTS:
-            raise RuleError(f"{where}.route: unknown department {d!r}")
+    if "route" in r:
+        raise RuleError(f"{where}.route: who receives a need's flags is set in [disclosure.{r['need']}].recipients, "
+                        "not per rule")
     if not isinstance(r.get("explain_zh", ""), str):
         raise RuleError(f"{where}.explain_zh: not a str")
-    extra = set(r) - {"name", "need", "tier", "when", "route", "explain", "explain_zh"}
+    extra = set(r) - {"name", "need", "tier", "when", "explain", "explain_zh"}
     if extra:
         raise RuleError(f"{where}: unknown keys {sorted(extra)}")
-    rule = Rule(name, r["need"], r["tier"], r["when"], route, r["explain"], r.get("explain_zh", ""))
+    rule = Rule(name, r["need"], r["tier"], r["when"], r["explain"], r.get("explain_zh", ""))
     try:
         _ = rule.terms  # compile now, so a bad expression fails at load, naming the rule
     except RuleError as e:

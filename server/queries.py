@@ -115,6 +115,25 @@ def records_in_both(conn, upload_id: str, other_upload_id: str) -> int:
         t.records.c.upload_id == upload_id)).scalar()
 
 
+def upload_before(conn, project_id: str, department: str, upload_id: str) -> str | None:
+    """The department's upload committed last before `upload_id` was."""
+    this = select(t.uploads.c.committed_at).where(t.uploads.c.upload_id == upload_id).scalar_subquery()
+    return conn.execute(select(t.uploads.c.upload_id).where(and_(
+        t.uploads.c.project_id == project_id, t.uploads.c.department == department,
+        t.uploads.c.upload_id != upload_id, t.uploads.c.committed_at.is_not(None),
+        t.uploads.c.committed_at < this)).order_by(t.uploads.c.committed_at.desc()).limit(1)).scalar()
+
+
+def records_only_in(conn, upload_id: str, *others: str) -> int:
+    """Records of one upload whose reference none of the other uploads holds."""
+    query = select(func.count()).select_from(t.records).where(t.records.c.upload_id == upload_id)
+    for i, other_id in enumerate(others):
+        other = t.records.alias(f"other{i}")
+        query = query.where(~select(other.c.id).where(and_(
+            other.c.upload_id == other_id, other.c.ref == t.records.c.ref)).exists())
+    return conn.execute(query).scalar()
+
+
 def upload_filters(conn, upload_id: str) -> list[bytes]:
     return conn.execute(select(t.records.c.clk).where(t.records.c.upload_id == upload_id)).scalars().all()
 
@@ -184,6 +203,14 @@ def latest_done_run(conn, project_id: str, run_id: str = ""):
     return conn.execute(q.order_by(t.runs.c.created_at.desc()).limit(1)).first()
 
 
+def previous_done_run(conn, project_id: str, run_id: str):
+    """The project's latest finished run started before `run_id`."""
+    this = select(t.runs.c.created_at).where(t.runs.c.run_id == run_id).scalar_subquery()
+    return conn.execute(select(t.runs).where(and_(
+        t.runs.c.project_id == project_id, t.runs.c.state == "done", t.runs.c.run_id != run_id,
+        t.runs.c.created_at <= this)).order_by(t.runs.c.created_at.desc()).limit(1)).first()
+
+
 def insert_run(conn, run_id: str, project_id: str, started_by: str, as_of: str, uploads: dict[str, str]) -> None:
     conn.execute(t.runs.insert().values(run_id=run_id, project_id=project_id, state="queued", started_by=started_by,
                                         created_at=time.time(), as_of=as_of, uploads=uploads))
@@ -203,12 +230,13 @@ def discard_run_results(conn, run_id: str) -> None:
 # -- flags and reviews ---------------------------------------------------------
 
 def department_flags(conn, run_id: str, department: str):
-    """(need, tier, detail, status, since, transition_until, ref) of a department's flags, by tier."""
+    """(need, tier, detail, status, since, transition_until, ref) of a department's flags, by tier; a held
+    flag (pipeline/disclosure.py) is not the department's until its record persists."""
     return conn.execute(
         select(t.flags.c.need, t.flags.c.tier, t.flags.c.detail, t.flags.c.status, t.flags.c.since,
                t.flags.c.transition_until, t.records.c.ref)
         .join(t.records, t.records.c.id == t.flags.c.record_id)
-        .where(and_(t.flags.c.run_id == run_id, t.flags.c.department == department))
+        .where(and_(t.flags.c.run_id == run_id, t.flags.c.department == department, t.flags.c.status != "held"))
         .order_by(t.flags.c.tier, t.flags.c.id)).all()
 
 
@@ -218,15 +246,16 @@ def flag_on_record(conn, run_id: str, department: str, ref: bytes, need: str):
         select(t.flags.c.id, t.flags.c.detail, t.runs.c.as_of)
         .join(t.records, t.records.c.id == t.flags.c.record_id)
         .join(t.runs, t.runs.c.run_id == t.flags.c.run_id)
-        .where(and_(t.flags.c.run_id == run_id, t.flags.c.department == department,
+        .where(and_(t.flags.c.run_id == run_id, t.flags.c.department == department, t.flags.c.status != "held",
                     t.records.c.ref == ref, t.flags.c.need == need))).first()
 
 
-def latest_outcome(conn, project_id: str, department: str, ref: bytes, need: str):
-    """(outcome, run_id, recorded_at) of the last review of a record's need, or None."""
+def latest_outcome(conn, project_id: str, department: str, ref: bytes, need: str, reviewer: str):
+    """(outcome, run_id, recorded_at) of a reviewer's last review of a record's need, or None."""
     o = t.outcomes.c
     return conn.execute(select(o.outcome, o.run_id, o.recorded_at).where(and_(
-        o.project_id == project_id, o.department == department, o.ref == ref, o.need == need))
+        o.project_id == project_id, o.department == department, o.ref == ref, o.need == need,
+        o.recorded_by == reviewer))
         .order_by(o.recorded_at.desc(), o.id.desc()).limit(1)).first()
 
 
@@ -234,10 +263,26 @@ def insert_outcome(conn, **values) -> None:
     conn.execute(t.outcomes.insert().values(**values, recorded_at=time.time()))
 
 
+def _latest_outcome_ids(project_id: str):
+    """The id of each reviewer's latest outcome on each flag (department, reference, need): a later
+    outcome supersedes the earlier ones, which stay stored and audited."""
+    o = t.outcomes.c
+    return select(func.max(o.id)).where(o.project_id == project_id).group_by(o.department, o.ref, o.need,
+                                                                            o.recorded_by)
+
+
+def latest_outcomes(conn, project_id: str):
+    """(department, ref, need, rule, outcome, suppressed_until) of each reviewer's current outcome per flag."""
+    o = t.outcomes.c
+    return conn.execute(select(o.department, o.ref, o.need, o.rule, o.outcome, o.suppressed_until).where(
+        o.id.in_(_latest_outcome_ids(project_id)))).all()
+
+
 def outcome_counts(conn, project_id: str) -> dict[str, int]:
-    """Review outcomes of a project, counted per "rule/outcome"."""
-    rows = conn.execute(select(t.outcomes.c.rule, t.outcomes.c.outcome, func.count()).where(
-        t.outcomes.c.project_id == project_id).group_by(t.outcomes.c.rule, t.outcomes.c.outcome)).all()
+    """Flags of a project by their reviewers' current outcome, counted per "rule/outcome" (flags, not calls)."""
+    o = t.outcomes.c
+    rows = conn.execute(select(o.rule, o.outcome, func.count()).where(o.id.in_(_latest_outcome_ids(project_id)))
+                        .group_by(o.rule, o.outcome)).all()
     return {f"{rule}/{outcome}": n for rule, outcome, n in rows}
 
 

@@ -235,7 +235,11 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             outcomes_per_rule=_cells(r.outcomes_per_rule),
             encoding_health=[_encoding_health(h) for h in r.encoding_health],
             idle_rules=[_idle_rule(i) for i in r.idle_rules],
-            upload_quality=[_quality_to_pb(u) for u in r.upload_quality])
+            upload_quality=[_quality_to_pb(u) for u in r.upload_quality],
+            probe_signals=[pb.ProbeSignals(department=p.department, records_first_seen=p.records_first_seen,
+                                           records_short_lived=p.records_short_lived,
+                                           flags_on_first_seen_records=p.flags_on_first_seen_records,
+                                           flags_held=p.flags_held) for p in r.probe_signals])
 
     @rpc
     def PullFlags(self, request, context, who):
@@ -248,7 +252,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                 reasons=[pb.Reason(rule=r.rule, indicators=r.indicators) for r in f.reasons],
                 departments_linked=f.departments_linked, match_scores=f.match_scores,
                 explanation=f.explanation, status=f.status, since=f.since, transition_until=f.transition_until,
-                match_departments=f.match_departments, explanation_zh=f.explanation_zh)
+                match_departments=f.match_departments, explanation_zh=f.explanation_zh,
+                rests_on_first_seen=f.rests_on_first_seen)
 
     @rpc
     def RecordOutcome(self, request, context, who):

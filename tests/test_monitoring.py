@@ -43,14 +43,15 @@ def two_runs(scenario, agent_config, coordinator, operator, project, tmp_path):
             agent.upload()
     run1 = operator.start_run("pilot", "2025-06-30")
     assert operator.watch(run1) == "done"
-    first = {d: worklist(configs[d], tmp_path, f"{d}-1.csv") for d in ("medical_insurance", "population")}
+    # The disclosure policy sends a pupil's dropout risk to the school, medical hardship to medical insurance.
+    first = {d: worklist(configs[d], tmp_path, f"{d}-1.csv") for d in ("medical_insurance", "education")}
     hardship = first["medical_insurance"][first["medical_insurance"]["need"] == "medical_hardship"]
-    dropout = first["population"][first["population"]["need"] == "school_dropout_risk"]
+    dropout = first["education"][first["education"]["need"] == "school_dropout_risk"]
     assert len(hardship) >= 1 and len(dropout) >= 2, "the scenario should hold these needs"
-    assert set(first["population"]["status"]) == {"new"}
+    assert set(first["education"]["status"]) == {"new"}
 
     # Caseworkers review two school-dropout flags.
-    with Agent(load_config(configs["population"]), show_progress=False) as agent:
+    with Agent(load_config(configs["education"]), show_progress=False) as agent:
         not_in_need = dropout.iloc[0]
         until = agent.record_outcome(not_in_need["record_id"], "school_dropout_risk", "not_in_need", run1)
         agent.record_outcome(dropout.iloc[1]["record_id"], "school_dropout_risk", "confirmed", run1)
@@ -68,7 +69,7 @@ def two_runs(scenario, agent_config, coordinator, operator, project, tmp_path):
         agent.upload()
     run2 = operator.start_run("pilot", "2025-07-31")
     assert operator.watch(run2) == "done"
-    second = {d: worklist(configs[d], tmp_path, f"{d}-2.csv") for d in ("medical_insurance", "population")}
+    second = {d: worklist(configs[d], tmp_path, f"{d}-2.csv") for d in ("medical_insurance", "education")}
     return run1, run2, first, second, patient, not_in_need["record_id"], dropout.iloc[1]["record_id"]
 
 
@@ -80,8 +81,8 @@ def test_second_run_marks_new_continuing_transition_and_suppressed(two_runs, coo
     assert "gradual exit" in row["explanation"]
     others = med.drop(index=(patient, "medical_hardship"))
     assert set(others["status"]) <= {"continuing", "new"}
-    pop = second["population"]
-    dropout = pop[pop["need"] == "school_dropout_risk"]
+    school = second["education"]
+    dropout = school[school["need"] == "school_dropout_risk"]
     assert suppressed not in set(dropout["record_id"])
     assert dropout.set_index("record_id").loc[confirmed, "status"] == "continuing"
     assert dropout.set_index("record_id").loc[confirmed, "since"] == "2025-06-30"
@@ -130,22 +131,23 @@ def test_a_new_extract_replaces_the_previous_one(scenario, agent_config, operato
             uploads[d] = agent.upload()
     run1 = operator.start_run("pilot", "2025-06-30")
     assert operator.watch(run1) == "done"
-    pop = worklist(configs["population"], tmp_path, "population-1.csv")
+    # Civil affairs receives elderly alone (the disclosure policy): its register loses one of them.
+    pop = worklist(configs["civil_affairs"], tmp_path, "civil_affairs-1.csv")
     elderly = pop[pop["need"] == "elderly_alone"]
     assert len(elderly) >= 2, "the scenario should hold old people living alone"
     gone, stays = elderly.iloc[0]["record_id"], elderly.iloc[1]["record_id"]
 
-    # Next month the population register no longer holds one of them (moved away).
-    full = pd.read_csv(scenario / "population.csv", dtype=str, keep_default_na=False)
-    new_extract = rewrite(scenario / "population.csv", tmp_path / "population.csv", lambda r: None)
+    # Next month civil affairs no longer holds one of them (moved away).
+    full = pd.read_csv(scenario / "civil_affairs.csv", dtype=str, keep_default_na=False)
+    new_extract = rewrite(scenario / "civil_affairs.csv", tmp_path / "civil_affairs.csv", lambda r: None)
     pd.read_csv(new_extract, dtype=str, keep_default_na=False).query("record_id != @gone").to_csv(
         new_extract, index=False)
-    config = configs["population"]
-    config.write_text(config.read_text().replace(str((scenario / "population.csv").resolve()),
+    config = configs["civil_affairs"]
+    config.write_text(config.read_text().replace(str((scenario / "civil_affairs.csv").resolve()),
                                                  str(new_extract.resolve())))
     with Agent(load_config(config), show_progress=False) as agent:
         summary = agent.upload()
-    assert summary.replaced_upload_id == uploads["population"].upload_id
+    assert summary.replaced_upload_id == uploads["civil_affairs"].upload_id
     assert (summary.records_kept, summary.records_added, summary.records_removed) == (len(full) - 1, 0, 1)
 
     run2 = operator.start_run("pilot", "2025-07-31")
@@ -153,9 +155,9 @@ def test_a_new_extract_replaces_the_previous_one(scenario, agent_config, operato
     with dbapi(coordinator.database) as db:
         linked = db.execute("select u.upload_id, count(*) from links l join records r on r.id = l.record_id "
                             "join uploads u on u.upload_id = r.upload_id where l.run_id = ? and u.department = "
-                            "'population' group by u.upload_id", (run2,)).fetchall()
+                            "'civil_affairs' group by u.upload_id", (run2,)).fetchall()
     assert linked == [(summary.upload_id, len(full) - 1)]  # only the new extract, each record once
-    second = worklist(configs["population"], tmp_path, "population-2.csv").set_index(["record_id", "need"])
+    second = worklist(configs["civil_affairs"], tmp_path, "civil_affairs-2.csv").set_index(["record_id", "need"])
     row = second.loc[(gone, "elderly_alone")]
     assert row["status"] == "resolved" and "no longer in this department's extract" in row["explanation"]
     assert second.loc[(stays, "elderly_alone"), "status"] == "continuing"
@@ -163,12 +165,21 @@ def test_a_new_extract_replaces_the_previous_one(scenario, agent_config, operato
 
     # The old extract sent again is current again, and the record is back.
     config.write_text(config.read_text().replace(str(new_extract.resolve()),
-                                                 str((scenario / "population.csv").resolve())))
+                                                 str((scenario / "civil_affairs.csv").resolve())))
     with Agent(load_config(config), show_progress=False) as agent:
         back = agent.upload()
-    assert back.upload_id == uploads["population"].upload_id and back.replaced_upload_id == summary.upload_id
+    assert back.upload_id == uploads["civil_affairs"].upload_id and back.replaced_upload_id == summary.upload_id
     assert (back.records_kept, back.records_added, back.records_removed) == (len(full) - 1, 1, 0)
     run3 = operator.start_run("pilot", "2025-08-31")
     assert operator.watch(run3) == "done"
-    third = worklist(configs["population"], tmp_path, "population-3.csv").set_index(["record_id", "need"])
-    assert third.loc[(gone, "elderly_alone"), "status"] == "new"
+    # Back in civil affairs' extract, the record is first seen again: its flag rests on the population
+    # register's facts, so it is held for a run (a probe looks the same), then delivered as new.
+    third = worklist(configs["civil_affairs"], tmp_path, "civil_affairs-3.csv").set_index(["record_id", "need"])
+    assert (gone, "elderly_alone") not in third.index
+    signals = {p["department"]: p for p in operator.report(run3)["probe_signals"]}
+    assert int(signals["civil_affairs"]["records_first_seen"]) == 1
+    assert int(signals["civil_affairs"]["flags_held"]) >= 1
+    run4 = operator.start_run("pilot", "2025-09-30")
+    assert operator.watch(run4) == "done"
+    fourth = worklist(configs["civil_affairs"], tmp_path, "civil_affairs-4.csv").set_index(["record_id", "need"])
+    assert fourth.loc[(gone, "elderly_alone"), "status"] == "new"

@@ -1,7 +1,8 @@
 """The worklist a caseworker opens, from a real run: the columns in English
 or Chinese (the agent TOML's `language`), explanations as plain sentences
-without raw rule terms, each match score labelled by the department it links
-to, as CSV or .xlsx by the --out suffix."""
+without raw rule terms, match scores labelled by the department they link to
+where the disclosure policy shows departments (and only the weakest, bare,
+where it does not), as CSV or .xlsx by the --out suffix."""
 from __future__ import annotations
 
 import re
@@ -15,6 +16,7 @@ import pytest
 from agents.client import Agent
 from agents.config import load_config
 from agents.worklist import COLUMNS
+from fedlink.rules import default_text
 from fedlink.schema import DEPARTMENTS
 from procs import FEDLINK
 
@@ -32,36 +34,61 @@ def pilot_run(project, operator, agent_config):
     return run, configs
 
 
-def test_an_english_csv_worklist_explains_in_sentences_and_labels_scores(pilot_run, tmp_path):
-    run, configs = pilot_run
-    out = tmp_path / "population.csv"
-    done = subprocess.run([*FEDLINK, "agent", "flags", "--config", str(configs["population"]), "--out", str(out)],
+def _worklist(config, out):
+    done = subprocess.run([*FEDLINK, "agent", "flags", "--config", str(config), "--out", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    wl = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    return pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+
+
+def test_an_english_csv_worklist_explains_in_sentences(pilot_run, tmp_path):
+    run, configs = pilot_run
+    wl = _worklist(configs["civil_affairs"], tmp_path / "civil_affairs.csv")
     assert list(wl.columns[-len(COLUMNS):]) == [en for _, en, _ in COLUMNS]
-    assert len(wl) > 5 and set(wl["need"]) >= {"school_dropout_risk", "elderly_alone"}
+    assert len(wl) > 5 and "elderly_alone" in set(wl["need"])
     for text in wl["explanation"]:
         assert not RAW.search(text), text
         assert text.endswith(".") and "Found: " in text
-    linked = wl[wl["departments_linked"].astype(int) > 1]
-    assert len(linked)
+    # The default policy shows no department list: one bare score, the weakest link's.
+    assert (wl["departments_linked"] == "0").all()
+    for scores in wl["match_scores"]:
+        assert scores == "" or 0.5 < float(scores) <= 1, scores
+    alone = wl[wl["need"] == "elderly_alone"]["explanation"]
+    assert alone.str.contains("elderly \\(population register\\)").all()
+    dropout = _worklist(configs["education"], tmp_path / "education.csv")
+    dropout = dropout[dropout["need"] == "school_dropout_risk"]["explanation"]
+    assert len(dropout) and dropout.str.contains("(tier ", regex=False).all()
+    assert not dropout.str.contains("Linked across").any()
+
+
+def test_scores_are_labelled_by_department_where_the_policy_shows_departments(pilot_run, coordinator, tmp_path):
+    from server import queries as q
+
+    run, configs = pilot_run
+    shown = default_text().replace('[disclosure.elderly_alone]\nrecipients = ["civil_affairs", "population"]\n',
+                                   '[disclosure.elderly_alone]\nrecipients = ["civil_affairs", "population"]\n'
+                                   'departments_linked = true\n')
+    assert shown != default_text()
+    with coordinator.coordinator.context.store.write() as conn:  # as an approved policy change would
+        q.set_rules(conn, "pilot", shown)
+    wl = _worklist(configs["civil_affairs"], tmp_path / "civil_affairs.csv")
+    alone = wl[wl["need"] == "elderly_alone"]
+    linked = alone[alone["departments_linked"].astype(int) > 1]
+    assert len(linked) and linked["explanation"].str.contains("Linked across").all()
     for scores in linked["match_scores"]:
         for part in scores.split("; "):
             department, score = part.rsplit(" ", 1)
-            assert department in DEPARTMENTS and department != "population" and 0.5 < float(score) <= 1, scores
-    dropout = wl[wl["need"] == "school_dropout_risk"]["explanation"]
-    assert dropout.str.startswith("Of compulsory-school age in the population register but not on the school roll "
-                                  "(tier 1). Found: compulsory school age (population register); ").all()
-    assert dropout.str.contains("; no record in education|; a record in education; not enrolled \\(education\\)").all()
+            assert department in DEPARTMENTS and department != "civil_affairs" and 0.5 < float(score) <= 1, scores
+    others = wl[wl["need"] != "elderly_alone"]
+    assert (others["departments_linked"] == "0").all()
 
 
 def test_a_chinese_xlsx_worklist_has_chinese_columns_and_sentences(pilot_run, tmp_path):
     run, configs = pilot_run
-    config = load_config(configs["population"])
+    config = load_config(configs["civil_affairs"])
     replace(config, language="zh").write()
-    out = tmp_path / "户籍待核查.xlsx"
-    with Agent(load_config(configs["population"]), show_progress=False) as agent:
+    out = tmp_path / "民政待核查.xlsx"
+    with Agent(load_config(configs["civil_affairs"]), show_progress=False) as agent:
         n = agent.write_worklist(out, run)
         agent.write_worklist(tmp_path / "same.csv", run)
     sheet = openpyxl.load_workbook(out).active
@@ -76,10 +103,8 @@ def test_a_chinese_xlsx_worklist_has_chinese_columns_and_sentences(pilot_run, tm
         text = row[explanation]
         assert re.search(r"[\u4e00-\u9fff]", text) and not RAW.search(text) and text.endswith("。"), text
         assert "依据：" in text and row[status] in ("新发现", "持续", "渐退过渡期", "已解除")
-        for part in filter(None, (row[scores] or "").split("；")):
-            department, score = part.rsplit(" ", 1)
-            assert department in ("民政", "医保", "人社", "教育", "住建") and float(score) > 0.5
-    assert any("不在学籍名册上" in r[explanation] for r in rows[1:])
+        assert row[scores] in (None, "") or 0.5 < float(row[scores]) <= 1  # one bare score by default
+    assert any("独居" in r[explanation] for r in rows[1:])
 
 
 def test_a_worklist_with_another_suffix_is_refused_with_the_reason(pilot_run, tmp_path):

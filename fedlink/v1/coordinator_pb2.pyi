@@ -346,7 +346,7 @@ class CountCell(_message.Message):
     def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ..., suppressed: _Optional[bool] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health", "idle_rules", "upload_quality")
+    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health", "idle_rules", "upload_quality", "probe_signals")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RECORDS_PER_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +360,7 @@ class Report(_message.Message):
     ENCODING_HEALTH_FIELD_NUMBER: _ClassVar[int]
     IDLE_RULES_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SIGNALS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: str
     records_per_department: _containers.RepeatedCompositeFieldContainer[CountCell]
@@ -373,7 +374,22 @@ class Report(_message.Message):
     encoding_health: _containers.RepeatedCompositeFieldContainer[EncodingHealth]
     idle_rules: _containers.RepeatedCompositeFieldContainer[IdleRule]
     upload_quality: _containers.RepeatedCompositeFieldContainer[UploadQuality]
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ..., upload_quality: _Optional[_Iterable[_Union[UploadQuality, _Mapping]]] = ...) -> None: ...
+    probe_signals: _containers.RepeatedCompositeFieldContainer[ProbeSignals]
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ..., upload_quality: _Optional[_Iterable[_Union[UploadQuality, _Mapping]]] = ..., probe_signals: _Optional[_Iterable[_Union[ProbeSignals, _Mapping]]] = ...) -> None: ...
+
+class ProbeSignals(_message.Message):
+    __slots__ = ("department", "records_first_seen", "records_short_lived", "flags_on_first_seen_records", "flags_held")
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_SHORT_LIVED_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_ON_FIRST_SEEN_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_HELD_FIELD_NUMBER: _ClassVar[int]
+    department: str
+    records_first_seen: int
+    records_short_lived: int
+    flags_on_first_seen_records: int
+    flags_held: int
+    def __init__(self, department: _Optional[str] = ..., records_first_seen: _Optional[int] = ..., records_short_lived: _Optional[int] = ..., flags_on_first_seen_records: _Optional[int] = ..., flags_held: _Optional[int] = ...) -> None: ...
 
 class EncodingHealth(_message.Message):
     __slots__ = ("department", "upload_id", "fill_rate", "fill_min", "fill_max", "empty_filters", "max_duplicates", "duplicate_limit", "position_min", "position_max", "chi2_per_dof", "constant_positions", "dead_positions", "warnings")
@@ -426,7 +442,7 @@ class Reason(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., indicators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Flag(_message.Message):
-    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation", "status", "since", "transition_until", "match_departments", "explanation_zh")
+    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation", "status", "since", "transition_until", "match_departments", "explanation_zh", "rests_on_first_seen")
     REF_FIELD_NUMBER: _ClassVar[int]
     NEED_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -440,6 +456,7 @@ class Flag(_message.Message):
     TRANSITION_UNTIL_FIELD_NUMBER: _ClassVar[int]
     MATCH_DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_ZH_FIELD_NUMBER: _ClassVar[int]
+    RESTS_ON_FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
     ref: bytes
     need: str
     tier: int
@@ -453,7 +470,8 @@ class Flag(_message.Message):
     transition_until: str
     match_departments: _containers.RepeatedScalarFieldContainer[str]
     explanation_zh: str
-    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., transition_until: _Optional[str] = ..., match_departments: _Optional[_Iterable[str]] = ..., explanation_zh: _Optional[str] = ...) -> None: ...
+    rests_on_first_seen: bool
+    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., transition_until: _Optional[str] = ..., match_departments: _Optional[_Iterable[str]] = ..., explanation_zh: _Optional[str] = ..., rests_on_first_seen: _Optional[bool] = ...) -> None: ...
 
 class GetTreeHeadRequest(_message.Message):
     __slots__ = ()

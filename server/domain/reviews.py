@@ -12,6 +12,7 @@ from server.domain.access import (
     Context, InvalidArgument, NotFound, PermissionDenied, existing_project, guarded, require_member,
 )
 from server.domain.projects import RuledProject
+from server.pipeline.disclosure import FlagView, view
 
 OUTCOMES = ("confirmed", "assistance_granted", "not_in_need", "wrong_person")
 
@@ -43,8 +44,9 @@ class Flag:
     departments_linked: int
     match_scores: tuple[float, ...]
     explanation: str              # plain language, for the caseworker
-    match_departments: tuple[str, ...] = ()  # the other department of each match score
+    match_departments: tuple[str, ...] = ()  # the department of each match score, where the policy shows it
     explanation_zh: str = ""      # the explanation in Chinese
+    rests_on_first_seen: bool = False  # part of the evidence is another department's new records
 
 
 def rule_changes(old, new) -> dict:
@@ -62,15 +64,17 @@ def rule_changes(old, new) -> dict:
         "rules_added": sorted(set(new_rules) - set(old_rules)),
         "rules_removed": sorted(set(old_rules) - set(new_rules)),
         "rules_changed": sorted(n for n in set(old_rules) & set(new_rules) if old_rules[n] != new_rules[n]),
+        # What anyone would newly learn, or no longer learn: (need, recipient, evidence kind | flag | ...).
+        "disclosure_added": sorted(map(list, new.grants() - old.grants())),
+        "disclosure_removed": sorted(map(list, old.grants() - new.grants())),
     }
 
 
-def _flag(run_id: str, row) -> Flag:
-    d = row.detail
+def _flag(run_id: str, row, seen: FlagView) -> Flag:
     return Flag(row.ref, row.need, row.tier, run_id, row.status, row.since, row.transition_until or "",
-                tuple(Reason(r["rule"], tuple(r["indicators"])) for r in d["reasons"]), d["departments_linked"],
-                tuple(d["match_scores"]), d["explanation"], tuple(d.get("match_departments", ())),
-                d.get("explanation_zh", ""))
+                tuple(Reason(rule, terms) for rule, terms in seen.reasons), seen.departments_linked,
+                seen.match_scores, seen.explanation, seen.match_departments, seen.explanation_zh,
+                seen.rests_on_first_seen)
 
 
 class Reviews:
@@ -79,26 +83,38 @@ class Reviews:
 
     @guarded("PullFlags", "agent")
     def flags(self, who: Identity, project_id: str, run_id: str = "", department: str = "") -> list[Flag]:
-        """The caller's own department's flags of a run (the latest finished one by default)."""
+        """The caller's own department's flags of a run (the latest finished one
+        by default), each as the project's current disclosure policy lets the
+        department see it; what it discloses of other departments' evidence
+        is counted in the delivery's audit event."""
         if department and department != who.department:
             raise PermissionDenied(f"your certificate is for {who.department}; you cannot pull the flags "
                                    f"of {department}")
         with self.ctx.store.write() as conn:
-            require_member(who, existing_project(conn, project_id))
+            project = existing_project(conn, project_id)
+            require_member(who, project)
             run = q.latest_done_run(conn, project_id, run_id)
             if run is None:
                 raise NotFound(f"project {project_id} has no finished run" + (f" {run_id!r}" if run_id else ""))
             rows = q.department_flags(conn, run.run_id, who.department)
+            pack = load_rulepack(project.rules_toml, source=f"project {project_id} rules")
+            views = [view(r.detail, r.need, who.department, pack) for r in rows]
+            disclosed: dict[str, int] = {}
+            for v in views:
+                for kind in v.disclosed:
+                    disclosed[kind] = disclosed.get(kind, 0) + 1
             self.ctx.store.audit(conn, str(who), "flags.deliver", project_id=project_id,
-                                 department=who.department, run_id=run.run_id, flags=len(rows))
-        return [_flag(run.run_id, r) for r in rows]
+                                 department=who.department, run_id=run.run_id, flags=len(rows),
+                                 disclosed=disclosed, rests_on_first_seen=sum(v.rests_on_first_seen for v in views))
+        return [_flag(run.run_id, r, v) for r, v in zip(rows, views)]
 
     @guarded("RecordOutcome", "agent")
     def record_outcome(self, who: Identity, project_id: str, ref: bytes, need: str, outcome: str,
                        run_id: str) -> "Recorded":
         """A caseworker's review of one of the department's flags: the date until
-        which a "not in need" flag is not raised again, and the review of the same
-        record and need before this one, which it supersedes."""
+        which a "not in need" flag is not raised again, and this reviewer's review
+        of the same record and need before this one, which it supersedes (both
+        stay audited; the report counts flags, not calls)."""
         if outcome not in OUTCOMES:
             raise InvalidArgument(f"outcome {outcome[:40]!r} is not one of {', '.join(OUTCOMES)}")
         with self.ctx.store.write() as conn:
@@ -112,7 +128,7 @@ class Reviews:
                 days = load_rulepack(project.rules_toml).param("not_in_need_suppression_days")
                 until = (date.fromisoformat(flag.as_of) + timedelta(days=int(days))).isoformat()
             rule = flag.detail["reasons"][0]["rule"] if flag.detail.get("reasons") else need
-            before = q.latest_outcome(conn, project_id, who.department, ref, need)
+            before = q.latest_outcome(conn, project_id, who.department, ref, need, str(who))
             q.insert_outcome(conn, project_id=project_id, department=who.department, ref=ref, need=need, rule=rule,
                              run_id=run_id, outcome=outcome, suppressed_until=until or None, recorded_by=str(who))
             self.ctx.store.audit(conn, str(who), "review.outcome", project_id=project_id, department=who.department,

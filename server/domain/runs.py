@@ -93,6 +93,17 @@ class UploadHealth:
 
 
 @dataclass(frozen=True)
+class ProbeSignals:
+    """Per department and run, what probing through its own extract would leave (server/pipeline/probes.py)."""
+
+    department: str
+    records_first_seen: int
+    records_short_lived: int
+    flags_on_first_seen_records: int
+    flags_held: int
+
+
+@dataclass(frozen=True)
 class Report:
     run_id: str
     state: str
@@ -109,6 +120,7 @@ class Report:
     encoding_health: tuple[UploadHealth, ...] = ()  # of each department's upload the run used
     idle_rules: tuple[IdleRule, ...] = ()  # rules that could not fire on the uploads the run used
     upload_quality: tuple[ExtractQuality, ...] = ()  # the agents' data-quality summaries of those uploads
+    probe_signals: tuple[ProbeSignals, ...] = ()  # per department: what probing through its extract would leave
 
 
 # The report's tables of counts, each stored by the run as a list of cells.
@@ -225,7 +237,8 @@ class Runs:
         with self.ctx.store.write() as conn:
             q.set_run_state(conn, run.run_id, final, report=report, error=error or None)
             self.ctx.store.audit(conn, "coordinator", f"run.{final}", project_id=run.project.project_id,
-                                 run_id=run.run_id, persons=(report or {}).get("persons"), error=error or None)
+                                 run_id=run.run_id, persons=(report or {}).get("persons"), error=error or None,
+                                 probe_signals=(report or {}).get("probe_signals"))
         phases.end(final, (report or {}).get("persons"), error)
         status.publish(final, final, 0, 0, error or "finished")
 
@@ -293,7 +306,8 @@ class Runs:
                       threshold_per_department_pair=stored.get("threshold_per_department_pair", {}),
                       encoding_health=health, upload_quality=quality, idle_rules=tuple(
                           IdleRule(i["rule"], i["need"], tuple(tuple(m) for m in i["missing"]))
-                          for i in stored.get("idle_rules", [])), **cells)
+                          for i in stored.get("idle_rules", [])), **cells,
+                      probe_signals=tuple(ProbeSignals(d, **v) for d, v in stored.get("probe_signals", {}).items()))
 
     def recover_interrupted(self) -> list[str]:
         """At start: a run that a previous coordinator process left queued or

@@ -297,12 +297,16 @@ class Uploads:
         (their open flags resolve). Records in both, matched by their stable
         encrypted reference, are the same records: nothing is duplicated."""
         comparison = self._comparison(conn, up)
-        if comparison["replaced_upload_id"]:
-            q.set_upload_state(conn, comparison["replaced_upload_id"], "superseded")
+        previous, short_lived = comparison["replaced_upload_id"], 0
+        if previous:
+            # Records that came with the previous upload and are gone again: what a probe leaves behind.
+            before = q.upload_before(conn, up.project_id, up.department, previous)
+            short_lived = q.records_only_in(conn, previous, up.upload_id, before) if before else 0
+            q.set_upload_state(conn, previous, "superseded")
         q.set_upload_state(conn, up.upload_id, "committed")
         self.ctx.store.audit(conn, str(who), "upload.commit", project_id=up.project_id, department=up.department,
                              upload_id=up.upload_id, records=up.record_count, upload_digest=up.upload_digest.hex(),
-                             reinstated=reinstated, **comparison)
+                             reinstated=reinstated, records_short_lived=short_lived, **comparison)
         return replace(summary, **comparison)
 
     @staticmethod

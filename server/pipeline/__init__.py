@@ -4,8 +4,10 @@
    department pair, group the records into persons;
 2. ``needs``: each person's facts (households, absence), the rule pack
    evaluated on them;
-3. ``flags``: the needs routed to departments, explained, followed over time;
-4. ``report``: the counts, suppressed below k;
+3. ``flags``: each need routed by the disclosure policy, held back where it
+   could answer a probe, followed over time;
+4. ``report``: the counts, suppressed below k so none can be subtracted out,
+   and the signals of probing per department;
 
 then the links, the flags and the report are stored in one transaction.
 """
@@ -20,6 +22,7 @@ from server.engine.base import Engine
 from server.pipeline.flags import route_flags, track_over_time
 from server.pipeline.link import Linkage, PhaseProgress, link, load_department
 from server.pipeline.needs import find_needs
+from server.pipeline.probes import first_seen, previous_run_uploads, probe_signals, short_lived_records
 from server.pipeline.report import build_report
 from server.store import Store
 
@@ -33,11 +36,15 @@ def execute_run(store: Store, project: Project, run_id: str, as_of: date, used: 
         for i, d in enumerate(order):
             departments.append(load_department(conn, d, used[d], project))
             progress("load", i + 1, len(order), f"{d}: {len(departments[-1].ids)} records")
+        baseline = previous_run_uploads(conn, project.project_id, run_id)
+        new_records = {d.department: first_seen(conn, d, baseline.get(d.department), used[d.department])
+                       for d in departments}
+        short_lived = short_lived_records(conn, project.project_id, run_id)
     linkage = link(departments, project.schema.threshold, engine, progress, auto=project.schema.auto_threshold)
     pack = load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
     progress("rules", 0, linkage.persons, "evaluating the rule pack")
     facts, found = find_needs(linkage, pack, engine)
-    flag_rows = route_flags(linkage, found, facts)
+    flag_rows = route_flags(linkage, found, facts, pack, new_records)
     progress("rules", linkage.persons, linkage.persons, f"{len(found)} needs found")
     ref_of = {int(i): ref for d in departments for i, ref in zip(d.ids.tolist(), d.refs)}
     progress("store", 0, len(flag_rows), "storing links and flags")
@@ -47,6 +54,7 @@ def execute_run(store: Store, project: Project, run_id: str, as_of: date, used: 
         # What this run could not look for: rules reading departments it had no upload from.
         report["idle_rules"] = [{"rule": i.rule, "need": i.need, "missing": [list(m) for m in i.missing]}
                                 for i in idle_rules(pack, project.departments, used)]
+        report["probe_signals"] = probe_signals(order, new_records, short_lived, flag_rows)
         _store_links(conn, run_id, linkage)
         if flag_rows:
             conn.execute(t.flags.insert(), [{"run_id": run_id, **r} for r in flag_rows])

@@ -1,5 +1,6 @@
-"""Flags: each need routed to the departments holding the person, explained
-in plain language, and followed over time against the previous run."""
+"""Flags: each need routed by the disclosure policy to the one department that
+acts on it, held back where it could answer a probe, and followed over time
+against the previous run."""
 from __future__ import annotations
 
 from datetime import date
@@ -7,11 +8,12 @@ from datetime import date
 import numpy as np
 from sqlalchemy import select
 
+from server import queries as q
 from server import store as t
+from fedlink.rules import RulePack
+from server.pipeline.disclosure import route
 from server.pipeline.link import Linkage
-from server.pipeline import wording
 from server.pipeline.needs import NeedFlag
-from server.pipeline.wording import NEED_NAMES_ZH
 
 
 def person_scores(linkage: Linkage, persons: np.ndarray) -> dict[int, list[tuple[int, int, float]]]:
@@ -28,19 +30,22 @@ def person_scores(linkage: Linkage, persons: np.ndarray) -> dict[int, list[tuple
     return out
 
 
-def explain(flag: NeedFlag, departments: list[str], scores: list[float], household_terms: set[str] = frozenset(),
-            lang: str = "en") -> str:
-    """The caseworker's plain-language reason (server/pipeline/wording.py): what
-    the rule looks for and its tier, each fact that made it fire (and which
-    came from the household), the departments the person was linked across
-    and how strong this record's links are."""
-    lead = flag.explanation if lang == "en" else flag.explanation_zh or NEED_NAMES_ZH.get(flag.need, flag.need)
-    return wording.explanation(lead, flag.tier, flag.reasons, departments, scores, household_terms, lang)
-
-
-def route_flags(linkage: Linkage, flags: list[NeedFlag], facts: dict[str, np.ndarray]) -> list[dict]:
+def route_flags(linkage: Linkage, flags: list[NeedFlag], facts: dict[str, np.ndarray], pack: RulePack,
+                new_records: dict[str, np.ndarray] | None = None) -> list[dict]:
+    """One flag row per found need, for the department the disclosure policy
+    routes it to (pipeline/disclosure.py). `new_records`: per department, a
+    mask over its records first seen in its latest upload. The row's detail
+    keeps the whole evidence; what the recipient reads is rendered from it at
+    delivery."""
     names = [d.department for d in linkage.departments]
     holders_of = {name: linkage.record_of_person(i) for i, name in enumerate(names)}
+    new_of = {}
+    for i, name in enumerate(names):
+        mask = (new_records or {}).get(name)
+        new = np.zeros(linkage.persons, dtype=bool)
+        if mask is not None and mask.any():
+            new[linkage.person_labels(i)[mask]] = True
+        new_of[name] = new
     persons = np.array(sorted({f.person for f in flags}), dtype=np.int64)
     scores = person_scores(linkage, persons) if persons.size else {}
     # Household indicators a person holds through another member's record, for the explanation.
@@ -52,24 +57,25 @@ def route_flags(linkage: Linkage, flags: list[NeedFlag], facts: dict[str, np.nda
     rows = []
     for f in flags:
         holders = [d for d in names if holders_of[d][f.person] >= 0]
-        targets = [d for d in f.route if d in holders] or holders
-        for d in targets:
-            # Only the links that touch this department's own record: what its caseworker needs to judge
-            # the match, and nothing about how two other departments' records compare.
-            own = names.index(d)
-            links = [(names[b if a == own else a], score) for a, b, score in scores.get(f.person, []) if own in (a, b)]
-            s = [score for _, score in links]
-            household = borrowed.get(f.person, set())
-            detail = {
-                "reasons": [{"rule": rule, "indicators": list(terms)} for rule, terms in f.reasons],
-                "departments_linked": len(holders),
-                "match_scores": s,
-                "match_departments": [other for other, _ in links],  # the department each score links to
-                "explanation": explain(f, holders, s, household),
-                "explanation_zh": explain(f, holders, s, household, "zh"),
-            }
-            rows.append({"department": d, "record_id": int(holders_of[d][f.person]), "person": f.person,
-                         "need": f.need, "tier": f.tier, "detail": detail})
+        terms = [t for _, ts in f.reasons for t in ts]
+        where = route(pack.disclosure.get(f.need), holders, terms, {d for d in holders if new_of[d][f.person]})
+        if where.recipient is None:
+            continue  # no department the policy names holds the person: nobody may be told
+        d = where.recipient
+        # Only the links that touch this department's own record: what its caseworker needs to judge
+        # the match, and nothing about how two other departments' records compare.
+        own = names.index(d)
+        links = [(names[b if a == own else a], score) for a, b, score in scores.get(f.person, []) if own in (a, b)]
+        detail = {
+            "reasons": [{"rule": rule, "indicators": list(ts)} for rule, ts in f.reasons],
+            "household_terms": sorted(borrowed.get(f.person, set())),
+            "holders": holders, "match_scores": [score for _, score in links],
+            "match_departments": [other for other, _ in links],  # the department each score links to
+            "explain": f.explanation, "explain_zh": f.explanation_zh, "tier": f.tier,
+            "first_seen": list(where.first_seen), "held": where.held,
+        }
+        rows.append({"department": d, "record_id": int(holders_of[d][f.person]), "person": f.person,
+                     "need": f.need, "tier": f.tier, "detail": detail})
     return rows
 
 
@@ -97,9 +103,8 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
         for f in conn.execute(select(t.flags, t.records.c.ref).join(t.records, t.records.c.id == t.flags.c.record_id)
                               .where(t.flags.c.run_id == prev_run)):
             previous[(f.department, f.ref, f.need)] = f
-    suppressed = {(o.department, o.ref, o.need) for o in conn.execute(select(t.outcomes).where(
-        (t.outcomes.c.project_id == project_id) & (t.outcomes.c.outcome == "not_in_need")
-        & (t.outcomes.c.suppressed_until > today)))}
+    suppressed = {(o.department, o.ref, o.need) for o in q.latest_outcomes(conn, project_id)
+                  if o.outcome == "not_in_need" and (o.suppressed_until or "") > today}
     months = int(pack.param("transition_months"))
     out, current = [], set()
     for r in rows:
@@ -108,7 +113,10 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
         if key in suppressed:
             continue
         p = previous.get(key)
-        since = p.since if p is not None and p.status != "resolved" else today
+        if r["detail"].pop("held", False):  # kept, not delivered: a flag only if the record persists
+            out.append({**r, "status": "held", "since": today, "transition_until": None})
+            continue
+        since = p.since if p is not None and p.status not in ("resolved", "held") else today
         until = add_months(date.fromisoformat(since), months).isoformat() if r["need"] == "gradual_exit" else None
         out.append({**r, "status": "continuing" if since != today else "new", "since": since,
                     "transition_until": until})
@@ -116,7 +124,7 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
     # department has no record to support, so its open flags resolve (moved away, died, register cleaned).
     held = set(ref_of.values())
     for key, p in previous.items():
-        if key in current or p.status == "resolved":
+        if key in current or p.status in ("resolved", "held"):
             continue
         gone = key[1] not in held
         if gone:
@@ -127,10 +135,8 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
             status, until = "transition", add_months(as_of, months).isoformat()
         else:
             status, until = "resolved", None
-        detail = dict(p.detail)
-        for lang, key, found in (("en", "explanation", "found"), ("zh", "explanation_zh", "found_zh")):
-            detail[found] = p.detail.get(found, p.detail.get(key, ""))  # why it was first raised, kept once
-            detail[key] = wording.follow_up(gone, until if status == "transition" else None, lang) + detail[found]
+        # The follow-up comes before why it was first raised, which the detail keeps (pipeline/disclosure.py).
+        detail = {**p.detail, "follow_up": {"gone": gone, "until": until if status == "transition" else None}}
         out.append({"department": p.department, "record_id": p.record_id, "person": -1, "need": p.need,
                     "tier": p.tier, "status": status, "since": p.since, "transition_until": until, "detail": detail})
     return out

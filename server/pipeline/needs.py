@@ -256,7 +256,6 @@ class NeedFlag:
     tier: int
     rules: tuple[str, ...]  # the rules that fired, most urgent first
     reasons: tuple[tuple[str, tuple[str, ...]], ...]  # (rule, terms that held)
-    route: tuple[str, ...]
     explanation: str         # the top rule's `explain`
     explanation_zh: str = ""  # its `explain_zh`
 
@@ -285,7 +284,7 @@ def evaluate(pack: RulePack, facts: Mapping[str, np.ndarray], n: int) -> list[Ne
             rules = [r for r, h in hits if h[p]]
             reasons = tuple((r.name, tuple(term for term, arr in held[r.name] if arr[p])) for r in rules)
             top = rules[0]
-            flags.append(NeedFlag(int(p), need, top.tier, tuple(r.name for r in rules), reasons, top.route, top.explain,
+            flags.append(NeedFlag(int(p), need, top.tier, tuple(r.name for r in rules), reasons, top.explain,
                                   top.explain_zh))
     return flags
 

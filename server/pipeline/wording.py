@@ -4,6 +4,8 @@ person was linked across and how strong this record's links are. Built here,
 once, for both languages; the agent writes the one its TOML asks for."""
 from __future__ import annotations
 
+from fedlink.rules import NEUTRAL
+
 LANGUAGES = ("en", "zh")
 
 DEPARTMENT_NAMES = {
@@ -35,6 +37,8 @@ def dept(name: str, lang: str) -> str:
 
 def fact(term: str, lang: str, from_household: bool = False) -> str:
     """One fact a rule read, in words: 'below subsistence line (civil affairs)', '教育部门无记录'."""
+    if term == NEUTRAL:  # evidence the disclosure policy does not show this recipient
+        return "另一部门的登记佐证此项" if lang == "zh" else NEUTRAL
     if term.startswith(("absent:", "present:")):
         kind, _, where = term.partition(":")
         if lang == "zh":
@@ -53,19 +57,27 @@ def fact(term: str, lang: str, from_household: bool = False) -> str:
 def explanation(lead: str, tier: int, reasons, departments: list[str], scores: list[float],
                 household_terms=frozenset(), lang: str = "en") -> str:
     """`lead`: what the rule looks for (the pack's `explain` or `explain_zh`);
-    `reasons`: (rule, terms that held) of each rule that fired."""
+    `reasons`: (rule, terms shown) of each rule that fired; `departments`: the
+    departments the person was linked across, empty where the disclosure policy
+    does not show them."""
     facts = [fact(t, lang, t in household_terms) for _, terms in reasons for t in terms]
     facts = list(dict.fromkeys(facts))
     names = [dept(d, lang) for d in departments]
+    strength = _strength(scores, lang) if scores else ""
     if lang == "zh":
-        linked = (f"仅见于{names[0]}（未与其他部门关联）。" if len(departments) < 2 else
-                  f"跨{len(departments)}个部门关联（{'、'.join(names)}）" + (f"；{_strength(scores, lang)}。"
-                                                                       if scores else "。"))
+        if not departments:
+            linked = f"{strength}。" if strength else ""
+        else:
+            linked = (f"仅见于{names[0]}（未与其他部门关联）。" if len(departments) < 2 else
+                      f"跨{len(departments)}个部门关联（{'、'.join(names)}）" + (f"；{strength}。" if strength else "。"))
         return f"{lead}（紧急程度{tier}级）。依据：{'；'.join(facts)}。{linked}"
-    linked = (f"Found in {names[0]} only (no link to another department)." if len(departments) < 2 else
-              f"Linked across {len(departments)} departments ({', '.join(names)})"
-              + (f"; {_strength(scores, lang)}." if scores else "."))
-    return f"{lead[:1].upper()}{lead[1:]} (tier {tier}). Found: {'; '.join(facts)}. {linked}"
+    if not departments:
+        linked = f"{strength[:1].upper()}{strength[1:]}." if strength else ""
+    else:
+        linked = (f"Found in {names[0]} only (no link to another department)." if len(departments) < 2 else
+                  f"Linked across {len(departments)} departments ({', '.join(names)})"
+                  + (f"; {strength}." if strength else "."))
+    return f"{lead[:1].upper()}{lead[1:]} (tier {tier}). Found: {'; '.join(facts)}. {linked}".rstrip()
 
 
 def _strength(scores: list[float], lang: str) -> str:
