@@ -10,15 +10,26 @@ from agents.config import ConfigError, load_config
 from agents.extract import ExtractError
 from agents.indicators import IndicatorError
 from agents.refs import RefError, new_key
+from agents.secret import SecretError, new_secret
 from fedlink.cli.base import INPUT, Failure, console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A department's agent.")
 
 # FileExistsError: keygen never overwrites a reference key.
 EXIT_CODES = {error: Failure(INPUT) for error in (ConfigError, ExtractError, IndicatorError, RefError,
-                                                   FileExistsError)}
+                                                   SecretError, FileExistsError)}
 
 ConfigOpt = typer.Option(..., help="The department's agent TOML")
+
+secret_app = typer.Typer(no_args_is_help=True, add_completion=False, help="The project secret the departments share.")
+
+
+@secret_app.command("new")
+def secret_new(out: Path = typer.Option(..., help="File to write (never overwritten)")):
+    """Write a new project secret: 256 random bits, self-checking (fedlink-secret-v1)."""
+    path = new_secret(out)
+    console.print(f"project secret written to {path} (mode 0600); give this same file to every department of "
+                  "the project, never to the coordinator")
 
 
 @app.command("keygen")

@@ -4,10 +4,10 @@
     project = "pilot-2025"
     coordinator = "coordinator.example.gov:50051"
     extract = "extracts/medical_insurance.csv"   # .csv, .parquet, or "sql" with [sql]
-    secret_file = "project.secret"              # the project secret, shared out of band
+    secret_file = "project.secret"              # the project secret (fedlink secret new), shared out of band
     ref_key_file = "medical_insurance.refkey"   # this department's own key (fedlink agent keygen)
     state_dir = "state"                         # tree heads seen (audit-log consistency)
-    audit_public_key = "pki/audit-signing.pub"  # optional: pin the coordinator's audit key
+    audit_public_key = "pki/audit-signing.pub"  # the coordinator's audit key, from the CA operator's bundle
     batch_size = 1000
     retries = 5                                 # reconnect attempts, with backoff, when the coordinator is away
 
@@ -23,6 +23,11 @@
     url = "postgresql://..."
     query = "SELECT ... FROM ..."
 
+The audit public key is pinned: an agent checks every tree head against the
+key in its bundle (`fedlink pki bundle`), never against one the coordinator
+hands it. Only `trust_on_first_use = true` (no `audit_public_key`) takes the
+first key the coordinator shows, for a trial run.
+
 Relative paths are relative to the config file. `load_config` reads this
 file and `AgentConfig.write` writes it: a configuration read back is the one
 written.
@@ -34,6 +39,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.secret import read_secret
 from fedlink.pki import Credentials
 from fedlink.schema import DEPARTMENTS
 
@@ -57,17 +63,13 @@ class AgentConfig:
     insecure: bool = False
     columns: dict[str, str] = field(default_factory=dict)
     sql: dict[str, str] = field(default_factory=dict)
-    audit_public_key: Path | None = None  # pin the coordinator's audit key; else trust on first use
+    audit_public_key: Path | None = None  # the pinned audit key; None only with trust_on_first_use
     retries: int = 5
+    trust_on_first_use: bool = False
 
     def secret(self) -> bytes:
-        try:
-            raw = self.secret_file.read_bytes().strip()
-        except FileNotFoundError:
-            raise ConfigError(f"{self.path}: secret_file {self.secret_file} not found") from None
-        if len(raw) < 16:
-            raise ConfigError(f"{self.secret_file}: the project secret is shorter than 16 bytes")
-        return raw
+        """The project secret's 256 bits; a file not in the fedlink-secret-v1 form is refused (agents/secret.py)."""
+        return read_secret(self.secret_file)
 
     def to_toml(self) -> str:
         """This configuration as the TOML `load_config` reads. Paths are written as
@@ -76,6 +78,8 @@ class AgentConfig:
         lines = [f"{key} = {_toml_value(getattr(self, key))}" for key in _SCALARS]
         if self.audit_public_key is not None:
             lines.append(f"audit_public_key = {_toml_value(self.audit_public_key)}")
+        if self.trust_on_first_use:
+            lines.append("trust_on_first_use = true")
         if self.insecure:
             lines.append("insecure = true")
         tables = {"tls": {"cert": self.tls.cert, "key": self.tls.key, "ca": self.tls.ca} if self.tls else {},
@@ -105,7 +109,7 @@ def _toml_value(value: str | Path | int) -> str:
 
 
 _KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-         "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries"}
+         "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries", "trust_on_first_use"}
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -142,6 +146,11 @@ def load_config(path: Path) -> AgentConfig:
         creds = Credentials(rel(tls["cert"]), rel(tls["key"]), rel(tls["ca"]))
     elif not insecure:
         raise ConfigError(f"{path}: [tls] cert/key/ca are required (or insecure = true for a loopback test)")
+    trust_on_first_use = data.get("trust_on_first_use", False) is True
+    if not data.get("audit_public_key") and not trust_on_first_use:
+        raise ConfigError(f"{path}: audit_public_key is required: the audit-signing.pub of the bundle the CA operator "
+                          "sent (it pins the key the coordinator signs its log with); only for a trial, "
+                          "trust_on_first_use = true takes the first key the coordinator shows")
     extract = data["extract"]
     return AgentConfig(
         path=path, department=data["department"], project=data["project"], coordinator=data["coordinator"],
@@ -150,5 +159,5 @@ def load_config(path: Path) -> AgentConfig:
         batch_size=batch_size, tls=creds, insecure=insecure, columns=dict(data.get("columns", {})),
         sql=dict(data.get("sql", {})),
         audit_public_key=rel(data["audit_public_key"]) if data.get("audit_public_key") else None,
-        retries=retries,
+        retries=retries, trust_on_first_use=trust_on_first_use,
     )

@@ -98,6 +98,7 @@ def _wait_serving(address: str, pki: Path, proc: subprocess.Popen, log: Path, li
 def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str | None = None,
              batch_size: int = 500, limit_s: float = 600, seed: int = 5) -> dict:
     """Run the load; returns the figures, with what was lost counted per upload."""
+    from agents.secret import new_secret
     from bench.synth import write_scenario
     from fedlink.operator import Operator
     from fedlink.pki import init_pki
@@ -109,7 +110,7 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
     if not (scenario / "population.csv").exists():
         write_scenario(scenario, persons, seed=seed, reference_date="2025-06-30")
     pki = out / "pki"
-    if not (pki / "ca.pem").exists():
+    if not (pki / "ca" / "ca.pem").exists():
         init_pki(pki, PER_PROJECT)
     database = database or str(out / "coordinator.sqlite")
     port = _free_port()
@@ -123,7 +124,8 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
         _wait_serving(address, pki, coordinator, log)
         projects = [f"load-{i}" for i in range((agents + len(PER_PROJECT) - 1) // len(PER_PROJECT))]
         secret = out / "project.secret"
-        secret.write_text("a load-test project secret, 32+ bytes long")
+        if not secret.exists():
+            new_secret(secret)
         with Operator.connect(address, pki) as op:
             for p in projects:
                 op.create_project(Project.default(p, departments=PER_PROJECT, reference_date="2025-06-30"))

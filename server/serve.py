@@ -14,8 +14,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from fedlink.pki import Credentials, server_credentials
+from fedlink.pki import AUDIT_KEY_FILE, CRL_FILE, Credentials, RevocationList, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
+from server.admission import StreamWatch
 from server.audit import AuditLog
 from server.domain.coordinator import Coordinator
 from server.engine import engine_from_url
@@ -33,11 +34,13 @@ class Running:
     port: int
     coordinator: Coordinator
     health: health.HealthServicer
+    watch: StreamWatch
 
     def stop(self, grace: float = 10.0) -> None:
         """Refuse new calls, let calls in flight (an accepted batch) finish, then close."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        self.watch.stop()
         self.coordinator.close()
         self.coordinator.store.engine.dispose()  # return the database connections
 
@@ -51,24 +54,46 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def own_folder_only(credentials: Credentials) -> None:
+    """The coordinator's folder holds its own two keys (TLS, audit) and public files: a CA key
+    or another party's key there would let the coordinator's side act as anyone."""
+    folder = credentials.cert.parent
+    foreign = sorted(p.name for p in folder.glob("*.key") if p.name not in (credentials.key.name, AUDIT_KEY_FILE))
+    if foreign:
+        raise ValueError(f"{folder} holds private keys that are not the coordinator's: {', '.join(foreign)}. "
+                         "Keep the CA key with the CA operator and each party's key with that party "
+                         "(fedlink pki request / sign); the coordinator's folder holds only its own TLS key, "
+                         "its audit signing key, its certificate, the CA certificate and the CRL")
+
+
 def start(address: str, database: str | Path, *, credentials: Credentials | None = None, insecure: bool = False,
-          engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None,
+          engine: str | None = None, max_workers: int = 64, metrics_port: int | None = None,
           interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
-          limits: Limits | None = None, schedule_poll: float = 30.0) -> Running:
+          limits: Limits | None = None, schedule_poll: float = 30.0, crl: Path | None = None) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
-    else one beside the database; it is created on first start."""
+    else one beside the database; it is created on first start. Callers are
+    checked against the CRL `crl` (default `crl.pem` beside the certificate),
+    re-read whenever it changes."""
     host, _, _ = address.rpartition(":")
+    if credentials is not None and insecure:
+        # With TLS on, the caller's identity is its certificate's, never a header it sends.
+        raise ValueError("--insecure cannot be combined with --pki or --cert/--key/--ca: it would let callers "
+                         "name themselves over mutual TLS. Drop --insecure to serve with mutual TLS")
     if credentials is None:
         if not insecure:
             raise ValueError("mutual TLS needs --pki DIR (or --cert/--key/--ca); plaintext needs --insecure")
         if not is_loopback(host):
             raise ValueError(f"--insecure is allowed on a loopback address only, not {host!r}")
         log.warning("INSECURE: serving plaintext gRPC on %s; callers name themselves. Development only.", address)
+        revocations = None
+    else:
+        own_folder_only(credentials)
+        revocations = RevocationList(crl or credentials.cert.parent / CRL_FILE, credentials.ca)
     if audit_key is None:
         if credentials is None and "://" in str(database):
             raise ValueError("with a database URL and no PKI folder, name the audit signing key (--audit-key)")
-        audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / "audit-signing.key"
+        audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / AUDIT_KEY_FILE
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
     store = Store(database)
@@ -78,12 +103,14 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", limits.max_message_bytes),
+        # Above the coordinator's own limit, so that a larger message is refused (and audited) by it.
+        options=[("grpc.max_receive_message_length", limits.transport_message_bytes),
                  # A lower receive limit does not shrink what the coordinator may send (reports, flag streams).
                  ("grpc.max_send_message_length", max(limits.max_message_bytes, Limits.max_message_bytes))],
     )
     # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.
-    register(CoordinatorServicer(coordinator, insecure=insecure, limits=limits), server)
+    servicer = CoordinatorServicer(coordinator, insecure=credentials is None, limits=limits, revocations=revocations)
+    register(servicer, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -102,7 +129,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("coordinator listening on %s (port %d)", address, port)
     coordinator.start_scheduler(schedule_poll)
-    return Running(server, port, coordinator, health_servicer)
+    servicer.watch.start()
+    return Running(server, port, coordinator, health_servicer, servicer.watch)
 
 
 def serve_forever(running: Running, grace: float = 10.0) -> None:

@@ -33,7 +33,7 @@ def busy_log(operator, project, agent_config, coordinator):
 
 
 def public_key(pki):
-    return pki / "audit-signing.pub"
+    return pki / "officer" / "audit-signing.pub"
 
 
 def test_coordinator_signs_with_the_pki_audit_key_and_the_log_verifies(busy_log, officer, pki, tmp_path):
