@@ -15,6 +15,7 @@
     cert = "pki/agent-medical_insurance.pem"
     key = "pki/agent-medical_insurance.key"
     ca = "pki/ca.pem"
+    server_name = "coordinator.example.gov"     # optional: the name to check the coordinator's certificate for
 
     [columns]                                   # optional: schema column = file column
     name = "full_name"
@@ -66,6 +67,7 @@ class AgentConfig:
     audit_public_key: Path | None = None  # the pinned audit key; None only with trust_on_first_use
     retries: int = 5
     trust_on_first_use: bool = False
+    server_name: str = ""  # [tls] server_name: check the coordinator's certificate for this name
 
     def secret(self) -> bytes:
         """The project secret's 256 bits; a file not in the fedlink-secret-v1 form is refused (agents/secret.py)."""
@@ -82,7 +84,10 @@ class AgentConfig:
             lines.append("trust_on_first_use = true")
         if self.insecure:
             lines.append("insecure = true")
-        tables = {"tls": {"cert": self.tls.cert, "key": self.tls.key, "ca": self.tls.ca} if self.tls else {},
+        tls = {"cert": self.tls.cert, "key": self.tls.key, "ca": self.tls.ca} if self.tls else {}
+        if self.server_name:
+            tls["server_name"] = self.server_name
+        tables = {"tls": tls,
                   "columns": self.columns, "sql": self.sql}
         for name, table in tables.items():
             if table:
@@ -138,12 +143,15 @@ def load_config(path: Path) -> AgentConfig:
     rel = lambda p: (base / p).resolve()  # noqa: E731
     tls = data.get("tls")
     insecure = bool(data.get("insecure", False))
-    creds = None
+    creds, server_name = None, ""
     if tls:
         missing = {"cert", "key", "ca"} - set(tls)
         if missing:
             raise ConfigError(f"{path}: [tls] lacks {sorted(missing)}")
         creds = Credentials(rel(tls["cert"]), rel(tls["key"]), rel(tls["ca"]))
+        server_name = tls.get("server_name", "")
+        if not isinstance(server_name, str):
+            raise ConfigError(f"{path}: [tls] server_name must be a string (a host name)")
     elif not insecure:
         raise ConfigError(f"{path}: [tls] cert/key/ca are required (or insecure = true for a loopback test)")
     trust_on_first_use = data.get("trust_on_first_use", False) is True
@@ -159,5 +167,5 @@ def load_config(path: Path) -> AgentConfig:
         batch_size=batch_size, tls=creds, insecure=insecure, columns=dict(data.get("columns", {})),
         sql=dict(data.get("sql", {})),
         audit_public_key=rel(data["audit_public_key"]) if data.get("audit_public_key") else None,
-        retries=retries, trust_on_first_use=trust_on_first_use,
+        retries=retries, trust_on_first_use=trust_on_first_use, server_name=server_name,
     )

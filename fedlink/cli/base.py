@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fedlink.audit import AuditError
-from fedlink.client import CoordinatorUnavailable
+from fedlink.client import CoordinatorCertificateError, CoordinatorUnavailable
 
 OK, BUG, INPUT, REFUSED, AUDIT = 0, 1, 2, 3, 4
 
@@ -58,6 +58,7 @@ def refused(error: grpc.RpcError, _: Invocation) -> str:
 SHARED: dict[type, Failure] = {
     grpc.RpcError: Failure(REFUSED, refused),
     CoordinatorUnavailable: Failure(REFUSED, lambda e, run: f"{run.command} not complete: {e}"),
+    CoordinatorCertificateError: Failure(INPUT),
     AuditError: Failure(AUDIT, lambda e, _: f"audit log does NOT verify: {e}"),
 }
 
