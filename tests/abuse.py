@@ -35,13 +35,17 @@ class Abuser(CoordinatorClient):
                                       records=[pb.EncodedRecord(ref=ref, clk=clk)]))
         return out
 
-    def upload_batches(self, project: Project, batches: list[pb.RecordBatch]):
-        """Begin an upload of these batches and stream them all in one call; the acks."""
+    def upload_batches(self, project: Project, batches: list[pb.RecordBatch], acks: list | None = None):
+        """Begin an upload of these batches and stream them all in one call; the acks (also appended
+        to `acks` as they come)."""
         session = self.begin(project, len(batches), len(batches),
                              upload_digest(project.digest(), [b.digest for b in batches]))
         for b in batches:
             b.upload_id = session.upload_id
-        return session.upload_id, list(self.stub.UploadBatches(iter(batches), timeout=600))
+        acks = [] if acks is None else acks
+        for ack in self.stub.UploadBatches(iter(batches), timeout=600):
+            acks.append(ack)
+        return session.upload_id, acks
 
     def idle_stream(self, release: threading.Event) -> dict:
         """An UploadBatches call that sends nothing until `release`; its outcome fills the dict."""
