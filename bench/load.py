@@ -213,7 +213,7 @@ def _agent_config(folder: Path, pki: Path, department: str, project: str, addres
                   secret: Path, batch_size: int) -> Path:
     from agents.config import AgentConfig
     from agents.refs import new_key
-    from fedlink.pki import credentials_for
+    from fedlink.pki import AUDIT_PUBLIC_FILE, credentials_for, party_folder
 
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -221,7 +221,8 @@ def _agent_config(folder: Path, pki: Path, department: str, project: str, addres
         path=folder / "agent.toml", department=department, project=project, coordinator=address,
         extract=extract.resolve(), secret_file=secret.resolve(), ref_key_file=folder / "ref.key",
         state_dir=folder / "state", batch_size=batch_size,
-        tls=credentials_for(pki.resolve(), f"agent-{department}")).write()
+        tls=credentials_for(pki.resolve(), f"agent-{department}"),
+        audit_public_key=party_folder(pki.resolve(), f"agent-{department}") / AUDIT_PUBLIC_FILE).write()
     if not (folder / "ref.key").exists():
         new_key(folder / "ref.key")
     return path
