@@ -89,10 +89,10 @@ class StreamWatch:
             for key, _ in idle:
                 del self._streams[key]
         for _, (who, method, watched) in idle:
+            self.on_close(who, method)  # audited before the client can hear of it
             watched.cancel("resource_exhausted",
                            f"{method} stream closed: it waited {self.idle_s:g} s on its client (the coordinator's "
                            "--stream-idle-seconds); open a new one when there is something to send")
-            self.on_close(who, method)
 
     def start(self) -> StreamWatch:
         def run():
