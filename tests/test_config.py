@@ -23,7 +23,7 @@ def full_config(folder: Path) -> AgentConfig:
         tls=Credentials(folder / "pki" / "agent-population.pem", folder / "pki" / "agent-population.key",
                         folder / "pki" / "ca.pem"),
         columns={"name": "full_name", "address": "addr"}, audit_public_key=folder / "pki" / "audit-signing.pub",
-        retries=2)
+        retries=2, server_name="coordinator.example.gov.cn")
 
 
 def test_a_written_config_reads_back_identical(tmp_path):
