@@ -85,7 +85,7 @@ class AgentConfig:
         if self.insecure:
             lines.append("insecure = true")
         tls = {"cert": self.tls.cert, "key": self.tls.key, "ca": self.tls.ca} if self.tls else {}
-        if self.server_name:
+        if tls and self.server_name:
             tls["server_name"] = self.server_name
         tables = {"tls": tls,
                   "columns": self.columns, "sql": self.sql}

@@ -34,7 +34,7 @@ def test_a_written_config_reads_back_identical(tmp_path):
 def test_an_insecure_sql_config_without_optional_keys_reads_back_identical(tmp_path):
     config = replace(full_config(tmp_path), extract="sql", tls=None, insecure=True, columns={},
                      sql={"url": "postgresql://u@db/x", "query": 'SELECT "name" FROM t WHERE a = \'\\n\''},
-                     audit_public_key=None, trust_on_first_use=True)
+                     audit_public_key=None, trust_on_first_use=True, server_name="")
     assert load_config(config.write()) == config
 
 
