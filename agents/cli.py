@@ -13,6 +13,7 @@ from agents.extract import ExtractError
 from agents.guards import UploadRefused, quality_refusals
 from agents.indicators import IndicatorError
 from agents.refs import RefError, new_key
+from agents.secret import SecretError, new_secret
 from fedlink.client import message_dict
 from fedlink.cli.base import INPUT, Failure, console, out
 
@@ -21,9 +22,19 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="A department
 # FileExistsError: keygen never overwrites a reference key.
 # UploadRefused: the guards stopped an extract (agents/guards.py); --force overrides.
 EXIT_CODES = {error: Failure(INPUT) for error in (ConfigError, ExtractError, IndicatorError, RefError,
-                                                   FileExistsError, UploadRefused)}
+                                                   SecretError, FileExistsError, UploadRefused)}
 
 ConfigOpt = typer.Option(..., help="The department's agent TOML")
+
+secret_app = typer.Typer(no_args_is_help=True, add_completion=False, help="The project secret the departments share.")
+
+
+@secret_app.command("new")
+def secret_new(out: Path = typer.Option(..., help="File to write (never overwritten)")):
+    """Write a new project secret: 256 random bits, self-checking (fedlink-secret-v1)."""
+    path = new_secret(out)
+    console.print(f"project secret written to {path} (mode 0600); give this same file to every department of "
+                  "the project, never to the coordinator")
 
 
 @app.command("init")

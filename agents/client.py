@@ -29,7 +29,7 @@ from fedlink.wire import project_from_pb
 class Agent(CoordinatorClient):
     def __init__(self, config: AgentConfig, *, show_progress: bool = True, retries: int | None = None):
         super().__init__(config.coordinator, config.tls, dev_identity=f"agent:{config.department}",
-                         retries=config.retries if retries is None else retries)
+                         retries=config.retries if retries is None else retries, server_name=config.server_name)
         self.config = config
         self.show_progress = show_progress
 

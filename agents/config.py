@@ -6,10 +6,10 @@
     extract = "extracts/medical_insurance.csv"   # or .xlsx (first sheet; sheet = "..."), .parquet, or "sql"
     encoding = "gb18030"                        # optional: a CSV's encoding, if detection should not decide
     language = "zh"                             # the worklist's language: "zh" or "en" (default)
-    secret_file = "project.secret"              # the project secret, shared out of band
+    secret_file = "project.secret"              # the project secret (fedlink secret new), shared out of band
     ref_key_file = "medical_insurance.refkey"   # this department's own key (fedlink agent keygen)
     state_dir = "state"                         # tree heads seen (audit-log consistency)
-    audit_public_key = "pki/audit-signing.pub"  # optional: pin the coordinator's audit key
+    audit_public_key = "pki/audit-signing.pub"  # the coordinator's audit key, from the CA operator's bundle
     batch_size = 1000
     retries = 5                                 # reconnect attempts, with backoff, when the coordinator is away
     max_removed_share = 0.2                     # refuse an upload removing more of the current records
@@ -20,6 +20,7 @@
     cert = "pki/agent-medical_insurance.pem"
     key = "pki/agent-medical_insurance.key"
     ca = "pki/ca.pem"
+    server_name = "coordinator.example.gov"     # optional: the name to check the coordinator's certificate for
 
     [columns]                                   # optional: schema column = file column
     name = "full_name"
@@ -27,6 +28,11 @@
     [sql]                                       # optional: read the extract from a database
     url = "postgresql://..."
     query = "SELECT ... FROM ..."
+
+The audit public key is pinned: an agent checks every tree head against the
+key in its bundle (`fedlink pki bundle`), never against one the coordinator
+hands it. Only `trust_on_first_use = true` (no `audit_public_key`) takes the
+first key the coordinator shows, for a trial run.
 
 Relative paths are relative to the config file. `load_config` reads this
 file and `AgentConfig.write` writes it: a configuration read back is the one
@@ -39,6 +45,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.secret import read_secret
 from fedlink.pki import Credentials
 from fedlink.schema import DEPARTMENTS
 
@@ -62,7 +69,7 @@ class AgentConfig:
     insecure: bool = False
     columns: dict[str, str] = field(default_factory=dict)
     sql: dict[str, str] = field(default_factory=dict)
-    audit_public_key: Path | None = None  # pin the coordinator's audit key; else trust on first use
+    audit_public_key: Path | None = None  # the pinned audit key; None only with trust_on_first_use
     retries: int = 5
     encoding: str | None = None  # a CSV's encoding; None: UTF-8 (BOM or not), else GB18030
     sheet: str | None = None     # a workbook's sheet; None: the first
@@ -71,15 +78,12 @@ class AgentConfig:
     max_removed_share: float = 0.2
     max_unreadable_share: float = 0.05
     max_blank_share: float = 0.5
+    trust_on_first_use: bool = False
+    server_name: str = ""  # [tls] server_name: check the coordinator's certificate for this name
 
     def secret(self) -> bytes:
-        try:
-            raw = self.secret_file.read_bytes().strip()
-        except FileNotFoundError:
-            raise ConfigError(f"{self.path}: secret_file {self.secret_file} not found") from None
-        if len(raw) < 16:
-            raise ConfigError(f"{self.secret_file}: the project secret is shorter than 16 bytes")
-        return raw
+        """The project secret's 256 bits; a file not in the fedlink-secret-v1 form is refused (agents/secret.py)."""
+        return read_secret(self.secret_file)
 
     def to_toml(self) -> str:
         """This configuration as the TOML `load_config` reads. Paths are written as
@@ -89,9 +93,14 @@ class AgentConfig:
         lines += [f"{key} = {_toml_value(getattr(self, key))}" for key in _OPTIONAL if getattr(self, key) is not None]
         if self.audit_public_key is not None:
             lines.append(f"audit_public_key = {_toml_value(self.audit_public_key)}")
+        if self.trust_on_first_use:
+            lines.append("trust_on_first_use = true")
         if self.insecure:
             lines.append("insecure = true")
-        tables = {"tls": {"cert": self.tls.cert, "key": self.tls.key, "ca": self.tls.ca} if self.tls else {},
+        tls = {"cert": self.tls.cert, "key": self.tls.key, "ca": self.tls.ca} if self.tls else {}
+        if tls and self.server_name:
+            tls["server_name"] = self.server_name
+        tables = {"tls": tls,
                   "columns": self.columns, "sql": self.sql}
         for name, table in tables.items():
             if table:
@@ -122,7 +131,7 @@ def _toml_value(value: str | Path | int | float) -> str:
 
 _KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
          "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries", "encoding", "sheet",
-         "language", *_SHARES}
+         "language", "trust_on_first_use", *_SHARES}
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -163,14 +172,22 @@ def load_config(path: Path) -> AgentConfig:
     rel = lambda p: (base / p).resolve()  # noqa: E731
     tls = data.get("tls")
     insecure = bool(data.get("insecure", False))
-    creds = None
+    creds, server_name = None, ""
     if tls:
         missing = {"cert", "key", "ca"} - set(tls)
         if missing:
             raise ConfigError(f"{path}: [tls] lacks {sorted(missing)}")
         creds = Credentials(rel(tls["cert"]), rel(tls["key"]), rel(tls["ca"]))
+        server_name = tls.get("server_name", "")
+        if not isinstance(server_name, str):
+            raise ConfigError(f"{path}: [tls] server_name must be a string (a host name)")
     elif not insecure:
         raise ConfigError(f"{path}: [tls] cert/key/ca are required (or insecure = true for a loopback test)")
+    trust_on_first_use = data.get("trust_on_first_use", False) is True
+    if not data.get("audit_public_key") and not trust_on_first_use:
+        raise ConfigError(f"{path}: audit_public_key is required: the audit-signing.pub of the bundle the CA operator "
+                          "sent (it pins the key the coordinator signs its log with); only for a trial, "
+                          "trust_on_first_use = true takes the first key the coordinator shows")
     extract = data["extract"]
     return AgentConfig(
         path=path, department=data["department"], project=data["project"], coordinator=data["coordinator"],
@@ -180,4 +197,5 @@ def load_config(path: Path) -> AgentConfig:
         sql=dict(data.get("sql", {})),
         audit_public_key=rel(data["audit_public_key"]) if data.get("audit_public_key") else None,
         retries=retries, encoding=data.get("encoding"), sheet=data.get("sheet"), language=language, **shares,
+        trust_on_first_use=trust_on_first_use, server_name=server_name,
     )

@@ -13,14 +13,19 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import grpc
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from bench.harness import BenchSession
+from agents.secret import new_secret
+from bench.ceremony import key_ceremony
+from bench.harness import BenchSession, scenario_departments
 from bench.metrics import flag_quality, pairwise_quality
 from bench.synth import write_scenario
+from fedlink.client import CoordinatorClient
 from fedlink.operator import Operator
+from fedlink.v1 import coordinator_pb2 as pb
 
 
 def next_month(src: Path, dst: Path, change) -> Path:
@@ -72,6 +77,13 @@ def status_by_person(flags: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     persons = flags.merge(truth, on=["department", "record_id"], how="left")
     return persons.drop_duplicates(["person_id", "need", "status"]).pivot_table(
         index="need", columns="status", values="person_id", aggfunc="count", fill_value=0)
+def refusal_of_spare(session: BenchSession) -> str:
+    with CoordinatorClient.connect(session.address, session.pki, "spare") as spare:
+        try:
+            spare._call(spare.stub.GetTreeHead, pb.GetTreeHeadRequest(), timeout=10)
+        except grpc.RpcError as e:
+            return f"refused, {e.code().name}: {e.details()}"
+    raise RuntimeError("the coordinator answered a revoked certificate")
 
 
 def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
@@ -84,9 +96,17 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
                   f"typing errors, pinyin names, legacy IDs and stale addresses of real registers at {ERROR_SCALE:g}x "
                   "the usual rates")
     write_scenario(scenario, persons, seed=seed, error_scale=ERROR_SCALE)
+    console.print("   The key ceremony: each party makes its own key; the CA operator signs, delivers, revokes")
+    if not (out / "pki" / "ca").exists():
+        key_ceremony(out / "pki", scenario_departments(scenario), console.print)
+    if not (out / "project.secret").exists():
+        new_secret(out / "project.secret")
+    console.print(f"   One department makes the project secret ({out / 'project.secret'}, fedlink secret new) "
+                  "and gives it to the others, never to the coordinator")
     console.print("2. A coordinator on loopback with mutual TLS; each department's agent normalises, encodes "
                   "and uploads its extract; the operator runs the linkage; each agent pulls its worklist")
     with BenchSession(scenario, out, console=console) as s:
+        console.print(f"   The revoked spare certificate calls the coordinator: {refusal_of_spare(s)}")
         for d in s.departments:
             s.upload(d)
         run1, report, _ = s.run()

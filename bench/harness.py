@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import resource
-import secrets
 import time
 import tomllib
 from dataclasses import replace
@@ -23,11 +22,12 @@ from sqlalchemy import select
 from agents.client import Agent
 from agents.config import AgentConfig, load_config
 from agents.refs import RefCipher, load_key, new_key
+from agents.secret import new_secret
 from bench.febrl import materialise, named_scenario
 from bench.metrics import flag_quality, missed_links_by_group, pair_quality, pairwise_quality, record_groups
 from fedlink.officer import Officer, verify_export
 from fedlink.operator import Operator
-from fedlink.pki import credentials_for, init_pki
+from fedlink.pki import AUDIT_PUBLIC_FILE, credentials_for, init_pki, party_folder
 from fedlink.schema import DEPARTMENTS, Project, schema_from_dict
 from server import store as t
 from server.serve import start
@@ -60,12 +60,13 @@ def write_agent_config(workdir: Path, department: str, extract: Path, address: s
                        project: str = PROJECT_ID, batch_size: int = 2000) -> Path:
     """The agent TOML of one department in the bench's layout (workdir/agents, workdir/pki)."""
     agents = (workdir / "agents").resolve()
+    pki = (workdir / "pki").resolve()
     return AgentConfig(
         path=agents / f"{department}.toml", department=department, project=project, coordinator=address,
         extract=extract.resolve(), secret_file=(workdir / "project.secret").resolve(),
         ref_key_file=agents / f"{department}.refkey", state_dir=agents / f"state-{department}",
-        batch_size=batch_size, tls=credentials_for((workdir / "pki").resolve(), f"agent-{department}"),
-        columns=dict(columns)).write()
+        batch_size=batch_size, tls=credentials_for(pki, f"agent-{department}"),
+        audit_public_key=party_folder(pki, f"agent-{department}") / AUDIT_PUBLIC_FILE, columns=dict(columns)).write()
 
 
 class BenchSession:
@@ -80,12 +81,11 @@ class BenchSession:
         self.settings = scenario_settings(self.scenario)
         self.departments = scenario_departments(self.scenario)
         self.pki = self.out / "pki"
-        if not (self.pki / "ca.pem").exists():
+        if not (self.pki / "ca" / "ca.pem").exists():
             init_pki(self.pki, self.departments)
         secret_file = self.out / "project.secret"
         if not secret_file.exists():
-            secret_file.write_text(secrets.token_hex(32) + "\n")
-            secret_file.chmod(0o600)
+            new_secret(secret_file)
         # An empty coordinator database: a fresh SQLite file here, or the given (empty) server database.
         self.db = database or self.out / "coordinator.sqlite"
         if database is None:
@@ -200,7 +200,7 @@ class BenchSession:
         """The privacy officer exports the log and verifies it offline."""
         with Officer.connect(self.address, self.pki) as officer:
             officer.export(self.out / "audit")
-        head = verify_export(self.out / "audit", self.pki / "audit-signing.pub",
+        head = verify_export(self.out / "audit", self.pki / "officer" / AUDIT_PUBLIC_FILE,
                              self.out / "audit" / "verified-heads.jsonl")
         return {"verified": True, "tree_size": head.tree_size, "root_hash": head.root_hash.hex(),
                 "timestamp_ms": head.timestamp_ms, "signature": head.signature.hex(), "key_id": head.key_id.hex()}

@@ -86,6 +86,7 @@ def _wait_serving(address: str, pki: Path, proc: subprocess.Popen, log: Path, li
 def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str | None = None,
              batch_size: int = 500, limit_s: float = 600, seed: int = 5) -> dict:
     """Run the load; returns the figures, with what was lost counted per upload."""
+    from agents.secret import new_secret
     from bench.synth import write_scenario
     from fedlink.operator import Operator
     from fedlink.pki import init_pki
@@ -97,7 +98,7 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
     if not (scenario / "population.csv").exists():
         write_scenario(scenario, persons, seed=seed, reference_date="2025-06-30")
     pki = out / "pki"
-    if not (pki / "ca.pem").exists():
+    if not (pki / "ca" / "ca.pem").exists():
         init_pki(pki, PER_PROJECT)
     database = database or str(out / "coordinator.sqlite")
     port = _free_port()
@@ -111,7 +112,8 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
         _wait_serving(address, pki, coordinator, log)
         projects = [f"load-{i}" for i in range((agents + len(PER_PROJECT) - 1) // len(PER_PROJECT))]
         secret = out / "project.secret"
-        secret.write_text("a load-test project secret, 32+ bytes long")
+        if not secret.exists():
+            new_secret(secret)
         with Operator.connect(address, pki) as op:
             for p in projects:
                 op.create_project(Project.default(p, departments=PER_PROJECT, reference_date="2025-06-30"))
@@ -199,7 +201,7 @@ def _agent_config(folder: Path, pki: Path, department: str, project: str, addres
                   secret: Path, batch_size: int) -> Path:
     from agents.config import AgentConfig
     from agents.refs import new_key
-    from fedlink.pki import credentials_for
+    from fedlink.pki import AUDIT_PUBLIC_FILE, credentials_for, party_folder
 
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -207,7 +209,8 @@ def _agent_config(folder: Path, pki: Path, department: str, project: str, addres
         path=folder / "agent.toml", department=department, project=project, coordinator=address,
         extract=extract.resolve(), secret_file=secret.resolve(), ref_key_file=folder / "ref.key",
         state_dir=folder / "state", batch_size=batch_size,
-        tls=credentials_for(pki.resolve(), f"agent-{department}")).write()
+        tls=credentials_for(pki.resolve(), f"agent-{department}"),
+        audit_public_key=party_folder(pki.resolve(), f"agent-{department}") / AUDIT_PUBLIC_FILE).write()
     if not (folder / "ref.key").exists():
         new_key(folder / "ref.key")
     return path

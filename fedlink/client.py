@@ -32,6 +32,25 @@ class CoordinatorUnavailable(RuntimeError):
     """The coordinator stayed unreachable through every retry."""
 
 
+class CoordinatorCertificateError(RuntimeError):
+    """The coordinator answered, but its certificate is not the one this client expects:
+    it does not name the address connected to, or no CA of ours signed it. Never retried."""
+
+
+def certificate_problem(error: grpc.RpcError, address: str, server_name: str) -> str | None:
+    """What is wrong with the coordinator's certificate, when that is why a call failed."""
+    details = error.details() or ""
+    name = server_name or address.rsplit(":", 1)[0].strip("[]")
+    if "Hostname Verification Check failed" in details or "No match found for server name" in details:
+        return (f"the coordinator at {address} presented a certificate that does not name {name!r}: connect by a "
+                "name its certificate carries, or have the CA operator sign a coordinator certificate with "
+                f"--dns/--ip {name} (fedlink pki request --role coordinator)")
+    if "CERTIFICATE_VERIFY_FAILED" in details or "certificate verify failed" in details.lower():
+        return (f"the coordinator at {address} presented a certificate that the CA in this client's bundle did "
+                "not sign: check the address, and that ca.pem is the project's CA")
+    return None
+
+
 def retry_after_s(error: grpc.RpcError) -> float | None:
     """The wait a rate-limited call was told (trailing metadata retry-after-ms), if any."""
     if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -53,10 +72,12 @@ class CoordinatorClient:
     party = ""  # the certificate name in a PKI folder a client of this kind uses by default
 
     def __init__(self, address: str, credentials: Credentials | None, *, dev_identity: str = "",
-                 retries: int = 0):
+                 retries: int = 0, server_name: str = ""):
         options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        self.address = address
+        if server_name:  # the name to check the coordinator's certificate for, when not the address's own
+            options.append(("grpc.ssl_target_name_override", server_name))
+        self.address, self.server_name = address, server_name
         self.retries = retries
         if credentials is not None:
             self.channel = grpc.secure_channel(address, channel_credentials(credentials), options=options)
@@ -81,7 +102,13 @@ class CoordinatorClient:
         self.close()
 
     def _call(self, method, request, timeout: float = 60):
-        return method(request, timeout=timeout, metadata=self.metadata)
+        try:
+            return method(request, timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as e:
+            problem = certificate_problem(e, self.address, self.server_name)
+            if problem:
+                raise CoordinatorCertificateError(problem) from e
+            raise
 
     def _retrying(self, resumes: str, fn: Callable[[], T]) -> T:
         """Call fn, retrying with exponential backoff (and jitter) while the

@@ -40,10 +40,13 @@ def _server_credentials(pki: Optional[Path], cert: Optional[Path], key: Optional
 def coordinator_serve(
     listen: str = typer.Option("127.0.0.1:50051", help="host:port to listen on"),
     database: str = DatabaseOpt,
-    pki: Optional[Path] = typer.Option(None, help="PKI folder from `fedlink pki init` (uses coordinator.pem)"),
+    pki: Optional[Path] = typer.Option(None, help="The coordinator's folder (coordinator.pem/.key, ca.pem, crl.pem, "
+                                                  "audit-signing.key), or a `fedlink pki init` deployment"),
     cert: Optional[Path] = typer.Option(None), key: Optional[Path] = typer.Option(None),
     ca: Optional[Path] = typer.Option(None),
-    insecure: bool = typer.Option(False, help="Plaintext, loopback only, for development"),
+    crl: Optional[Path] = typer.Option(None, help="CRL to check callers against (default crl.pem beside the "
+                                                  "certificate); re-read when it changes"),
+    insecure: bool = typer.Option(False, help="Plaintext, loopback only, for development; never with --pki"),
     engine: str = typer.Option("local", help="Match engine: local (exact, LSH-blocked for large pairs), "
                                              "local+exact, local+lsh, dask://HOST:PORT (the same choice on a "
                                              "Dask cluster), dask+exact://, dask+lsh://; "
@@ -62,6 +65,15 @@ def coordinator_serve(
                                                help="Most records in one department's upload"),
     max_calls_per_minute: int = typer.Option(Limits.calls_per_minute,
                                              help="Calls per minute per caller identity (0: no limit)"),
+    max_messages_per_minute: int = typer.Option(Limits.messages_per_minute,
+                                                help="Stream messages per minute per caller identity (0: no limit)"),
+    max_streams: int = typer.Option(Limits.streams_per_identity, help="Streams open at once per caller identity"),
+    stream_idle_seconds: int = typer.Option(Limits.stream_idle_s,
+                                            help="Close a stream that waits this long on its client"),
+    max_open_uploads: int = typer.Option(Limits.open_uploads_per_department,
+                                         help="Uncommitted uploads a department may hold per project"),
+    upload_expiry_hours: int = typer.Option(Limits.upload_expiry_hours,
+                                            help="Hours before an uncommitted upload expires"),
 ):
     """Run the coordinator until Ctrl-C (which finishes the calls in flight).
     Pending schema migrations are applied first."""
@@ -69,10 +81,11 @@ def coordinator_serve(
     from server.serve import serve_forever, start
 
     configure(log_format, log_level)
-    limits = Limits(max_message_bytes, max_batch_records, max_records_per_upload, max_calls_per_minute)
+    limits = Limits(max_message_bytes, max_batch_records, max_records_per_upload, max_calls_per_minute,
+                    max_messages_per_minute, max_streams, stream_idle_seconds, max_open_uploads, upload_expiry_hours)
     health = None if health_port is None else f"{health_host or listen.rpartition(':')[0]}:{health_port}"
     running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
-                    engine=engine, metrics_port=metrics_port, limits=limits, health_address=health)
+                    engine=engine, metrics_port=metrics_port, limits=limits, health_address=health, crl=crl)
     serve_forever(running, grace)
 
 

@@ -8,11 +8,22 @@ limit and the option that sets it.
 | records in one batch | 50,000 | --max-batch-records |
 | records in one department's upload | 20,000,000 | --max-records-per-upload |
 | calls per minute per identity | 6,000 (0 = no limit) | --max-calls-per-minute |
+| stream messages per minute per identity | 60,000 (0 = no limit) | --max-messages-per-minute |
+| streams open at once per identity | 4 | --max-streams |
+| seconds a stream may wait on its client | 120 | --stream-idle-seconds |
+| open (uncommitted) uploads per department | 4 | --max-open-uploads |
+| hours before an open upload expires | 24 | --upload-expiry-hours |
 
 The batch count of an upload is bounded by its record count (a batch holds at
-least one record). A call over the rate limit carries `retry-after-ms` in its
+least one record). A call over a rate limit carries `retry-after-ms` in its
 trailing metadata; agents wait that long and retry, while a refusal for size
-is final (retrying cannot help).
+is final (retrying cannot help). Messages are counted as well as calls: one
+upload stream cannot send more batches a minute than the message limit. A
+stream whose client neither sends nor reads for `stream_idle_s` is closed, so
+idle streams cannot hold the coordinator's threads; with at most
+`streams_per_identity` each, no one caller can take them all. An open upload
+nobody commits expires (its batches are deleted, the expiry is audited), so
+`BeginUpload` cannot pile up declared uploads.
 """
 from __future__ import annotations
 
@@ -31,6 +42,11 @@ class Limits:
     max_batch_records: int = 50_000
     max_records_per_upload: int = 20_000_000
     calls_per_minute: int = 6_000
+    messages_per_minute: int = 60_000
+    streams_per_identity: int = 4
+    stream_idle_s: int = 120
+    open_uploads_per_department: int = 4
+    upload_expiry_hours: int = 24
 
     def __post_init__(self):
         checks = {
@@ -38,6 +54,11 @@ class Limits:
             "max_batch_records": (1, 10_000_000),
             "max_records_per_upload": (1, INT32_MAX),
             "calls_per_minute": (0, 10**9),
+            "messages_per_minute": (0, 10**9),
+            "streams_per_identity": (1, 1000),
+            "stream_idle_s": (1, 86_400),
+            "open_uploads_per_department": (1, 1000),
+            "upload_expiry_hours": (1, 24 * 365),
         }
         for name, (low, high) in checks.items():
             value = getattr(self, name)
@@ -45,15 +66,22 @@ class Limits:
                 raise ValueError(f"limit {name} must be an integer in {low}..{high}, not {value!r}")
 
 
+    @property
+    def transport_message_bytes(self) -> int:
+        """gRPC's own receive limit: above the coordinator's, so that a message over
+        `max_message_bytes` reaches the coordinator to be refused and audited, and
+        bounded, so that no message larger than this is ever read into memory."""
+        return min(2**31 - 1, 4 * self.max_message_bytes)
+
+
 @dataclass
 class RateLimiter:
-    """A token bucket per caller identity: `calls_per_minute` calls, refilled
-    evenly. `admit` returns 0 when the call may go on, else the milliseconds
-    until it could."""
+    """A token bucket per caller identity: `calls_per_minute` calls (or
+    messages), refilled evenly. `admit` returns 0 when the call may go on,
+    else the milliseconds until it could."""
 
     calls_per_minute: int
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-    _refused: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def admit(self, who: str, now: float | None = None) -> int:
@@ -66,12 +94,28 @@ class RateLimiter:
             tokens = min(float(self.calls_per_minute), tokens + (now - last) * rate)
             if tokens >= 1.0:
                 self._buckets[who] = (tokens - 1.0, now)
-                self._refused.pop(who, None)
                 return 0
             self._buckets[who] = (tokens, now)
-            self._refused[who] = self._refused.get(who, 0) + 1
             return max(1, int((1.0 - tokens) / rate * 1000))
 
-    def refused_in_a_row(self, who: str) -> int:
+
+@dataclass
+class StreamSlots:
+    """At most `per_identity` streams open at once per caller."""
+
+    per_identity: int
+    _open: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, who: str) -> bool:
         with self._lock:
-            return self._refused.get(who, 0)
+            if self._open.get(who, 0) >= self.per_identity:
+                return False
+            self._open[who] = self._open.get(who, 0) + 1
+            return True
+
+    def give_back(self, who: str) -> None:
+        with self._lock:
+            self._open[who] -= 1
+            if not self._open[who]:
+                del self._open[who]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Iterable
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 
 from fedlink.schema import FieldSpec, LinkageSchema, Project
 from server import store as t
@@ -78,6 +78,22 @@ def upload_with_digest(conn, project_id: str, department: str, digest: bytes):
     return conn.execute(select(t.uploads).where(and_(
         t.uploads.c.project_id == project_id, t.uploads.c.department == department,
         t.uploads.c.upload_digest == digest))).first()
+
+
+def open_uploads(conn, project_id: str, department: str):
+    """(upload_id, created_at) of a department's uploads not yet committed, oldest first."""
+    c = t.uploads.c
+    return conn.execute(select(c.upload_id, c.created_at).where(and_(
+        c.project_id == project_id, c.department == department, c.state == "open")).order_by(c.created_at)).all()
+
+
+def delete_upload(conn, upload_id: str) -> int:
+    """An open upload and everything stored for it; returns the records deleted. Only an upload
+    never committed: no run used its records."""
+    deleted = conn.execute(delete(t.records).where(t.records.c.upload_id == upload_id)).rowcount
+    conn.execute(delete(t.batches).where(t.batches.c.upload_id == upload_id))
+    conn.execute(delete(t.uploads).where(t.uploads.c.upload_id == upload_id))
+    return deleted
 
 
 def insert_upload(conn, **values) -> None:

@@ -15,8 +15,9 @@ from typing import Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from fedlink.pki import Credentials, server_credentials
+from fedlink.pki import AUDIT_KEY_FILE, CRL_FILE, Credentials, RevocationList, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
+from server.admission import StreamWatch
 from server.audit import AuditLog
 from server.domain.coordinator import Coordinator
 from server.engine import engine_from_url
@@ -35,6 +36,7 @@ class Running:
     port: int
     coordinator: Coordinator
     health: health.HealthServicer
+    watch: StreamWatch
     health_port: int | None = None  # the plain HTTP /healthz, when asked for
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -42,6 +44,7 @@ class Running:
         """Refuse new calls, let calls in flight (an accepted batch) finish, then close."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        self.watch.stop()
         for close in self.closers:
             close()
         self.coordinator.close()
@@ -69,35 +72,57 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def own_folder_only(credentials: Credentials) -> None:
+    """The coordinator's folder holds its own two keys (TLS, audit) and public files: a CA key
+    or another party's key there would let the coordinator's side act as anyone."""
+    folder = credentials.cert.parent
+    foreign = sorted(p.name for p in folder.glob("*.key") if p.name not in (credentials.key.name, AUDIT_KEY_FILE))
+    if foreign:
+        raise ValueError(f"{folder} holds private keys that are not the coordinator's: {', '.join(foreign)}. "
+                         "Keep the CA key with the CA operator and each party's key with that party "
+                         "(fedlink pki request / sign); the coordinator's folder holds only its own TLS key, "
+                         "its audit signing key, its certificate, the CA certificate and the CRL")
+
+
 def start(address: str, database: str | Path, *, credentials: Credentials | None = None, insecure: bool = False,
-          engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None,
+          engine: str | None = None, max_workers: int = 64, metrics_port: int | None = None,
           interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
           limits: Limits | None = None, schedule_poll: float = 30.0,
-          health_address: str | None = None) -> Running:
+          health_address: str | None = None, crl: Path | None = None) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
-    else one beside the database; it is created on first start.
-    `health_address` (host:port) serves plain HTTP GET /healthz, with no
-    certificate, for a load balancer; `metrics_port` serves /metrics on the
-    host of `address`."""
+    else one beside the database; it is created on first start. Callers are
+    checked against the CRL `crl` (default `crl.pem` beside the certificate),
+    re-read whenever it changes. `health_address` (host:port) serves plain HTTP
+    GET /healthz, with no certificate, for a load balancer; `metrics_port`
+    serves /metrics on the host of `address`."""
     host, _, _ = address.rpartition(":")
+    if credentials is not None and insecure:
+        # With TLS on, the caller's identity is its certificate's, never a header it sends.
+        raise ValueError("--insecure cannot be combined with --pki or --cert/--key/--ca: it would let callers "
+                         "name themselves over mutual TLS. Drop --insecure to serve with mutual TLS")
     if credentials is None:
         if not insecure:
             raise ValueError("mutual TLS needs --pki DIR (or --cert/--key/--ca); plaintext needs --insecure")
         if not is_loopback(host):
             raise ValueError(f"--insecure is allowed on a loopback address only, not {host!r}")
         log.warning("INSECURE: serving plaintext gRPC on %s; callers name themselves. Development only.", address)
+        revocations = None
+    else:
+        own_folder_only(credentials)
+        revocations = RevocationList(crl or credentials.cert.parent / CRL_FILE, credentials.ca)
     if audit_key is None:
         if credentials is None and "://" in str(database):
             raise ValueError("with a database URL and no PKI folder, name the audit signing key (--audit-key)")
-        audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / "audit-signing.key"
+        audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / AUDIT_KEY_FILE
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
         options=[("grpc.so_reuseport", 0),  # a port in use is an error, not a second server sharing it
-                 ("grpc.max_receive_message_length", limits.max_message_bytes),
+                 # Above the coordinator's own limit, so that a larger message is refused (and audited) by it.
+                 ("grpc.max_receive_message_length", limits.transport_message_bytes),
                  # A lower receive limit does not shrink what the coordinator may send (reports, flag streams).
                  ("grpc.max_send_message_length", max(limits.max_message_bytes, Limits.max_message_bytes))],
     )
@@ -117,11 +142,12 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.
-    register(CoordinatorServicer(coordinator, insecure=insecure, limits=limits), server)
+    servicer = CoordinatorServicer(coordinator, insecure=credentials is None, limits=limits, revocations=revocations)
+    register(servicer, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection((SERVICE, health.SERVICE_NAME), server)
-    running = Running(server, port, coordinator, health_servicer)
+    running = Running(server, port, coordinator, health_servicer, servicer.watch)
     try:
         _start_probes(running, host.strip("[]") or "127.0.0.1", metrics_port, health_address)
     except OSError:
@@ -136,6 +162,7 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
              f", health check http://{health_address.rpartition(':')[0]}:{running.health_port}/healthz"
              if health_address else "", extra={"event": "serving", "port": port, "health_port": running.health_port})
     coordinator.start_scheduler(schedule_poll)
+    servicer.watch.start()
     return running
 
 

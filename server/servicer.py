@@ -1,6 +1,7 @@
 """The gRPC servicer: translates the wire to domain calls and domain errors to
 status codes. The caller's identity comes from the verified client
-certificate; no logic lives here."""
+certificate (server/admission.py); every refusal, of whatever kind, is
+audited (in bursts, server/bursts.py); no logic lives here."""
 from __future__ import annotations
 
 import functools
@@ -13,35 +14,23 @@ from datetime import datetime, timezone
 import grpc
 from google.protobuf.message import Message
 
-from fedlink.identity import Identity, IdentityError, identity_from_grpc_context
+from fedlink.identity import Identity, IdentityError
+from fedlink.pki import RevocationList
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.v1 import coordinator_pb2_grpc as pb_grpc
 from fedlink.wire import project_from_pb, project_to_pb
 from server import faults
+from server.admission import StreamWatch, certificate_identity, dev_identity
 from server.domain.access import DomainError, InvalidArgument, ResourceExhausted
 from server.domain.coordinator import Coordinator
 from server.domain.uploads import ExtractQuality, FieldQuality, IncomingRecord
-from server.limits import Limits, RateLimiter
+from server.limits import Limits, RateLimiter, StreamSlots
 from server.metrics import RECORDS_STORED, RPC_SECONDS
 
 log = logging.getLogger("fedlink.coordinator")
 
-# Only for --insecure on loopback: with no certificate, the caller names itself.
-DEV_IDENTITY_HEADER = "fedlink-dev-identity"
 # Trailing metadata of a rate-limited call: milliseconds to wait before retrying.
 RETRY_AFTER_KEY = "retry-after-ms"
-
-
-def _identity(context, insecure: bool) -> Identity:
-    if insecure:
-        claimed = dict(context.invocation_metadata()).get(DEV_IDENTITY_HEADER, "")
-        role, _, rest = claimed.partition(":")
-        if role == "agent":
-            return Identity("agent", f"agent-{rest}", rest)
-        if role in ("operator", "officer"):
-            return Identity(role, rest or role, "")
-        raise IdentityError(f"insecure mode: send metadata {DEV_IDENTITY_HEADER}=role:name")
-    return identity_from_grpc_context(context)
 
 
 def _nul_field(message, prefix: str = "") -> str | None:
@@ -67,16 +56,19 @@ def _nul_field(message, prefix: str = "") -> str | None:
 
 class Undecodable:
     """A request that did not parse as its message (not protobuf, invalid
-    UTF-8 in a string field, ...). gRPC itself would answer INTERNAL; the
-    methods refuse it with INVALID_ARGUMENT instead (see `lenient`)."""
+    UTF-8 in a string field, ...), or one over the coordinator's message size
+    limit. gRPC itself would answer INTERNAL, or refuse the size before the
+    coordinator could audit it; the methods refuse it instead (see `lenient`)."""
 
-    def __init__(self, error: str):
-        self.error = error
+    def __init__(self, error: str, size: int = 0):
+        self.error, self.size = error, size
 
 
-def lenient(deserialize):
-    """A request deserializer that never raises: a bad message becomes Undecodable."""
+def lenient(deserialize, max_bytes: int):
+    """A request deserializer that never raises: a bad or oversized message becomes Undecodable."""
     def parse(data: bytes):
+        if len(data) > max_bytes:
+            return Undecodable("", size=len(data))
         try:
             return deserialize(data)
         except Exception as e:  # DecodeError, UnicodeDecodeError, ...
@@ -98,7 +90,8 @@ def register(servicer, server) -> None:
     if not hasattr(reg, "handlers"):  # generated code of another shape: register as generated
         server.add_generic_rpc_handlers(reg.generic)
         return
-    handlers = {name: h._replace(request_deserializer=lenient(h.request_deserializer))
+    size = servicer.limits.max_message_bytes
+    handlers = {name: h._replace(request_deserializer=lenient(h.request_deserializer, size))
                 for name, h in reg.handlers.items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(reg.service, handlers),))
     server.add_registered_method_handlers(reg.service, handlers)
@@ -111,6 +104,9 @@ def _status_codes(name: str, context):
     began, code = time.perf_counter(), "OK"
     try:
         yield
+    except grpc.RpcError:
+        # The client's stream broke (it went away, or the coordinator closed it as idle): no status to send.
+        code = "CANCELLED"
     except IdentityError as e:
         code = "UNAUTHENTICATED"
         log.warning("%s refused: UNAUTHENTICATED: %s", name, e,
@@ -135,7 +131,8 @@ def _status_codes(name: str, context):
 
 def rpc(method):
     """Identify the caller, apply the rate limit, check the request, run the
-    method, map errors to status codes."""
+    method, map errors to status codes. A streaming call also takes one of
+    the caller's stream slots and is watched for idling on its client."""
     name = method.__name__
 
     @functools.wraps(method)
@@ -146,34 +143,89 @@ def rpc(method):
     @functools.wraps(method)
     def streaming(self, request, context):
         with _status_codes(name, context):
-            yield from method(self, request, context, self._admit(context, name, request))
+            who = self._admit(context, name, request)
+            with self._stream(who, name, context) as watched:
+                if not isinstance(request, (Message, Undecodable)):  # a client stream: its messages are counted
+                    request = self._messages(who, name, request, watched)
+                for reply in method(self, request, context, who):
+                    with StreamWatch.waiting(watched):
+                        yield reply
 
     return streaming if inspect.isgeneratorfunction(method) else unary
 
 
 class CoordinatorServicer(pb_grpc.CoordinatorServicer):
-    def __init__(self, coordinator: Coordinator, *, insecure: bool = False, limits: Limits | None = None):
+    def __init__(self, coordinator: Coordinator, *, insecure: bool = False, limits: Limits | None = None,
+                 revocations: RevocationList | None = None):
         self.coordinator = coordinator
-        self.insecure = insecure
+        self.insecure = insecure  # no TLS at all: only then is the development header read
+        self.revocations = revocations
         self.limits = limits or coordinator.context.limits
         self.limiter = RateLimiter(self.limits.calls_per_minute)
+        self.messages = RateLimiter(self.limits.messages_per_minute)
+        self.slots = StreamSlots(self.limits.streams_per_identity)
+        self.watch = StreamWatch(self.limits.stream_idle_s, self._closed_idle)
+
+    def _refuse(self, who, name: str, error: DomainError) -> DomainError:
+        self.coordinator.context.refuse(who, name, error)
+        return error
+
+    def _identity(self, context, name: str) -> Identity:
+        try:
+            return dev_identity(context) if self.insecure else certificate_identity(context, self.revocations)
+        except IdentityError as e:
+            # Audited under no name (a refused identity is no one's); the peer's address says where from.
+            self.coordinator.context.bursts.note("unauthenticated", "call.refused", name, "UNAUTHENTICATED",
+                                                 reason=str(e)[:300], peer=context.peer())
+            raise
 
     def _admit(self, context, name: str, request) -> Identity:
-        """The caller, within the per-identity rate limit, with no NUL in any string field."""
-        who = _identity(context, self.insecure)
+        """The caller, within the per-identity rate limit, with a request that parses, within the size
+        limit, and has no NUL in any string field."""
+        who = self._identity(context, name)
         wait_ms = self.limiter.admit(str(who))
         if wait_ms:
-            error = ResourceExhausted(
+            raise self._refuse(who, name, ResourceExhausted(
                 f"{who} made more than {self.limits.calls_per_minute} calls in a minute (the coordinator's "
-                f"--max-calls-per-minute); retry in {wait_ms / 1000:.1f} s", retry_after_ms=wait_ms)
-            if self.limiter.refused_in_a_row(str(who)) == 1:  # one audit event per burst, not one per call
-                self.coordinator.context.refuse(who, name, error)
-            raise error
-        refusal = _malformed(name, request)
+                f"--max-calls-per-minute); retry in {wait_ms / 1000:.1f} s", retry_after_ms=wait_ms))
+        refusal = _malformed(name, request, self.limits)
         if refusal:
-            self.coordinator.context.refuse(who, name, refusal)
-            raise refusal
+            raise self._refuse(who, name, refusal)
         return who
+
+    @contextmanager
+    def _stream(self, who: Identity, name: str, context):
+        if not self.slots.take(str(who)):
+            raise self._refuse(who, name, ResourceExhausted(
+                f"{who} has {self.limits.streams_per_identity} streams open already (the coordinator's "
+                "--max-streams): finish or close one first"))
+        try:
+            with self.watch.watching(str(who), name, context) as watched:
+                yield watched
+        finally:
+            self.slots.give_back(str(who))
+
+    def _messages(self, who: Identity, name: str, requests, watched):
+        """A client stream's messages, each counted against the caller's message rate and checked."""
+        while True:
+            with StreamWatch.waiting(watched):
+                message = next(requests, None)
+            if message is None:
+                return
+            wait_ms = self.messages.admit(str(who))
+            if wait_ms:
+                raise self._refuse(who, name, ResourceExhausted(
+                    f"{who} sent more than {self.limits.messages_per_minute} stream messages in a minute (the "
+                    f"coordinator's --max-messages-per-minute); retry in {wait_ms / 1000:.1f} s: an upload "
+                    "resumes where it stopped", retry_after_ms=wait_ms))
+            refusal = _malformed(name, message, self.limits, f"batch {getattr(message, 'seq', '?')}: ")
+            if refusal:
+                raise self._refuse(who, name, refusal)
+            yield message
+
+    def _closed_idle(self, who: str, name: str) -> None:
+        self.coordinator.context.bursts.note(who, "call.refused", name, "RESOURCE_EXHAUSTED",
+                                             reason=f"stream idle for {self.limits.stream_idle_s} s: closed")
 
     @rpc
     def CreateProject(self, request, context, who):
@@ -192,15 +244,12 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def UploadBatches(self, request_iterator, context, who):
-        for batch in request_iterator:
-            refusal = _malformed("UploadBatches", batch, f"batch {getattr(batch, 'seq', '?')}: ")
-            if refusal:
-                self.coordinator.context.refuse(who, "UploadBatches", refusal)
-                raise refusal
-            records = [IncomingRecord(r.ref, r.clk, dict(r.indicators), r.household) for r in batch.records]
-            stored = self.coordinator.uploads.store_batch(who, batch.upload_id, batch.seq, batch.digest, records)
-            RECORDS_STORED.labels(who.department).inc(stored.records)
-            yield pb.BatchAck(seq=batch.seq, stored=stored.records, duplicate=stored.duplicate)
+        with self.coordinator.uploads.stream(who) as stream:  # one audit event for the whole stream
+            for batch in request_iterator:
+                records = [IncomingRecord(r.ref, r.clk, dict(r.indicators), r.household) for r in batch.records]
+                stored = stream.store(batch.upload_id, batch.seq, batch.digest, records)
+                RECORDS_STORED.labels(who.department).inc(stored.records)
+                yield pb.BatchAck(seq=batch.seq, stored=stored.records, duplicate=stored.duplicate)
 
     @rpc
     def CommitUpload(self, request, context, who):
@@ -299,8 +348,11 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             yield pb.AuditEvent(seq=seq, body=body)
 
 
-def _malformed(name: str, request, where: str = "") -> InvalidArgument | None:
+def _malformed(name: str, request, limits: Limits, where: str = "") -> DomainError | None:
     """Why a request (or one message of a stream) is refused before the domain sees it."""
+    if isinstance(request, Undecodable) and request.size:
+        return ResourceExhausted(f"{where}the {name} message is {request.size} bytes; this coordinator takes at "
+                                 f"most {limits.max_message_bytes} (--max-message-bytes)")
     if isinstance(request, Undecodable):
         return InvalidArgument(f"the {name} request is not a valid fedlink.v1 message ({request.error})")
     field = _nul_field(request) if isinstance(request, Message) else None

@@ -87,9 +87,9 @@ def project(operator) -> Project:
 
 @pytest.fixture
 def secret_file(tmp_path) -> Path:
-    path = tmp_path / "project.secret"
-    path.write_text(secrets.token_hex(32))
-    return path
+    from agents.secret import new_secret
+
+    return new_secret(tmp_path / "project.secret")
 
 
 @pytest.fixture

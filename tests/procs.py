@@ -84,7 +84,7 @@ def agent_toml(work: Path, pki: Path, department: str, address: str, extract: Pa
     """An agent TOML in its own folder, with a fresh reference key."""
     from agents.config import AgentConfig
     from agents.refs import new_key
-    from fedlink.pki import credentials_for
+    from fedlink.pki import AUDIT_PUBLIC_FILE, credentials_for, party_folder
 
     folder = (Path(work) / (name or f"agent-{department}")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,7 @@ def agent_toml(work: Path, pki: Path, department: str, address: str, extract: Pa
         path=folder / "agent.toml", department=department, project=project, coordinator=address,
         extract=Path(extract).resolve(), secret_file=Path(secret).resolve(),
         ref_key_file=folder / f"{department}.refkey", state_dir=folder / "state",
-        audit_public_key=pki / "audit-signing.pub", batch_size=batch_size, retries=retries,
+        audit_public_key=party_folder(pki, f"agent-{department}") / AUDIT_PUBLIC_FILE, batch_size=batch_size, retries=retries,
         tls=credentials_for(pki, f"agent-{department}")).write()
     if not (folder / f"{department}.refkey").exists():
         new_key(folder / f"{department}.refkey")

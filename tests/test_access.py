@@ -22,7 +22,7 @@ def code_of(call) -> grpc.StatusCode:
 
 
 def test_client_without_certificate_is_refused(coordinator, pki):
-    ca = (pki / "ca.pem").read_bytes()
+    ca = (pki / "ca" / "ca.pem").read_bytes()
     channel = grpc.secure_channel(coordinator.address, grpc.ssl_channel_credentials(root_certificates=ca))
     stub = pb_grpc.CoordinatorStub(channel)
     code, _ = code_of(lambda: stub.GetProject(pb.GetProjectRequest(project_id="pilot"), timeout=5))

@@ -58,7 +58,7 @@ def agent_toml(work: Path, department: str, port: int, extract: Path, batch_size
         path=work / f"{department}.toml", department=department, project="pilot", coordinator=f"127.0.0.1:{port}",
         extract=Path(extract).resolve(), secret_file=work / "project.secret",
         ref_key_file=work / f"{department}.refkey", state_dir=work / f"state-{department}", batch_size=batch_size,
-        tls=credentials_for(work / "pki", f"agent-{department}"), audit_public_key=work / "pki" / "audit-signing.pub",
+        tls=credentials_for(work / "pki", f"agent-{department}"), audit_public_key=work / "pki" / f"agent-{department}" / "audit-signing.pub",
     ).write()
 
 
@@ -68,7 +68,7 @@ def site(tmp_path, scenario, database):
     coordinator's database is database_of(site) (tests/dbutil.py)."""
     departments = "population,civil_affairs,medical_insurance,education"
     fedlink("pki", "init", "pki", "--departments", departments, cwd=tmp_path)
-    (tmp_path / "project.secret").write_text("a project secret shared out of band, 32+ bytes")
+    fedlink("secret", "new", "--out", "project.secret", cwd=tmp_path)
     (tmp_path / "project.toml").write_text(
         f'project_id = "pilot"\nreference_date = "2025-06-30"\ndepartments = [{", ".join(repr(d) for d in departments.split(","))}]\n'
         '[schema]\nthreshold = 0.75\n'.replace("'", '"'))
@@ -100,7 +100,7 @@ def test_the_commands_of_the_readme_work_end_to_end(site, scenario):
         assert '"state": "done"' in report.stdout
         flags = fedlink("agent", "flags", "--config", site / "population.toml", "--out", "worklist.csv", cwd=site)
         assert "flags written" in flags.stdout and (site / "worklist.csv").exists()
-        verify = fedlink("audit", "verify", "--public-key", "pki/audit-signing.pub", "--pki", "pki",
+        verify = fedlink("audit", "verify", "--public-key", "pki/officer/audit-signing.pub", "--pki", "pki",
                          "--coordinator", address, "--heads", "heads.jsonl", cwd=site)
         assert "audit log verifies" in verify.stderr
         log = fedlink("audit", "log", "--json", "--kind", "upload.commit", "--coordinator", address, "--pki", "pki",

@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.config import AgentConfig, load_config
+from agents.config import AgentConfig, ConfigError, load_config
 from fedlink.pki import Credentials
 from fedlink.schema import DEPARTMENTS
 
@@ -22,7 +23,7 @@ def full_config(folder: Path) -> AgentConfig:
         tls=Credentials(folder / "pki" / "agent-population.pem", folder / "pki" / "agent-population.key",
                         folder / "pki" / "ca.pem"),
         columns={"name": "full_name", "address": "addr"}, audit_public_key=folder / "pki" / "audit-signing.pub",
-        retries=2)
+        retries=2, server_name="coordinator.example.gov.cn")
 
 
 def test_a_written_config_reads_back_identical(tmp_path):
@@ -33,8 +34,14 @@ def test_a_written_config_reads_back_identical(tmp_path):
 def test_an_insecure_sql_config_without_optional_keys_reads_back_identical(tmp_path):
     config = replace(full_config(tmp_path), extract="sql", tls=None, insecure=True, columns={},
                      sql={"url": "postgresql://u@db/x", "query": 'SELECT "name" FROM t WHERE a = \'\\n\''},
-                     audit_public_key=None)
+                     audit_public_key=None, trust_on_first_use=True, server_name="")
     assert load_config(config.write()) == config
+
+
+def test_the_audit_key_is_pinned_unless_trust_on_first_use_is_asked_for(tmp_path):
+    config = replace(full_config(tmp_path), audit_public_key=None)
+    with pytest.raises(ConfigError, match="audit_public_key is required.*bundle"):
+        load_config(config.write())
 
 
 def test_relative_paths_are_relative_to_the_file(tmp_path):

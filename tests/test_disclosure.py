@@ -76,6 +76,7 @@ def _delivered(responses: Responses, department: str, since: int) -> list:
 @pytest.fixture(scope="module")
 def probe(pki, scenario, tmp_path_factory):
     from agents.refs import new_key
+    from agents.secret import new_secret
     from bench.harness import write_agent_config
     from fedlink.operator import Operator
     from fedlink.pki import credentials_for
@@ -88,6 +89,7 @@ def probe(pki, scenario, tmp_path_factory):
                     interceptors=(responses,))
     address = f"127.0.0.1:{running.port}"
     out = {"responses": responses}
+    secret = new_secret(tmp / "project.secret").read_text()
     try:
         with Operator.connect(address, pki) as op:
             op.create_project(Project.default("pilot", reference_date="2025-06-30"))
@@ -96,7 +98,7 @@ def probe(pki, scenario, tmp_path_factory):
                 work = tmp / d
                 work.mkdir()
                 (work / "pki").symlink_to(pki)
-                (work / "project.secret").write_text("7" * 64)
+                (work / "project.secret").write_text(secret)
                 configs[d] = write_agent_config(work, d, scenario / f"{d}.csv", address, {}, project="pilot")
                 new_key(work / "agents" / f"{d}.refkey")
                 with Agent(load_config(configs[d]), show_progress=False) as agent:

@@ -10,7 +10,6 @@ import base64
 import csv
 import json
 import re
-import secrets
 import socket
 import urllib.error
 import urllib.request
@@ -58,11 +57,12 @@ def served(tmp_path_factory, pki, scenario):
     """A real coordinator logging JSON, with its metrics and health ports; three
     departments uploaded, one refused call, one run and one scheduled run.
     One for the module: the tests read what it did."""
+    from agents.secret import new_secret
     from dbutil import new_database
 
     tmp_path = tmp_path_factory.mktemp("operated")
     secret_file = tmp_path / "project.secret"
-    secret_file.write_text(secrets.token_hex(32))
+    new_secret(secret_file)
     metrics, health = free_port(), free_port()
     site = CoordinatorProcess(tmp_path, pki, new_database(tmp_path), args=(
         "--log-format", "json", "--metrics-port", str(metrics), "--health-port", str(health)))

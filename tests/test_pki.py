@@ -27,8 +27,9 @@ from fedlink.pki import (
     channel_credentials,
     credentials_for,
     init_pki,
-    issue,
+    request,
     server_credentials,
+    sign,
 )
 
 SERVICE = "fedlink.test.Whoami"
@@ -204,15 +205,19 @@ def test_insecure_server_yields_no_identity():
         server.stop(None)
 
 
-def test_issued_later_from_existing_ca(pki, coordinator, tmp_path):
+def test_a_department_added_later_keeps_its_key_to_itself(pki, coordinator, tmp_path):
     d, _ = pki
-    creds = issue(d, "agent", "agent-tax", department="tax", out_dir=tmp_path / "tax")
-    assert creds.ca.read_bytes() == (d / "ca.pem").read_bytes()
+    tax = tmp_path / "tax"
+    csr = request(tax, "agent", department="tax")
+    key_before = (tax / "agent-tax.key").read_bytes()
+    sign(csr, d / "ca", tax / "agent-tax.pem")
+    (tax / "ca.pem").write_bytes((d / "ca" / "ca.pem").read_bytes())
+    creds = credentials_for(tax, "agent-tax")
     assert stat.S_IMODE(creds.key.stat().st_mode) == 0o600
+    assert creds.key.read_bytes() == key_before  # signing never touched (or saw) the key
     assert _call(coordinator, channel_credentials(creds)) == "agent:tax"
-    assert credentials_for(tmp_path / "tax", "agent-tax") == creds
     with pytest.raises(FileExistsError):
-        issue(d, "agent", "agent-tax", department="tax", out_dir=tmp_path / "tax")
+        request(tax, "agent", department="tax")
 
 
 # --------------------------------------------------------------------------
@@ -264,30 +269,39 @@ def test_init_pki_returns_every_party(pki):
         cert, key, ca = c.load()
         assert cert.startswith(b"-----BEGIN CERTIFICATE-----")
         assert b"PRIVATE KEY" in key
-        assert ca == (d / "ca.pem").read_bytes()
+        assert ca == (d / "ca" / "ca.pem").read_bytes()
 
 
 def test_key_files_are_private(pki):
     d, creds = pki
-    keys = [d / "ca.key"] + [c.key for c in creds.values()]
+    keys = [d / "ca" / "ca.key", d / "coordinator" / "audit-signing.key"] + [c.key for c in creds.values()]
     for key in keys:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
-    assert not any(p.name.endswith(".tmp") for p in d.iterdir())
+    assert not any(p.name.endswith(".tmp") for p in d.rglob("*"))
+
+
+def test_each_party_folder_holds_only_its_own_key(pki):
+    d, creds = pki
+    assert {p.name for p in d.rglob("*.key")} == {"ca.key", "audit-signing.key"} | {c.key.name for c in creds.values()}
+    assert [p.name for p in (d / "ca").glob("*.key")] == ["ca.key"]
+    assert sorted(p.name for p in (d / "coordinator").glob("*.key")) == ["audit-signing.key", "coordinator.key"]
+    for party, c in creds.items():
+        assert [p.name for p in c.key.parent.glob("*.key") if p.name != "audit-signing.key"] == [f"{party}.key"]
 
 
 def test_init_pki_refuses_to_overwrite(pki):
     d, creds = pki
-    before = (d / "ca.pem").read_bytes()
-    with pytest.raises(FileExistsError, match="ca.pem"):
+    before = (d / "ca" / "ca.pem").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a fedlink PKI"):
         init_pki(d, ["population"])
-    assert (d / "ca.pem").read_bytes() == before
+    assert (d / "ca" / "ca.pem").read_bytes() == before
 
 
 def test_init_pki_overwrite_replaces_ca(tmp_path):
     first = init_pki(tmp_path, ["population"])["coordinator"].ca.read_bytes()
     creds = init_pki(tmp_path, ["population"], overwrite=True)
     assert creds["coordinator"].ca.read_bytes() != first
-    assert stat.S_IMODE((tmp_path / "ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "ca" / "ca.key").stat().st_mode) == 0o600
 
 
 def test_credentials_for_names_missing_file(pki, tmp_path):

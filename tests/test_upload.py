@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from agents.client import Agent
 from agents.config import load_config
 from agents.encoding import key_check
+from agents.secret import new_secret
 from fedlink.v1 import coordinator_pb2 as pb
 from server import store as t
 
@@ -76,7 +77,7 @@ def test_department_with_another_secret_is_refused(project, agent_config, coordi
     with Agent(load_config(agent_config("civil_affairs")), show_progress=False) as agent:
         agent.upload()
     other = tmp_path / "other.secret"
-    other.write_text("a different project secret, 32+ bytes long")
+    new_secret(other)
     with Agent(load_config(agent_config("education", secret=other)), show_progress=False) as agent:
         with pytest.raises(grpc.RpcError) as e:
             agent.upload()

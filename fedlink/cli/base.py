@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fedlink.audit import AuditError
-from fedlink.client import CoordinatorUnavailable
+from fedlink.client import CoordinatorCertificateError, CoordinatorUnavailable
 
 OK, BUG, INPUT, REFUSED, AUDIT, UNREACHABLE = 0, 1, 2, 3, 4, 5
 UNREACHABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -92,6 +92,7 @@ SHARED: dict[type, Failure] = {
     InputError: Failure(INPUT),
     grpc.RpcError: RpcFailure(REFUSED, refused),
     CoordinatorUnavailable: Failure(UNREACHABLE, lambda e, run: f"{run.command} not complete: {e}"),
+    CoordinatorCertificateError: Failure(INPUT),
     AuditError: Failure(AUDIT, lambda e, _: f"audit log does NOT verify: {e}"),
     OSError: Failure(INPUT, missing_file),  # a config, export, certificate or key that is not there
 }

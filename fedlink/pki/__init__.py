@@ -1,42 +1,56 @@
-"""A small development / pilot PKI for fedlink, and gRPC mutual-TLS helpers.
+"""fedlink's PKI: each party's key and certificate, the CA that signs them,
+revocation, and gRPC mutual-TLS helpers.
 
-``init_pki`` creates a self-signed CA and one certificate per party:
-
-* ``coordinator``            -- TLS server (serverAuth), SAN DNS ``localhost``,
-  IP ``127.0.0.1`` and ``::1`` plus any extra host names / addresses;
-* ``agent-<department>``     -- TLS client (clientAuth), one per department;
-* operators and officers     -- TLS clients (clientAuth), under the names given.
+Every party -- the coordinator, each department's agent, operators and
+officers -- makes its own ECDSA P-256 key and a certificate request
+(``ceremony.request``); the CA operator signs it (``ceremony.sign``) and sends
+back a bundle (``ceremony.bundle``): the certificate, the CA certificate, the
+CRL and the coordinator's audit public key, which agents pin. A private key is
+written once, mode 0600, in its owner's folder. Revoking a certificate writes
+a new CRL (``revocation.revoke``), which the coordinator reloads without a
+restart (``revocation.RevocationList``).
 
 Each leaf carries exactly one SAN URI ``urn:fedlink:<role>:<department-or-name>``
 (:func:`fedlink.identity.identity_uri`); that URI, not the common name and not
-anything a client sends, is what the coordinator trusts.
+anything a client sends, is what the coordinator trusts. The coordinator's
+certificate also names its DNS names and addresses.
 
-Keys are ECDSA P-256 (see ``KEY_ALGORITHM``), written unencrypted as PKCS#8 PEM
-with mode 0600.  This is a convenience PKI: the CA key lives in the same
-directory as the leaves.  For production, keep ``ca.key`` offline (or use the
-organisation's own CA) and distribute each party only its own ``<name>.pem``,
-``<name>.key`` and ``ca.pem``.
-
-Layout: ``certificates`` builds the CA and the leaves, ``files`` writes and
-finds them (``Credentials``), ``issuing`` holds ``init_pki`` and ``issue``,
-``channels`` the gRPC credentials.
+``init_pki`` plays the whole ceremony at once for a demo or test deployment,
+one folder per party and the CA in its own (``issuing``).
 """
 
+from fedlink.pki.ceremony import AUDIT_KEY_FILE, Request, bundle, read_request, request, sign
 from fedlink.pki.certificates import CA_DAYS, KEY_ALGORITHM, LEAF_DAYS
 from fedlink.pki.channels import channel_credentials, server_credentials
-from fedlink.pki.files import CA_CERT_FILE, CA_KEY_FILE, Credentials, agent_party_name, credentials_for
-from fedlink.pki.issuing import init_pki, issue
+from fedlink.pki.files import (
+    AUDIT_PUBLIC_FILE, CA_CERT_FILE, CA_KEY_FILE, CRL_FILE, Credentials, agent_party_name, credentials_for,
+    party_folder,
+)
+from fedlink.pki.issuing import CA_FOLDER, init_pki, new_ca
+from fedlink.pki.revocation import RevocationList, revoke
 
 __all__ = [
+    "AUDIT_KEY_FILE",
+    "AUDIT_PUBLIC_FILE",
     "CA_CERT_FILE",
+    "CA_FOLDER",
     "CA_KEY_FILE",
     "CA_DAYS",
+    "CRL_FILE",
     "LEAF_DAYS",
     "KEY_ALGORITHM",
     "Credentials",
+    "Request",
+    "RevocationList",
+    "bundle",
     "init_pki",
-    "issue",
+    "new_ca",
+    "read_request",
+    "request",
+    "revoke",
+    "sign",
     "credentials_for",
+    "party_folder",
     "agent_party_name",
     "server_credentials",
     "channel_credentials",

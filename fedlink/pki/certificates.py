@@ -29,7 +29,7 @@ KEY_ALGORITHM = "ec-p256"
 _BACKDATE = _dt.timedelta(minutes=5)
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
+def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
@@ -68,7 +68,7 @@ def _builder(subject: x509.Name, issuer: x509.Name, key, not_before, not_after) 
 
 
 def make_ca(days: int):
-    key = _new_key()
+    key = new_key()
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
@@ -109,54 +109,71 @@ def _host_names(hostnames: Iterable[str]) -> list[x509.GeneralName]:
     return names
 
 
-def make_leaf(
-    ca_key,
-    ca_cert: x509.Certificate,
-    *,
-    role: str,
-    name: str,
-    department: str,
-    hostnames: Iterable[str],
-    days: int,
-):
+def _identity_uri(role: str, name: str, department: str) -> str:
+    """The one SAN URI a party's certificate carries (fedlink.identity)."""
     if role not in ROLES:
         raise IdentityError(f"unknown role {role!r}; expected one of {ROLES}")
     validate_label(name, "party name")
     if role == "agent":
         if not department:
             raise IdentityError("an agent certificate needs a department")
-        uri = identity_uri("agent", department)
-    else:
-        if department:
-            raise IdentityError(f"only agents have a department; got role {role!r} with {department!r}")
-        uri = identity_uri(role, name)
+        return identity_uri("agent", department)
+    if department:
+        raise IdentityError(f"only agents have a department; got role {role!r} with {department!r}")
+    return identity_uri(role, name)
 
-    key = _new_key()
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
-            x509.NameAttribute(NameOID.COMMON_NAME, name),
-        ]
-    )
-    san: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
+
+def _subject(role: str, name: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+        x509.NameAttribute(NameOID.COMMON_NAME, name),
+    ])
+
+
+def _san(role: str, name: str, department: str, hostnames: Iterable[str]) -> list[x509.GeneralName]:
+    san: list[x509.GeneralName] = [x509.UniformResourceIdentifier(_identity_uri(role, name, department))]
+    hostnames = [h for h in hostnames if h.strip()]
     if role == "coordinator":
         san += _host_names(hostnames)
-        eku = [ExtendedKeyUsageOID.SERVER_AUTH]
-    else:
-        eku = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    elif hostnames:
+        raise ValueError(f"host names and addresses only go in the coordinator's certificate, not a {role}'s")
+    return san
 
+
+def make_request(key, *, role: str, name: str, department: str = "",
+                 hostnames: Iterable[str] = ()) -> x509.CertificateSigningRequest:
+    """A certificate request asking for one identity (and, for the coordinator, its host names),
+    signed with the requester's own key: the key itself never leaves the requester."""
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(_subject(role, name))
+        .add_extension(x509.SubjectAlternativeName(_san(role, name, department, hostnames)), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def make_leaf(ca_key, ca_cert: x509.Certificate, public_key, *, role: str, name: str, department: str,
+              hostnames: Iterable[str], days: int) -> x509.Certificate:
+    """The certificate of one party's public key: its role, its department or name, its host names."""
+    san = _san(role, name, department, hostnames)
+    eku = [ExtendedKeyUsageOID.SERVER_AUTH] if role == "coordinator" else [ExtendedKeyUsageOID.CLIENT_AUTH]
     not_before, not_after = _validity(days)
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (
-        _builder(subject, ca_cert.subject, key, not_before, min(not_after, ca_cert.not_valid_after_utc))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_subject(role, name))
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(min(not_after, ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(ca=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
         # Non-critical: the subject is non-empty (RFC 5280 4.2.1.6).
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    return key, cert

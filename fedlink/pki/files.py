@@ -14,6 +14,9 @@ from fedlink.files import write_atomic
 
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
+CRL_FILE = "crl.pem"
+AUDIT_PUBLIC_FILE = "audit-signing.pub"  # the key the coordinator signs its log with, which agents pin
+ISSUED_FILE = "issued.jsonl"  # the CA's index of the certificates it signed
 
 
 @dataclass(frozen=True)
@@ -39,24 +42,32 @@ def agent_party_name(department: str) -> str:
     return f"agent-{validate_label(department, 'department')}"
 
 
+def party_folder(directory: Path | str, party: str) -> Path:
+    """The folder of a party's own files: *directory* itself, or its `<party>/`
+    subfolder when *directory* is a whole demo deployment (`pki init`)."""
+    directory = Path(directory)
+    own = directory / party
+    return own if (own / f"{party}.pem").is_file() else directory
+
+
 def credentials_for(directory: Path | str, party: str) -> Credentials:
-    """Locate an existing party's files in *directory*.
+    """Locate an existing party's files in *directory* (its own folder, or the
+    folder `pki init` made for every party).
 
     *party* is a party name as returned by :func:`init_pki` (``"coordinator"``,
     ``"agent-population"``, ``"operator"`` ...).  Raises ``FileNotFoundError``
     naming the first missing file.
     """
-    directory = Path(directory)
     validate_label(party, "party name")
     if not directory.is_dir():
         raise FileNotFoundError(f"PKI folder {directory} does not exist (`fedlink pki init` makes one; "
                                 "a department gets its folder from the operator)")
-    creds = Credentials.of(directory, party)
+    creds = Credentials.of(party_folder(directory, party), party)
     for what, path in (("certificate", creds.cert), ("private key", creds.key), ("CA certificate", creds.ca)):
         if not path.is_file():
             raise FileNotFoundError(
                 f"{what} for party {party!r} not found: {path} "
-                f"(`fedlink pki init` issues one per party named in it)"
+                "(make it with `fedlink pki request`, have the CA operator `fedlink pki sign` it)"
             )
     return creds
 
@@ -91,7 +102,7 @@ def load_ca(ca_dir: Path):
     cert_path, key_path = ca_dir / CA_CERT_FILE, ca_dir / CA_KEY_FILE
     for what, path in (("CA certificate", cert_path), ("CA private key", key_path)):
         if not path.is_file():
-            raise FileNotFoundError(f"{what} not found: {path} (run init_pki first)")
+            raise FileNotFoundError(f"{what} not found: {path} (the CA folder holds ca.pem and ca.key)")
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):

@@ -1,4 +1,12 @@
-"""Creating a PKI for every party of a project, and issuing one more party from it."""
+"""A whole demo deployment in one folder: the key ceremony of `ceremony`,
+played for every party at once (tests, `fedlink demo`, a pilot's first day).
+
+    DIR/ca/            ca.pem ca.key crl.pem issued.jsonl audit-signing.pub   (the CA operator's, offline)
+    DIR/coordinator/   coordinator.pem/.key ca.pem crl.pem audit-signing.key/.pub
+    DIR/<party>/       <party>.pem/.key ca.pem crl.pem audit-signing.pub      (each agent, operator, officer)
+
+Each party's folder holds its own key and public files only: the CA key is
+never in the coordinator's folder, nor any key in another party's."""
 from __future__ import annotations
 
 import shutil
@@ -6,17 +14,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fedlink.identity import validate_label
-from fedlink.pki.certificates import CA_DAYS, LEAF_DAYS, make_ca, make_leaf
-from fedlink.pki.files import (
-    CA_CERT_FILE,
-    CA_KEY_FILE,
-    Credentials,
-    agent_party_name,
-    check_not_existing,
-    load_ca,
-    write_cert,
-    write_key,
-)
+from fedlink.pki.ceremony import AUDIT_KEY_FILE, bundle, request, sign
+from fedlink.pki.certificates import CA_DAYS, LEAF_DAYS, make_ca
+from fedlink.pki.files import CA_CERT_FILE, CA_KEY_FILE, Credentials, agent_party_name, write_cert, write_key
+from fedlink.pki.revocation import write_crl
+
+CA_FOLDER = "ca"
+
+
+def new_ca(ca_dir: Path | str, *, days: int = CA_DAYS) -> Path:
+    """A CA folder: its certificate, its key (mode 0600) and an empty CRL."""
+    ca_dir = Path(ca_dir)
+    if (ca_dir / CA_KEY_FILE).exists():
+        raise FileExistsError(f"{ca_dir} already holds a CA key; sign further requests with it (`fedlink pki "
+                              "sign`), a new CA would make every issued certificate untrusted")
+    ca_dir.mkdir(parents=True, exist_ok=True)
+    key, cert = make_ca(days)
+    write_key(ca_dir / CA_KEY_FILE, key)
+    write_cert(ca_dir / CA_CERT_FILE, cert)
+    write_crl(ca_dir, {})
+    return ca_dir
 
 
 def init_pki(
@@ -30,19 +47,14 @@ def init_pki(
     ca_days: int = CA_DAYS,
     overwrite: bool = False,
 ) -> dict[str, Credentials]:
-    """Create a CA and the certificates of every party in *directory*.
+    """Create a CA and every party of a project under *directory* (layout above).
 
-    Writes ``ca.pem``/``ca.key`` and ``<party>.pem``/``<party>.key`` for
-    ``coordinator``, ``agent-<department>`` per department, and each operator
-    and officer name.  Keys are mode 0600.  Refuses (``FileExistsError``) to
-    replace existing files unless *overwrite* is true.  Returns
-    ``{party name: Credentials}``.
+    Refuses (``FileExistsError``) to replace an existing deployment unless
+    *overwrite* is true. Returns ``{party name: Credentials}``.
     """
     directory = Path(directory)
-    if isinstance(departments, str) or isinstance(operators, str) or isinstance(officers, str) \
-            or isinstance(hostnames, str):
+    if any(isinstance(v, str) for v in (departments, operators, officers, hostnames)):
         raise TypeError("departments, operators, officers and hostnames must be sequences of strings, not a string")
-
     # (party name, role, department)
     parties: list[tuple[str, str, str]] = [("coordinator", "coordinator", "")]
     parties += [(agent_party_name(d), "agent", d) for d in departments]
@@ -50,89 +62,32 @@ def init_pki(
     parties += [(validate_label(n, "officer name"), "officer", "") for n in officers]
     seen: dict[str, str] = {}
     for party, role, _ in parties:
-        if party in ("ca",):
+        if party == CA_FOLDER:
             raise ValueError(f"party name {party!r} is reserved")
         if party in seen:
             raise ValueError(f"duplicate party name {party!r} ({seen[party]} and {role})")
         seen[party] = role
+    folders = [directory / CA_FOLDER] + [directory / party for party, _, _ in parties]
+    existing = [f for f in folders if f.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"refusing to overwrite existing PKI files: {', '.join(map(str, existing))}. "
+                              f"{directory} already holds a fedlink PKI; add a party with `fedlink pki request` "
+                              "and `fedlink pki sign`. Pass overwrite=True to replace it (every certificate "
+                              "issued by a replaced CA stops being trusted).")
+    for folder in existing:
+        shutil.rmtree(folder)
 
-    targets = [directory / CA_CERT_FILE, directory / CA_KEY_FILE]
-    for party, _, _ in parties:
-        targets += [directory / f"{party}.pem", directory / f"{party}.key"]
-    check_not_existing(
-        targets,
-        overwrite,
-        f"{directory} already holds a fedlink PKI; use issue() to add a party to it.",
-    )
-
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = make_ca(ca_days)
-    write_key(directory / CA_KEY_FILE, ca_key)
-    write_cert(directory / CA_CERT_FILE, ca_cert)
-
+    ca_dir = new_ca(directory / CA_FOLDER, days=ca_days)
+    coordinator = directory / "coordinator"
     result: dict[str, Credentials] = {}
-    for party, role, department in parties:
-        key, cert = make_leaf(
-            ca_key,
-            ca_cert,
-            role=role,
-            name=party,
-            department=department,
-            hostnames=hostnames if role == "coordinator" else (),
-            days=days,
-        )
-        creds = Credentials.of(directory, party)
-        write_key(creds.key, key)
-        write_cert(creds.cert, cert)
-        result[party] = creds
+    for party, role, department in parties:  # the coordinator first: its audit key goes in every bundle
+        folder = directory / party
+        csr = request(folder, role, name=party, department=department,
+                      hostnames=hostnames if role == "coordinator" else ())
+        audit_key = coordinator / AUDIT_KEY_FILE if role == "coordinator" else None
+        sign(csr, ca_dir, folder / f"{party}.pem", days=days,
+             audit_key=audit_key.with_suffix(".pub") if audit_key else None)
+        csr.unlink()
+        bundle(folder / f"{party}.pem", ca_dir, folder)
+        result[party] = Credentials.of(folder, party)
     return result
-
-
-def issue(
-    ca_dir: Path | str,
-    role: str,
-    name: str,
-    *,
-    department: str = "",
-    out_dir: Path | str | None = None,
-    days: int = LEAF_DAYS,
-    hostnames: Sequence[str] = (),
-    overwrite: bool = False,
-) -> Credentials:
-    """Issue one more certificate from the existing CA in *ca_dir*.
-
-    E.g. ``issue(d, "agent", "agent-tax", department="tax")`` for a new
-    department.  Files go to *out_dir* (default *ca_dir*) as ``<name>.pem`` /
-    ``<name>.key``; when *out_dir* differs from *ca_dir* the (public) CA
-    certificate is copied there too, so that the directory is a complete
-    bundle for the party.  *hostnames* only applies to the coordinator.
-    """
-    ca_dir = Path(ca_dir)
-    out = Path(out_dir) if out_dir is not None else ca_dir
-    validate_label(name, "party name")
-    if name == "ca":
-        raise ValueError("party name 'ca' is reserved")
-    if role != "coordinator" and hostnames:
-        raise ValueError("hostnames only apply to the coordinator certificate")
-    ca_key, ca_cert = load_ca(ca_dir)
-
-    creds = Credentials.of(out, name)
-    check_not_existing([creds.cert, creds.key], overwrite, f"Party {name!r} already has credentials in {out}.")
-    key, cert = make_leaf(
-        ca_key,
-        ca_cert,
-        role=role,
-        name=name,
-        department=department,
-        hostnames=hostnames,
-        days=days,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    if out.resolve() != ca_dir.resolve():
-        ca_copy = out / CA_CERT_FILE
-        if ca_copy.exists() and ca_copy.read_bytes() != (ca_dir / CA_CERT_FILE).read_bytes():
-            raise FileExistsError(f"{ca_copy} exists and is a different CA certificate than {ca_dir / CA_CERT_FILE}")
-        shutil.copyfile(ca_dir / CA_CERT_FILE, ca_copy)
-    write_key(creds.key, key)
-    write_cert(creds.cert, cert)
-    return creds

@@ -15,6 +15,7 @@ from fedlink.identity import Identity
 from fedlink.schema import Project
 from server import queries as q
 from server.audit import AuditLog
+from server.bursts import BurstLog
 from server.limits import Limits
 from server.store import Store
 
@@ -67,12 +68,16 @@ class Context:
     audit_log: AuditLog
     engine: object  # a matching engine (server/engine.py)
     limits: Limits
+    bursts: BurstLog | None = None  # refusals and head reads, one event per burst (server/bursts.py)
 
-    def refuse(self, who: Identity | str, method: str, error: DomainError) -> None:
-        """Record a refused call. Its own transaction: the refused call's, if any, was rolled back."""
-        with self.store.write() as conn:
-            self.store.audit(conn, str(who), "call.refused", method=method, status=error.code,
-                             reason=error.message[:300])
+    def __post_init__(self):
+        if self.bursts is None:
+            object.__setattr__(self, "bursts", BurstLog(self.store))
+
+    def refuse(self, who: Identity | str, method: str, error: DomainError, **details) -> None:
+        """Record a refused call, in its own transaction (the refused call's, if any, was rolled
+        back); a burst of the same refusal is one event and a count."""
+        self.bursts.note(str(who), "call.refused", method, error.code, reason=error.message[:300], **details)
         # The reason is the coordinator's own message: names and counts, no record's data.
         log.warning("%s by %s refused: %s: %s", method, who, error.code, error.message[:300],
                     extra={"event": "call.refused", "method": method, "caller": str(who), "status": error.code})

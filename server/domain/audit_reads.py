@@ -1,6 +1,9 @@
 """Reads of the audit log: its signed head for anyone, consistency proofs for
 anyone (agents check the log at every contact), inclusion proofs and events
-for officers; an officer's read is itself logged."""
+for officers. Every read is itself logged: an officer's each time, the
+head and consistency reads every party makes at every contact once per
+burst with a count (server/bursts.py), so reading cannot grow the log
+without bound."""
 from __future__ import annotations
 
 from typing import Iterator
@@ -20,14 +23,18 @@ class AuditReads:
         return self.ctx.audit_log.public_pem
 
     def tree_head(self, who: Identity) -> TreeHead:
-        return self.ctx.audit_log.tree_head()
+        head = self.ctx.audit_log.tree_head()
+        self.ctx.bursts.note(str(who), "audit.read", "GetTreeHead", tree_size=head.tree_size)
+        return head
 
     @guarded("GetConsistencyProof")
     def consistency_proof(self, who: Identity, old_size: int, new_size: int) -> list[bytes]:
         try:
-            return self.ctx.audit_log.consistency(old_size, new_size)
+            proof = self.ctx.audit_log.consistency(old_size, new_size)
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
+        self.ctx.bursts.note(str(who), "audit.read", "GetConsistencyProof", old_size=old_size, new_size=new_size)
+        return proof
 
     @guarded("GetInclusionProof", "officer")
     def inclusion_proof(self, who: Identity, index: int, size: int) -> list[bytes]:

@@ -19,6 +19,7 @@ from server.store import Store
 class Coordinator:
     def __init__(self, store: Store, audit: AuditLog, engine=None, limits: Limits | None = None):
         self.context = Context(store, audit, engine or LocalEngine(), limits or Limits())
+        self.context.bursts.start()
         self.projects = Projects(self.context)
         self.uploads = Uploads(self.context)
         self.runs = Runs(self.context)
@@ -43,4 +44,5 @@ class Coordinator:
         if self.schedules.scheduler is not None:
             self.schedules.scheduler.stop(timeout)
         self.runs.join(timeout)
+        self.context.bursts.stop()
         self.engine.close()

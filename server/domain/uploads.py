@@ -1,13 +1,26 @@
 """Uploads: a department's encoded extract, sent in batches that are each
 stored exactly once, then committed as the department's current upload once
-every batch is in and its filters look healthy."""
+every batch is in and its filters look healthy.
+
+The audit log gets one event per upload stream (`upload.batches`) and one
+per commit, not one per batch: each names the root of the Merkle tree over
+its batches (`batch_root`: leaves are the 4-byte big-endian batch number and
+the batch digest, in batch order), so a stream of many small batches cannot
+grow the log, and the committed content is still fixed in it. A department
+holds at most `open_uploads_per_department` uncommitted uploads; one older
+than `upload_expiry_hours` is deleted (and audited) when the department
+begins another."""
 from __future__ import annotations
 
 import hmac
 import logging
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Iterator, Sequence
+
+from fedlink import merkle
 
 from fedlink.identity import Identity
 from fedlink.rules import load_rulepack
@@ -87,6 +100,33 @@ class UploadSession:
 class StoredBatch:
     records: int      # records stored by this call (0 for a duplicate)
     duplicate: bool   # the batch was stored before, with the same content
+    project_id: str = ""
+
+
+def batch_root(batches: Sequence[tuple[int, bytes]]) -> str:
+    """The Merkle root (hex) over (batch number, digest) pairs, in batch order."""
+    leaves = [merkle.leaf_hash(seq.to_bytes(4, "big") + digest) for seq, digest in sorted(batches)]
+    return merkle.root_from_leaf_hashes(leaves).hex()
+
+
+@dataclass
+class BatchStream:
+    """The batches one UploadBatches call stores, per upload, for its one audit event."""
+
+    uploads: Uploads
+    who: Identity
+    stored: dict[str, dict] = field(default_factory=dict)
+
+    def store(self, upload_id: str, seq: int, digest: bytes, records: Sequence[IncomingRecord]) -> StoredBatch:
+        result = self.uploads.store_batch(self.who, upload_id, seq, digest, records)
+        tally = self.stored.setdefault(upload_id, {"project_id": result.project_id, "batches": [], "records": 0,
+                                                   "duplicates": 0})
+        if result.duplicate:
+            tally["duplicates"] += 1
+        else:
+            tally["batches"].append((seq, digest))
+            tally["records"] += result.records
+        return result
 
 
 @dataclass(frozen=True)
@@ -107,6 +147,23 @@ class Uploads:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
+    @contextmanager
+    def stream(self, who: Identity) -> Iterator[BatchStream]:
+        """Batches stored through one call; when it ends, however it ends, one audit event per upload."""
+        stream = BatchStream(self, who)
+        try:
+            yield stream
+        finally:
+            with self.ctx.store.write() as conn:
+                for upload_id, tally in stream.stored.items():
+                    seqs = [seq for seq, _ in tally["batches"]]
+                    self.ctx.store.audit(
+                        conn, str(who), "upload.batches", project_id=tally["project_id"],
+                        department=who.department, upload_id=upload_id, batches=len(seqs),
+                        records=tally["records"], duplicates=tally["duplicates"],
+                        first_seq=min(seqs, default=None), last_seq=max(seqs, default=None),
+                        batch_root=batch_root(tally["batches"]))
+
     @guarded("BeginUpload", "agent")
     def begin(self, who: Identity, project_id: str, schema_digest: str, key_check: bytes, digest: bytes,
               record_count: int, batch_count: int, quality: ExtractQuality | None = None) -> UploadSession:
@@ -121,7 +178,10 @@ class Uploads:
                     f"the extract was encoded with schema {schema_digest[:12]}, the project's is "
                     f"{project.digest()[:12]}: fetch the project again and re-encode")
             self._check_key(conn, who, project_id, key_check)
+            self._expire_open(conn, who, project_id)
             row = q.upload_with_digest(conn, project_id, who.department, digest)
+            if row is None:
+                self._check_open_count(conn, who, project_id)
             if row is not None:
                 stored = q.stored_batch_seqs(conn, row.upload_id)
                 self.ctx.store.audit(conn, str(who), "upload.resume", project_id=project_id,
@@ -142,6 +202,24 @@ class Uploads:
                  extra={"event": kind, "project_id": project_id, "department": who.department,
                         "upload_id": session.upload_id, "records": record_count, "batches": batch_count})
         return session
+
+    def _expire_open(self, conn, who: Identity, project_id: str) -> None:
+        horizon = time.time() - self.ctx.limits.upload_expiry_hours * 3600
+        for upload_id, created_at in q.open_uploads(conn, project_id, who.department):
+            if created_at < horizon:
+                records = q.delete_upload(conn, upload_id)
+                self.ctx.store.audit(conn, str(who), "upload.expired", project_id=project_id,
+                                     department=who.department, upload_id=upload_id, records_deleted=records,
+                                     opened_at=created_at, expiry_hours=self.ctx.limits.upload_expiry_hours)
+
+    def _check_open_count(self, conn, who: Identity, project_id: str) -> None:
+        most = self.ctx.limits.open_uploads_per_department
+        opened = q.open_uploads(conn, project_id, who.department)
+        if len(opened) >= most:
+            raise ResourceExhausted(
+                f"{who.department} has {len(opened)} uploads open in project {project_id}, the most this "
+                f"coordinator keeps (--max-open-uploads {most}): commit one, or resend an extract already begun; "
+                f"an open upload expires {self.ctx.limits.upload_expiry_hours} h after it began")
 
     def _check_counts(self, digest: bytes, record_count: int, batch_count: int) -> None:
         if len(digest) != 32:
@@ -204,7 +282,7 @@ class Uploads:
             if prior != digest:
                 raise AlreadyExists(f"batch {seq} of upload {upload_id} is stored with other content; "
                                     "an extract cannot change mid-upload: start a new upload")
-            return StoredBatch(0, True)
+            return StoredBatch(0, True, up.project_id)
         if up.state != "open":
             raise FailedPrecondition(f"upload {upload_id} is {up.state}; it takes no more batches")
         validate_batch(existing_project(conn, up.project_id), who.department, seq, digest, records)
@@ -212,9 +290,7 @@ class Uploads:
             raise InvalidArgument(f"batch {seq} takes upload {upload_id} past its declared "
                                   f"{up.record_count} records")
         q.insert_batch(conn, upload_id, seq, digest, records)
-        self.ctx.store.audit(conn, str(who), "upload.batch", project_id=up.project_id, department=who.department,
-                             upload_id=upload_id, seq=seq, records=len(records), digest=digest.hex())
-        return StoredBatch(len(records), False)
+        return StoredBatch(len(records), False, up.project_id)
 
     @guarded("CommitUpload", "agent")
     def commit(self, who: Identity, upload_id: str, *, dry_run: bool = False) -> UploadSummary:
@@ -304,9 +380,11 @@ class Uploads:
             short_lived = q.records_only_in(conn, previous, up.upload_id, before) if before else 0
             q.set_upload_state(conn, previous, "superseded")
         q.set_upload_state(conn, up.upload_id, "committed")
+        batches = [(b.seq, b.digest) for b in q.stored_batches(conn, up.upload_id)]
         self.ctx.store.audit(conn, str(who), "upload.commit", project_id=up.project_id, department=up.department,
                              upload_id=up.upload_id, records=up.record_count, upload_digest=up.upload_digest.hex(),
-                             reinstated=reinstated, records_short_lived=short_lived, **comparison)
+                             batches=len(batches), batch_root=batch_root(batches), reinstated=reinstated,
+                             records_short_lived=short_lived, **comparison)
         return replace(summary, **comparison)
 
     @staticmethod
