@@ -125,7 +125,8 @@ def create_app(source: CoordinatorSource) -> Starlette:
         back = request.query_params.get("next", "/")
         response = RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/", 303)
         if code in LANGUAGES:
-            response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, secure=True, httponly=True, samesite="strict")
+            response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, secure=request.url.scheme == "https",
+                                httponly=True, samesite="strict")
         return response
 
     async def refused(request: Request, exc: Refused):
