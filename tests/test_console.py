@@ -262,3 +262,27 @@ def test_chinese_by_the_switch_and_keyboard_first(browser, consoles):
     assert browser.switch_to.active_element.get_attribute("id") == "main"
     browser.find_element(By.LINK_TEXT, "English").click()
     assert browser.find_element(By.TAG_NAME, "h1").text == "Projects"
+
+
+def test_a_person_signs_in_with_the_browser_file_of_pki_p12(served, tmp_path):
+    """`fedlink pki p12` makes the file a browser imports; its certificate opens the officer's pages."""
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, pkcs12
+    import ssl
+
+    url, pki, _ = served
+    folder = tmp_path / "pki"
+    shutil.copytree(pki, folder)
+    done = subprocess.run([*FEDLINK, "pki", "p12", str(folder), "officer"], capture_output=True, text=True,
+                          env={**os.environ, "FEDLINK_P12_PASSWORD": "s3cret"})
+    assert done.returncode == 0, done.stderr
+    key, cert, cas = pkcs12.load_key_and_certificates((folder / "officer.p12").read_bytes(), b"s3cret")
+    with pytest.raises(ValueError):
+        pkcs12.load_key_and_certificates((folder / "officer.p12").read_bytes(), b"wrong")
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    (tmp_path / "ca.pem").write_bytes(cas[0].public_bytes(Encoding.PEM))
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    context.load_cert_chain(str(tmp_path / "c.pem"), str(tmp_path / "k.pem"))
+    with httpx.Client(verify=context, timeout=30) as client:
+        page = client.get(f"{url}/audit/checkpoint")
+    assert page.status_code == 200 and "officer:officer" in page.text
