@@ -202,6 +202,10 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
     console.print(f"Audit log verified offline by the privacy officer: {audit['tree_size']} events; signed tree "
                   f"head root {audit['root_hash']}, Ed25519 signature {audit['signature'][:32]}..., key id "
                   f"{audit['key_id'][:16]} (export in {out / 'audit'})")
+    console.print(f"The console on this demo's data, at https://localhost:8443/ (README, \"The console\"): "
+                  f"fedlink coordinator serve --pki {out / 'pki'} --database {out / 'coordinator.sqlite'} & "
+                  f"fedlink console serve --pki {out / 'pki'}; import the file of `fedlink pki p12 {out / 'pki'} "
+                  "operator` (or officer) into the browser to sign in")
     console.print(f"Done in {time.perf_counter() - started:.1f} s. What to try next:")
     for step in NEXT_STEPS:
         console.print(f"  - {step}")

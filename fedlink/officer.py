@@ -11,7 +11,8 @@ from fedlink.client import CoordinatorClient
 from fedlink.v1 import coordinator_pb2 as pb
 
 # Event kinds that are someone reading data, for the access report.
-READ_KINDS = ("flags.deliver", "report.read", "audit.read", "project.read", "run.watch")
+READ_KINDS = ("flags.deliver", "report.read", "audit.read", "project.read", "run.watch", "project.list", "run.list",
+              "console.view")
 
 
 class Officer(CoordinatorClient):
@@ -95,8 +96,10 @@ def access_report(events: list[tuple[int, str]], since: float = 0.0, until: floa
             run["flags_resting_on_first_seen"] = max(run.get("flags_resting_on_first_seen", 0),
                                                      details.get("rests_on_first_seen", 0))
         what = e["kind"] if e["kind"] != "audit.read" else f"audit.read:{details.get('method', '')}"
-        per_actor[e["actor"]][what] += 1
-        last[e["actor"]] = max(last.get(e["actor"], 0.0), e["ts"])
+        # A console page is the person's read, recorded by the console's certificate on their behalf.
+        actor = details["viewer"] if e["kind"] == "console.view" else e["actor"]
+        per_actor[actor][what] += 1
+        last[actor] = max(last.get(actor, 0.0), e["ts"])
     return {
         "actors": {actor: {"reads": dict(c), "last_ts": last[actor]} for actor, c in sorted(per_actor.items())},
         "departments": {d: dict(runs) for d, runs in sorted(departments.items())},

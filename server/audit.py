@@ -24,8 +24,9 @@ from server.store import Store
 # Every kind of event the coordinator writes (tests/test_errors.py checks each
 # `audit(conn, actor, "kind", ...)` in server/ is here), for `audit log --kind`.
 EVENT_KINDS = (
-    "audit.read", "call.refused", "flags.deliver", "project.create", "project.key_check_pinned", "project.read",
-    "report.read", "review.outcome", "rules.update", "run.done", "run.failed", "run.start", "run.watch",
+    "audit.read", "call.refused", "console.view", "flags.deliver", "project.create", "project.key_check_pinned",
+    "project.list", "project.read", "report.read", "review.outcome", "rules.update", "run.done", "run.failed",
+    "run.list", "run.start", "run.watch",
     "schedule.clear", "schedule.read", "schedule.set", "schedule.skipped", "upload.batch", "upload.begin",
     "upload.commit", "upload.health", "upload.resume",
 )

@@ -225,6 +225,18 @@ def previous_done_run(conn, project_id: str, run_id: str):
     return conn.execute(select(t.runs).where(and_(
         t.runs.c.project_id == project_id, t.runs.c.state == "done", t.runs.c.run_id != run_id,
         t.runs.c.created_at <= this)).order_by(t.runs.c.created_at.desc()).limit(1)).first()
+def projects_with_run_counts(conn):
+    """Every project's row and its number of runs, by project id."""
+    runs = select(t.runs.c.project_id, func.count().label("n")).group_by(t.runs.c.project_id).subquery()
+    return conn.execute(select(t.projects, func.coalesce(runs.c.n, 0).label("runs"))
+                        .outerjoin(runs, runs.c.project_id == t.projects.c.project_id)
+                        .order_by(t.projects.c.project_id)).all()
+
+
+def recent_runs(conn, project_id: str, limit: int):
+    """A project's runs, newest first."""
+    return conn.execute(select(t.runs).where(t.runs.c.project_id == project_id)
+                        .order_by(t.runs.c.created_at.desc()).limit(limit)).all()
 
 
 def insert_run(conn, run_id: str, project_id: str, started_by: str, as_of: str, uploads: dict[str, str]) -> None:

@@ -288,7 +288,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             probe_signals=[pb.ProbeSignals(department=p.department, records_first_seen=p.records_first_seen,
                                            records_short_lived=p.records_short_lived,
                                            flags_on_first_seen_records=p.flags_on_first_seen_records,
-                                           flags_held=p.flags_held) for p in r.probe_signals])
+                                           flags_held=p.flags_held) for p in r.probe_signals],
+            pair_scores=[_pair_scores(s) for s in r.pair_scores])
 
     @rpc
     def PullFlags(self, request, context, who):
@@ -347,6 +348,25 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                 department=request.department, since=request.since, until=request.until):
             yield pb.AuditEvent(seq=seq, body=body)
 
+    @rpc
+    def ListProjects(self, request, context, who):
+        return pb.ProjectList(projects=[pb.ProjectSummary(
+            project_id=p.project_id, reference_date=p.reference_date, threshold=p.threshold,
+            auto_threshold=p.auto_threshold, created_by=p.created_by, created_at=_iso(p.created_at), runs=p.runs,
+            departments=[pb.DepartmentSpec(name=d, indicators=i) for d, i in sorted(p.departments.items())])
+            for p in self.coordinator.listings.projects(who)])
+
+    @rpc
+    def ListRuns(self, request, context, who):
+        return pb.RunList(runs=[pb.RunSummary(
+            run_id=r.run_id, project_id=r.project_id, state=r.state, as_of=r.as_of, started_by=r.started_by,
+            created_at=_iso(r.created_at), finished_at=_iso(r.finished_at), persons=r.persons)
+            for r in self.coordinator.listings.runs(who, request.project_id, request.limit)])
+
+    @rpc
+    def RecordView(self, request, context, who):
+        return pb.RecordViewResponse(seq=self.coordinator.listings.record_view(who, request.viewer, request.page))
+
 
 def _malformed(name: str, request, limits: Limits, where: str = "") -> DomainError | None:
     """Why a request (or one message of a stream) is refused before the domain sees it."""
@@ -369,6 +389,13 @@ def _iso(epoch: float) -> str:
 
 def _cells(cells) -> list:
     return [pb.CountCell(key=c.key, count=c.count, suppressed=c.suppressed) for c in cells]
+
+
+def _pair_scores(s) -> pb.PairScores:
+    below = s.below_floor
+    return pb.PairScores(pair=s.pair, threshold=s.threshold, floor=s.floor, bin_width=s.bin_width,
+                         bins=_cells(s.bins), below_floor=pb.CountCell(key=below.key, count=below.count,
+                                                                       suppressed=below.suppressed))
 
 
 def _encoding_health(h) -> pb.EncodingHealth:

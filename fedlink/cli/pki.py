@@ -110,3 +110,28 @@ def pki_revoke(
                   + "".join(f" and {p}" for p in publish))
     if not publish:
         console.print("copy it to the coordinator's folder as crl.pem: calls with the certificate stop at once")
+
+
+@app.command("p12")
+def pki_p12(
+    directory: Path,
+    party: str = typer.Argument(..., help="operator or officer certificate name, e.g. operator"),
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
+                                 envvar="FEDLINK_P12_PASSWORD", help="Protects the file; the browser asks for it"),
+):
+    """Write PARTY.p12 (certificate, key and CA, password-protected) for a person to import
+    into a browser and open the console (`fedlink console serve`) with."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, load_pem_private_key, pkcs12
+
+    from fedlink.pki import credentials_for
+
+    creds = credentials_for(directory, party)
+    cert_pem, key_pem, ca_pem = creds.load()
+    blob = pkcs12.serialize_key_and_certificates(
+        party.encode(), load_pem_private_key(key_pem, None), x509.load_pem_x509_certificate(cert_pem),
+        [x509.load_pem_x509_certificate(ca_pem)], BestAvailableEncryption(password.encode()))
+    out = Path(directory) / f"{party}.p12"
+    out.write_bytes(blob)
+    out.chmod(0o600)
+    print(out)

@@ -346,7 +346,7 @@ class CountCell(_message.Message):
     def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ..., suppressed: _Optional[bool] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health", "idle_rules", "upload_quality", "probe_signals")
+    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health", "idle_rules", "upload_quality", "probe_signals", "pair_scores")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RECORDS_PER_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
@@ -361,6 +361,7 @@ class Report(_message.Message):
     IDLE_RULES_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_QUALITY_FIELD_NUMBER: _ClassVar[int]
     PROBE_SIGNALS_FIELD_NUMBER: _ClassVar[int]
+    PAIR_SCORES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: str
     records_per_department: _containers.RepeatedCompositeFieldContainer[CountCell]
@@ -375,7 +376,8 @@ class Report(_message.Message):
     idle_rules: _containers.RepeatedCompositeFieldContainer[IdleRule]
     upload_quality: _containers.RepeatedCompositeFieldContainer[UploadQuality]
     probe_signals: _containers.RepeatedCompositeFieldContainer[ProbeSignals]
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ..., upload_quality: _Optional[_Iterable[_Union[UploadQuality, _Mapping]]] = ..., probe_signals: _Optional[_Iterable[_Union[ProbeSignals, _Mapping]]] = ...) -> None: ...
+    pair_scores: _containers.RepeatedCompositeFieldContainer[PairScores]
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ..., upload_quality: _Optional[_Iterable[_Union[UploadQuality, _Mapping]]] = ..., probe_signals: _Optional[_Iterable[_Union[ProbeSignals, _Mapping]]] = ..., pair_scores: _Optional[_Iterable[_Union[PairScores, _Mapping]]] = ...) -> None: ...
 
 class ProbeSignals(_message.Message):
     __slots__ = ("department", "records_first_seen", "records_short_lived", "flags_on_first_seen_records", "flags_held")
@@ -390,6 +392,22 @@ class ProbeSignals(_message.Message):
     flags_on_first_seen_records: int
     flags_held: int
     def __init__(self, department: _Optional[str] = ..., records_first_seen: _Optional[int] = ..., records_short_lived: _Optional[int] = ..., flags_on_first_seen_records: _Optional[int] = ..., flags_held: _Optional[int] = ...) -> None: ...
+
+class PairScores(_message.Message):
+    __slots__ = ("pair", "threshold", "floor", "bin_width", "bins", "below_floor")
+    PAIR_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FLOOR_FIELD_NUMBER: _ClassVar[int]
+    BIN_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    BINS_FIELD_NUMBER: _ClassVar[int]
+    BELOW_FLOOR_FIELD_NUMBER: _ClassVar[int]
+    pair: str
+    threshold: float
+    floor: float
+    bin_width: float
+    bins: _containers.RepeatedCompositeFieldContainer[CountCell]
+    below_floor: CountCell
+    def __init__(self, pair: _Optional[str] = ..., threshold: _Optional[float] = ..., floor: _Optional[float] = ..., bin_width: _Optional[float] = ..., bins: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., below_floor: _Optional[_Union[CountCell, _Mapping]] = ...) -> None: ...
 
 class EncodingHealth(_message.Message):
     __slots__ = ("department", "upload_id", "fill_rate", "fill_min", "fill_max", "empty_filters", "max_duplicates", "duplicate_limit", "position_min", "position_max", "chi2_per_dof", "constant_positions", "dead_positions", "warnings")
@@ -540,3 +558,81 @@ class AuditEvent(_message.Message):
     seq: int
     body: str
     def __init__(self, seq: _Optional[int] = ..., body: _Optional[str] = ...) -> None: ...
+
+class ListProjectsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProjectSummary(_message.Message):
+    __slots__ = ("project_id", "departments", "reference_date", "threshold", "auto_threshold", "created_by", "created_at", "runs")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_DATE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    AUTO_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    departments: _containers.RepeatedCompositeFieldContainer[DepartmentSpec]
+    reference_date: str
+    threshold: float
+    auto_threshold: bool
+    created_by: str
+    created_at: str
+    runs: int
+    def __init__(self, project_id: _Optional[str] = ..., departments: _Optional[_Iterable[_Union[DepartmentSpec, _Mapping]]] = ..., reference_date: _Optional[str] = ..., threshold: _Optional[float] = ..., auto_threshold: _Optional[bool] = ..., created_by: _Optional[str] = ..., created_at: _Optional[str] = ..., runs: _Optional[int] = ...) -> None: ...
+
+class ProjectList(_message.Message):
+    __slots__ = ("projects",)
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    projects: _containers.RepeatedCompositeFieldContainer[ProjectSummary]
+    def __init__(self, projects: _Optional[_Iterable[_Union[ProjectSummary, _Mapping]]] = ...) -> None: ...
+
+class ListRunsRequest(_message.Message):
+    __slots__ = ("project_id", "limit")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    limit: int
+    def __init__(self, project_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class RunSummary(_message.Message):
+    __slots__ = ("run_id", "project_id", "state", "as_of", "started_by", "created_at", "finished_at", "persons")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    STARTED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    PERSONS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    project_id: str
+    state: str
+    as_of: str
+    started_by: str
+    created_at: str
+    finished_at: str
+    persons: int
+    def __init__(self, run_id: _Optional[str] = ..., project_id: _Optional[str] = ..., state: _Optional[str] = ..., as_of: _Optional[str] = ..., started_by: _Optional[str] = ..., created_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., persons: _Optional[int] = ...) -> None: ...
+
+class RunList(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[RunSummary]
+    def __init__(self, runs: _Optional[_Iterable[_Union[RunSummary, _Mapping]]] = ...) -> None: ...
+
+class RecordViewRequest(_message.Message):
+    __slots__ = ("viewer", "page")
+    VIEWER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    viewer: str
+    page: str
+    def __init__(self, viewer: _Optional[str] = ..., page: _Optional[str] = ...) -> None: ...
+
+class RecordViewResponse(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...

@@ -119,6 +119,21 @@ class CoordinatorStub:
                 request_serializer=fedlink_dot_v1_dot_coordinator__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.AuditEvent.FromString,
                 _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/fedlink.v1.Coordinator/ListProjects',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.ProjectList.FromString,
+                _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/fedlink.v1.Coordinator/ListRuns',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.RunList.FromString,
+                _registered_method=True)
+        self.RecordView = channel.unary_unary(
+                '/fedlink.v1.Coordinator/RecordView',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.RecordViewRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.RecordViewResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -242,6 +257,29 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProjects(self, request, context):
+        """Operators and officers (the console, server/console): every project with
+        its departments, and a project's runs, newest first. Both are audited reads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordView(self, request, context):
+        """The console records each page a person opened, on that person's behalf:
+        the console authenticated them by their own certificate; the event's actor
+        is the console's identity and `viewer` the person's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -329,6 +367,21 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=fedlink_dot_v1_dot_coordinator__pb2.AuditEvent.SerializeToString,
+            ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.ListProjectsRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.ProjectList.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.ListRunsRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.RunList.SerializeToString,
+            ),
+            'RecordView': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordView,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.RecordViewRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.RecordViewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -790,6 +843,87 @@ class Coordinator:
             '/fedlink.v1.Coordinator/ListAuditEvents',
             fedlink_dot_v1_dot_coordinator__pb2.ListAuditEventsRequest.SerializeToString,
             fedlink_dot_v1_dot_coordinator__pb2.AuditEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/ListProjects',
+            fedlink_dot_v1_dot_coordinator__pb2.ListProjectsRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.ProjectList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/ListRuns',
+            fedlink_dot_v1_dot_coordinator__pb2.ListRunsRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.RunList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordView(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/RecordView',
+            fedlink_dot_v1_dot_coordinator__pb2.RecordViewRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.RecordViewResponse.FromString,
             options,
             channel_credentials,
             insecure,

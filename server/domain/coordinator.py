@@ -5,6 +5,7 @@ from __future__ import annotations
 from server.audit import AuditLog
 from server.domain.access import Context
 from server.domain.audit_reads import AuditReads
+from server.domain.listings import Listings
 from server.domain.projects import Projects
 from server.domain.reviews import Reviews
 from server.domain.runs import Runs
@@ -26,6 +27,7 @@ class Coordinator:
         self.schedules = Schedules(self.context, self.runs)
         self.reviews = Reviews(self.context)
         self.audit = AuditReads(self.context)
+        self.listings = Listings(self.context)
 
     @property
     def store(self) -> Store:

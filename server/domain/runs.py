@@ -104,6 +104,18 @@ class ProbeSignals:
 
 
 @dataclass(frozen=True)
+class PairScores:
+    """One department pair's histogram of sampled best scores (server/pipeline/report.py) and its threshold."""
+
+    pair: str
+    threshold: float
+    floor: float
+    bin_width: float
+    bins: tuple[CountCell, ...]
+    below_floor: CountCell
+
+
+@dataclass(frozen=True)
 class Report:
     run_id: str
     state: str
@@ -121,6 +133,7 @@ class Report:
     idle_rules: tuple[IdleRule, ...] = ()  # rules that could not fire on the uploads the run used
     upload_quality: tuple[ExtractQuality, ...] = ()  # the agents' data-quality summaries of those uploads
     probe_signals: tuple[ProbeSignals, ...] = ()  # per department: what probing through its extract would leave
+    pair_scores: tuple[PairScores, ...] = ()  # per department pair, from runs that recorded them
 
 
 # The report's tables of counts, each stored by the run as a list of cells.
@@ -304,7 +317,8 @@ class Runs:
         cells["outcomes_per_rule"] = tuple(CountCell(**c) for c in suppress(feedback, stored.get("suppression_k", 5)))
         return Report(run_id, row.state, stored.get("persons", 0), stored.get("suppression_k", 0),
                       threshold_per_department_pair=stored.get("threshold_per_department_pair", {}),
-                      encoding_health=health, upload_quality=quality, idle_rules=tuple(
+                      encoding_health=health, upload_quality=quality, pair_scores=_pair_scores(stored),
+                      idle_rules=tuple(
                           IdleRule(i["rule"], i["need"], tuple(tuple(m) for m in i["missing"]))
                           for i in stored.get("idle_rules", [])), **cells,
                       probe_signals=tuple(ProbeSignals(d, **v) for d, v in stored.get("probe_signals", {}).items()))
@@ -326,6 +340,13 @@ class Runs:
                 self.ctx.store.audit(conn, "coordinator", "run.failed", project_id=r.project_id, run_id=r.run_id,
                                      persons=None, error=message, was=r.state)
         return [r.run_id for r in stale]
+
+
+def _pair_scores(stored: dict) -> tuple[PairScores, ...]:
+    thresholds = stored.get("threshold_per_department_pair", {})
+    return tuple(PairScores(pair, thresholds.get(pair, 0.0), h["floor"], h["bin_width"],
+                            tuple(CountCell(**c) for c in h["bins"]), CountCell(**h["below_floor"]))
+                 for pair, h in sorted(stored.get("score_histogram_per_department_pair", {}).items()))
 
 
 def _health_of_uploads(conn, project_id: str, upload_ids: dict[str, str]) -> tuple[UploadHealth, ...]:

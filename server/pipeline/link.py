@@ -14,7 +14,10 @@ from fedlink.schema import Project
 from server import store as t
 from server.engine.base import Engine
 from server.matching import ScoredPairs, group_records, pack_filters
-from server.threshold import auto_threshold
+from server.threshold import score_profile, threshold_from_scores
+
+# The score histogram (the console's) reaches this far below the threshold.
+HISTOGRAM_REACH = 0.2
 
 # The run's progress: (phase, done, total, message), streamed to `fedlink run watch`.
 PhaseProgress = Callable[[str, int, int, str], None]
@@ -59,6 +62,8 @@ class Linkage:
     labels: np.ndarray                               # person of each record, global index
     pairs: dict[tuple[int, int], ScoredPairs]
     thresholds: dict[tuple[int, int], float]         # the threshold each department pair was linked at
+    best_scores: dict[tuple[int, int], np.ndarray] = None  # sampled records' best scores (-1 under histogram_floor)
+    histogram_floor: float = 0.0
 
     @property
     def persons(self) -> int:
@@ -98,8 +103,14 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     n = [len(d.ids) for d in departments]
     combos = list(itertools.combinations(range(len(departments)), 2))
     total = sum(n[a] * n[b] for a, b in combos)
-    thresholds = {(a, b): auto_threshold(departments[a].filters, departments[b].filters, threshold, engine)
-                  if auto else threshold for a, b in combos}
+    # One sampled profile per pair, reaching below the threshold: the automatic
+    # threshold reads the part at or above its floor (as if measured from
+    # there), the report keeps a histogram of the best scores.
+    reach = max(0.0, round(threshold - HISTOGRAM_REACH, 4))
+    profiles = {pair: score_profile(departments[pair[0]].filters, departments[pair[1]].filters, reach, engine)
+                for pair in combos}
+    thresholds = {pair: threshold_from_scores(*(np.where(s >= threshold, s, -1.0) for s in profiles[pair]),
+                                              threshold) if auto else threshold for pair in combos}
     started, last = time.monotonic(), [0.0]  # the ETA is the compare's own rate, not the thresholds'
 
     # The engine reports in units of the all-pairs space (n * m per
@@ -120,4 +131,5 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     progress("cluster", 0, sum(n), "grouping records into persons")
     labels = group_records(n, pairs)
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
-    return Linkage(departments, offsets, labels, pairs, thresholds)
+    return Linkage(departments, offsets, labels, pairs, thresholds,
+                   {pair: best for pair, (best, _) in profiles.items()}, reach)

@@ -97,6 +97,25 @@ def _protected(cell: Cell, hidden: set[Cell], value: dict[Cell, int], relations:
     return low <= 1 and high >= k - 1
 
 
+HISTOGRAM_BIN = 0.02
+
+
+def score_histograms(linkage: Linkage, k: int) -> dict[str, dict]:
+    """Per department pair: the sampled best scores in bins from the histogram's floor, suppressed below k."""
+    names = [d.department for d in linkage.departments]
+    floor, out = linkage.histogram_floor, {}
+    edges = np.round(np.arange(floor, 1.0, HISTOGRAM_BIN), 4)
+    for (a, b), best in (linkage.best_scores or {}).items():
+        seen = best[best >= floor]
+        index = np.minimum(((seen - floor) / HISTOGRAM_BIN + 1e-9).astype(np.int64), len(edges) - 1)
+        counts = np.bincount(index, minlength=len(edges))
+        out[f"{names[a]}~{names[b]}"] = {
+            "floor": floor, "bin_width": HISTOGRAM_BIN,
+            "bins": suppress({f"{e:.2f}": int(c) for e, c in zip(edges, counts)}, k),
+            "below_floor": suppress({"below": int(best.size - seen.size)}, k)[0]}
+    return out
+
+
 def build_report(linkage: Linkage, flag_rows: list[dict], k: int, facts: dict | None = None) -> dict:
     names = [d.department for d in linkage.departments]
     per_dept = {d.department: len(d.ids) for d in linkage.departments}
@@ -145,6 +164,7 @@ def build_report(linkage: Linkage, flag_rows: list[dict], k: int, facts: dict | 
         "suppression_k": k,
         **cells,
         "threshold_per_department_pair": {f"{names[a]}~{names[b]}": t for (a, b), t in linkage.thresholds.items()},
+        "score_histogram_per_department_pair": score_histograms(linkage, k),
     }
 
 

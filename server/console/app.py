@@ -1,0 +1,157 @@
+"""The console's pages (Starlette, Jinja2 templates). Every page: the viewer
+from their certificate (auth.py), the role the page is for, the view recorded
+through the coordinator before anything is shown (a view that cannot be
+audited is not shown), then the data over gRPC (source.py)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import grpc
+from starlette.applications import Starlette
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from fedlink.identity import Identity
+from server.console import views
+from server.console.auth import IDENTITY_KEY, VIEWER_ROLES, Refused
+from server.console.i18n import LANGUAGES, pick_language, translator
+from server.console.source import CoordinatorSource
+
+HERE = Path(__file__).parent
+LANG_COOKIE = "fedlink-lang"
+
+
+def _iso(epoch_ms: float) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _epoch(day: str, end: bool = False) -> float:
+    """An ISO date (or date and time) from a filter field, as unix seconds; '' is no bound."""
+    if not day:
+        return 0.0
+    try:
+        moment = datetime.fromisoformat(day)
+    except ValueError:
+        raise Refused(400, f"{day[:30]!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp() + (86400 if end and len(day) == 10 else 0)
+
+
+def create_app(source: CoordinatorSource) -> Starlette:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+    async def page(request: Request, role: str, template: str, load) -> Response:
+        who = _viewer(request, role)
+        language = pick_language(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
+        t = translator(language)
+        await run_in_threadpool(source.record_view, str(who), request.url.path)
+        context = await run_in_threadpool(load)
+        return templates.TemplateResponse(request, template, {
+            "t": t, "lang": language, "languages": LANGUAGES, "who": who, "iso": _iso, **context})
+
+    def _viewer(request: Request, role: str) -> Identity:
+        who = request.scope.get(IDENTITY_KEY)
+        if not isinstance(who, Identity):
+            raise Refused(401, f"no usable client certificate: {who}")
+        if who.role not in VIEWER_ROLES:
+            raise Refused(403, f"the console is for operators and privacy officers; your certificate says {who.role}")
+        if who.role != role:
+            raise Refused(403, f"this page is for the {role} role; your certificate says {who.role}")
+        return who
+
+    async def home(request: Request):
+        who = request.scope.get(IDENTITY_KEY)
+        if isinstance(who, Identity) and who.role == "officer":
+            return RedirectResponse("/audit", 303)
+        return RedirectResponse("/projects", 303)
+
+    async def projects(request: Request):
+        return await page(request, "operator", "projects.html", lambda: {"projects": source.projects()})
+
+    async def project(request: Request):
+        pid = request.path_params["project_id"]
+        return await page(request, "operator", "project.html", lambda: views.project_page(source, pid))
+
+    async def run(request: Request):
+        rid = request.path_params["run_id"]
+        return await page(request, "operator", "run.html", lambda: views.run_page(source, rid))
+
+    async def progress(request: Request):
+        rid = request.path_params["run_id"]
+        return await page(request, "operator", "progress.html", lambda: {"run_id": rid})
+
+    async def progress_events(request: Request):
+        """Server-sent events: each RunProgress of WatchRun as one JSON event, until the run ends."""
+        _viewer(request, "operator")
+        rid = request.path_params["run_id"]
+
+        async def stream():
+            async for p in iterate_in_threadpool(source.progress(rid)):
+                yield f"data: {json.dumps(p)}\n\n"
+            yield "event: end\ndata: {}\n\n"
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def audit(request: Request):
+        f = {k: request.query_params.get(k, "").strip()[:64] for k in ("actor", "kind", "department", "since",
+                                                                        "until")}
+        return await page(request, "officer", "audit.html", lambda: views.audit_page(
+            source, f, _epoch(f["since"]), _epoch(f["until"], end=True)))
+
+    async def checkpoint(request: Request):
+        return await page(request, "officer", "checkpoint.html", lambda: {"head": source.latest_head()})
+
+    async def inclusion(request: Request):
+        raw = request.query_params.get("seq", "").strip()
+        if raw and not raw.isdigit():
+            raise Refused(400, f"event number {raw[:20]!r} is not a whole number")
+        return await page(request, "officer", "inclusion.html", lambda: {
+            "seq": raw, "check": source.inclusion(int(raw)) if raw else None})
+
+    async def access(request: Request):
+        department = request.query_params.get("department", "").strip()[:64]
+        run_id = request.query_params.get("run", "").strip()[:64]
+        return await page(request, "officer", "access.html", lambda: {
+            "department": department, "run_id": run_id, "report": source.access(department, run_id)})
+
+    async def language(request: Request):
+        code = request.path_params["code"]
+        back = request.query_params.get("next", "/")
+        response = RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/", 303)
+        if code in LANGUAGES:
+            response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, secure=request.url.scheme == "https",
+                                httponly=True, samesite="strict")
+        return response
+
+    async def refused(request: Request, exc: Refused):
+        return _error_page(templates, request, exc.status, exc.message)
+
+    async def rpc_failed(request: Request, exc: grpc.RpcError):
+        status = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.PERMISSION_DENIED: 403,
+                  grpc.StatusCode.INVALID_ARGUMENT: 400}.get(exc.code(), 502)
+        return _error_page(templates, request, status, f"{exc.code().name}: {exc.details()}")
+
+    routes = [
+        Route("/", home), Route("/projects", projects), Route("/projects/{project_id}", project),
+        Route("/runs/{run_id}", run), Route("/runs/{run_id}/progress", progress),
+        Route("/runs/{run_id}/events", progress_events),
+        Route("/audit", audit), Route("/audit/checkpoint", checkpoint), Route("/audit/inclusion", inclusion),
+        Route("/audit/access", access), Route("/lang/{code}", language),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={Refused: refused, grpc.RpcError: rpc_failed})
+
+
+def _error_page(templates, request: Request, status: int, message: str) -> Response:
+    language = pick_language(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
+    who = request.scope.get(IDENTITY_KEY)
+    return templates.TemplateResponse(request, "error.html", {
+        "t": translator(language), "lang": language, "languages": LANGUAGES,
+        "who": who if isinstance(who, Identity) else None, "status": status, "message": message},
+        status_code=status)
