@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from fedlink.audit import AuditError, TreeHead, event_leaf, load_public_key, verify_tree_head
+from fedlink.audit import AuditError, event_leaf, load_public_key, verify_tree_head
 from fedlink.client import message_dict
 from fedlink.merkle import ProofError, verify_inclusion
 from fedlink.officer import Officer, access_report
