@@ -24,6 +24,20 @@ class Officer(CoordinatorClient):
         request = pb.ListAuditEventsRequest(**{k: v for k, v in filters.items() if v})
         return [(e.seq, e.body) for e in self._call(self.stub.ListAuditEvents, request, timeout=600)]
 
+    # Dual control: proposals an operator made, decided by an officer who did not make them.
+    def proposals(self, project_id: str = "", state: str = "") -> list[pb.Proposal]:
+        return list(self._call(self.stub.ListProposals, pb.ListProposalsRequest(
+            project_id=project_id, state=state)).proposals)
+
+    def proposal(self, proposal_id: str) -> pb.Proposal:
+        return self._call(self.stub.GetProposal, pb.GetProposalRequest(proposal_id=proposal_id))
+
+    def approve(self, proposal_id: str, note: str = "") -> pb.Proposal:
+        return self._call(self.stub.ApproveProposal, pb.DecideProposalRequest(proposal_id=proposal_id, note=note))
+
+    def reject(self, proposal_id: str, note: str = "") -> pb.Proposal:
+        return self._call(self.stub.RejectProposal, pb.DecideProposalRequest(proposal_id=proposal_id, note=note))
+
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return list(self._call(self.stub.GetInclusionProof, pb.GetInclusionProofRequest(index=index, tree_size=size),
                                timeout=30).hashes)

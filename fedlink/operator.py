@@ -20,9 +20,20 @@ class Operator(CoordinatorClient):
     def start_run(self, project_id: str, as_of: str = "") -> str:
         return self._call(self.stub.StartRun, pb.StartRunRequest(project_id=project_id, as_of=as_of)).run_id
 
-    def update_rules(self, project_id: str, rules_toml: str) -> Project:
-        return project_from_pb(self._call(self.stub.UpdateRules, pb.UpdateRulesRequest(
-            project_id=project_id, rules_toml=rules_toml)))
+    # Changes that can widen what anyone learns are proposals: an officer approves them (`fedlink approvals`).
+    def propose_rules(self, project_id: str, rules_toml: str, reason: str = "") -> pb.Proposal:
+        return self._call(self.stub.ProposeChange, pb.ProposeChangeRequest(
+            project_id=project_id, reason=reason, rules=pb.RulesChange(rules_toml=rules_toml)))
+
+    def propose_linkage(self, project_id: str, threshold: float, auto_threshold: bool,
+                        reason: str = "") -> pb.Proposal:
+        return self._call(self.stub.ProposeChange, pb.ProposeChangeRequest(
+            project_id=project_id, reason=reason,
+            linkage=pb.LinkageChange(threshold=threshold, auto_threshold=auto_threshold)))
+
+    def propose_key_check_reset(self, project_id: str, reason: str = "") -> pb.Proposal:
+        return self._call(self.stub.ProposeChange, pb.ProposeChangeRequest(
+            project_id=project_id, reason=reason, key_check_reset=pb.KeyCheckReset()))
 
     def set_schedule(self, project_id: str, every: str, day: int = 0, at: str = "", start: str = "") -> pb.Schedule:
         return self._call(self.stub.SetSchedule, pb.SetScheduleRequest(project_id=project_id, every=every, day=day,

@@ -65,6 +65,9 @@ def coordinator_serve(
                                                help="Most records in one department's upload"),
     max_calls_per_minute: int = typer.Option(Limits.calls_per_minute,
                                              help="Calls per minute per caller identity (0: no limit)"),
+    keep_runs: int = typer.Option(2, help="Retention: keep the uploads (filters, indicators) the last N runs of a "
+                                          "project used and the current ones; older ones are deleted after "
+                                          "each run (0: keep everything)"),
 ):
     """Run the coordinator until Ctrl-C (which finishes the calls in flight).
     Pending schema migrations are applied first."""
@@ -73,7 +76,7 @@ def coordinator_serve(
 
     limits = Limits(max_message_bytes, max_batch_records, max_records_per_upload, max_calls_per_minute)
     running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
-                    engine=engine, metrics_port=metrics_port, limits=limits)
+                    engine=engine, metrics_port=metrics_port, limits=limits, keep_runs=keep_runs)
     console.print(f"coordinator serving on {listen} (database {database})")
     serve_forever(running, grace)
 

@@ -18,6 +18,7 @@ from fedlink.pki import Credentials, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
 from server.audit import AuditLog
 from server.domain.coordinator import Coordinator
+from server.domain.retention import DEFAULT_KEEP_RUNS
 from server.engine import engine_from_url
 from server.limits import Limits
 from server.servicer import CoordinatorServicer, register
@@ -54,7 +55,7 @@ def is_loopback(host: str) -> bool:
 def start(address: str, database: str | Path, *, credentials: Credentials | None = None, insecure: bool = False,
           engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None,
           interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
-          limits: Limits | None = None, schedule_poll: float = 30.0) -> Running:
+          limits: Limits | None = None, schedule_poll: float = 30.0, keep_runs: int = DEFAULT_KEEP_RUNS) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
     else one beside the database; it is created on first start."""
@@ -72,7 +73,9 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
     store = Store(database)
-    coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits)
+    if keep_runs < 0:
+        raise ValueError(f"--keep-runs {keep_runs}: the number of runs whose uploads are kept, 0 to keep all")
+    coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits, keep_runs)
     for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     server = grpc.server(

@@ -225,7 +225,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             persons_by_department_count=_cells(r.persons_by_department_count),
             flags_per_need=_cells(r.flags_per_need), flags_per_status=_cells(r.flags_per_status),
             outcomes_per_rule=_cells(r.outcomes_per_rule),
-            encoding_health=[_encoding_health(h) for h in r.encoding_health])
+            encoding_health=[_encoding_health(h) for h in r.encoding_health],
+            retention=pb.Retention(**r.retention.to_json()) if r.retention else None)
 
     @rpc
     def PullFlags(self, request, context, who):
@@ -246,8 +247,29 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         return pb.RecordOutcomeResponse(suppressed_until=until)
 
     @rpc
-    def UpdateRules(self, request, context, who):
-        return project_to_pb(self.coordinator.reviews.update_rules(who, request.project_id, request.rules_toml))
+    def ProposeChange(self, request, context, who):
+        kind = request.WhichOneof("change") or ""
+        change = {"rules": lambda: {"rules_toml": request.rules.rules_toml},
+                  "linkage": lambda: {"threshold": request.linkage.threshold,
+                                      "auto_threshold": request.linkage.auto_threshold}}.get(kind, dict)()
+        return _proposal(self.coordinator.approvals.propose(who, request.project_id, kind, change, request.reason))
+
+    @rpc
+    def ListProposals(self, request, context, who):
+        found = self.coordinator.approvals.list(who, request.project_id, request.state)
+        return pb.ProposalList(proposals=[_proposal(p) for p in found])
+
+    @rpc
+    def GetProposal(self, request, context, who):
+        return _proposal(self.coordinator.approvals.get(who, request.proposal_id))
+
+    @rpc
+    def ApproveProposal(self, request, context, who):
+        return _proposal(self.coordinator.approvals.approve(who, request.proposal_id, request.note))
+
+    @rpc
+    def RejectProposal(self, request, context, who):
+        return _proposal(self.coordinator.approvals.reject(who, request.proposal_id, request.note))
 
     @rpc
     def SetSchedule(self, request, context, who):
@@ -304,6 +326,16 @@ def _encoding_health(h) -> pb.EncodingHealth:
         duplicate_limit=h.duplicate_limit, position_min=h.position_min, position_max=h.position_max,
         chi2_per_dof=h.chi2_per_dof, constant_positions=h.constant_positions, dead_positions=h.dead_positions,
         warnings=h.warnings)
+
+
+def _proposal(p) -> pb.Proposal:
+    return pb.Proposal(
+        proposal_id=p.proposal_id, project_id=p.project_id, kind=p.kind, state=p.state, reason=p.reason,
+        proposed_by=p.proposed_by, proposed_at=p.proposed_at, expires_at=p.expires_at, decided_by=p.decided_by,
+        decided_at=p.decided_at, note=p.note, newly_disclosed=p.diff.newly_disclosed,
+        items=[pb.ProposalItem(area=i.area, item=i.item, before=i.before, after=i.after, widens=i.widens,
+                               plain=i.plain) for i in p.diff.items],
+        rules_toml=p.change.get("rules_toml", ""))
 
 
 def _schedule(s) -> pb.Schedule:

@@ -64,6 +64,7 @@ class Context:
     audit_log: AuditLog
     engine: object  # a matching engine (server/engine.py)
     limits: Limits
+    keep_runs: int = 2  # retention: the runs whose uploads are kept (server/domain/retention.py); 0 keeps all
 
     def refuse(self, who: Identity | str, method: str, error: DomainError) -> None:
         """Record a refused call. Its own transaction: the refused call's, if any, was rolled back."""

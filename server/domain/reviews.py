@@ -1,16 +1,15 @@
-"""Reviews: the flags a department pulls, the outcome a caseworker records for
-one, and the operator's changes to the rules that raise them."""
+"""Reviews: the flags a department pulls and the outcome a caseworker records
+for one. (Changes to the rules that raise them are proposals: approvals.py.)"""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from fedlink.identity import Identity
 from fedlink.rules import load_rulepack
-from fedlink.schema import Project
 from server import queries as q
 from server.domain.access import (
-    Context, InvalidArgument, NotFound, PermissionDenied, existing_project, guarded, require_member,
+    Context, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, existing_project, guarded, require_member,
 )
 
 OUTCOMES = ("confirmed", "assistance_granted", "not_in_need", "wrong_person")
@@ -37,24 +36,6 @@ class Flag:
     explanation: str              # plain language, for the caseworker
 
 
-def rule_changes(old, new) -> dict:
-    """What an operator changed in a rule pack, by name: the audit trail of thresholds."""
-    params = {k: [old.parameters.get(k), v] for k, v in new.parameters.items() if old.parameters.get(k) != v}
-    lines = {k: [old.subsistence_lines.get(k), new.subsistence_lines.get(k)]
-             for k in set(old.subsistence_lines) | set(new.subsistence_lines)
-             if old.subsistence_lines.get(k) != new.subsistence_lines.get(k)}
-    if old.national_floor != new.national_floor:
-        lines["national_floor"] = [old.national_floor, new.national_floor]
-    old_rules = {r.name: r for r in old.rules}
-    new_rules = {r.name: r for r in new.rules}
-    return {
-        "parameters": params, "subsistence_lines": lines,
-        "rules_added": sorted(set(new_rules) - set(old_rules)),
-        "rules_removed": sorted(set(old_rules) - set(new_rules)),
-        "rules_changed": sorted(n for n in set(old_rules) & set(new_rules) if old_rules[n] != new_rules[n]),
-    }
-
-
 def _flag(run_id: str, row) -> Flag:
     d = row.detail
     return Flag(row.ref, row.need, row.tier, run_id, row.status, row.since, row.transition_until or "",
@@ -77,6 +58,9 @@ class Reviews:
             run = q.latest_done_run(conn, project_id, run_id)
             if run is None:
                 raise NotFound(f"project {project_id} has no finished run" + (f" {run_id!r}" if run_id else ""))
+            if run.purged_at is not None:
+                raise FailedPrecondition(f"run {run.run_id}'s flags were deleted under the coordinator's retention "
+                                         "(only the latest runs' are kept); pull the latest run's flags")
             rows = q.department_flags(conn, run.run_id, who.department)
             self.ctx.store.audit(conn, str(who), "flags.deliver", project_id=project_id,
                                  department=who.department, run_id=run.run_id, flags=len(rows))
@@ -106,17 +90,3 @@ class Reviews:
                                  run_id=run_id, flag=flag.id, need=need, rule=rule, outcome=outcome,
                                  suppressed_until=until or None)
         return until
-
-    @guarded("UpdateRules", "operator")
-    def update_rules(self, who: Identity, project_id: str, rules_toml: str) -> Project:
-        """Replace the project's rule pack; what changed goes into the audit event."""
-        try:
-            new = load_rulepack(rules_toml, source=f"project {project_id} rules")
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
-        with self.ctx.store.write() as conn:
-            project = existing_project(conn, project_id)
-            old = load_rulepack(project.rules_toml)
-            q.set_rules(conn, project_id, rules_toml)
-            self.ctx.store.audit(conn, str(who), "rules.update", project_id=project_id, **rule_changes(old, new))
-        return replace(project, rules_toml=rules_toml)

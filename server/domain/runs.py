@@ -14,6 +14,7 @@ from fedlink.identity import Identity
 from fedlink.schema import Project
 from server import faults
 from server import queries as q
+from server.domain import retention
 from server.domain.access import Context, FailedPrecondition, InvalidArgument, NotFound, existing_project, guarded
 from server.pipeline import execute_run
 from server.pipeline.report import suppress
@@ -101,6 +102,7 @@ class Report:
     threshold_per_department_pair: dict[str, float] = field(default_factory=dict)
     outcomes_per_rule: tuple[CountCell, ...] = ()  # caseworkers' review feedback, "rule/outcome"
     encoding_health: tuple[UploadHealth, ...] = ()  # of each department's upload the run used
+    retention: retention.Retention | None = None  # what the store held after the run, and what it deleted
 
 
 # The report's tables of counts, each stored by the run as a list of cells.
@@ -171,9 +173,14 @@ class Runs:
         except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
             report, final, error = None, "failed", f"{type(e).__name__}: {e}"
         with self.ctx.store.write() as conn:
-            q.set_run_state(conn, run.run_id, final, report=report, error=error or None)
+            q.set_run_state(conn, run.run_id, final, error=error or None)
             self.ctx.store.audit(conn, "coordinator", f"run.{final}", project_id=run.project.project_id,
                                  run_id=run.run_id, persons=(report or {}).get("persons"), error=error or None)
+            if report is not None:
+                held = retention.purge(self.ctx.store, conn, run.project.project_id, self.ctx.keep_runs)
+                q.set_run_state(conn, run.run_id, final, report={**report, "retention": held.to_json()})
+        if report is not None and held.records_purged:
+            retention.reclaim(self.ctx.store)
         status.publish(final, final, 0, 0, error or "finished")
 
     @staticmethod
@@ -237,7 +244,9 @@ class Runs:
         cells["outcomes_per_rule"] = tuple(CountCell(**c) for c in suppress(feedback, stored.get("suppression_k", 5)))
         return Report(run_id, row.state, stored.get("persons", 0), stored.get("suppression_k", 0),
                       threshold_per_department_pair=stored.get("threshold_per_department_pair", {}),
-                      encoding_health=health, **cells)
+                      encoding_health=health,
+                      retention=retention.Retention(**stored["retention"]) if "retention" in stored else None,
+                      **cells)
 
     def recover_interrupted(self) -> list[str]:
         """At start: a run that a previous coordinator process left queued or
