@@ -107,16 +107,19 @@ def test_a_transition_ends_resolved(two_runs, operator, coordinator):
     assert ("resolved",) in rows
 
 
-def test_a_threshold_change_is_an_audit_event(operator, project, coordinator):
+def test_a_threshold_change_is_an_audit_event(operator, project, coordinator, pki):
+    from fedlink.officer import Officer
+
     text = default_text().replace("catastrophic_oop_yuan = 20000", "catastrophic_oop_yuan = 15000")
     text = text.replace('"6201" = 920', '"6201" = 960')
-    operator.update_rules("pilot", text)
+    with Officer.connect(coordinator.address, pki) as officer:
+        officer.approve(operator.propose_rules("pilot", text).proposal_id)
     with dbapi(coordinator.database) as db:
         body = db.execute("select body from audit_events where kind = 'rules.update'").fetchone()[0]
     details = json.loads(body)["details"]
     assert details["parameters"] == {"catastrophic_oop_yuan": [20000, 15000]}
     assert details["subsistence_lines"] == {"6201": [920, 960]}
-    assert json.loads(body)["actor"] == "operator:operator"
+    assert json.loads(body)["actor"] == "officer:officer" and details["proposed_by"] == "operator:operator"
 
 
 def test_a_new_extract_replaces_the_previous_one(scenario, agent_config, operator, project, coordinator, tmp_path):
