@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import text
-
 from server import queries as q
 from server.store import Store
 
@@ -62,12 +60,19 @@ def purge(store: Store, conn, project_id: str, keep_runs: int) -> Retention:
 
 
 def reclaim(store: Store) -> None:
-    """Give the deleted records' space back to the file system (SQLite): pages
-    freed by the purge, with an incremental-vacuum database, else a full
-    VACUUM once, which makes it incremental from then on (store.connect_engine)."""
+    """Give the deleted records' space back to the file system (SQLite): the
+    pages freed by the purge with an incremental-vacuum database, else a full
+    VACUUM once, which makes it incremental from then on (store.connect_engine);
+    then a WAL checkpoint, so the file shrinks now rather than at the next one."""
     if store.dialect != "sqlite":
         return  # PostgreSQL: autovacuum reuses the space
-    with store.write_lock(), store.engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        mode = conn.execute(text("PRAGMA auto_vacuum")).scalar()
-        conn.execute(text("PRAGMA incremental_vacuum" if mode == 2 else "VACUUM"))
+    with store.write_lock():
+        raw = store.engine.raw_connection()
+        try:
+            db = raw.driver_connection
+            incremental = db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+            # executescript steps the pragma to its end; execute() frees one page per step.
+            db.executescript("PRAGMA incremental_vacuum;" if incremental else "VACUUM;")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            raw.close()
