@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from fedlink.files import keep_private
 from fedlink.pki import Credentials, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
 from server.audit import AuditLog
@@ -70,6 +71,7 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         if credentials is None and "://" in str(database):
             raise ValueError("with a database URL and no PKI folder, name the audit signing key (--audit-key)")
         audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / "audit-signing.key"
+    keep_private()  # the database, its -wal/-shm and the audit key: the coordinator's alone
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
     store = Store(database)

@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from fedlink.audit import GENESIS_PREV, canonical, event_leaf
+from fedlink.files import tighten
 
 metadata = MetaData()
 
@@ -189,6 +190,8 @@ def connect_engine(url: str | Path) -> Engine:
     url = str(url)
     if "://" not in url:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
+        for made_before in (url, f"{url}-wal", f"{url}-shm"):  # new ones are private (fedlink/files.py)
+            tighten(Path(made_before))
         url = f"sqlite:///{url}"
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
