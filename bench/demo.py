@@ -17,7 +17,9 @@ from rich.table import Table
 from bench.harness import BenchSession
 from bench.metrics import flag_quality, pairwise_quality
 from bench.synth import write_scenario
+from fedlink.officer import Officer, print_proposal
 from fedlink.operator import Operator
+from fedlink.rules import default_text
 
 
 def next_month(src: Path, dst: Path, change) -> Path:
@@ -114,6 +116,7 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
             sched = op.set_schedule(s.project.project_id, "1mo", day=1, at="02:00")
         console.print(f"5. The operator schedules monthly runs (day 1, 02:00 UTC): the coordinator starts the "
                       f"next one when it is due, {sched.next_due}")
+        pending = propose_wider_routing(s, console)
         audit = s.verify_audit()
     console.print("Worklists for caseworkers (each department sees only its own records):")
     for d in worklists:
@@ -122,4 +125,31 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
                   f"head root {audit['root_hash']}, Ed25519 signature {audit['signature'][:32]}..., key id "
                   f"{audit['key_id'][:16]} (export in {out / 'audit'})")
     console.print(f"Done in {time.perf_counter() - started:.1f} s")
-    return {"links": quality, "flags": found, "audit": audit, "run_ids": [run1, run2]}
+    return {"links": quality, "flags": found, "audit": audit, "run_ids": [run1, run2], "pending": pending}
+
+
+# The change an operator alone could once make: major illness routed to the population register.
+WIDER_ROUTING = """
+[[rules]]
+name = "major_illness_to_population"
+need = "medical_hardship"
+tier = 3
+when = "medical_insurance.major_illness"
+route = ["population"]
+explain = "a major illness"
+"""
+
+
+def propose_wider_routing(s: BenchSession, console: Console) -> str:
+    """Dual control: the operator proposes a rule that would tell the population register about major
+    illness; it waits for a privacy officer, and nothing changes until one decides."""
+    console.print("6. The operator proposes a rule change; it is only a proposal until a privacy officer "
+                  "approves it (`fedlink approvals show|approve|reject`):")
+    with Operator.connect(s.address, s.pki) as op:
+        proposal = op.propose_rules(s.project.project_id, (s.project.rules_toml or default_text()) + WIDER_ROUTING,
+                                    reason="population asks to follow up residents with a major illness")
+    with Officer.connect(s.address, s.pki) as officer:
+        print_proposal(officer.proposal(proposal.proposal_id), console)
+        waiting = officer.proposals(s.project.project_id, "pending")
+    console.print(f"   {len(waiting)} proposal(s) waiting for an officer; the project's rules are unchanged")
+    return proposal.proposal_id

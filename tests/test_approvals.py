@@ -176,3 +176,30 @@ def test_a_wrong_secret_uploaded_first_is_undone_by_an_approved_reset(project, a
     body = json.loads(query(coordinator.database,
                             "select body from audit_events where kind = 'project.key_check_reset'")[0][0])
     assert body["details"]["was_pinned_by"] == "housing" and list(body["details"]["uploads_withdrawn"]) == ["housing"]
+
+
+def test_the_commands_propose_list_show_and_decide(project, coordinator, pki, tmp_path):
+    import subprocess
+
+    from procs import FEDLINK
+
+    def fedlink(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*FEDLINK, *args, "--coordinator", coordinator.address, "--pki", str(pki)],
+                              capture_output=True, text=True, timeout=120)
+
+    pack = tmp_path / "pack.toml"
+    pack.write_text(default_text() + TO_POPULATION)
+    proposed = fedlink("project", "rules", "pilot", "--rules", str(pack), "--reason", "pilot request")
+    assert proposed.returncode == 0, proposed.stderr
+    proposal_id = proposed.stdout.strip()
+    assert "waits for a privacy officer" in proposed.stderr and "WIDENS" in proposed.stderr
+    listed = fedlink("approvals", "list")
+    assert proposal_id in listed.stdout and "pending" in listed.stdout
+    shown = fedlink("approvals", "show", proposal_id, "--party", "operator")
+    assert "who would newly learn what" in shown.stdout and "population would receive" in shown.stdout
+    by_operator = fedlink("approvals", "approve", proposal_id, "--party", "operator")
+    assert by_operator.returncode == 3 and "PERMISSION_DENIED" in by_operator.stderr
+    assert "Traceback" not in by_operator.stderr
+    approved = fedlink("approvals", "approve", proposal_id, "--note", "agreed")
+    assert approved.returncode == 0 and "in effect" in approved.stderr
+    assert "major_illness_to_population" in scalar(coordinator.database, "select rules_toml from projects")

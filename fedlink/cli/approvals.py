@@ -3,7 +3,6 @@ project rules|threshold|reset-key-check`) waits here until a privacy officer
 who did not propose it approves or rejects it (fedlink.officer)."""
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -12,37 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from fedlink.cli.base import CoordOpt, OfficerOpt, PkiOpt, console
-from fedlink.officer import Officer
+from fedlink.officer import Officer, print_proposal, when
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Privacy officer: approve or reject the changes operators propose.")
 
 PartyOpt = typer.Option("officer", help="Your certificate's name in the PKI folder (an operator may list and show)")
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).isoformat(timespec="minutes") if ts else "-"
-
-
-def print_proposal(p, out: Console) -> None:
-    """A proposal as its officer reads it: who asks what and why, what changes, who newly learns what."""
-    decided = f"; {p.state} by {p.decided_by} at {_when(p.decided_at)}" if p.decided_by else ""
-    out.print(f"proposal {p.proposal_id} ({p.kind}) for project {p.project_id}: [bold]{p.state}[/bold]{decided}")
-    out.print(f"  proposed by {p.proposed_by} at {_when(p.proposed_at)}; expires {_when(p.expires_at)}")
-    out.print(f"  reason: {escape(p.reason) or '(none given)'}" + (f"\n  note: {escape(p.note)}" if p.note else ""))
-    table = Table(title="what changes", show_lines=False)
-    for col in ("", "area", "item", "now", "proposed", "in words"):
-        table.add_column(col)
-    for i in p.items:
-        table.add_row("[red]WIDENS[/red]" if i.widens else "", i.area, escape(i.item), escape(i.before or "-"),
-                      escape(i.after or "-"), escape(i.plain))
-    out.print(table)
-    if p.newly_disclosed:
-        out.print("[bold]who would newly learn what:[/bold]")
-        for line in p.newly_disclosed:
-            out.print(f"  - {escape(line)}")
-    else:
-        out.print("no one would learn more than now")
 
 
 @app.command("list")
@@ -55,9 +29,9 @@ def approvals_list(project: str = typer.Option("", help="One project (default al
         found = officer.proposals(project, state)
     table = Table()
     for col in ("proposal", "project", "change", "state", "proposed by", "at", "widens", "reason"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("proposal", "state"))
     for p in found:
-        table.add_row(p.proposal_id, p.project_id, p.kind, p.state, p.proposed_by, _when(p.proposed_at),
+        table.add_row(p.proposal_id, p.project_id, p.kind, p.state, p.proposed_by, when(p.proposed_at),
                       "yes" if any(i.widens for i in p.items) else "no", escape(p.reason[:60]))
     Console().print(table)
 

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from fedlink.cli.base import INPUT, CoordOpt, Failure, PartyOpt, PkiOpt, console
+from fedlink.officer import print_proposal
 from fedlink.operator import Operator, print_report
 from fedlink.rules import RuleError, load_rulepack
 from fedlink.schema import Project, SchemaError
@@ -32,8 +33,6 @@ ReasonOpt = typer.Option("", help="Why, for the officer who decides (kept in the
 
 
 def _proposed(p) -> None:
-    from fedlink.cli.approvals import print_proposal
-
     print_proposal(p, Console(stderr=True))
     console.print(f"proposal {p.proposal_id} waits for a privacy officer: `fedlink approvals approve "
                   f"{p.proposal_id}`; nothing changes until then")
