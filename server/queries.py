@@ -222,6 +222,13 @@ def superseded_uploads(conn, project_id: str):
         t.uploads.c.project_id == project_id, t.uploads.c.state == "superseded"))).all()
 
 
+def uploads_flagged_in(conn, run_ids: list[str]) -> set[str]:
+    """Uploads holding a record some flag of these runs is on: a flag in transition or resolved is carried
+    on the record of the run that first raised it, which may be an older upload."""
+    return set(conn.execute(select(t.records.c.upload_id).distinct().join(
+        t.flags, t.flags.c.record_id == t.records.c.id).where(t.flags.c.run_id.in_(run_ids))).scalars())
+
+
 def delete_run_results(conn, run_ids: list[str]) -> None:
     """An old run's links and flags (per person, per record); its report of counts stays."""
     conn.execute(t.flags.delete().where(t.flags.c.run_id.in_(run_ids)))

@@ -105,6 +105,10 @@ def test_a_transition_ends_resolved(two_runs, operator, coordinator):
         rows = db.execute("select f.status from flags f join records r on r.id = f.record_id "
                           "where f.run_id = ? and f.need = 'medical_hardship' and f.person = -1", (run3,)).fetchall()
     assert ("resolved",) in rows
+    # Retention kept the upload the carried-over flags are on (the first run's), and said what it holds.
+    assert operator.report(run3)["retention"]["keep_runs"] == 2
+    with dbapi(coordinator.database) as db:
+        assert db.execute("select count(*) from audit_events where kind = 'retention.failed'").fetchone()[0] == 0
 
 
 def test_a_threshold_change_is_an_audit_event(operator, project, coordinator, pki):

@@ -44,6 +44,7 @@ def purge(store: Store, conn, project_id: str, keep_runs: int) -> Retention:
     if keep_runs > 0:
         runs = q.done_runs(conn, project_id)
         kept = {u for r in runs[:keep_runs] for u in (r.uploads or {}).values()}
+        kept |= q.uploads_flagged_in(conn, [r.run_id for r in runs[:keep_runs]])
         old_runs = [r.run_id for r in runs[keep_runs:] if r.purged_at is None]
         gone = [u for u in q.superseded_uploads(conn, project_id) if u.upload_id not in kept]
         if old_runs:

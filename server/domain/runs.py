@@ -4,6 +4,7 @@ a report of suppressed counts."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from dataclasses import dataclass, field, fields
@@ -20,6 +21,7 @@ from server.pipeline import execute_run
 from server.pipeline.report import suppress
 
 FINAL_STATES = ("done", "failed")
+log = logging.getLogger("fedlink.coordinator")
 
 
 @dataclass(frozen=True)
@@ -173,15 +175,27 @@ class Runs:
         except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
             report, final, error = None, "failed", f"{type(e).__name__}: {e}"
         with self.ctx.store.write() as conn:
-            q.set_run_state(conn, run.run_id, final, error=error or None)
+            q.set_run_state(conn, run.run_id, final, report=report, error=error or None)
             self.ctx.store.audit(conn, "coordinator", f"run.{final}", project_id=run.project.project_id,
                                  run_id=run.run_id, persons=(report or {}).get("persons"), error=error or None)
-            if report is not None:
-                held = retention.purge(self.ctx.store, conn, run.project.project_id, self.ctx.keep_runs)
-                q.set_run_state(conn, run.run_id, final, report={**report, "retention": held.to_json()})
-        if report is not None and held.records_purged:
-            retention.reclaim(self.ctx.store)
+        if report is not None:
+            self._retain(run, report)
         status.publish(final, final, 0, 0, error or "finished")
+
+    def _retain(self, run: QueuedRun, report: dict) -> None:
+        """Retention after a finished run (server/domain/retention.py); its figures join the run's report.
+        A failure leaves the run done and is logged and audited, never silent."""
+        try:
+            with self.ctx.store.write() as conn:
+                held = retention.purge(self.ctx.store, conn, run.project.project_id, self.ctx.keep_runs)
+                q.set_run_state(conn, run.run_id, "done", report={**report, "retention": held.to_json()})
+            if held.records_purged:
+                retention.reclaim(self.ctx.store)
+        except Exception as e:
+            log.exception("retention after run %s failed; nothing was deleted", run.run_id)
+            with self.ctx.store.write() as conn:
+                self.ctx.store.audit(conn, "coordinator", "retention.failed", project_id=run.project.project_id,
+                                     run_id=run.run_id, error=f"{type(e).__name__}: {str(e)[:300]}")
 
     @staticmethod
     def _row(conn, run_id: str):
