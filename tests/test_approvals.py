@@ -203,3 +203,26 @@ def test_the_commands_propose_list_show_and_decide(project, coordinator, pki, tm
     approved = fedlink("approvals", "approve", proposal_id, "--note", "agreed")
     assert approved.returncode == 0 and "in effect" in approved.stderr
     assert "major_illness_to_population" in scalar(coordinator.database, "select rules_toml from projects")
+
+
+def test_a_proposal_shows_every_change_to_the_pack():
+    """The diff an officer reads: a route widened on an existing rule, a rule removed, a parameter, and a
+    section the coordinator does not interpret (a disclosure policy) all appear; narrowing is not widening."""
+    from server.domain.changes import rules_diff
+
+    base = default_text()
+    routed = base.replace('route = ["medical_insurance", "civil_affairs"]\nexplain = "a major illness',
+                          'route = ["medical_insurance", "civil_affairs", "population"]\nexplain = "a major illness')
+    assert routed != base
+    diff = rules_diff(base, routed + '\n[disclosure.medical_hardship]\npopulation = ["medical_insurance.major_illness"]\n')
+    items = {(i.area, i.item): i for i in diff.items}
+    assert items["routing", "major_illness_low_income"].widens
+    assert items["disclosure", "disclosure.medical_hardship.population"].widens
+    told = " ".join(diff.newly_disclosed)
+    assert "population would receive medical_hardship flags (rule major_illness_low_income" in told
+    assert "medical_insurance.major_illness" in told and "disclosure.medical_hardship.population" in told
+    narrowed = rules_diff(routed, base)
+    assert [(i.area, i.widens) for i in narrowed.items] == [("routing", False)] and not narrowed.newly_disclosed
+    fewer = base.replace("catastrophic_oop_yuan = 20000", "catastrophic_oop_yuan = 30000")
+    assert [(i.area, i.item) for i in rules_diff(base, fewer).items] == [("parameters",
+                                                                          "parameters.catastrophic_oop_yuan")]

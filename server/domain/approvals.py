@@ -136,10 +136,7 @@ class Approvals:
         with self.ctx.store.write() as conn:
             row = self._pending(conn, who, proposal_id, "approve")
             project = existing_project(conn, row.project_id)
-            if _base(conn, project, row.kind) != row.base:
-                superseded = True
-            else:
-                superseded = False
+            if _base(conn, project, row.kind) == row.base:
                 self._check(conn, project, row.kind, dict(row.change))  # the floor holds at approval too
                 q.decide_proposal(conn, proposal_id, "approved", str(who), note)
                 self.ctx.store.audit(conn, str(who), "proposal.approve", project_id=row.project_id,
@@ -147,14 +144,13 @@ class Approvals:
                                      note=note or None)
                 self._apply(conn, who, project, row)
                 return _proposal(q.proposal(conn, proposal_id))
-        if superseded:
-            with self.ctx.store.write() as conn:
-                q.decide_proposal(conn, proposal_id, "superseded", "coordinator",
-                                  f"the project's {row.kind} changed after it was proposed")
-                self.ctx.store.audit(conn, "coordinator", "proposal.superseded", project_id=row.project_id,
-                                     proposal_id=proposal_id, change=row.kind, attempted_by=str(who))
-            raise FailedPrecondition(f"proposal {proposal_id} was made against {row.kind} settings that changed "
-                                     "since; what it shows is no longer what it would do: propose it again")
+            # Committed before the refusal below: the proposal is superseded for good.
+            q.decide_proposal(conn, proposal_id, "superseded", "coordinator",
+                              f"the project's {row.kind} changed after it was proposed")
+            self.ctx.store.audit(conn, "coordinator", "proposal.superseded", project_id=row.project_id,
+                                 proposal_id=proposal_id, change=row.kind, attempted_by=str(who))
+        raise FailedPrecondition(f"proposal {proposal_id} was made against {row.kind} settings that changed "
+                                 "since; what it shows is no longer what it would do: propose it again")
 
     @guarded("RejectProposal", "officer")
     def reject(self, who: Identity, proposal_id: str, note: str = "") -> Proposal:
