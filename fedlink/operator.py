@@ -84,6 +84,14 @@ def print_report(report: dict, console: Console) -> None:
                           else str(cell.get("count", 0)))
         console.print(table)
     print_encoding_health(report.get("encoding_health", []), console)
+    held = report.get("retention")
+    if held:
+        console.print(f"the store holds {held['records_held']} records in {held['uploads_held']} uploads (oldest "
+                      f"committed {held['oldest_held'] or '-'}); after this run it deleted {held['records_purged']} "
+                      f"records of {held['uploads_purged']} uploads and the flags of {held['runs_purged']} older "
+                      f"runs (keeping what the last {held['keep_runs']} runs used)" if int(held["keep_runs"])
+                      else f"the store holds {held['records_held']} records in {held['uploads_held']} uploads; "
+                           "the coordinator keeps everything (--keep-runs 0)")
 
 
 def print_encoding_health(health: list[dict], console: Console) -> None:
