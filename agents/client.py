@@ -22,6 +22,7 @@ from agents.quality import QualitySummary, column_kinds, summarise
 from agents.refs import RefCipher, load_key
 from fedlink.audit import HeadKeeper, TreeHead, load_public_key
 from fedlink.client import CoordinatorClient
+from fedlink.files import keep_private
 from fedlink.schema import Project, schema_columns
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb
@@ -32,6 +33,7 @@ class Agent(CoordinatorClient):
                          retries=config.retries if retries is None else retries, server_name=config.server_name)
         self.config = config
         self.show_progress = show_progress
+        keep_private()  # worklists, state and keys are the department's alone (fedlink/files.py)
 
     def check_log(self) -> None:
         """Check that the coordinator's audit log only grew since this agent last

@@ -24,7 +24,9 @@ from bench.harness import BenchSession, scenario_departments
 from bench.metrics import flag_quality, pairwise_quality
 from bench.synth import write_scenario
 from fedlink.client import CoordinatorClient
+from fedlink.officer import Officer, print_proposal
 from fedlink.operator import Operator
+from fedlink.rules import default_text
 from fedlink.v1 import coordinator_pb2 as pb
 
 
@@ -195,6 +197,7 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
             sched = op.set_schedule(s.project.project_id, "1mo", day=1, at="02:00", start=first.isoformat())
         console.print(f"5. The operator schedules monthly runs from {first.isoformat()} (day 1, 02:00 UTC): the "
                       f"coordinator starts each when it is due; the next is due {sched.next_due}")
+        pending = propose_wider_routing(s, console)
         audit = s.verify_audit()
     console.print("Worklists for caseworkers (each department sees only its own records):")
     for d in worklists:
@@ -203,10 +206,43 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
                   f"head root {audit['root_hash']}, Ed25519 signature {audit['signature'][:32]}..., key id "
                   f"{audit['key_id'][:16]} (export in {out / 'audit'})")
     console.print(f"The console on this demo's data, at https://localhost:8443/ (README, \"The console\"): "
-                  f"fedlink coordinator serve --pki {out / 'pki'} --database {out / 'coordinator.sqlite'} & "
+                  f"fedlink coordinator serve --pki {out / 'pki' / 'coordinator'} --database {out / 'coordinator.sqlite'} & "
                   f"fedlink console serve --pki {out / 'pki'}; import the file of `fedlink pki p12 {out / 'pki'} "
                   "operator` (or officer) into the browser to sign in")
     console.print(f"Done in {time.perf_counter() - started:.1f} s. What to try next:")
     for step in NEXT_STEPS:
         console.print(f"  - {step}")
-    return {"links": quality, "flags": found, "audit": audit, "run_ids": [run1, run2]}
+    return {"links": quality, "flags": found, "audit": audit, "run_ids": [run1, run2], "pending": pending}
+
+
+# The change an operator alone could once make: a rule on major illness alone, its flags routed to
+# the population register with the illness shown by name.
+WIDER_RULE = """
+[[rules]]
+name = "major_illness_to_population"
+need = "medical_hardship"
+tier = 3
+when = "medical_insurance.major_illness"
+explain = "a major illness"
+"""
+
+
+def wider_routing(text: str) -> str:
+    return text.replace('[disclosure.medical_hardship]\nrecipients = ["medical_insurance"]\n',
+                        '[disclosure.medical_hardship]\nrecipients = ["population", "medical_insurance"]\n'
+                        'evidence.population = ["medical_insurance.major_illness"]\n') + WIDER_RULE
+
+
+def propose_wider_routing(s: BenchSession, console: Console) -> str:
+    """Dual control: the operator proposes a rule that would tell the population register about major
+    illness; it waits for a privacy officer, and nothing changes until one decides."""
+    console.print("6. The operator proposes a rule change; it is only a proposal until a privacy officer "
+                  "approves it (`fedlink approvals show|approve|reject`):")
+    with Operator.connect(s.address, s.pki) as op:
+        proposal = op.propose_rules(s.project.project_id, wider_routing(s.project.rules_toml or default_text()),
+                                    reason="population asks to follow up residents with a major illness")
+    with Officer.connect(s.address, s.pki) as officer:
+        print_proposal(officer.proposal(proposal.proposal_id), console)
+        waiting = officer.proposals(s.project.project_id, "pending")
+    console.print(f"   {len(waiting)} proposal(s) waiting for an officer; the project's rules are unchanged")
+    return proposal.proposal_id

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from datetime import datetime
 from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
 
 from fedlink.audit import TreeHead, load_public_key, verify_events
 from fedlink.client import CoordinatorClient
@@ -24,6 +28,20 @@ class Officer(CoordinatorClient):
     def events(self, **filters) -> list[tuple[int, str]]:
         request = pb.ListAuditEventsRequest(**{k: v for k, v in filters.items() if v})
         return [(e.seq, e.body) for e in self._call(self.stub.ListAuditEvents, request, timeout=600)]
+
+    # Dual control: proposals an operator made, decided by an officer who did not make them.
+    def proposals(self, project_id: str = "", state: str = "") -> list[pb.Proposal]:
+        return list(self._call(self.stub.ListProposals, pb.ListProposalsRequest(
+            project_id=project_id, state=state)).proposals)
+
+    def proposal(self, proposal_id: str) -> pb.Proposal:
+        return self._call(self.stub.GetProposal, pb.GetProposalRequest(proposal_id=proposal_id))
+
+    def approve(self, proposal_id: str, note: str = "") -> pb.Proposal:
+        return self._call(self.stub.ApproveProposal, pb.DecideProposalRequest(proposal_id=proposal_id, note=note))
+
+    def reject(self, proposal_id: str, note: str = "") -> pb.Proposal:
+        return self._call(self.stub.RejectProposal, pb.DecideProposalRequest(proposal_id=proposal_id, note=note))
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return list(self._call(self.stub.GetInclusionProof, pb.GetInclusionProofRequest(index=index, tree_size=size),
@@ -104,3 +122,26 @@ def access_report(events: list[tuple[int, str]], since: float = 0.0, until: floa
         "actors": {actor: {"reads": dict(c), "last_ts": last[actor]} for actor, c in sorted(per_actor.items())},
         "departments": {d: dict(runs) for d, runs in sorted(departments.items())},
     }
+
+
+def when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).isoformat(timespec="minutes") if ts else "-"
+
+
+def print_proposal(p, out: Console) -> None:
+    """A proposal as its officer reads it: who asks what and why, what changes, who newly learns what."""
+    decided = f"; {p.state} by {p.decided_by} at {when(p.decided_at)}" if p.decided_by else ""
+    out.print(f"proposal {p.proposal_id} ({p.kind}) for project {p.project_id}: [bold]{p.state}[/bold]{decided}")
+    out.print(f"  proposed by {p.proposed_by} at {when(p.proposed_at)}; expires {when(p.expires_at)}")
+    out.print(f"  reason: {escape(p.reason) or '(none given)'}" + (f"\n  note: {escape(p.note)}" if p.note else ""))
+    out.print("[bold]what changes[/bold] (WIDENS: someone may learn more than now):")
+    for i in p.items:
+        mark = "[red]WIDENS[/red] " if i.widens else ""
+        out.print(f"  - {mark}{i.area} {escape(i.item)}: {escape(i.before or '(none)')} -> "
+                  f"{escape(i.after or '(none)')}; {escape(i.plain)}")
+    if p.newly_disclosed:
+        out.print("[bold]who would newly learn what:[/bold]")
+        for line in p.newly_disclosed:
+            out.print(f"  - {escape(line)}")
+    else:
+        out.print("no one would learn more than now")

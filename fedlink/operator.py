@@ -35,9 +35,20 @@ class Operator(CoordinatorClient):
     def start_run(self, project_id: str, as_of: str = "") -> str:
         return self._call(self.stub.StartRun, pb.StartRunRequest(project_id=project_id, as_of=as_of)).run_id
 
-    def update_rules(self, project_id: str, rules_toml: str) -> ProjectReply:
-        return ProjectReply.from_pb(self._call(self.stub.UpdateRules, pb.UpdateRulesRequest(
-            project_id=project_id, rules_toml=rules_toml)))
+    # Changes that can widen what anyone learns are proposals: an officer approves them (`fedlink approvals`).
+    def propose_rules(self, project_id: str, rules_toml: str, reason: str = "") -> pb.Proposal:
+        return self._call(self.stub.ProposeChange, pb.ProposeChangeRequest(
+            project_id=project_id, reason=reason, rules=pb.RulesChange(rules_toml=rules_toml)))
+
+    def propose_linkage(self, project_id: str, threshold: float, auto_threshold: bool,
+                        reason: str = "") -> pb.Proposal:
+        return self._call(self.stub.ProposeChange, pb.ProposeChangeRequest(
+            project_id=project_id, reason=reason,
+            linkage=pb.LinkageChange(threshold=threshold, auto_threshold=auto_threshold)))
+
+    def propose_key_check_reset(self, project_id: str, reason: str = "") -> pb.Proposal:
+        return self._call(self.stub.ProposeChange, pb.ProposeChangeRequest(
+            project_id=project_id, reason=reason, key_check_reset=pb.KeyCheckReset()))
 
     def set_schedule(self, project_id: str, every: str, day: int = 0, at: str = "", start: str = "",
                      start_now: bool = False) -> pb.Schedule:
@@ -89,6 +100,14 @@ def print_report(report: dict, console: Console) -> None:
     print_upload_quality(report.get("upload_quality", []), console)
     for rule in report.get("idle_rules", []):
         console.print(f"[yellow]not looked for:[/yellow] {rule['explanation']}")
+    held = report.get("retention")
+    if held:
+        console.print(f"the store holds {held['records_held']} records in {held['uploads_held']} uploads (oldest "
+                      f"committed {held['oldest_held'] or '-'}); after this run it deleted {held['records_purged']} "
+                      f"records of {held['uploads_purged']} uploads and the flags of {held['runs_purged']} older "
+                      f"runs (keeping what the last {held['keep_runs']} runs used)" if int(held["keep_runs"])
+                      else f"the store holds {held['records_held']} records in {held['uploads_held']} uploads; "
+                           "the coordinator keeps everything (--keep-runs 0)")
 
 
 def print_idle_rules(sentences, console: Console) -> None:

@@ -191,6 +191,12 @@ def schema_columns(schema: "LinkageSchema") -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for f in schema.fields for c in f.column.split("+")))
 
 
+# Report cells of fewer people than k are withheld; k never goes below the
+# project's floor, and no floor below 3.
+DEFAULT_SUPPRESSION_FLOOR = 5
+MIN_SUPPRESSION_FLOOR = 3
+
+
 @dataclass(frozen=True)
 class Project:
     project_id: str
@@ -198,6 +204,9 @@ class Project:
     schema: LinkageSchema = field(default_factory=LinkageSchema)
     reference_date: str = ""  # ISO date; ages and periods are taken at it
     rules_toml: str = ""  # the rule pack; empty means the default pack
+    # The least suppression k the project's rule pack may ever set: fixed at
+    # creation, so no later change (even an approved one) lowers it.
+    suppression_floor: int = DEFAULT_SUPPRESSION_FLOOR
 
     def validate(self) -> None:
         if not self.project_id or not all(c.isalnum() or c in "-_." for c in self.project_id):
@@ -213,6 +222,9 @@ class Project:
                     f"departments[{dept!r}].indicators: {sorted(unknown)} are not indicators of {dept}; "
                     f"known: {', '.join(DEFAULT_INDICATORS[dept])}"
                 )
+        if not isinstance(self.suppression_floor, int) or self.suppression_floor < MIN_SUPPRESSION_FLOOR:
+            raise SchemaError(f"suppression_floor: {self.suppression_floor!r} is below {MIN_SUPPRESSION_FLOOR}: "
+                              "report cells of fewer people than that could single someone out")
         self.schema.validate()
 
     def digest(self) -> str:
@@ -237,7 +249,7 @@ class Project:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Project":
-        known = {"project_id", "departments", "schema", "reference_date", "rules"}
+        known = {"project_id", "departments", "schema", "reference_date", "rules", "suppression_floor"}
         extra = set(data) - known
         if extra:
             raise SchemaError(f"unknown keys {sorted(extra)}; known: {sorted(known)}")
@@ -250,6 +262,7 @@ class Project:
         rules = data.get("rules", "")
         if rules:
             rules = Path(rules).read_text(encoding="utf-8")
-        project = cls(str(data.get("project_id", "")), depts, schema, str(data.get("reference_date", "")), rules)
+        project = cls(str(data.get("project_id", "")), depts, schema, str(data.get("reference_date", "")), rules,
+                      data.get("suppression_floor", DEFAULT_SUPPRESSION_FLOOR))
         project.validate()
         return project

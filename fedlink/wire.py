@@ -47,6 +47,7 @@ def project_to_pb(project):
         reference_date=project.reference_date,
         rules_toml=project.rules_toml,
         schema_digest=project.digest(),
+        suppression_floor=project.suppression_floor,
     )
 
 
@@ -55,7 +56,7 @@ def project_from_pb(msg):
     no presence for numbers and booleans, and an empty field list or a zero
     size is refused by validation, not filled in): empty, it is the schema's
     default. FieldSpec fills an empty kind and column itself."""
-    from fedlink.schema import FieldSpec, LinkageSchema, Project
+    from fedlink.schema import DEFAULT_SUPPRESSION_FLOOR, FieldSpec, LinkageSchema, Project
 
     schema = LinkageSchema(
         filter_bits=msg.schema.filter_bits,
@@ -65,4 +66,4 @@ def project_from_pb(msg):
         hardening=msg.schema.hardening or LinkageSchema.hardening,
     )
     return Project(msg.project_id, {d.name: tuple(d.indicators) for d in msg.departments}, schema,
-                   msg.reference_date, msg.rules_toml)
+                   msg.reference_date, msg.rules_toml, msg.suppression_floor or DEFAULT_SUPPRESSION_FLOOR)

@@ -74,6 +74,9 @@ def coordinator_serve(
                                          help="Uncommitted uploads a department may hold per project"),
     upload_expiry_hours: int = typer.Option(Limits.upload_expiry_hours,
                                             help="Hours before an uncommitted upload expires"),
+    keep_runs: int = typer.Option(2, help="Retention: keep the uploads (filters, indicators) the last N runs of a "
+                                          "project used and the current ones; older ones are deleted after "
+                                          "each run (0: keep everything)"),
 ):
     """Run the coordinator until Ctrl-C (which finishes the calls in flight).
     Pending schema migrations are applied first."""
@@ -85,7 +88,8 @@ def coordinator_serve(
                     max_messages_per_minute, max_streams, stream_idle_seconds, max_open_uploads, upload_expiry_hours)
     health = None if health_port is None else f"{health_host or listen.rpartition(':')[0]}:{health_port}"
     running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
-                    engine=engine, metrics_port=metrics_port, limits=limits, health_address=health, crl=crl)
+                    engine=engine, metrics_port=metrics_port, limits=limits, health_address=health, crl=crl,
+                    keep_runs=keep_runs)
     serve_forever(running, grace)
 
 

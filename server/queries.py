@@ -11,7 +11,7 @@ from typing import Iterable
 
 from sqlalchemy import and_, delete, func, select, update
 
-from fedlink.schema import FieldSpec, LinkageSchema, Project
+from fedlink.schema import DEFAULT_SUPPRESSION_FLOOR, FieldSpec, LinkageSchema, Project
 from server import store as t
 
 ACTIVE_RUN_STATES = ("queued", "running")
@@ -30,7 +30,8 @@ def project_to_row(p: Project) -> dict:
                                "column": f.column} for f in s.fields]},
         "reference_date": p.reference_date,
     }
-    return {"project_id": p.project_id, "spec": spec, "rules_toml": p.rules_toml}
+    return {"project_id": p.project_id, "spec": spec, "rules_toml": p.rules_toml,
+            "suppression_floor": p.suppression_floor}
 
 
 def project_from_row(row) -> Project:
@@ -40,7 +41,7 @@ def project_from_row(row) -> Project:
     settings = {k: schema[k] for k in _SCHEMA_SETTINGS if k in schema}
     return Project(row.project_id, {d: tuple(v) for d, v in spec["departments"].items()},
                    LinkageSchema(fields=tuple(FieldSpec(**f) for f in schema["fields"]), **settings),
-                   spec["reference_date"], row.rules_toml)
+                   spec["reference_date"], row.rules_toml, row.suppression_floor or DEFAULT_SUPPRESSION_FLOOR)
 
 
 def project(conn, project_id: str) -> Project | None:
@@ -66,6 +67,46 @@ def pin_key_check(conn, project_id: str, key_check: bytes, department: str) -> N
 
 def set_rules(conn, project_id: str, rules_toml: str) -> None:
     conn.execute(update(t.projects).where(t.projects.c.project_id == project_id).values(rules_toml=rules_toml))
+
+
+def set_schema(conn, p: Project) -> None:
+    """Store a project's changed schema settings (its spec and digest)."""
+    conn.execute(update(t.projects).where(t.projects.c.project_id == p.project_id).values(
+        spec=project_to_row(p)["spec"], schema_digest=p.digest()))
+
+
+def reset_key_check(conn, project_id: str) -> None:
+    conn.execute(update(t.projects).where(t.projects.c.project_id == project_id).values(
+        key_check=None, key_check_by=None))
+
+
+# -- proposals (dual control) --------------------------------------------------
+
+def insert_proposal(conn, **values) -> None:
+    conn.execute(t.proposals.insert().values(**values, state="pending", proposed_at=time.time()))
+
+
+def proposal(conn, proposal_id: str):
+    return conn.execute(select(t.proposals).where(t.proposals.c.proposal_id == proposal_id)).first()
+
+
+def proposals(conn, project_id: str = "", state: str = ""):
+    query = select(t.proposals).order_by(t.proposals.c.proposed_at)
+    if project_id:
+        query = query.where(t.proposals.c.project_id == project_id)
+    if state:
+        query = query.where(t.proposals.c.state == state)
+    return conn.execute(query).all()
+
+
+def overdue_proposals(conn, now: float):
+    return conn.execute(select(t.proposals).where(and_(
+        t.proposals.c.state == "pending", t.proposals.c.expires_at <= now))).all()
+
+
+def decide_proposal(conn, proposal_id: str, state: str, decided_by: str, note: str) -> None:
+    conn.execute(update(t.proposals).where(t.proposals.c.proposal_id == proposal_id).values(
+        state=state, decided_by=decided_by, decided_at=time.time(), note=note or None))
 
 
 # -- uploads and batches -------------------------------------------------------
@@ -192,6 +233,60 @@ def is_repeated_reference(error: Exception) -> bool:
 def audit_bodies(conn, project_id: str, kind: str) -> list[str]:
     return conn.execute(select(t.audit_events.c.body).where(and_(
         t.audit_events.c.kind == kind, t.audit_events.c.project_id == project_id))).scalars().all()
+
+
+def withdraw_committed_uploads(conn, project_id: str) -> dict[str, str]:
+    """Take every department's current upload out of use (a reset key check): department -> upload."""
+    current = committed_uploads(conn, project_id)
+    if current:
+        conn.execute(update(t.uploads).where(t.uploads.c.upload_id.in_(current.values())).values(state="superseded"))
+    return current
+
+
+# -- retention -----------------------------------------------------------------
+
+def done_runs(conn, project_id: str):
+    """(run_id, uploads, purged_at) of a project's finished runs, newest first."""
+    return conn.execute(select(t.runs.c.run_id, t.runs.c.uploads, t.runs.c.purged_at).where(and_(
+        t.runs.c.project_id == project_id, t.runs.c.state == "done")).order_by(t.runs.c.created_at.desc())).all()
+
+
+def superseded_uploads(conn, project_id: str):
+    """(upload_id, department, records) of the uploads no department uses now."""
+    return conn.execute(select(t.uploads.c.upload_id, t.uploads.c.department, t.uploads.c.record_count).where(and_(
+        t.uploads.c.project_id == project_id, t.uploads.c.state == "superseded"))).all()
+
+
+def uploads_flagged_in(conn, run_ids: list[str]) -> set[str]:
+    """Uploads holding a record some flag of these runs is on: a flag in transition or resolved is carried
+    on the record of the run that first raised it, which may be an older upload."""
+    return set(conn.execute(select(t.records.c.upload_id).distinct().join(
+        t.flags, t.flags.c.record_id == t.records.c.id).where(t.flags.c.run_id.in_(run_ids))).scalars())
+
+
+def delete_run_results(conn, run_ids: list[str]) -> None:
+    """An old run's links and flags (per person, per record); its report of counts stays."""
+    conn.execute(t.flags.delete().where(t.flags.c.run_id.in_(run_ids)))
+    conn.execute(t.links.delete().where(t.links.c.run_id.in_(run_ids)))
+    conn.execute(update(t.runs).where(t.runs.c.run_id.in_(run_ids)).values(purged_at=time.time()))
+
+
+def delete_uploads(conn, upload_ids: list[str]) -> int:
+    """Uploads with their batches and records (filters, indicators, household tokens); the records deleted."""
+    deleted = conn.execute(t.records.delete().where(t.records.c.upload_id.in_(upload_ids))).rowcount
+    conn.execute(t.batches.delete().where(t.batches.c.upload_id.in_(upload_ids)))
+    conn.execute(t.uploads.delete().where(t.uploads.c.upload_id.in_(upload_ids)))
+    return deleted
+
+
+def held_records(conn, project_id: str):
+    """(uploads, records, oldest committed_at) of what the store holds for a project."""
+    uploads = conn.execute(select(func.count(), func.min(t.uploads.c.committed_at)).where(
+        t.uploads.c.project_id == project_id)).first()
+    records = conn.execute(select(func.count()).select_from(t.records).join(
+        t.uploads, t.uploads.c.upload_id == t.records.c.upload_id).where(
+        t.uploads.c.project_id == project_id)).scalar()
+    return uploads[0], records, uploads[1]
 
 
 # -- runs ----------------------------------------------------------------------

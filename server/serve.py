@@ -15,11 +15,13 @@ from typing import Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from fedlink.files import keep_private
 from fedlink.pki import AUDIT_KEY_FILE, CRL_FILE, Credentials, RevocationList, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
 from server.admission import StreamWatch
 from server.audit import AuditLog
 from server.domain.coordinator import Coordinator
+from server.domain.retention import DEFAULT_KEEP_RUNS
 from server.engine import engine_from_url
 from server.limits import Limits
 from server.probes import HealthEndpoint, enable_reflection, serve_metrics
@@ -88,7 +90,7 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
           engine: str | None = None, max_workers: int = 64, metrics_port: int | None = None,
           interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
           limits: Limits | None = None, schedule_poll: float = 30.0,
-          health_address: str | None = None, crl: Path | None = None) -> Running:
+          health_address: str | None = None, crl: Path | None = None, keep_runs: int = DEFAULT_KEEP_RUNS) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
     else one beside the database; it is created on first start. Callers are
@@ -115,6 +117,7 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         if credentials is None and "://" in str(database):
             raise ValueError("with a database URL and no PKI folder, name the audit signing key (--audit-key)")
         audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / AUDIT_KEY_FILE
+    keep_private()  # the database, its -wal/-shm and the audit key: the coordinator's alone
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
     server = grpc.server(
@@ -138,7 +141,9 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         raise OSError(f"cannot listen on {address}: the port is in use (another coordinator?) or the address is "
                       "not this machine's")
     store = Store(database)
-    coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits)
+    if keep_runs < 0:
+        raise ValueError(f"--keep-runs {keep_runs}: the number of runs whose uploads are kept, 0 to keep all")
+    coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits, keep_runs)
     for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.

@@ -289,7 +289,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                                            records_short_lived=p.records_short_lived,
                                            flags_on_first_seen_records=p.flags_on_first_seen_records,
                                            flags_held=p.flags_held) for p in r.probe_signals],
-            pair_scores=[_pair_scores(s) for s in r.pair_scores])
+            pair_scores=[_pair_scores(s) for s in r.pair_scores],
+            retention=pb.Retention(**r.retention.to_json()) if r.retention else None)
 
     @rpc
     def PullFlags(self, request, context, who):
@@ -314,8 +315,29 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                                         previous_recorded_at=_iso(r.previous_recorded_at))
 
     @rpc
-    def UpdateRules(self, request, context, who):
-        return _ruled_project(self.coordinator.reviews.update_rules(who, request.project_id, request.rules_toml))
+    def ProposeChange(self, request, context, who):
+        kind = request.WhichOneof("change") or ""
+        change = {"rules": lambda: {"rules_toml": request.rules.rules_toml},
+                  "linkage": lambda: {"threshold": request.linkage.threshold,
+                                      "auto_threshold": request.linkage.auto_threshold}}.get(kind, dict)()
+        return _proposal(self.coordinator.approvals.propose(who, request.project_id, kind, change, request.reason))
+
+    @rpc
+    def ListProposals(self, request, context, who):
+        found = self.coordinator.approvals.list(who, request.project_id, request.state)
+        return pb.ProposalList(proposals=[_proposal(p) for p in found])
+
+    @rpc
+    def GetProposal(self, request, context, who):
+        return _proposal(self.coordinator.approvals.get(who, request.proposal_id))
+
+    @rpc
+    def ApproveProposal(self, request, context, who):
+        return _proposal(self.coordinator.approvals.approve(who, request.proposal_id, request.note))
+
+    @rpc
+    def RejectProposal(self, request, context, who):
+        return _proposal(self.coordinator.approvals.reject(who, request.proposal_id, request.note))
 
     @rpc
     def SetSchedule(self, request, context, who):
@@ -430,6 +452,16 @@ def _ruled_project(ruled) -> pb.Project:
     out = project_to_pb(ruled.project)
     out.idle_rules.extend(_idle_rule(i) for i in ruled.idle_rules)
     return out
+
+
+def _proposal(p) -> pb.Proposal:
+    return pb.Proposal(
+        proposal_id=p.proposal_id, project_id=p.project_id, kind=p.kind, state=p.state, reason=p.reason,
+        proposed_by=p.proposed_by, proposed_at=p.proposed_at, expires_at=p.expires_at, decided_by=p.decided_by,
+        decided_at=p.decided_at, note=p.note, newly_disclosed=p.diff.newly_disclosed,
+        items=[pb.ProposalItem(area=i.area, item=i.item, before=i.before, after=i.after, widens=i.widens,
+                               plain=i.plain) for i in p.diff.items],
+        rules_toml=p.change.get("rules_toml", ""))
 
 
 def _schedule(s) -> pb.Schedule:

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from fedlink.audit import GENESIS_PREV, canonical, event_leaf
+from fedlink.files import tighten
 
 log = logging.getLogger("fedlink.coordinator")
 metadata = MetaData()
@@ -33,6 +34,8 @@ projects = Table(
     Column("schema_digest", String(64), nullable=False),
     Column("key_check", LargeBinary),                 # pinned by the first upload
     Column("key_check_by", String(128)),
+    # The least suppression k any rule pack of the project may set, fixed at creation.
+    Column("suppression_floor", Integer),
     Column("created_by", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
 )
@@ -84,6 +87,7 @@ runs = Table(
     Column("uploads", JSON),                          # the upload of each department the run used
     Column("report", JSON),
     Column("error", Text),
+    Column("purged_at", Float),                       # its links and flags deleted under retention
 )
 
 links = Table(
@@ -140,6 +144,25 @@ outcomes = Table(
     Index("ix_outcomes_ref", "project_id", "department", "ref", "need"),
 )
 
+proposals = Table(
+    "proposals", metadata,                            # changes waiting for an officer (server/domain/approvals.py)
+    Column("proposal_id", String(32), primary_key=True),
+    Column("project_id", String(128), ForeignKey("projects.project_id"), nullable=False),
+    Column("kind", String(32), nullable=False),       # rules, linkage, key_check_reset
+    Column("change", JSON, nullable=False),           # what approval applies
+    Column("base", String(64), nullable=False),       # digest of what it was proposed against
+    Column("diff", JSON, nullable=False),             # what changes and who newly learns what
+    Column("reason", Text, nullable=False),
+    Column("state", String(16), nullable=False),      # pending, approved, rejected, expired
+    Column("proposed_by", String(128), nullable=False),
+    Column("proposed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("decided_by", String(128)),
+    Column("decided_at", Float),
+    Column("note", Text),
+    Index("ix_proposals_project_state", "project_id", "state"),
+)
+
 audit_events = Table(
     "audit_events", metadata,
     Column("seq", Integer, primary_key=True),
@@ -191,6 +214,8 @@ def connect_engine(url: str | Path) -> Engine:
     url = str(url)
     if "://" not in url:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
+        for made_before in (url, f"{url}-wal", f"{url}-shm"):  # new ones are private (fedlink/files.py)
+            tighten(Path(made_before))
         url = f"sqlite:///{url}"
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -198,6 +223,9 @@ def connect_engine(url: str | Path) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _):
             cur = dbapi_conn.cursor()
+            # Before the first table of a new database: space freed by retention
+            # (server/domain/retention.py) can be given back page by page.
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             # WAL: readers (WatchRun, PullFlags) do not block the writer; FULL sync:
             # an acknowledged batch survives a power cut.
             cur.execute("PRAGMA journal_mode=WAL")
@@ -237,6 +265,10 @@ class Store:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
             yield conn
+
+    def write_lock(self):
+        """Held by every write transaction: for work outside one (VACUUM)."""
+        return self._write_lock
 
     @contextmanager
     def read(self):

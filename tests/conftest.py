@@ -79,6 +79,14 @@ def operator(coordinator, pki):
 
 
 @pytest.fixture
+def officer(coordinator, pki):
+    from fedlink.officer import Officer
+
+    with Officer.connect(coordinator.address, pki) as o:
+        yield o
+
+
+@pytest.fixture
 def project(operator) -> Project:
     p = Project.default("pilot", reference_date=REFERENCE_DATE)
     operator.create_project(p)

@@ -12,14 +12,8 @@ from agents.client import Agent
 from agents.config import load_config
 from fedlink import merkle
 from fedlink.audit import AuditError, event_leaf
-from fedlink.officer import Officer, access_report, verify_export
+from fedlink.officer import access_report, verify_export
 from fedlink.schema import Project
-
-
-@pytest.fixture
-def officer(coordinator, pki):
-    with Officer.connect(coordinator.address, pki) as o:
-        yield o
 
 
 @pytest.fixture
@@ -218,8 +212,12 @@ def test_every_method_leaves_exactly_its_events(pki, agent_config, coordinator, 
             grpc.StatusCode.PERMISSION_DENIED)
     from fedlink.rules import default_text
 
-    step(lambda: operator.update_rules("p", default_text().replace("= 20000", "= 18000")), ["rules.update"])
-    refused(lambda: operator.update_rules("p", "not toml ["), grpc.StatusCode.INVALID_ARGUMENT)
+    proposals = []
+    step(lambda: proposals.append(operator.propose_rules("p", default_text().replace("= 20000", "= 18000"))),
+         ["proposal.create"])
+    step(lambda: officer.approve(proposals[0].proposal_id), ["proposal.approve", "rules.update"])
+    refused(lambda: operator.propose_rules("p", "not toml ["), grpc.StatusCode.INVALID_ARGUMENT)
+    refused(lambda: officer.approve(proposals[0].proposal_id), grpc.StatusCode.FAILED_PRECONDITION)
     refused(lambda: agent.record_outcome("no-such-record", "income_shock", "confirmed", run_id),
             grpc.StatusCode.NOT_FOUND)
     refused(lambda: agent.record_outcome("no-such-record", "income_shock", "maybe", run_id),

@@ -218,7 +218,7 @@ def test_the_capture_sees_the_leak_under_a_widened_policy(probe):
 
 
 def test_a_widened_policy_is_named_in_the_rules_audit_event():
-    from server.domain.reviews import rule_changes
+    from server.domain.changes import rule_changes
 
     changes = rule_changes(load_rulepack(), load_rulepack(WIDENED))
     assert changes["disclosure_added"] == [["medical_hardship", "civil_affairs", "flag"],

@@ -106,18 +106,25 @@ def test_a_transition_ends_resolved(two_runs, operator, coordinator):
         rows = db.execute("select f.status from flags f join records r on r.id = f.record_id "
                           "where f.run_id = ? and f.need = 'medical_hardship' and f.person = -1", (run3,)).fetchall()
     assert ("resolved",) in rows
+    # Retention kept the upload the carried-over flags are on (the first run's), and said what it holds.
+    assert operator.report(run3)["retention"]["keep_runs"] == 2
+    with dbapi(coordinator.database) as db:
+        assert db.execute("select count(*) from audit_events where kind = 'retention.failed'").fetchone()[0] == 0
 
 
-def test_a_threshold_change_is_an_audit_event(operator, project, coordinator):
+def test_a_threshold_change_is_an_audit_event(operator, project, coordinator, pki):
+    from fedlink.officer import Officer
+
     text = default_text().replace("catastrophic_oop_yuan = 20000", "catastrophic_oop_yuan = 15000")
     text = text.replace('"6201" = 920', '"6201" = 960')
-    operator.update_rules("pilot", text)
+    with Officer.connect(coordinator.address, pki) as officer:
+        officer.approve(operator.propose_rules("pilot", text).proposal_id)
     with dbapi(coordinator.database) as db:
         body = db.execute("select body from audit_events where kind = 'rules.update'").fetchone()[0]
     details = json.loads(body)["details"]
     assert details["parameters"] == {"catastrophic_oop_yuan": [20000, 15000]}
     assert details["subsistence_lines"] == {"6201": [920, 960]}
-    assert json.loads(body)["actor"] == "operator:operator"
+    assert json.loads(body)["actor"] == "officer:officer" and details["proposed_by"] == "operator:operator"
 
 
 def test_a_new_extract_replaces_the_previous_one(scenario, agent_config, operator, project, coordinator, tmp_path):

@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from fedlink.cli.base import INPUT, SHARED, fail, guard, lacks_dependency, needs_extra
+from fedlink.files import keep_private
 
 GROUP = "fedlink.commands"
 
@@ -85,6 +86,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 def main() -> None:
+    keep_private()  # every file any command writes is the user's alone (fedlink/files.py)
     try:
         app()
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import typer
 
 from fedlink.cli.base import INPUT, CoordOpt, Failure, PartyOpt, PkiOpt, console, out
 from fedlink.client import message_dict
+from fedlink.officer import print_proposal
 from fedlink.operator import Operator, print_idle_rules, print_report
 from fedlink.rules import RuleError, load_rulepack
 from fedlink.schema import Project, SchemaError
@@ -41,16 +42,44 @@ def project_create(config: Path, coordinator: str = CoordOpt, pki: Path = PkiOpt
         print_idle_rules(created.idle_rules, console)
 
 
+ReasonOpt = typer.Option("", help="Why, for the officer who decides (kept in the audit log)")
+
+
+def _proposed(p) -> None:
+    print_proposal(p, console)
+    console.print(f"proposal {p.proposal_id} waits for a privacy officer: `fedlink approvals approve "
+                  f"{p.proposal_id}`; nothing changes until then")
+    print(p.proposal_id)
+
+
 @project_app.command("rules")
 def project_rules(project: str, rules: Path = typer.Option(..., help="The new rule pack (TOML)"),
-                  coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt):
-    """Replace a project's rule pack (thresholds, regional lines, rules); the change is an audit event."""
+                  reason: str = ReasonOpt, coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = PartyOpt):
+    """Propose a new rule pack (rules, routing, disclosure policy, suppression k, thresholds, regional lines):
+    it applies when a privacy officer approves it."""
     text = rules.read_text(encoding="utf-8")
     load_rulepack(text, source=str(rules))  # refused here, before the coordinator is called
     with Operator.connect(coordinator, pki, party) as op:
-        changed = op.update_rules(project, text)
-    print(f"rules of {project} replaced; they apply to the next uploads and runs")
-    print_idle_rules(changed.idle_rules, console)
+        _proposed(op.propose_rules(project, text, reason))
+
+
+@project_app.command("threshold")
+def project_threshold(project: str, threshold: float = typer.Option(..., help="Least Dice at which records link"),
+                      auto: bool = typer.Option(True, help="Raise it per department pair from the scores"),
+                      reason: str = ReasonOpt, coordinator: str = CoordOpt, pki: Path = PkiOpt,
+                      party: str = PartyOpt):
+    """Propose new linkage threshold settings; they apply when a privacy officer approves them."""
+    with Operator.connect(coordinator, pki, party) as op:
+        _proposed(op.propose_linkage(project, threshold, auto, reason))
+
+
+@project_app.command("reset-key-check")
+def project_reset_key_check(project: str, reason: str = ReasonOpt, coordinator: str = CoordOpt,
+                            pki: Path = PkiOpt, party: str = PartyOpt):
+    """Propose forgetting the pinned key check (a department with a wrong secret uploaded first and locks the
+    others out); once an officer approves, the next upload pins it again."""
+    with Operator.connect(coordinator, pki, party) as op:
+        _proposed(op.propose_key_check_reset(project, reason))
 
 
 @project_app.command("schedule")

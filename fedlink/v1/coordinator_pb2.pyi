@@ -43,7 +43,7 @@ class DepartmentSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., indicators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Project(_message.Message):
-    __slots__ = ("project_id", "schema", "departments", "reference_date", "rules_toml", "schema_digest", "idle_rules")
+    __slots__ = ("project_id", "schema", "departments", "reference_date", "rules_toml", "schema_digest", "idle_rules", "suppression_floor")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class Project(_message.Message):
     RULES_TOML_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_DIGEST_FIELD_NUMBER: _ClassVar[int]
     IDLE_RULES_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSION_FLOOR_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     schema: LinkageSchema
     departments: _containers.RepeatedCompositeFieldContainer[DepartmentSpec]
@@ -58,7 +59,8 @@ class Project(_message.Message):
     rules_toml: str
     schema_digest: str
     idle_rules: _containers.RepeatedCompositeFieldContainer[IdleRule]
-    def __init__(self, project_id: _Optional[str] = ..., schema: _Optional[_Union[LinkageSchema, _Mapping]] = ..., departments: _Optional[_Iterable[_Union[DepartmentSpec, _Mapping]]] = ..., reference_date: _Optional[str] = ..., rules_toml: _Optional[str] = ..., schema_digest: _Optional[str] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ...) -> None: ...
+    suppression_floor: int
+    def __init__(self, project_id: _Optional[str] = ..., schema: _Optional[_Union[LinkageSchema, _Mapping]] = ..., departments: _Optional[_Iterable[_Union[DepartmentSpec, _Mapping]]] = ..., reference_date: _Optional[str] = ..., rules_toml: _Optional[str] = ..., schema_digest: _Optional[str] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ..., suppression_floor: _Optional[int] = ...) -> None: ...
 
 class IdleRule(_message.Message):
     __slots__ = ("rule", "need", "departments", "explanation")
@@ -84,13 +86,113 @@ class GetProjectRequest(_message.Message):
     project_id: str
     def __init__(self, project_id: _Optional[str] = ...) -> None: ...
 
-class UpdateRulesRequest(_message.Message):
-    __slots__ = ("project_id", "rules_toml")
+class ProposeChangeRequest(_message.Message):
+    __slots__ = ("project_id", "reason", "rules", "linkage", "key_check_reset")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
-    RULES_TOML_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    LINKAGE_FIELD_NUMBER: _ClassVar[int]
+    KEY_CHECK_RESET_FIELD_NUMBER: _ClassVar[int]
     project_id: str
+    reason: str
+    rules: RulesChange
+    linkage: LinkageChange
+    key_check_reset: KeyCheckReset
+    def __init__(self, project_id: _Optional[str] = ..., reason: _Optional[str] = ..., rules: _Optional[_Union[RulesChange, _Mapping]] = ..., linkage: _Optional[_Union[LinkageChange, _Mapping]] = ..., key_check_reset: _Optional[_Union[KeyCheckReset, _Mapping]] = ...) -> None: ...
+
+class RulesChange(_message.Message):
+    __slots__ = ("rules_toml",)
+    RULES_TOML_FIELD_NUMBER: _ClassVar[int]
     rules_toml: str
-    def __init__(self, project_id: _Optional[str] = ..., rules_toml: _Optional[str] = ...) -> None: ...
+    def __init__(self, rules_toml: _Optional[str] = ...) -> None: ...
+
+class LinkageChange(_message.Message):
+    __slots__ = ("threshold", "auto_threshold")
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    AUTO_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    auto_threshold: bool
+    def __init__(self, threshold: _Optional[float] = ..., auto_threshold: _Optional[bool] = ...) -> None: ...
+
+class KeyCheckReset(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProposalItem(_message.Message):
+    __slots__ = ("area", "item", "before", "after", "widens", "plain")
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    WIDENS_FIELD_NUMBER: _ClassVar[int]
+    PLAIN_FIELD_NUMBER: _ClassVar[int]
+    area: str
+    item: str
+    before: str
+    after: str
+    widens: bool
+    plain: str
+    def __init__(self, area: _Optional[str] = ..., item: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ..., widens: _Optional[bool] = ..., plain: _Optional[str] = ...) -> None: ...
+
+class Proposal(_message.Message):
+    __slots__ = ("proposal_id", "project_id", "kind", "state", "reason", "proposed_by", "proposed_at", "expires_at", "decided_by", "decided_at", "note", "items", "newly_disclosed", "rules_toml")
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_BY_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEWLY_DISCLOSED_FIELD_NUMBER: _ClassVar[int]
+    RULES_TOML_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: str
+    project_id: str
+    kind: str
+    state: str
+    reason: str
+    proposed_by: str
+    proposed_at: float
+    expires_at: float
+    decided_by: str
+    decided_at: float
+    note: str
+    items: _containers.RepeatedCompositeFieldContainer[ProposalItem]
+    newly_disclosed: _containers.RepeatedScalarFieldContainer[str]
+    rules_toml: str
+    def __init__(self, proposal_id: _Optional[str] = ..., project_id: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., proposed_by: _Optional[str] = ..., proposed_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[float] = ..., note: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ProposalItem, _Mapping]]] = ..., newly_disclosed: _Optional[_Iterable[str]] = ..., rules_toml: _Optional[str] = ...) -> None: ...
+
+class ListProposalsRequest(_message.Message):
+    __slots__ = ("project_id", "state")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    state: str
+    def __init__(self, project_id: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class ProposalList(_message.Message):
+    __slots__ = ("proposals",)
+    PROPOSALS_FIELD_NUMBER: _ClassVar[int]
+    proposals: _containers.RepeatedCompositeFieldContainer[Proposal]
+    def __init__(self, proposals: _Optional[_Iterable[_Union[Proposal, _Mapping]]] = ...) -> None: ...
+
+class GetProposalRequest(_message.Message):
+    __slots__ = ("proposal_id",)
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: str
+    def __init__(self, proposal_id: _Optional[str] = ...) -> None: ...
+
+class DecideProposalRequest(_message.Message):
+    __slots__ = ("proposal_id", "note")
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: str
+    note: str
+    def __init__(self, proposal_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class SetScheduleRequest(_message.Message):
     __slots__ = ("project_id", "every", "day", "at", "start", "start_now")
@@ -346,7 +448,7 @@ class CountCell(_message.Message):
     def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ..., suppressed: _Optional[bool] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health", "idle_rules", "upload_quality", "probe_signals", "pair_scores")
+    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health", "idle_rules", "upload_quality", "probe_signals", "pair_scores", "retention")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RECORDS_PER_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
@@ -362,6 +464,7 @@ class Report(_message.Message):
     UPLOAD_QUALITY_FIELD_NUMBER: _ClassVar[int]
     PROBE_SIGNALS_FIELD_NUMBER: _ClassVar[int]
     PAIR_SCORES_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: str
     records_per_department: _containers.RepeatedCompositeFieldContainer[CountCell]
@@ -377,7 +480,8 @@ class Report(_message.Message):
     upload_quality: _containers.RepeatedCompositeFieldContainer[UploadQuality]
     probe_signals: _containers.RepeatedCompositeFieldContainer[ProbeSignals]
     pair_scores: _containers.RepeatedCompositeFieldContainer[PairScores]
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ..., upload_quality: _Optional[_Iterable[_Union[UploadQuality, _Mapping]]] = ..., probe_signals: _Optional[_Iterable[_Union[ProbeSignals, _Mapping]]] = ..., pair_scores: _Optional[_Iterable[_Union[PairScores, _Mapping]]] = ...) -> None: ...
+    retention: Retention
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ..., upload_quality: _Optional[_Iterable[_Union[UploadQuality, _Mapping]]] = ..., probe_signals: _Optional[_Iterable[_Union[ProbeSignals, _Mapping]]] = ..., pair_scores: _Optional[_Iterable[_Union[PairScores, _Mapping]]] = ..., retention: _Optional[_Union[Retention, _Mapping]] = ...) -> None: ...
 
 class ProbeSignals(_message.Message):
     __slots__ = ("department", "records_first_seen", "records_short_lived", "flags_on_first_seen_records", "flags_held")
@@ -408,6 +512,24 @@ class PairScores(_message.Message):
     bins: _containers.RepeatedCompositeFieldContainer[CountCell]
     below_floor: CountCell
     def __init__(self, pair: _Optional[str] = ..., threshold: _Optional[float] = ..., floor: _Optional[float] = ..., bin_width: _Optional[float] = ..., bins: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., below_floor: _Optional[_Union[CountCell, _Mapping]] = ...) -> None: ...
+
+class Retention(_message.Message):
+    __slots__ = ("keep_runs", "uploads_held", "records_held", "oldest_held", "uploads_purged", "records_purged", "runs_purged")
+    KEEP_RUNS_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_HELD_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_HELD_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_HELD_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_PURGED_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_PURGED_FIELD_NUMBER: _ClassVar[int]
+    RUNS_PURGED_FIELD_NUMBER: _ClassVar[int]
+    keep_runs: int
+    uploads_held: int
+    records_held: int
+    oldest_held: str
+    uploads_purged: int
+    records_purged: int
+    runs_purged: int
+    def __init__(self, keep_runs: _Optional[int] = ..., uploads_held: _Optional[int] = ..., records_held: _Optional[int] = ..., oldest_held: _Optional[str] = ..., uploads_purged: _Optional[int] = ..., records_purged: _Optional[int] = ..., runs_purged: _Optional[int] = ...) -> None: ...
 
 class EncodingHealth(_message.Message):
     __slots__ = ("department", "upload_id", "fill_rate", "fill_min", "fill_max", "empty_filters", "max_duplicates", "duplicate_limit", "position_min", "position_max", "chi2_per_dof", "constant_positions", "dead_positions", "warnings")

@@ -54,10 +54,30 @@ class CoordinatorStub:
                 request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetReportRequest.SerializeToString,
                 response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Report.FromString,
                 _registered_method=True)
-        self.UpdateRules = channel.unary_unary(
-                '/fedlink.v1.Coordinator/UpdateRules',
-                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.UpdateRulesRequest.SerializeToString,
-                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Project.FromString,
+        self.ProposeChange = channel.unary_unary(
+                '/fedlink.v1.Coordinator/ProposeChange',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.ProposeChangeRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.ListProposals = channel.unary_unary(
+                '/fedlink.v1.Coordinator/ListProposals',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.ListProposalsRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.ProposalList.FromString,
+                _registered_method=True)
+        self.GetProposal = channel.unary_unary(
+                '/fedlink.v1.Coordinator/GetProposal',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetProposalRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.ApproveProposal = channel.unary_unary(
+                '/fedlink.v1.Coordinator/ApproveProposal',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.DecideProposalRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.RejectProposal = channel.unary_unary(
+                '/fedlink.v1.Coordinator/RejectProposal',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.DecideProposalRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.Proposal.FromString,
                 _registered_method=True)
         self.SetSchedule = channel.unary_unary(
                 '/fedlink.v1.Coordinator/SetSchedule',
@@ -164,10 +184,38 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateRules(self, request, context):
-        """Operator: change the project's rule pack (thresholds are data); the
-        change is an audit event and applies to the next uploads and runs.
+    def ProposeChange(self, request, context):
+        """Dual control (server/domain/approvals.py). What can widen what anyone
+        learns (the rule pack: rules, routing, evidence and disclosure policy,
+        suppression k, parameters; the linkage threshold; a reset of the pinned
+        key check) is proposed by an operator and takes effect only when a privacy
+        officer other than the proposer approves it. Every step is an audit event;
+        a proposal carries what would change and who would newly learn what.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProposals(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -303,10 +351,30 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.GetReportRequest.FromString,
                     response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Report.SerializeToString,
             ),
-            'UpdateRules': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateRules,
-                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.UpdateRulesRequest.FromString,
-                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Project.SerializeToString,
+            'ProposeChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeChange,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.ProposeChangeRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Proposal.SerializeToString,
+            ),
+            'ListProposals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProposals,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.ListProposalsRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.ProposalList.SerializeToString,
+            ),
+            'GetProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProposal,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.GetProposalRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Proposal.SerializeToString,
+            ),
+            'ApproveProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveProposal,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.DecideProposalRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Proposal.SerializeToString,
+            ),
+            'RejectProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectProposal,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.DecideProposalRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.Proposal.SerializeToString,
             ),
             'SetSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.SetSchedule,
@@ -503,7 +571,7 @@ class Coordinator:
             _registered_method=True)
 
     @staticmethod
-    def UpdateRules(request,
+    def ProposeChange(request,
             target,
             options=(),
             channel_credentials=None,
@@ -516,9 +584,117 @@ class Coordinator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedlink.v1.Coordinator/UpdateRules',
-            fedlink_dot_v1_dot_coordinator__pb2.UpdateRulesRequest.SerializeToString,
-            fedlink_dot_v1_dot_coordinator__pb2.Project.FromString,
+            '/fedlink.v1.Coordinator/ProposeChange',
+            fedlink_dot_v1_dot_coordinator__pb2.ProposeChangeRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProposals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/ListProposals',
+            fedlink_dot_v1_dot_coordinator__pb2.ListProposalsRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.ProposalList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/GetProposal',
+            fedlink_dot_v1_dot_coordinator__pb2.GetProposalRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/ApproveProposal',
+            fedlink_dot_v1_dot_coordinator__pb2.DecideProposalRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/RejectProposal',
+            fedlink_dot_v1_dot_coordinator__pb2.DecideProposalRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.Proposal.FromString,
             options,
             channel_credentials,
             insecure,

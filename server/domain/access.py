@@ -69,6 +69,7 @@ class Context:
     engine: object  # a matching engine (server/engine.py)
     limits: Limits
     bursts: BurstLog | None = None  # refusals and head reads, one event per burst (server/bursts.py)
+    keep_runs: int = 2  # retention: the runs whose uploads are kept (server/domain/retention.py); 0 keeps all
 
     def __post_init__(self):
         if self.bursts is None:

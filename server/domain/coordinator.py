@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from server.audit import AuditLog
 from server.domain.access import Context
+from server.domain.approvals import Approvals
 from server.domain.audit_reads import AuditReads
 from server.domain.listings import Listings
 from server.domain.projects import Projects
+from server.domain.retention import DEFAULT_KEEP_RUNS
 from server.domain.reviews import Reviews
 from server.domain.runs import Runs
 from server.domain.schedules import Schedules
@@ -18,14 +20,16 @@ from server.store import Store
 
 
 class Coordinator:
-    def __init__(self, store: Store, audit: AuditLog, engine=None, limits: Limits | None = None):
-        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits())
+    def __init__(self, store: Store, audit: AuditLog, engine=None, limits: Limits | None = None,
+                 keep_runs: int = DEFAULT_KEEP_RUNS):
+        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits(), keep_runs=keep_runs)
         self.context.bursts.start()
         self.projects = Projects(self.context)
         self.uploads = Uploads(self.context)
         self.runs = Runs(self.context)
         self.schedules = Schedules(self.context, self.runs)
         self.reviews = Reviews(self.context)
+        self.approvals = Approvals(self.context)
         self.audit = AuditReads(self.context)
         self.listings = Listings(self.context)
 

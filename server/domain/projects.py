@@ -31,12 +31,16 @@ class Projects:
             pack = load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
         except (SchemaError, ValueError) as e:
             raise InvalidArgument(str(e)) from None
+        if pack.suppression_k < project.suppression_floor:
+            raise InvalidArgument(f"the rule pack's suppression_k = {pack.suppression_k} is below the project's "
+                                  f"suppression_floor = {project.suppression_floor}")
         with self.ctx.store.write() as conn:
             if q.project(conn, project.project_id) is not None:
                 raise AlreadyExists(f"project {project.project_id!r} already exists")
             q.insert_project(conn, project, str(who))
             self.ctx.store.audit(conn, str(who), "project.create", project_id=project.project_id,
-                                 departments=sorted(project.departments), schema_digest=project.digest())
+                                 departments=sorted(project.departments), schema_digest=project.digest(),
+                                 suppression_floor=project.suppression_floor)
         return RuledProject(project, idle_rules(pack, project.departments))
 
     @guarded("GetProject", "operator", "agent", "officer")

@@ -1,17 +1,16 @@
-"""Reviews: the flags a department pulls, the outcome a caseworker records for
-one, and the operator's changes to the rules that raise them."""
+"""Reviews: the flags a department pulls and the outcome a caseworker records
+for one. (Changes to the rules that raise them are proposals: approvals.py.)"""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from fedlink.identity import Identity
-from fedlink.rules import idle_rules, load_rulepack
+from fedlink.rules import load_rulepack
 from server import queries as q
 from server.domain.access import (
-    Context, InvalidArgument, NotFound, PermissionDenied, existing_project, guarded, require_member,
+    Context, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, existing_project, guarded, require_member,
 )
-from server.domain.projects import RuledProject
 from server.pipeline.disclosure import FlagView, view
 
 OUTCOMES = ("confirmed", "assistance_granted", "not_in_need", "wrong_person")
@@ -49,27 +48,6 @@ class Flag:
     rests_on_first_seen: bool = False  # part of the evidence is another department's new records
 
 
-def rule_changes(old, new) -> dict:
-    """What an operator changed in a rule pack, by name: the audit trail of thresholds."""
-    params = {k: [old.parameters.get(k), v] for k, v in new.parameters.items() if old.parameters.get(k) != v}
-    lines = {k: [old.subsistence_lines.get(k), new.subsistence_lines.get(k)]
-             for k in set(old.subsistence_lines) | set(new.subsistence_lines)
-             if old.subsistence_lines.get(k) != new.subsistence_lines.get(k)}
-    if old.national_floor != new.national_floor:
-        lines["national_floor"] = [old.national_floor, new.national_floor]
-    old_rules = {r.name: r for r in old.rules}
-    new_rules = {r.name: r for r in new.rules}
-    return {
-        "parameters": params, "subsistence_lines": lines,
-        "rules_added": sorted(set(new_rules) - set(old_rules)),
-        "rules_removed": sorted(set(old_rules) - set(new_rules)),
-        "rules_changed": sorted(n for n in set(old_rules) & set(new_rules) if old_rules[n] != new_rules[n]),
-        # What anyone would newly learn, or no longer learn: (need, recipient, evidence kind | flag | ...).
-        "disclosure_added": sorted(map(list, new.grants() - old.grants())),
-        "disclosure_removed": sorted(map(list, old.grants() - new.grants())),
-    }
-
-
 def _flag(run_id: str, row, seen: FlagView) -> Flag:
     return Flag(row.ref, row.need, row.tier, run_id, row.status, row.since, row.transition_until or "",
                 tuple(Reason(rule, terms) for rule, terms in seen.reasons), seen.departments_linked,
@@ -96,6 +74,9 @@ class Reviews:
             run = q.latest_done_run(conn, project_id, run_id)
             if run is None:
                 raise NotFound(f"project {project_id} has no finished run" + (f" {run_id!r}" if run_id else ""))
+            if run.purged_at is not None:
+                raise FailedPrecondition(f"run {run.run_id}'s flags were deleted under the coordinator's retention "
+                                         "(only the latest runs' are kept); pull the latest run's flags")
             rows = q.department_flags(conn, run.run_id, who.department)
             pack = load_rulepack(project.rules_toml, source=f"project {project_id} rules")
             views = [view(r.detail, r.need, who.department, pack) for r in rows]
@@ -138,20 +119,3 @@ class Reviews:
         if before is None:
             return Recorded(until)
         return Recorded(until, before.outcome, before.run_id, before.recorded_at)
-
-    @guarded("UpdateRules", "operator")
-    def update_rules(self, who: Identity, project_id: str, rules_toml: str) -> RuledProject:
-        """Replace the project's rule pack; what changed goes into the audit
-        event. Answers the rules that cannot fire on the project's departments
-        and current uploads."""
-        try:
-            new = load_rulepack(rules_toml, source=f"project {project_id} rules")
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
-        with self.ctx.store.write() as conn:
-            project = existing_project(conn, project_id)
-            old = load_rulepack(project.rules_toml)
-            uploaded = q.committed_uploads(conn, project_id)
-            q.set_rules(conn, project_id, rules_toml)
-            self.ctx.store.audit(conn, str(who), "rules.update", project_id=project_id, **rule_changes(old, new))
-        return RuledProject(replace(project, rules_toml=rules_toml), idle_rules(new, project.departments, uploaded))

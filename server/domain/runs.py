@@ -17,6 +17,7 @@ from fedlink.rules import IdleRule
 from fedlink.schema import Project
 from server import faults
 from server import queries as q
+from server.domain import retention
 from server.domain.access import Context, FailedPrecondition, InvalidArgument, NotFound, existing_project, guarded
 from server.domain.uploads import ExtractQuality
 from server.pipeline import execute_run
@@ -134,6 +135,7 @@ class Report:
     upload_quality: tuple[ExtractQuality, ...] = ()  # the agents' data-quality summaries of those uploads
     probe_signals: tuple[ProbeSignals, ...] = ()  # per department: what probing through its extract would leave
     pair_scores: tuple[PairScores, ...] = ()  # per department pair, from runs that recorded them
+    retention: retention.Retention | None = None  # what the store held after the run, and what it deleted
 
 
 # The report's tables of counts, each stored by the run as a list of cells.
@@ -253,7 +255,24 @@ class Runs:
                                  run_id=run.run_id, persons=(report or {}).get("persons"), error=error or None,
                                  probe_signals=(report or {}).get("probe_signals"))
         phases.end(final, (report or {}).get("persons"), error)
+        if report is not None:
+            self._retain(run, report)
         status.publish(final, final, 0, 0, error or "finished")
+
+    def _retain(self, run: QueuedRun, report: dict) -> None:
+        """Retention after a finished run (server/domain/retention.py); its figures join the run's report.
+        A failure leaves the run done and is logged and audited, never silent."""
+        try:
+            with self.ctx.store.write() as conn:
+                held = retention.purge(self.ctx.store, conn, run.project.project_id, self.ctx.keep_runs)
+                q.set_run_state(conn, run.run_id, "done", report={**report, "retention": held.to_json()})
+            if held.records_purged:
+                retention.reclaim(self.ctx.store)
+        except Exception as e:
+            log.exception("retention after run %s failed; nothing was deleted", run.run_id)
+            with self.ctx.store.write() as conn:
+                self.ctx.store.audit(conn, "coordinator", "retention.failed", project_id=run.project.project_id,
+                                     run_id=run.run_id, error=f"{type(e).__name__}: {str(e)[:300]}")
 
     @staticmethod
     def _row(conn, run_id: str):
@@ -321,7 +340,8 @@ class Runs:
                       idle_rules=tuple(
                           IdleRule(i["rule"], i["need"], tuple(tuple(m) for m in i["missing"]))
                           for i in stored.get("idle_rules", [])), **cells,
-                      probe_signals=tuple(ProbeSignals(d, **v) for d, v in stored.get("probe_signals", {}).items()))
+                      probe_signals=tuple(ProbeSignals(d, **v) for d, v in stored.get("probe_signals", {}).items()),
+                      retention=retention.Retention(**stored["retention"]) if "retention" in stored else None)
 
     def recover_interrupted(self) -> list[str]:
         """At start: a run that a previous coordinator process left queued or
