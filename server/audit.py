@@ -24,11 +24,13 @@ from server.store import Store
 # Every kind of event the coordinator writes (tests/test_errors.py checks each
 # `audit(conn, actor, "kind", ...)` in server/ is here), for `audit log --kind`.
 EVENT_KINDS = (
-    "audit.read", "call.refused", "console.view", "flags.deliver", "project.create", "project.key_check_pinned",
-    "project.list", "project.read", "report.read", "review.outcome", "rules.update", "run.done", "run.failed",
-    "run.list", "run.start", "run.watch",
-    "schedule.clear", "schedule.read", "schedule.set", "schedule.skipped", "upload.batch", "upload.begin",
-    "upload.commit", "upload.health", "upload.resume",
+    "audit.read", "audit.read.repeated", "call.refused", "call.refused.repeated", "console.view", "flags.deliver",
+    "linkage.update", "project.create", "project.key_check_pinned", "project.key_check_reset", "project.list",
+    "project.read", "proposal.approve", "proposal.create", "proposal.expire", "proposal.reject",
+    "proposal.superseded", "report.read", "retention.failed", "retention.purge", "review.outcome", "rules.update",
+    "run.done", "run.failed", "run.list", "run.start", "run.watch", "schedule.clear", "schedule.read",
+    "schedule.set", "schedule.skipped", "upload.batch", "upload.batches", "upload.begin", "upload.commit",
+    "upload.expired", "upload.health", "upload.resume",
 )
 
 

@@ -84,7 +84,7 @@ def test_a_revoked_department_is_refused_at_its_next_call_without_a_restart(cere
         pid = coordinator.pid
         done = fedlink("pki", "revoke", "agent-population/agent-population.pem", "--ca", "ca",
                        "--publish", "coordinator/crl.pem", cwd=ceremony)
-        assert "agent:population" in done.stderr
+        assert "agent:population" in done.stdout
         with pytest.raises(grpc.RpcError) as refused:
             head(population)  # the same channel: the check is per call, not per handshake
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED

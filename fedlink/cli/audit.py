@@ -81,11 +81,12 @@ def audit_verify(export: Optional[Path] = typer.Argument(None, help="An export f
 @app.command("access")
 def audit_access(coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = OfficerOpt,
                  since: str = typer.Option("", help="ISO time"), until: str = typer.Option("", help="ISO time")):
-    """Access report for a period, as JSON on stdout: per actor, what they read, how often, and when last."""
+    """Access report for a period, as JSON on stdout: per actor, what they read, how often, and when last;
+    per department and run, the other departments' evidence it was shown and the signals of probing."""
     window = epoch_of(since, "--since"), epoch_of(until, "--until")
     with Officer.connect(coordinator, pki, party) as officer:
         events = officer.events()
     report = access_report(events, *window)
-    for seen in report.values():
+    for seen in report["actors"].values():
         seen["last"] = iso_time(seen.pop("last_ts"))
     print(json.dumps(report, indent=2, ensure_ascii=False))
