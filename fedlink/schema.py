@@ -53,7 +53,19 @@ class SchemaError(ValueError):
 # agents/encoding.py). The first seven are the Chinese extract contract's;
 # "text" (Latin names, street names, places) and "digits" (house numbers,
 # postcodes, other ID numbers) serve data sets written in other conventions.
-KINDS = ("name", "pinyin", "sex", "date", "resident_id", "address", "phone", "text", "digits")
+# "syllables" (the name's pinyin syllables in any order), "phonetic" (a coarse
+# key of each part of a transliterated name) and "permit" (Hong Kong, Macau and
+# Taiwan residents' documents) serve the realities of China's registers.
+KINDS = ("name", "pinyin", "sex", "date", "resident_id", "address", "phone", "text", "digits",
+         "syllables", "phonetic", "permit")
+
+# The OpenCC conversions a department may name for its register's script (agent
+# TOML `script`, agents/normalise/unicode_forms.py): t2s for standard traditional
+# characters, hk2s and tw2s where the register uses Hong Kong or Taiwan variant
+# forms (衞, 綫, 裡). Each leaves simplified text as it is, so a register of mixed
+# script is converted whole; every department's output is simplified.
+SCRIPTS = ("t2s", "hk2s", "tw2s")
+DEFAULT_SCRIPT = "t2s"
 
 # The features of the extract contract: name -> (kind, extract column).
 BUILTIN_FEATURES: dict[str, tuple[str, str]] = {
@@ -64,6 +76,9 @@ BUILTIN_FEATURES: dict[str, tuple[str, str]] = {
     "resident_id": ("resident_id", "resident_id"),
     "address": ("address", "address"),
     "phone": ("phone", "phone"),
+    "name_syllables": ("syllables", "name"),
+    "name_phonetic": ("phonetic", "name"),
+    "permit": ("permit", "resident_id"),
 }
 # Feature names the agent's normaliser produces for a standard extract.
 FEATURES = tuple(BUILTIN_FEATURES)
