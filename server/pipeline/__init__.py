@@ -33,7 +33,8 @@ def execute_run(store: Store, project: Project, run_id: str, as_of: date, used: 
         for i, d in enumerate(order):
             departments.append(load_department(conn, d, used[d], project))
             progress("load", i + 1, len(order), f"{d}: {len(departments[-1].ids)} records")
-    linkage = link(departments, project.schema.threshold, engine, progress, auto=project.schema.auto_threshold)
+    linkage = link(departments, project.schema.threshold, engine, progress, auto=project.schema.auto_threshold,
+                   schema=project.schema)
     pack = load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
     progress("rules", 0, linkage.persons, "evaluating the rule pack")
     facts, found = find_needs(linkage, pack, engine)
