@@ -38,6 +38,10 @@ def bench(scenario: Path, out: Path = typer.Option(..., help="Folder for links.c
 
     metrics = run_bench(scenario, out, threshold=threshold, console=console, engine=engine, database=database)
     print(json.dumps({k: metrics[k] for k in ("links", "times_s") if k in metrics}, indent=2))
+    if "fairness" in metrics:
+        from bench.metrics import fairness_table
+
+        print(fairness_table(metrics["fairness"]))
 
 
 def demo(out: Path = typer.Option(Path("fedlink-demo"), help="Where the scenario and worklists go"),
