@@ -192,3 +192,34 @@ def test_unknown_reality_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown realities nope; known: blank_ids"):
         write_scenario(tmp_path, 100, realism="cn", without=["nope"])
     assert set(REALITIES) >= {"blank_ids", "permits", "migrants", "traditional", "pinyin", "minority_variants"}
+
+
+def test_fairness_counts_misses_and_false_links_per_group():
+    from bench.metrics import fairness_by_group
+
+    truth = pd.DataFrame({"department": ["a", "b", "a", "b", "c"], "record_id": ["1", "2", "3", "4", "5"],
+                          "person_id": ["P", "P", "Q", "Q", "R"]})
+    # P's pair missed (record 2 has a blank ID); Q's linked; R wrongly joined to Q
+    links = truth.assign(cluster_id=["x", "y", "z", "z", "z"])[["department", "record_id", "cluster_id"]]
+    groups = pd.DataFrame({"department": truth["department"], "record_id": truth["record_id"],
+                           "blank_id": ["0", "1", "0", "0", "0"], "permit": ["0", "0", "0", "0", "1"]})
+    f = fairness_by_group(links, truth, groups)
+    assert f["all"] == {"true_pairs": 2, "recall": 0.5, "linked_pairs": 3, "false_links": 2,
+                        "false_link_rate": round(2 / 3, 5)}
+    assert f["blank_id"]["recall"] == 0.0 and f["blank_id"]["true_pairs"] == 1
+    assert f["permit"]["true_pairs"] == 0 and f["permit"]["false_links"] == 2 and f["permit"]["linked_pairs"] == 2
+
+
+def test_bench_reports_recall_per_group_on_a_realistic_scenario(tmp_path_factory):
+    import json
+
+    from bench.harness import run_bench
+    from dbutil import new_database
+
+    scenario = _write(tmp_path_factory, "small", persons=300)
+    out = tmp_path_factory.mktemp("bench-cn")
+    metrics = run_bench(scenario, out, database=new_database(out))
+    saved = json.loads((out / "metrics.json").read_text())
+    assert set(saved["fairness"]) == {"all", *GROUPS}
+    assert saved["fairness"]["all"]["true_pairs"] == metrics["links"]["true_pairs"]
+    assert saved["fairness"]["blank_id"]["true_pairs"] > 0
