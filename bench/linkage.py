@@ -4,7 +4,9 @@ would (server.pipeline.link), scored against the truth. No gRPC and no store, so
 the record-level and segmented comparisons are measured on the same filters'
 inputs in seconds; `fedlink bench` runs the whole system.
 
-    python -m bench.linkage SCENARIO_DIR [--comparison record segments] [--hardening balance]
+    python -m bench.linkage SCENARIO [--comparison record segments] [--hardening balance] [--work DIR]
+
+SCENARIO is a scenario folder or a named one (febrl4), written under --work.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pandas as pd
 from agents.extract import read_extract
 from agents.hardening import HardenedEncoder
 from agents.normalise import feature_columns
-from bench.harness import scenario_departments, scenario_settings
+from bench.harness import resolve_scenario, scenario_departments, scenario_settings
 from bench.metrics import pairwise_quality
 from fedlink.schema import LinkageSchema, schema_from_dict
 from server.engine.local import LocalEngine
@@ -71,12 +73,14 @@ def measure(scenario: Path, comparison: str, hardening: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", type=Path)
+    parser.add_argument("scenario")
+    parser.add_argument("--work", type=Path, default=Path("bench-linkage"))
     parser.add_argument("--comparison", nargs="+", default=["record", "segments"])
     parser.add_argument("--hardening", default="balance")
     args = parser.parse_args(argv)
+    scenario = resolve_scenario(args.scenario, args.work)
     for comparison in args.comparison:
-        print(json.dumps(measure(args.scenario, comparison, args.hardening)))
+        print(json.dumps(measure(scenario, comparison, args.hardening)))
 
 
 if __name__ == "__main__":
