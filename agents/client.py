@@ -66,7 +66,7 @@ class Agent(CoordinatorClient):
         with self._progress() as bar:
             task = bar.add_task(f"encoding {c.department}", total=len(frame))
             prepared = prepare(frame, c.department, project, c.secret(), load_key(c.ref_key_file), c.batch_size,
-                               source=str(c.extract), progress=lambda n: bar.advance(task, n))
+                               source=str(c.extract), progress=lambda n: bar.advance(task, n), script=c.script)
         return replace(prepared, quality=quality)
 
     def upload(self, project: Project | None = None, prepared: PreparedUpload | None = None, *,

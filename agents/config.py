@@ -6,6 +6,7 @@
     extract = "extracts/medical_insurance.csv"   # or .xlsx (first sheet; sheet = "..."), .parquet, or "sql"
     encoding = "gb18030"                        # optional: a CSV's encoding, if detection should not decide
     language = "zh"                             # the worklist's language: "zh" or "en" (default)
+    script = "hk2s"                             # traditional characters to simplified: t2s (default), hk2s, tw2s
     secret_file = "project.secret"              # the project secret (fedlink secret new), shared out of band
     ref_key_file = "medical_insurance.refkey"   # this department's own key (fedlink agent keygen)
     state_dir = "state"                         # tree heads seen (audit-log consistency)
@@ -47,7 +48,7 @@ from pathlib import Path
 
 from agents.secret import read_secret
 from fedlink.pki import Credentials
-from fedlink.schema import DEPARTMENTS
+from fedlink.schema import DEFAULT_SCRIPT, DEPARTMENTS, SCRIPTS
 
 
 class ConfigError(ValueError):
@@ -74,6 +75,7 @@ class AgentConfig:
     encoding: str | None = None  # a CSV's encoding; None: UTF-8 (BOM or not), else GB18030
     sheet: str | None = None     # a workbook's sheet; None: the first
     language: str = "en"         # the worklist's: "en" or "zh"
+    script: str = DEFAULT_SCRIPT  # the OpenCC conversion the register's traditional characters need
     # The upload guards (agents/guards.py); `agent upload --force` overrides them.
     max_removed_share: float = 0.2
     max_unreadable_share: float = 0.05
@@ -116,7 +118,7 @@ class AgentConfig:
 
 # Written as `key = value` before the tables, in this order.
 _SCALARS = ("department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-            "batch_size", "retries", "language", "max_removed_share", "max_unreadable_share", "max_blank_share")
+            "batch_size", "retries", "language", "script", "max_removed_share", "max_unreadable_share", "max_blank_share")
 _OPTIONAL = ("encoding", "sheet")
 LANGUAGES = ("en", "zh")
 _SHARES = ("max_removed_share", "max_unreadable_share", "max_blank_share")
@@ -131,7 +133,7 @@ def _toml_value(value: str | Path | int | float) -> str:
 
 _KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
          "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries", "encoding", "sheet",
-         "language", "trust_on_first_use", *_SHARES}
+         "language", "trust_on_first_use", "script", *_SHARES}
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -162,6 +164,9 @@ def load_config(path: Path) -> AgentConfig:
     language = data.get("language", "en")
     if language not in LANGUAGES:
         raise ConfigError(f"{path}: language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+    script = data.get("script", DEFAULT_SCRIPT)
+    if script not in SCRIPTS:
+        raise ConfigError(f"{path}: script must be one of {', '.join(SCRIPTS)}, not {script!r}")
     shares = {}
     for key in _SHARES:
         value = data.get(key, getattr(AgentConfig, key))
@@ -196,6 +201,6 @@ def load_config(path: Path) -> AgentConfig:
         batch_size=batch_size, tls=creds, insecure=insecure, columns=dict(data.get("columns", {})),
         sql=dict(data.get("sql", {})),
         audit_public_key=rel(data["audit_public_key"]) if data.get("audit_public_key") else None,
-        retries=retries, encoding=data.get("encoding"), sheet=data.get("sheet"), language=language, **shares,
-        trust_on_first_use=trust_on_first_use, server_name=server_name,
+        retries=retries, encoding=data.get("encoding"), sheet=data.get("sheet"), language=language,
+        script=script, **shares, trust_on_first_use=trust_on_first_use, server_name=server_name,
     )

@@ -20,6 +20,10 @@ the default.
                encodes identically in every upload (a resumed upload finds its
                batches again, and monthly uploads cannot be averaged to remove the noise)
 
+With `comparison = "segments"` each group of fields is encoded into its own
+segment and hardened there (balance: half each segment and its complement,
+under the segment's own permutation), and the presence word closes the filter.
+
     encoder = HardenedEncoder(project.schema, secret, project.project_id)
     packed = encoder.encode(features)        # (n, filter_bits / 8) uint8
 """
@@ -34,11 +38,17 @@ import numpy as np
 import pandas as pd
 
 from agents.encoding import Encoder, derive_key, feature_arrays
-from fedlink.schema import LinkageSchema, hardening_option
+from fedlink.schema import PRESENCE_BITS, LinkageSchema, hardening_option
 
 
 class HardenedEncoder:
     """The raw keyed encoder at the length the option needs, then the option."""
+
+    def __new__(cls, schema: LinkageSchema, secret: bytes, project_id: str):
+        # A segmented schema gets the segmented encoder, wherever a HardenedEncoder is made.
+        if cls is HardenedEncoder and schema.comparison == "segments":
+            cls = SegmentedEncoder
+        return super().__new__(cls)
 
     def __init__(self, schema: LinkageSchema, secret: bytes, project_id: str):
         name, rate = hardening_option(schema.hardening)
@@ -87,6 +97,32 @@ class HardenedEncoder:
             rows = np.flatnonzero(codes == j)
             out[rows] |= enc.encode({name: values[rows] for name, values in features.items()})
         return out
+
+
+class SegmentedEncoder(HardenedEncoder):
+    """Each segment of `schema.segments()` encoded and hardened on its own, then the
+    presence word: bit i set where segment i has a value. The presence word says which
+    fields a record has, which the fill of an unhardened filter says too; under
+    balance it is the only place that says it (docs/hardening.md)."""
+
+    def __init__(self, schema: LinkageSchema, secret: bytes, project_id: str):
+        self.schema = schema
+        by_name = {f.name: f for f in schema.fields}
+        self._parts = []
+        for seg in schema.segments():
+            fields = tuple(by_name[n] for n in seg.fields)
+            part = replace(schema, fields=fields, filter_bits=seg.words * 64, comparison="record")
+            self._parts.append((fields, HardenedEncoder(part, secret, f"{project_id}/segment/{seg.group}")))
+
+    def encode(self, features: Mapping[str, Sequence[str]] | Sequence[Mapping[str, str]]) -> np.ndarray:
+        features = feature_arrays(features, self.schema.fields)
+        n = len(next(iter(features.values())))
+        present = np.zeros((n, PRESENCE_BITS), dtype=np.uint8)
+        parts = []
+        for i, (fields, encoder) in enumerate(self._parts):
+            parts.append(encoder.encode({f.name: features[f.name] for f in fields}))
+            present[:, i] = np.logical_or.reduce([features[f.name] != "" for f in fields]) if n else 0
+        return np.concatenate(parts + [np.packbits(present, axis=1)], axis=1)
 
 
 # --------------------------------------------------------------------------- bit-level options

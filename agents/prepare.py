@@ -20,7 +20,7 @@ from agents.normalise import feature_columns, parse_resident_ids
 from agents.quality import QualitySummary
 from agents.refs import RefCipher
 from fedlink.rules import load_rulepack
-from fedlink.schema import HOUSEHOLD_DEPARTMENTS, Project
+from fedlink.schema import DEFAULT_SCRIPT, HOUSEHOLD_DEPARTMENTS, Project
 from fedlink.wire import batch_digest, upload_digest
 
 CHUNK = 5000
@@ -65,7 +65,8 @@ def _births_for_age(features: dict[str, list[str]], birth_field: str, id_field: 
 
 
 def prepare(frame: pd.DataFrame, department: str, project: Project, secret: bytes, ref_key: bytes,
-            batch_size: int, source: str = "extract", progress: Callable[[int], None] | None = None) -> PreparedUpload:
+            batch_size: int, source: str = "extract", progress: Callable[[int], None] | None = None,
+            script: str = DEFAULT_SCRIPT) -> PreparedUpload:
     # The project's hardening (agents/hardening.py) applies before anything leaves the department.
     encoder = HardenedEncoder(project.schema, secret, project.project_id)
     fields = [(f.name, f.kind, f.column) for f in project.schema.fields]
@@ -88,7 +89,7 @@ def prepare(frame: pd.DataFrame, department: str, project: Project, secret: byte
     indicators: list[dict[str, int]] = []
     for start in range(0, len(frame), CHUNK):
         chunk = frame.iloc[start:start + CHUNK]
-        features = feature_columns(chunk, fields)
+        features = feature_columns(chunk, fields, script)
         births = pd.Series(_births_for_age(features, birth_field, id_field, len(chunk)), index=chunk.index,
                            dtype=object)
         try:

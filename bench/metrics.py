@@ -141,3 +141,46 @@ def missed_links_by_group(links: pd.DataFrame, truth: pd.DataFrame, groups: pd.D
 def _missed(pairs: pd.DataFrame) -> dict:
     n, missed = len(pairs), int(pairs["missed"].sum())
     return {"true_pairs": n, "missed": missed, "missed_rate": round(missed / n, 5) if n else 0.0}
+
+
+def _record_pairs(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Every unordered pair of records sharing ``key``, with both records' other columns."""
+    recs = frame.reset_index(drop=True)
+    recs["i"] = recs.index
+    pairs = recs.merge(recs, on=key, suffixes=("_a", "_b"))
+    return pairs[pairs["i_a"] < pairs["i_b"]]
+
+
+def fairness_by_group(links: pd.DataFrame, truth: pd.DataFrame, groups: pd.DataFrame) -> dict:
+    """Recall and false-link rate per group of a realistic scenario's groups.csv
+    (bench.synth.realistic.GROUPS): a record pair is in a group when either record is.
+    Recall: true pairs linked / true pairs; false-link rate: linked pairs of two persons /
+    linked pairs."""
+    names = [c for c in groups.columns if c not in ("department", "record_id")]
+    recs = links.merge(truth, on=["department", "record_id"]).merge(groups, on=["department", "record_id"])
+    recs[names] = recs[names].astype(int).astype(bool)
+    cols = ["person_id", "cluster_id", *names]
+    true_pairs = _record_pairs(recs[cols], "person_id")
+    linked = _record_pairs(recs[cols], "cluster_id")
+
+    def score(tp: pd.DataFrame, lp: pd.DataFrame) -> dict:
+        hit = int((tp["cluster_id_a"] == tp["cluster_id_b"]).sum())
+        false = int((lp["person_id_a"] != lp["person_id_b"]).sum())
+        return {"true_pairs": len(tp), "recall": round(hit / len(tp), 5) if len(tp) else 1.0,
+                "linked_pairs": len(lp), "false_links": false,
+                "false_link_rate": round(false / len(lp), 5) if len(lp) else 0.0}
+
+    out = {"all": score(true_pairs, linked)}
+    for g in names:
+        out[g] = score(true_pairs[true_pairs[f"{g}_a"] | true_pairs[f"{g}_b"]],
+                       linked[linked[f"{g}_a"] | linked[f"{g}_b"]])
+    return out
+
+
+def fairness_table(fairness: dict) -> str:
+    """The per-group figures as a small text table (the bench's printed summary)."""
+    lines = [f"{'group':<17} {'true pairs':>10} {'recall':>8} {'linked':>8} {'false':>6} {'false rate':>10}"]
+    for g, r in fairness.items():
+        lines.append(f"{g:<17} {r['true_pairs']:>10} {r['recall']:>8.4f} {r['linked_pairs']:>8} {r['false_links']:>6}"
+                     f" {r['false_link_rate']:>10.4f}")
+    return "\n".join(lines)

@@ -53,7 +53,19 @@ class SchemaError(ValueError):
 # agents/encoding.py). The first seven are the Chinese extract contract's;
 # "text" (Latin names, street names, places) and "digits" (house numbers,
 # postcodes, other ID numbers) serve data sets written in other conventions.
-KINDS = ("name", "pinyin", "sex", "date", "resident_id", "address", "phone", "text", "digits")
+# "syllables" (the name's pinyin syllables in any order), "phonetic" (a coarse
+# key of each part of a transliterated name) and "permit" (Hong Kong, Macau and
+# Taiwan residents' documents) serve the realities of China's registers.
+KINDS = ("name", "pinyin", "sex", "date", "resident_id", "address", "phone", "text", "digits",
+         "syllables", "phonetic", "permit")
+
+# The OpenCC conversions a department may name for its register's script (agent
+# TOML `script`, agents/normalise/unicode_forms.py): t2s for standard traditional
+# characters, hk2s and tw2s where the register uses Hong Kong or Taiwan variant
+# forms (衞, 綫, 裡). Each leaves simplified text as it is, so a register of mixed
+# script is converted whole; every department's output is simplified.
+SCRIPTS = ("t2s", "hk2s", "tw2s")
+DEFAULT_SCRIPT = "t2s"
 
 # The features of the extract contract: name -> (kind, extract column).
 BUILTIN_FEATURES: dict[str, tuple[str, str]] = {
@@ -64,6 +76,9 @@ BUILTIN_FEATURES: dict[str, tuple[str, str]] = {
     "resident_id": ("resident_id", "resident_id"),
     "address": ("address", "address"),
     "phone": ("phone", "phone"),
+    "name_syllables": ("syllables", "name"),
+    "name_phonetic": ("phonetic", "name"),
+    "permit": ("permit", "resident_id"),
 }
 # Feature names the agent's normaliser produces for a standard extract.
 FEATURES = tuple(BUILTIN_FEATURES)
@@ -84,12 +99,17 @@ class FieldSpec:
     qgram: int = 2  # q-gram length; 0 means whole tokens
     kind: str = ""  # one of KINDS; default: the built-in feature's
     column: str = ""  # extract column(s) it is read from ("a+b" joins two); default: the built-in's, else the name
+    # comparison = "segments": the field's own segment of the filter, a multiple of 64
+    # bits; fields naming the same `group` share one segment (default: its own).
+    segment_bits: int = 0
+    group: str = ""
 
     def __post_init__(self):
         kind, column = BUILTIN_FEATURES.get(self.name, ("", self.name))
         # Frozen: defaults are filled once here so every reader sees the resolved spec.
         object.__setattr__(self, "kind", self.kind or kind)
         object.__setattr__(self, "column", self.column or column)
+        object.__setattr__(self, "group", self.group or self.name)
 
 
 DEFAULT_FIELDS = (
@@ -100,6 +120,36 @@ DEFAULT_FIELDS = (
     FieldSpec("resident_id", hashes=6, qgram=2),
     FieldSpec("address", hashes=3, qgram=2),
 )
+
+
+# The segmented layout (comparison = "segments", server/pipeline/segments.py): each
+# group of fields hashed into its own part of the filter, blank groups marked in a
+# presence word, so a blank field is no evidence either way and each group's
+# agreement is weighed by how telling it is (Fellegi-Sunter weights fitted by EM at
+# the coordinator). 1024 bits: six segments and the 64-bit presence word.
+SEGMENT_FIELDS = (
+    FieldSpec("name", hashes=12, qgram=1, segment_bits=192),
+    FieldSpec("name_syllables", hashes=10, qgram=0, segment_bits=192, group="pinyin"),
+    FieldSpec("name_pinyin", hashes=6, qgram=2, segment_bits=192, group="pinyin"),
+    FieldSpec("name_phonetic", hashes=10, qgram=0, segment_bits=128),
+    FieldSpec("sex", hashes=8, qgram=0, segment_bits=64),
+    FieldSpec("birth_date", hashes=10, qgram=0, segment_bits=128),
+    FieldSpec("resident_id", hashes=6, qgram=2, segment_bits=128, group="document"),
+    FieldSpec("permit", hashes=10, qgram=2, segment_bits=128, group="document"),
+    FieldSpec("address", hashes=5, qgram=2, segment_bits=128),
+)
+COMPARISONS = ("record", "segments")
+PRESENCE_BITS = 64
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One group's part of a segmented filter: words [start, start + words) of the packed uint64 row."""
+
+    group: str
+    fields: tuple[str, ...]
+    start: int
+    words: int
 
 
 # Hardening options agents apply to their filters (agents/hardening.py; the
@@ -135,6 +185,20 @@ class LinkageSchema:
     threshold: float = 0.6
     auto_threshold: bool = True
     hardening: str = "balance"  # chosen on measured evidence: docs/hardening.md
+    comparison: str = "record"  # "record": one Dice per record pair; "segments": see SEGMENT_FIELDS
+
+    def segments(self) -> tuple[Segment, ...]:
+        """The groups of a segmented schema in field order, laid out from word 0; the
+        presence word follows them (bit i of it: segment i is not blank)."""
+        groups: dict[str, list[FieldSpec]] = {}
+        for f in self.fields:
+            groups.setdefault(f.group, []).append(f)
+        out, start = [], 0
+        for group, fields in groups.items():
+            words = fields[0].segment_bits // 64
+            out.append(Segment(group, tuple(f.name for f in fields), start, words))
+            start += words
+        return tuple(out)
 
     def validate(self) -> None:
         if self.filter_bits <= 0 or self.filter_bits % 64:
@@ -144,6 +208,10 @@ class LinkageSchema:
         if not self.fields:
             raise SchemaError("schema.fields: at least one field is needed")
         hardening_option(self.hardening)
+        if self.comparison not in COMPARISONS:
+            raise SchemaError(f"schema.comparison: {self.comparison!r} is not one of {', '.join(COMPARISONS)}")
+        if self.comparison == "segments":
+            self._validate_segments()
         seen = set()
         for f in self.fields:
             where = f"schema.fields[{f.name!r}]"
@@ -160,13 +228,32 @@ class LinkageSchema:
             if not 0 <= f.qgram <= 4:
                 raise SchemaError(f"{where}.qgram: {f.qgram} is not in 0..4")
 
+    def _validate_segments(self) -> None:
+        groups: dict[str, int] = {}
+        for f in self.fields:
+            where = f"schema.fields[{f.name!r}].segment_bits"
+            if f.segment_bits <= 0 or f.segment_bits % 64:
+                raise SchemaError(f"{where}: {f.segment_bits} is not a positive multiple of 64 "
+                                  "(comparison = \"segments\" gives every field a segment)")
+            if groups.setdefault(f.group, f.segment_bits) != f.segment_bits:
+                raise SchemaError(f"{where}: the fields of group {f.group!r} differ in segment_bits")
+        if len(groups) > PRESENCE_BITS:
+            raise SchemaError(f"schema.fields: at most {PRESENCE_BITS} segments")
+        used = sum(groups.values()) + PRESENCE_BITS
+        if used != self.filter_bits:
+            raise SchemaError(f"schema.filter_bits: {self.filter_bits}, but the segments and the "
+                              f"{PRESENCE_BITS}-bit presence word take {used}")
+        if hardening_option(self.hardening)[0] in ("xor", "salt"):
+            raise SchemaError(f"schema.hardening: {self.hardening!r} is not available with segments "
+                              "(none, balance or blip-R)")
+
     @property
     def filter_bytes(self) -> int:
         return self.filter_bits // 8
 
 
 def _field_spec(index: int, data: dict) -> FieldSpec:
-    known = {"name", "hashes", "qgram", "kind", "column"}
+    known = {"name", "hashes", "qgram", "kind", "column", "segment_bits", "group"}
     extra = set(data) - known
     if extra or "name" not in data or "hashes" not in data:
         raise SchemaError(f"schema.fields[{index}] ({data.get('name', '?')}): needs name and hashes; "
@@ -176,11 +263,13 @@ def _field_spec(index: int, data: dict) -> FieldSpec:
 
 def schema_from_dict(s: dict) -> LinkageSchema:
     """A [schema] table (project TOML, a scenario's scenario.toml) over the defaults."""
-    known = {"fields", "filter_bits", "threshold", "auto_threshold", "hardening"}
+    known = {"fields", "filter_bits", "threshold", "auto_threshold", "hardening", "comparison"}
     extra = set(s) - known
     if extra:
         raise SchemaError(f"schema: unknown keys {sorted(extra)}; known: {sorted(known)}")
     schema = LinkageSchema()
+    if s.get("comparison") == "segments":
+        schema = replace(schema, fields=SEGMENT_FIELDS)
     if "fields" in s:
         schema = replace(schema, fields=tuple(_field_spec(i, f) for i, f in enumerate(s["fields"])))
     return replace(schema, **{k: v for k, v in s.items() if k != "fields"})
@@ -195,6 +284,17 @@ def schema_columns(schema: "LinkageSchema") -> tuple[str, ...]:
 # project's floor, and no floor below 3.
 DEFAULT_SUPPRESSION_FLOOR = 5
 MIN_SUPPRESSION_FLOOR = 3
+
+
+def _digested(schema: LinkageSchema) -> dict:
+    """The schema as the digest sees it: the segment settings only where they are used,
+    so a record-level project's digest is what it was before segments existed."""
+    data = asdict(schema)
+    if schema.comparison == "record":
+        del data["comparison"]
+        for f in data["fields"]:
+            del f["segment_bits"], f["group"]
+    return data
 
 
 @dataclass(frozen=True)
@@ -229,7 +329,7 @@ class Project:
 
     def digest(self) -> str:
         """SHA-256 over what determines an encoding: the project id and the schema."""
-        canon = json.dumps({"project_id": self.project_id, "schema": asdict(self.schema)}, sort_keys=True)
+        canon = json.dumps({"project_id": self.project_id, "schema": _digested(self.schema)}, sort_keys=True)
         return hashlib.sha256(canon.encode()).hexdigest()
 
     @classmethod

@@ -41,7 +41,9 @@ def project_to_pb(project):
         project_id=project.project_id,
         schema=pb.LinkageSchema(
             filter_bits=s.filter_bits, threshold=s.threshold, hardening=s.hardening, auto_threshold=s.auto_threshold,
-            fields=[pb.FieldSpec(name=f.name, hashes=f.hashes, qgram=f.qgram, kind=f.kind, column=f.column)
+            comparison=s.comparison,
+            fields=[pb.FieldSpec(name=f.name, hashes=f.hashes, qgram=f.qgram, kind=f.kind, column=f.column,
+                                 segment_bits=f.segment_bits, group=f.group)
                     for f in s.fields]),
         departments=[pb.DepartmentSpec(name=d, indicators=list(ind)) for d, ind in project.departments.items()],
         reference_date=project.reference_date,
@@ -52,7 +54,7 @@ def project_to_pb(project):
 
 
 def project_from_pb(msg):
-    """A project from the wire. Only `hardening` can be told absent (proto3 has
+    """A project from the wire. Only `hardening` and `comparison` can be told absent (proto3 has
     no presence for numbers and booleans, and an empty field list or a zero
     size is refused by validation, not filled in): empty, it is the schema's
     default. FieldSpec fills an empty kind and column itself."""
@@ -60,10 +62,12 @@ def project_from_pb(msg):
 
     schema = LinkageSchema(
         filter_bits=msg.schema.filter_bits,
-        fields=tuple(FieldSpec(f.name, f.hashes, f.qgram, f.kind, f.column) for f in msg.schema.fields),
+        fields=tuple(FieldSpec(f.name, f.hashes, f.qgram, f.kind, f.column, f.segment_bits, f.group)
+                     for f in msg.schema.fields),
         threshold=msg.schema.threshold,
         auto_threshold=msg.schema.auto_threshold,
         hardening=msg.schema.hardening or LinkageSchema.hardening,
+        comparison=msg.schema.comparison or LinkageSchema.comparison,
     )
     return Project(msg.project_id, {d.name: tuple(d.indicators) for d in msg.departments}, schema,
                    msg.reference_date, msg.rules_toml, msg.suppression_floor or DEFAULT_SUPPRESSION_FLOOR)

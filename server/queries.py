@@ -15,7 +15,7 @@ from fedlink.schema import DEFAULT_SUPPRESSION_FLOOR, FieldSpec, LinkageSchema, 
 from server import store as t
 
 ACTIVE_RUN_STATES = ("queued", "running")
-_SCHEMA_SETTINGS = ("filter_bits", "threshold", "auto_threshold", "hardening")
+_SCHEMA_SETTINGS = ("filter_bits", "threshold", "auto_threshold", "hardening", "comparison")
 
 
 # -- projects ------------------------------------------------------------------
@@ -27,7 +27,8 @@ def project_to_row(p: Project) -> dict:
         "departments": {d: list(v) for d, v in p.departments.items()},
         "schema": {**{k: getattr(s, k) for k in _SCHEMA_SETTINGS},
                    "fields": [{"name": f.name, "hashes": f.hashes, "qgram": f.qgram, "kind": f.kind,
-                               "column": f.column} for f in s.fields]},
+                               "column": f.column, "segment_bits": f.segment_bits, "group": f.group}
+                              for f in s.fields]},
         "reference_date": p.reference_date,
     }
     return {"project_id": p.project_id, "spec": spec, "rules_toml": p.rules_toml,

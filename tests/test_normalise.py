@@ -40,8 +40,12 @@ def test_pinyin_only_name_has_no_character_form():
     assert normalise_name("王 小慧 ") == "王小慧"
 
 
-def test_u_umlaut_is_v_in_both_scripts():
-    assert name_pinyin("吕布") == name_pinyin("Lǚ Bù") == name_pinyin("LÜ BU") == "lvbu"
+def test_u_umlaut_in_every_spelling_is_u():
+    spellings = ("吕布", "呂布", "Lǚ Bù", "LÜ BU", "Lv Bu", "LYU BU", "Lu: Bu", "Lu Bu")
+    assert {name_pinyin(s) for s in spellings} == {"lubu"}
+    assert name_pinyin("女") == name_pinyin("NYU") == "nu"
+    # "yu" on its own is a syllable (于, 余), not a spelling of ü.
+    assert name_pinyin("于丽") == name_pinyin("Yu Li") == "yuli"
 
 
 def test_surname_reading_of_first_character():

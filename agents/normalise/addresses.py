@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from agents.normalise.unicode_forms import nfkc
+from agents.normalise.unicode_forms import DEFAULT_SCRIPT, nfkc, simplified
 
 # Administrative prefixes are stripped level by level from the start, each
 # level optional, so "广东省广州市天河区体育西路12号", "广州市天河区体育西路12号",
@@ -33,16 +33,25 @@ _COUNTY = (
 )
 _ADMIN_PREFIX_RE = re.compile(rf"(?:{_PROVINCE})?(?:{_CITY})?(?:{_COUNTY})?")
 _ADDRESS_DROP_RE = re.compile(r"[\W_]+")
+# What one register records and another does not: the unit, floor and room
+# after the building ("幸福小区3栋2单元501室", "幸福小区3号楼501"). The building
+# is written 栋, 幢, 座 or 号楼, read as 栋; from the first unit, floor or room
+# (or a bare room number after the building) on, the rest is dropped, so the
+# household-registration and residence forms of one home come out equal.
+_BUILDING_RE = re.compile(r"(?<=[0-9a-z])(?:号楼|幢|座)")
+_UNIT_DETAIL_RE = re.compile(r"(?:[0-9a-z]+|[零〇一二两三四五六七八九十百]+)(?:单元|层|楼|室|户)|(?<=栋)[0-9a-z-]+$")
 
 
-def normalise_address(raw: str) -> str:
-    """The address with its administrative prefix removed, for q-gram comparison.
+def normalise_address(raw: str, script: str = DEFAULT_SCRIPT) -> str:
+    """The address with its administrative prefix and unit details removed, for q-gram comparison.
 
-    NFKC (full-width digits and letters to half-width), lower-case, all
+    NFKC (full-width digits and letters to half-width), simplified script
+    (OpenCC `script`), lower-case, all
     whitespace and punctuation removed; then an optional province (or
     autonomous region, or municipality), an optional prefecture (市, 地区,
     盟, 自治州) and an optional county-level unit (区, 县, 市, 旗, 自治县) are
-    stripped from the start, in that order, each by a short bounded pattern.
+    stripped from the start, in that order, each by a short bounded pattern;
+    building, unit, floor and room (栋, 单元, 室, ...) are cut from the end.
 
     Why level by level and not "after the last 省/市/区/县 in the first 12
     characters": the window cut also cuts inside the street part (小区,
@@ -57,11 +66,12 @@ def normalise_address(raw: str) -> str:
     """
     if not raw:
         return ""
-    return _normalise_address_cached(raw)
+    return _normalise_address_cached(raw, script)
 
 
 @lru_cache(maxsize=1 << 17)  # a household's address recurs in every register it is in
-def _normalise_address_cached(raw: str) -> str:
-    text = _ADDRESS_DROP_RE.sub("", nfkc(raw)).lower()
-    stripped = text[_ADMIN_PREFIX_RE.match(text).end():]
-    return stripped or text
+def _normalise_address_cached(raw: str, script: str) -> str:
+    text = _ADDRESS_DROP_RE.sub("", simplified(nfkc(raw), script)).lower()
+    stripped = _BUILDING_RE.sub("栋", text[_ADMIN_PREFIX_RE.match(text).end():] or text)
+    unit = _UNIT_DETAIL_RE.search(stripped)
+    return stripped[:unit.start()] if unit and unit.start() else stripped

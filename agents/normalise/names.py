@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from pypinyin import Style, lazy_pinyin
 
-from agents.normalise.unicode_forms import nfkc
+from agents.normalise.unicode_forms import DEFAULT_SCRIPT, nfkc, simplified
 
 _MIDDLE_DOT = "\u00b7"
 # Han ideographs (URO, Ext A, compatibility block, Ext B..H) and 〇, which is
@@ -23,7 +23,9 @@ _DOT_VARIANTS = (
     ".\u00b7\u0387\u2022\u2027\u2219\u22c5\u2e31\u30fb\uff65\uff0e\ufe52"
     "\u3002\uff61\u16eb\u318d\u1427\u2024"
 )
-_DOT_TABLE = str.maketrans({c: _MIDDLE_DOT for c in _DOT_VARIANTS})
+# U+3000 (the ideographic space an IME types between the parts of 阿卜杜拉　买买提)
+# is a separator too; it is read before NFKC, which would make it a plain space.
+_DOT_TABLE = str.maketrans({c: _MIDDLE_DOT for c in _DOT_VARIANTS + "\u3000"})
 _DOT_RUN_RE = re.compile(f"{_MIDDLE_DOT}+")
 
 
@@ -37,21 +39,23 @@ def _has_cjk(text: str) -> bool:
     return _CJK_RE.search(text) is not None
 
 
-def normalise_name(raw: str) -> str:
-    """The Chinese-character form of a name, "" for a pinyin-only rendering.
+def normalise_name(raw: str, script: str = DEFAULT_SCRIPT) -> str:
+    """The Chinese-character form of a name in simplified script, "" for a pinyin-only rendering.
 
-    NFKC; every middle-dot variant becomes U+00B7, runs of dots collapse to
-    one and dots at either end go; all other whitespace and punctuation is
-    removed. Latin letters mixed into a CJK name are kept, lower-cased.
+    NFKC; traditional characters to simplified (OpenCC `script`, and the name
+    variants of unicode_forms); every middle-dot variant and the ideographic
+    space become U+00B7, runs of dots collapse to one and dots at either end
+    go; all other whitespace and punctuation is removed. Latin letters mixed
+    into a CJK name are kept, lower-cased.
     """
     if not raw:
         return ""
-    return _normalise_name_cached(raw)
+    return _normalise_name_cached(raw, script)
 
 
 @lru_cache(maxsize=1 << 17)
-def _normalise_name_cached(raw: str) -> str:
-    text = nfkc(raw).translate(_DOT_TABLE)
+def _normalise_name_cached(raw: str, script: str) -> str:
+    text = simplified(nfkc(raw.translate(_DOT_TABLE)), script).translate(_DOT_TABLE)
     kept = "".join(ch for ch in text if _keep_name_char(ch))
     if not _has_cjk(kept):
         # A pinyin rendering carries no characters to compare; its pinyin
@@ -95,10 +99,11 @@ def _char_pinyin(ch: str) -> str:
     if ch in _NAME_READING:
         return _NAME_READING[ch]
     syllables = lazy_pinyin(ch, style=Style.NORMAL, errors="ignore")
-    return "".join(syllables)
+    return "".join(syllables).replace("v", "u")
 
 
-def _cjk_run_pinyin(run: str, first: bool) -> str:
+def _cjk_run_readings(run: str, first: bool) -> list[str]:
+    """The reading of each character of a CJK run (a compound surname as one)."""
     parts = []
     i = 0
     if first:
@@ -109,47 +114,62 @@ def _cjk_run_pinyin(run: str, first: bool) -> str:
             parts.append(_SURNAME_READING[run[0]])
             i = 1
     parts.extend(_char_pinyin(ch) for ch in run[i:])
-    return "".join(parts)
+    return parts
 
 
-# ü in its tone-marked and plain forms, and the "u:" spelling some systems
-# use for it, become "v" as pypinyin writes it.
-_U_UMLAUT_RE = re.compile("u\u0308|u:")
+# ü is written ü, u:, v (pypinyin's and keyboards' form), u (passports since
+# 2012 drop the dots) or yu (lyu, nyu). All of them become "u", the only form
+# every system can write: 吕 and 卢 (lü, lu) then agree, a homophone collision
+# of the kind pinyin comparison accepts anyway.
+_U_UMLAUT_RE = re.compile("u\u0308|u:|v|(?<=[ln])yu")
 _NOT_LOWER_LATIN_RE = re.compile("[^a-z]+")
+_COMBINING_RE = re.compile("[\u0300-\u036f]+")  # the tone marks NFD splits off
 
 
-def _latin_pinyin(text: str) -> str:
+def _latin_words(text: str) -> list[str]:
     # NFD splits a tone-marked vowel into the vowel and its combining mark;
-    # ü (u + U+0308) is kept as "v" before the other marks are dropped.
+    # ü (u + U+0308) is read before the other marks are dropped.
     decomposed = unicodedata.normalize("NFD", text.lower())
-    decomposed = _U_UMLAUT_RE.sub("v", decomposed)
-    return _NOT_LOWER_LATIN_RE.sub("", decomposed)
+    decomposed = _COMBINING_RE.sub("", _U_UMLAUT_RE.sub("u", decomposed))
+    return [w for w in _NOT_LOWER_LATIN_RE.split(decomposed) if w]
 
 
-def name_pinyin(raw: str) -> str:
+def name_pinyin(raw: str, script: str = DEFAULT_SCRIPT) -> str:
     """Toneless lower-case pinyin with no separators; "" if none.
 
-    CJK characters are read one by one with pypinyin (Style.NORMAL, ü as v),
-    the name's first character (or a known compound surname) with its
-    surname reading. Latin text loses case, tone marks, spaces, hyphens and
-    apostrophes. Homophones agree by construction: 王小慧 and 王晓慧 both give
-    "wangxiaohui", as do "WANG Xiao-hui" and "Wáng Xiǎohuì".
+    CJK characters (traditional ones first made simplified) are read one by
+    one with pypinyin (Style.NORMAL), the name's first character (or a known
+    compound surname) with its surname reading; ü is written u. Latin text
+    loses case, tone marks, spaces, hyphens and apostrophes. Homophones agree
+    by construction: 王小慧 and 王晓慧 both give "wangxiaohui", as do
+    "WANG Xiao-hui" and "Wáng Xiǎohuì".
     """
     if not raw:
         return ""
-    return _name_pinyin_cached(raw)
+    return _name_pinyin_cached(raw, script)
 
 
 @lru_cache(maxsize=1 << 18)
-def _name_pinyin_cached(raw: str) -> str:
-    text = nfkc(raw)
-    out = []
+def _name_pinyin_cached(raw: str, script: str) -> str:
+    return "".join(reading for reading, _ in pinyin_pieces(simplified(nfkc(raw), script)))
+
+
+def pinyin_pieces(text: str) -> list[tuple[str, bool]]:
+    """(reading, from_characters) of each CJK character and each Latin word of NFKC,
+    simplified `text`, in order: a character's reading is one syllable (a compound
+    surname's two), a Latin word may be several run together ("xiaohui")."""
+    out: list[tuple[str, bool]] = []
     pos = 0
-    first = True
     for match in _CJK_RUN_RE.finditer(text):
-        out.append(_latin_pinyin(text[pos:match.start()]))
-        out.append(_cjk_run_pinyin(match.group(), first and not "".join(out)))
-        first = False
+        out.extend((w, False) for w in _latin_words(text[pos:match.start()]))
+        out.extend((r, True) for r in _cjk_run_readings(match.group(), not out) if r)
         pos = match.end()
-    out.append(_latin_pinyin(text[pos:]))
-    return "".join(out)
+    out.extend((w, False) for w in _latin_words(text[pos:]))
+    return out
+
+
+def name_parts(raw: str, script: str = DEFAULT_SCRIPT) -> list[str]:
+    """The parts of a name between its separators (·, •, ‧, ., the ideographic space and
+    their variants), NFKC and simplified: ["阿卜杜拉", "买买提"]; one part for a Han name."""
+    text = simplified(nfkc(raw.translate(_DOT_TABLE)), script).translate(_DOT_TABLE)
+    return [p for p in text.split(_MIDDLE_DOT) if p.strip()]

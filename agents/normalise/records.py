@@ -7,6 +7,7 @@ is normalised once per distinct value and the results mapped back.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 
 import pandas as pd
 from pandas.api.types import infer_dtype
@@ -15,7 +16,10 @@ from agents.normalise.addresses import normalise_address
 from agents.normalise.dates import normalise_date
 from agents.normalise.fields import normalise_digits, normalise_phone, normalise_sex, normalise_text
 from agents.normalise.names import name_pinyin, normalise_name
+from agents.normalise.permits import normalise_permit
+from agents.normalise.pinyin_keys import name_phonetic, name_syllables
 from agents.normalise.resident_ids import ResidentId, parse_resident_ids
+from agents.normalise.unicode_forms import DEFAULT_SCRIPT
 from fedlink.schema import BUILTIN_FEATURES
 
 
@@ -39,7 +43,12 @@ _NORMALISERS = {
     "phone": normalise_phone,
     "text": normalise_text,
     "digits": normalise_digits,
+    "syllables": name_syllables,
+    "phonetic": name_phonetic,
+    "permit": normalise_permit,
 }
+# The normalisers that read Chinese characters, which take the register's script.
+_SCRIPTED = ("name", "pinyin", "address", "syllables", "phonetic")
 _BUILTIN = tuple((name, kind, column) for name, (kind, column) in BUILTIN_FEATURES.items())
 
 Rows = pd.DataFrame | Mapping[str, Sequence[object]]
@@ -64,9 +73,11 @@ def per_distinct(fn, values: Sequence) -> list:
     return [out[v] for v in values]
 
 
-def feature_columns(rows: Rows, fields: Iterable[tuple[str, str, str]]) -> dict[str, list[str]]:
+def feature_columns(rows: Rows, fields: Iterable[tuple[str, str, str]],
+                    script: str = DEFAULT_SCRIPT) -> dict[str, list[str]]:
     """The encoding features of extract rows (a frame, or a list of values per column)
-    for (name, kind, column) fields: one list of values per field name.
+    for (name, kind, column) fields: one list of values per field name. `script` is
+    the OpenCC conversion the register's traditional characters need (t2s, hk2s, tw2s).
 
     Sex and birth date left blank are filled from a resident ID when the ID
     is valid. A declared value that disagrees with the ID is kept: the ID may
@@ -78,13 +89,18 @@ def feature_columns(rows: Rows, fields: Iterable[tuple[str, str, str]]) -> dict[
     raw = {column: raw_column(rows, column, n) for _, _, column in fields}
     ids = {column: parse_resident_ids(raw[column]) for _, kind, column in fields if kind == "resident_id"}
     out = {name: [r.value for r in ids[column]] if kind == "resident_id"
-           else per_distinct(_NORMALISERS[kind], raw[column]) for name, kind, column in fields}
+           else per_distinct(_normaliser(kind, script), raw[column]) for name, kind, column in fields}
     fill = [(name, kind) for name, kind, _ in fields if kind in ("sex", "date")]
     if fill and ids:
         rid = [next((r for r in candidates if r.valid), None) for candidates in zip(*ids.values())]
         for name, kind in fill:
             out[name] = [v or _from_id(r, kind) for v, r in zip(out[name], rid)]
     return out
+
+
+def _normaliser(kind: str, script: str):
+    fn = _NORMALISERS[kind]
+    return partial(fn, script=script) if kind in _SCRIPTED and script != DEFAULT_SCRIPT else fn
 
 
 def _from_id(rid: ResidentId | None, kind: str) -> str:

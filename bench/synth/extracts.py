@@ -133,9 +133,16 @@ def _valid_ymd(s: str, ref: date) -> bool:
 
 
 def _render_dates(world: World, idx: np.ndarray, rng: np.random.Generator, scale: float, habit: str) -> np.ndarray:
-    n = len(idx)
-    ref = date.fromisoformat(world.reference_date)
-    iso = world.persons["birth_date"].to_numpy()[idx].astype("U10")
+    iso = world.persons["birth_date"].to_numpy()[idx]
+    return date_strings(iso, date.fromisoformat(world.reference_date), rng, scale, habit)
+
+
+def date_strings(iso: np.ndarray, ref: date, rng: np.random.Generator, scale: float, habit: str,
+                 blanks: bool = True) -> np.ndarray:
+    """ISO birth dates as a register writes them: with the date errors (blanks among them
+    unless ``blanks`` is False), in the department's form."""
+    iso = np.asarray(iso).astype("U10")
+    n = len(iso)
     y = iso.astype("U4").astype(np.int64)
     mo = np.array([int(x[5:7]) for x in iso]) if n else np.zeros(0, dtype=np.int64)
     d = np.array([int(x[8:10]) for x in iso]) if n else np.zeros(0, dtype=np.int64)
@@ -163,14 +170,22 @@ def _render_dates(world: World, idx: np.ndarray, rng: np.random.Generator, scale
                     [ys + "-" + m2 + "-" + d2, ys + "/" + m1 + "/" + d1, ys + m2 + d2],
                     ys + "年" + m1 + "月" + d1 + "日") if n else np.zeros(0, dtype=object)
     out = out.astype(object)
-    out[blank] = ""
+    if blanks:
+        out[blank] = ""
     return out
 
 
 def _render_ids(world: World, idx: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
-    n = len(idx)
-    out = world.persons["resident_id"].to_numpy()[idx].copy()
     born = world.persons["birth_date"].to_numpy()[idx]
+    return id_strings(world.persons["resident_id"].to_numpy()[idx], born, rng, scale)
+
+
+def id_strings(ids: np.ndarray, born: np.ndarray, rng: np.random.Generator, scale: float,
+               editable: np.ndarray | None = None, blanks: bool = True) -> np.ndarray:
+    """Resident IDs as a register holds them, with the ID errors (blanks among them unless
+    ``blanks`` is False). Where ``editable`` is False (a permit number) only blanking applies."""
+    out = np.asarray(ids, dtype=object).copy()
+    n = len(out)
     u = rng.random(n)
     r_blank, r_legacy = _rate("id_blank", scale), _rate("id_legacy15", scale)
     r_mis, r_tr = _rate("id_mistype", scale), _rate("id_transpose", scale)
@@ -178,8 +193,10 @@ def _render_ids(world: World, idx: np.ndarray, rng: np.random.Generator, scale: 
     kind = np.searchsorted(edges, u, side="right")  # 0 blank, 1 legacy, 2 mistype, 3 transpose, 4 none
     for k in np.flatnonzero(kind < 4):
         v = out[k]
+        if editable is not None and not editable[k] and kind[k] != 0:
+            continue
         if kind[k] == 0:
-            out[k] = ""
+            out[k] = "" if blanks else v
         elif kind[k] == 1:
             if born[k] < "2000":
                 out[k] = v[:6] + v[8:14] + v[14:17]
@@ -208,6 +225,12 @@ def _render_addresses(world: World, idx: np.ndarray, rng: np.random.Generator, s
     city = hhs["city"].to_numpy()[h]
     dist = hhs["district"].to_numpy()[h]
     rest = hhs["rest"].to_numpy()[h]
+    return address_strings(prov, city, dist, rest, rng, scale)
+
+
+def address_strings(prov, city, dist, rest, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """Addresses from their four parts as registers write them: parts left out, spaces, full-width digits."""
+    n = len(rest)
     u = rng.random(n)
     r2, r1 = _rate("addr_no_province_city", scale), _rate("addr_no_province", scale)
     no_pc = u < r2

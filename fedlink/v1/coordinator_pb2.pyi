@@ -7,32 +7,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FieldSpec(_message.Message):
-    __slots__ = ("name", "hashes", "qgram", "kind", "column")
+    __slots__ = ("name", "hashes", "qgram", "kind", "column", "segment_bits", "group")
     NAME_FIELD_NUMBER: _ClassVar[int]
     HASHES_FIELD_NUMBER: _ClassVar[int]
     QGRAM_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     COLUMN_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_BITS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
     name: str
     hashes: int
     qgram: int
     kind: str
     column: str
-    def __init__(self, name: _Optional[str] = ..., hashes: _Optional[int] = ..., qgram: _Optional[int] = ..., kind: _Optional[str] = ..., column: _Optional[str] = ...) -> None: ...
+    segment_bits: int
+    group: str
+    def __init__(self, name: _Optional[str] = ..., hashes: _Optional[int] = ..., qgram: _Optional[int] = ..., kind: _Optional[str] = ..., column: _Optional[str] = ..., segment_bits: _Optional[int] = ..., group: _Optional[str] = ...) -> None: ...
 
 class LinkageSchema(_message.Message):
-    __slots__ = ("filter_bits", "fields", "threshold", "hardening", "auto_threshold")
+    __slots__ = ("filter_bits", "fields", "threshold", "hardening", "auto_threshold", "comparison")
     FILTER_BITS_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     HARDENING_FIELD_NUMBER: _ClassVar[int]
     AUTO_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
     filter_bits: int
     fields: _containers.RepeatedCompositeFieldContainer[FieldSpec]
     threshold: float
     hardening: str
     auto_threshold: bool
-    def __init__(self, filter_bits: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., threshold: _Optional[float] = ..., hardening: _Optional[str] = ..., auto_threshold: _Optional[bool] = ...) -> None: ...
+    comparison: str
+    def __init__(self, filter_bits: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., threshold: _Optional[float] = ..., hardening: _Optional[str] = ..., auto_threshold: _Optional[bool] = ..., comparison: _Optional[str] = ...) -> None: ...
 
 class DepartmentSpec(_message.Message):
     __slots__ = ("name", "indicators")

@@ -40,7 +40,8 @@ def execute_run(store: Store, project: Project, run_id: str, as_of: date, used: 
         new_records = {d.department: first_seen(conn, d, baseline.get(d.department), used[d.department])
                        for d in departments}
         short_lived = short_lived_records(conn, project.project_id, run_id)
-    linkage = link(departments, project.schema.threshold, engine, progress, auto=project.schema.auto_threshold)
+    linkage = link(departments, project.schema.threshold, engine, progress, auto=project.schema.auto_threshold,
+                   schema=project.schema)
     pack = load_rulepack(project.rules_toml, source=f"project {project.project_id} rules")
     progress("rules", 0, linkage.persons, "evaluating the rule pack")
     facts, found = find_needs(linkage, pack, engine)

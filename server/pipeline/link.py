@@ -10,10 +10,11 @@ from typing import Callable
 import numpy as np
 from sqlalchemy import select
 
-from fedlink.schema import Project
+from fedlink.schema import LinkageSchema, Project
 from server import store as t
 from server.engine.base import Engine
 from server.matching import ScoredPairs, group_records, pack_filters
+from server.pipeline.segments import link_segments
 from server.threshold import score_profile, threshold_from_scores
 
 # The score histogram (the console's) reaches this far below the threshold.
@@ -98,8 +99,11 @@ def _duration(seconds: float) -> str:
 
 
 def link(departments: list[DepartmentRecords], threshold: float, engine: Engine, progress: PhaseProgress,
-         auto: bool = False) -> Linkage:
-    """With auto, `threshold` is the floor each pair's threshold is raised from (server/threshold.py)."""
+         auto: bool = False, schema: LinkageSchema | None = None) -> Linkage:
+    """With auto, `threshold` is the floor each pair's threshold is raised from (server/threshold.py).
+    A segmented schema links by segments (server/pipeline/segments.py)."""
+    if schema is not None and schema.comparison == "segments":
+        return link_by_segments(departments, schema, engine, progress)
     n = [len(d.ids) for d in departments]
     combos = list(itertools.combinations(range(len(departments)), 2))
     total = sum(n[a] * n[b] for a, b in combos)
@@ -133,3 +137,20 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
     return Linkage(departments, offsets, labels, pairs, thresholds,
                    {pair: best for pair, (best, _) in profiles.items()}, reach)
+
+
+def link_by_segments(departments: list[DepartmentRecords], schema: LinkageSchema, engine: Engine,
+                     progress: PhaseProgress) -> Linkage:
+    """Every department pair's candidates scored segment by segment with its own fitted weights."""
+    n = [len(d.ids) for d in departments]
+    combos = list(itertools.combinations(range(len(departments)), 2))
+    pairs, thresholds = {}, {}
+    for done, (a, b) in enumerate(combos):
+        progress("compare", done, len(combos), f"{done} of {len(combos)} department pairs scored by segment")
+        pairs[(a, b)], thresholds[(a, b)], _ = link_segments(departments[a].filters, departments[b].filters,
+                                                             schema, engine)
+    progress("compare", len(combos), len(combos), f"{sum(len(p) for p in pairs.values()):,} candidate links")
+    progress("cluster", 0, sum(n), "grouping records into persons")
+    labels = group_records(n, pairs)
+    offsets = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+    return Linkage(departments, offsets, labels, pairs, thresholds)

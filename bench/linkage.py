@@ -1,0 +1,86 @@
+"""Linkage quality of one scenario under several schemas, in process: every department
+encoded as its agent would (normalise, encode, harden), linked as the coordinator
+would (server.pipeline.link), scored against the truth. No gRPC and no store, so
+the record-level and segmented comparisons are measured on the same filters'
+inputs in seconds; `fedlink bench` runs the whole system.
+
+    python -m bench.linkage SCENARIO [--comparison record segments] [--hardening balance] [--work DIR]
+
+SCENARIO is a scenario folder or a named one (febrl4), written under --work.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agents.extract import read_extract
+from agents.hardening import HardenedEncoder
+from agents.normalise import feature_columns
+from bench.harness import resolve_scenario, scenario_departments, scenario_settings
+from bench.metrics import pairwise_quality
+from fedlink.schema import LinkageSchema, schema_from_dict
+from server.engine.local import LocalEngine
+from server.matching import pack_filters
+from server.pipeline.link import DepartmentRecords, link
+
+SECRET, PROJECT = b"bench linkage secret", "bench-linkage"
+
+
+def schema_for(scenario: Path, comparison: str, hardening: str) -> LinkageSchema:
+    settings = scenario_settings(scenario)
+    schema = dict(settings.get("schema", {}))
+    if comparison == "segments":
+        schema = {k: v for k, v in schema.items() if k != "fields"}
+    schema.update(comparison=comparison, hardening=hardening)
+    out = schema_from_dict(schema)
+    out.validate()
+    return out
+
+
+def encode_scenario(scenario: Path, schema: LinkageSchema) -> tuple[list[DepartmentRecords], list[pd.Series]]:
+    settings = scenario_settings(scenario)
+    encoder = HardenedEncoder(schema, SECRET, PROJECT)
+    fields = [(f.name, f.kind, f.column) for f in schema.fields]
+    departments, ids = [], []
+    for d in scenario_departments(scenario):
+        frame = read_extract(scenario / f"{d}.csv", d, settings.get("columns", {}).get(d), identity=None)
+        packed = pack_filters(encoder.encode(feature_columns(frame, fields)), schema.filter_bits)
+        departments.append(DepartmentRecords(d, np.arange(len(frame)), [], packed, {}))
+        ids.append(frame["record_id"].astype(str))
+    return departments, ids
+
+
+def measure(scenario: Path, comparison: str, hardening: str) -> dict:
+    schema = schema_for(scenario, comparison, hardening)
+    departments, ids = encode_scenario(scenario, schema)
+    with LocalEngine(blocking="auto") as engine:
+        linkage = link(departments, schema.threshold, engine, lambda *a: None, auto=schema.auto_threshold,
+                       schema=schema)
+    links = pd.concat([pd.DataFrame({"department": d.department, "record_id": rid,
+                                     "cluster_id": linkage.person_labels(i)})
+                       for i, (d, rid) in enumerate(zip(departments, ids))])
+    truth = pd.read_csv(scenario / "truth.csv", dtype=str)
+    quality = pairwise_quality(links, truth)
+    thresholds = list(linkage.thresholds.values())
+    return {"comparison": comparison, "hardening": hardening, **quality,
+            "threshold_min": min(thresholds), "threshold_max": max(thresholds)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario")
+    parser.add_argument("--work", type=Path, default=Path("bench-linkage"))
+    parser.add_argument("--comparison", nargs="+", default=["record", "segments"])
+    parser.add_argument("--hardening", default="balance")
+    args = parser.parse_args(argv)
+    scenario = resolve_scenario(args.scenario, args.work)
+    for comparison in args.comparison:
+        print(json.dumps(measure(scenario, comparison, args.hardening)))
+
+
+if __name__ == "__main__":
+    main()
