@@ -171,8 +171,8 @@ def active_run(conn, project_id: str) -> str | None:
 
 
 def active_runs(conn):
-    """(run_id, project_id, state) of every queued or running run."""
-    return conn.execute(select(t.runs.c.run_id, t.runs.c.project_id, t.runs.c.state).where(
+    """(run_id, project_id, state, owner) of every queued or running run."""
+    return conn.execute(select(t.runs.c.run_id, t.runs.c.project_id, t.runs.c.state, t.runs.c.owner).where(
         t.runs.c.state.in_(ACTIVE_RUN_STATES))).all()
 
 
@@ -181,18 +181,37 @@ def latest_done_run(conn, project_id: str, run_id: str = ""):
     q = select(t.runs).where(and_(t.runs.c.project_id == project_id, t.runs.c.state == "done"))
     if run_id:
         q = q.where(t.runs.c.run_id == run_id)
-    return conn.execute(q.order_by(t.runs.c.created_at.desc()).limit(1)).first()
+    return conn.execute(q.order_by(t.runs.c.number.desc()).limit(1)).first()
 
 
-def insert_run(conn, run_id: str, project_id: str, started_by: str, as_of: str, uploads: dict[str, str]) -> None:
+def previous_done_run(conn, project_id: str, run_id: str) -> str | None:
+    """The project's latest finished run before `run_id`, by run number."""
+    number = select(t.runs.c.number).where(t.runs.c.run_id == run_id).scalar_subquery()
+    return conn.execute(select(t.runs.c.run_id).where(and_(
+        t.runs.c.project_id == project_id, t.runs.c.state == "done", t.runs.c.number < number))
+        .order_by(t.runs.c.number.desc()).limit(1)).scalar()
+
+
+def insert_run(conn, run_id: str, project_id: str, started_by: str, as_of: str, uploads: dict[str, str],
+               owner: str | None) -> int:
+    """A queued run, numbered after the project's last; its number. The caller's write
+    transaction is serialised (server/store.py), so two runs never get one number."""
+    number = conn.execute(select(func.coalesce(func.max(t.runs.c.number), 0) + 1).where(
+        t.runs.c.project_id == project_id)).scalar()
     conn.execute(t.runs.insert().values(run_id=run_id, project_id=project_id, state="queued", started_by=started_by,
-                                        created_at=time.time(), as_of=as_of, uploads=uploads))
+                                        created_at=time.time(), as_of=as_of, uploads=uploads, number=number,
+                                        owner=owner))
+    return number
 
 
-def set_run_state(conn, run_id: str, state: str, **values) -> None:
-    """`values`: report, error; a finished run gets its time."""
+def set_run_state(conn, run_id: str, state: str, *, owner: str | None = None, **values) -> bool:
+    """`values`: report, error; a finished run gets its time. With `owner`, only
+    while that instance still owns the active run; whether a row changed."""
     finished = {"finished_at": time.time()} if state in ("done", "failed") else {}
-    conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(state=state, **finished, **values))
+    where = t.runs.c.run_id == run_id
+    if owner is not None:
+        where = and_(where, t.runs.c.owner == owner, t.runs.c.state.in_(ACTIVE_RUN_STATES))
+    return conn.execute(update(t.runs).where(where).values(state=state, **finished, **values)).rowcount > 0
 
 
 def discard_run_results(conn, run_id: str) -> None:

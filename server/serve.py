@@ -20,6 +20,7 @@ from server.audit import AuditLog
 from server.domain.coordinator import Coordinator
 from server.engine import engine_from_url
 from server.limits import Limits
+from server.ownership import Ownership
 from server.servicer import CoordinatorServicer, register
 from server.store import Store
 
@@ -71,14 +72,24 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / "audit-signing.key"
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
+    if credentials is not None:
+        warn_about_certificate_times(credentials)
     store = Store(database)
-    coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits)
+    try:
+        ownership = Ownership(store, database, address)  # SQLite: refused while another coordinator holds it
+    except Exception:
+        store.engine.dispose()
+        raise
+    coordinator = Coordinator(store, AuditLog(store, audit_key), ownership, match_engine, limits)
     for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", limits.max_message_bytes),
+        # No SO_REUSEPORT: a second coordinator on the same address fails to bind instead of the kernel
+        # splitting the callers between the two.
+        options=[("grpc.so_reuseport", 0),
+                 ("grpc.max_receive_message_length", limits.max_message_bytes),
                  # A lower receive limit does not shrink what the coordinator may send (reports, flag streams).
                  ("grpc.max_send_message_length", max(limits.max_message_bytes, Limits.max_message_bytes))],
     )
@@ -87,12 +98,17 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    if credentials is not None:
-        port = server.add_secure_port(address, server_credentials(credentials))
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(address, server_credentials(credentials))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind"
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        coordinator.close()
+        store.engine.dispose()
+        raise OSError(f"cannot listen on {address}: the address is in use (another coordinator?) or not local")
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -103,6 +119,14 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     log.info("coordinator listening on %s (port %d)", address, port)
     coordinator.start_scheduler(schedule_poll)
     return Running(server, port, coordinator, health_servicer)
+
+
+def warn_about_certificate_times(credentials: Credentials) -> None:
+    """A certificate this machine's clock finds not yet valid or expired fails every handshake: said loudly."""
+    from fedlink.pki.validity import credential_problems
+
+    for problem in credential_problems(credentials):
+        log.error("%s; every connection fails until it is fixed", problem)
 
 
 def serve_forever(running: Running, grace: float = 10.0) -> None:

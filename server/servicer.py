@@ -21,6 +21,7 @@ from server.domain.access import DomainError, InvalidArgument, ResourceExhausted
 from server.domain.coordinator import Coordinator
 from server.domain.uploads import IncomingRecord
 from server.limits import Limits, RateLimiter
+from server.outages import outage_kind, store_problem
 
 log = logging.getLogger("fedlink.coordinator")
 
@@ -106,7 +107,7 @@ def register(servicer, server) -> None:
 
 
 @contextmanager
-def _status_codes(name: str, context):
+def _status_codes(name: str, context, store: str = ""):
     """Domain errors and the rest to status codes: the one mapping, for unary and streaming calls alike."""
     try:
         yield
@@ -119,7 +120,12 @@ def _status_codes(name: str, context):
         if getattr(e, "retry_after_ms", 0):
             context.set_trailing_metadata(((RETRY_AFTER_KEY, str(e.retry_after_ms)),))
         context.abort(grpc.StatusCode[e.code], e.message)
-    except Exception:
+    except Exception as e:
+        outage = outage_kind(e)
+        if outage:  # the store is down or full: the caller may retry, or the operator must act
+            log.warning("%s: %s", name, store_problem(e, store))
+            CALLS.labels(name, outage).inc()
+            context.abort(grpc.StatusCode[outage], f"{name}: {store_problem(e, store)}")
         # The traceback goes to the operator's log; the caller gets no internals.
         log.exception("%s failed", name)
         CALLS.labels(name, "INTERNAL").inc()
@@ -133,12 +139,12 @@ def rpc(method):
 
     @functools.wraps(method)
     def unary(self, request, context):
-        with _status_codes(name, context):
+        with _status_codes(name, context, self.coordinator.store.name):
             return method(self, request, context, self._admit(context, name, request))
 
     @functools.wraps(method)
     def streaming(self, request, context):
-        with _status_codes(name, context):
+        with _status_codes(name, context, self.coordinator.store.name):
             yield from method(self, request, context, self._admit(context, name, request))
 
     return streaming if inspect.isgeneratorfunction(method) else unary

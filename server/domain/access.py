@@ -64,6 +64,7 @@ class Context:
     audit_log: AuditLog
     engine: object  # a matching engine (server/engine.py)
     limits: Limits
+    ownership: object  # this instance's claim on the database (server/ownership.py)
 
     def refuse(self, who: Identity | str, method: str, error: DomainError) -> None:
         """Record a refused call. Its own transaction: the refused call's, if any, was rolled back."""

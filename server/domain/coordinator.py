@@ -12,13 +12,14 @@ from server.domain.schedules import Schedules
 from server.domain.uploads import Uploads
 from server.engine import LocalEngine
 from server.limits import Limits
+from server.ownership import Ownership
 from server.schedule import Scheduler
 from server.store import Store
 
 
 class Coordinator:
-    def __init__(self, store: Store, audit: AuditLog, engine=None, limits: Limits | None = None):
-        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits())
+    def __init__(self, store: Store, audit: AuditLog, ownership: Ownership, engine=None, limits: Limits | None = None):
+        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits(), ownership)
         self.projects = Projects(self.context)
         self.uploads = Uploads(self.context)
         self.runs = Runs(self.context)
@@ -36,7 +37,10 @@ class Coordinator:
 
     def start_scheduler(self, poll: float) -> None:
         """Runs on a cadence (server/schedule.py): the schedules are in the store, so they survive a restart."""
-        self.schedules.scheduler = Scheduler(self.schedules.fire_due, poll=poll).start()
+        self.schedules.scheduler = Scheduler(self.schedules.fire_due, poll=poll,
+                                             on_step=self.schedules.clock_stepped).start()
+        if not self.context.ownership.exclusive:  # PostgreSQL: a lease to renew, dead instances' runs to end
+            self.context.ownership.start_heartbeat(self.runs.recover_interrupted)
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop starting runs, let the running ones finish, then release the engine's workers."""
@@ -44,3 +48,4 @@ class Coordinator:
             self.schedules.scheduler.stop(timeout)
         self.runs.join(timeout)
         self.engine.close()
+        self.context.ownership.release()

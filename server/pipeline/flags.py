@@ -7,6 +7,7 @@ from datetime import date
 import numpy as np
 from sqlalchemy import select
 
+from server import queries as q
 from server import store as t
 from server.pipeline.link import Linkage
 from server.pipeline.needs import NeedFlag
@@ -106,9 +107,7 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
     caseworker reviewed as "not in need" are not raised again until their
     suppression ends."""
     today = as_of.isoformat()
-    prev_run = conn.execute(select(t.runs.c.run_id).where(
-        (t.runs.c.project_id == project_id) & (t.runs.c.state == "done") & (t.runs.c.run_id != run_id))
-        .order_by(t.runs.c.created_at.desc()).limit(1)).scalar()
+    prev_run = q.previous_done_run(conn, project_id, run_id)  # by run number: a clock that steps cannot reorder
     previous = {}
     if prev_run:
         for f in conn.execute(select(t.flags, t.records.c.ref).join(t.records, t.records.c.id == t.flags.c.record_id)
