@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from fedlink.cli.base import INPUT, Failure, Invocation, console
 from fedlink.pki import Credentials, credentials_for
 from server.limits import Limits
+from server.ownership import LEASE_TTL_S, DatabaseInUse
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The central coordinator.")
 
@@ -33,7 +34,8 @@ def _database_error(error: SQLAlchemyError, run: Invocation) -> str:
 
 # What the coordinator is started with: an engine or a limit not valid, a port
 # taken, a certificate missing, a database it cannot use.
-EXIT_CODES = {ValueError: Failure(INPUT), OSError: Failure(INPUT), SQLAlchemyError: Failure(INPUT, _database_error)}
+EXIT_CODES = {ValueError: Failure(INPUT), OSError: Failure(INPUT), SQLAlchemyError: Failure(INPUT, _database_error),
+              DatabaseInUse: Failure(INPUT)}
 
 
 def _server_credentials(pki: Optional[Path], cert: Optional[Path], key: Optional[Path],
@@ -65,6 +67,9 @@ def coordinator_serve(
                                                help="Most records in one department's upload"),
     max_calls_per_minute: int = typer.Option(Limits.calls_per_minute,
                                              help="Calls per minute per caller identity (0: no limit)"),
+    schedule_poll: float = typer.Option(30.0, help="Seconds between checks for a schedule that fell due"),
+    lease_seconds: float = typer.Option(LEASE_TTL_S, help="PostgreSQL: how long this coordinator's lease lasts "
+                                                          "without a heartbeat before others recover its runs"),
 ):
     """Run the coordinator until Ctrl-C (which finishes the calls in flight).
     Pending schema migrations are applied first."""
@@ -73,7 +78,8 @@ def coordinator_serve(
 
     limits = Limits(max_message_bytes, max_batch_records, max_records_per_upload, max_calls_per_minute)
     running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
-                    engine=engine, metrics_port=metrics_port, limits=limits)
+                    engine=engine, metrics_port=metrics_port, limits=limits, schedule_poll=schedule_poll,
+                    lease_seconds=lease_seconds)
     console.print(f"coordinator serving on {listen} (database {database})")
     serve_forever(running, grace)
 

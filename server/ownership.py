@@ -37,7 +37,7 @@ log = logging.getLogger("fedlink.coordinator")
 LEASE_TTL_S = 15.0
 
 
-class DatabaseInUse(Exception):
+class DatabaseInUse(RuntimeError):
     """Another coordinator serves this SQLite database."""
 
 

@@ -20,7 +20,7 @@ from server.audit import AuditLog
 from server.domain.coordinator import Coordinator
 from server.engine import engine_from_url
 from server.limits import Limits
-from server.ownership import Ownership
+from server.ownership import LEASE_TTL_S, Ownership
 from server.servicer import CoordinatorServicer, register
 from server.store import Store
 
@@ -55,7 +55,7 @@ def is_loopback(host: str) -> bool:
 def start(address: str, database: str | Path, *, credentials: Credentials | None = None, insecure: bool = False,
           engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None,
           interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
-          limits: Limits | None = None, schedule_poll: float = 30.0) -> Running:
+          limits: Limits | None = None, schedule_poll: float = 30.0, lease_seconds: float = LEASE_TTL_S) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
     else one beside the database; it is created on first start."""
@@ -76,7 +76,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         warn_about_certificate_times(credentials)
     store = Store(database)
     try:
-        ownership = Ownership(store, database, address)  # SQLite: refused while another coordinator holds it
+        # SQLite: refused while another coordinator holds the database; PostgreSQL: a lease among others.
+        ownership = Ownership(store, database, address, lease_seconds)
     except Exception:
         store.engine.dispose()
         raise

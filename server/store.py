@@ -9,6 +9,7 @@ flags) each happen in one transaction, so a crash never leaves half of one.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -201,6 +202,14 @@ def connect_engine(url: str | Path) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        if os.environ.get("FEDLINK_FAULT_SQLITE_PAGES"):  # the fault tests' full disk (server/faults.py)
+            @event.listens_for(engine, "checkout")
+            def _page_limit(dbapi_conn, *_):
+                from server.faults import sqlite_page_limit
+
+                limit = sqlite_page_limit()
+                dbapi_conn.execute(f"PRAGMA max_page_count = {limit or 4294967294}")
 
         @event.listens_for(engine, "begin")
         def _begin(conn):

@@ -139,8 +139,9 @@ class Runs:
         if running:
             raise FailedPrecondition(f"run {running} of project {project_id} is still going")
         run_id = uuid.uuid4().hex[:16]
-        number = q.insert_run(conn, run_id, project_id, actor, day.isoformat(), used, self.ctx.ownership.instance_id)
-        self.ctx.store.audit(conn, actor, "run.start", project_id=project_id, run_id=run_id, number=number,
+        owner = self.ctx.ownership.instance_id
+        number = q.insert_run(conn, run_id, project_id, actor, day.isoformat(), used, owner)
+        self.ctx.store.audit(conn, actor, "run.start", project_id=project_id, run_id=run_id, number=number, owner=owner,
                              as_of=day.isoformat(), uploads=used, threshold=project.schema.threshold,
                              auto_threshold=project.schema.auto_threshold, engine=self.ctx.engine.name, **why)
         return QueuedRun(run_id, project, day, used)
