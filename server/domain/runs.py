@@ -183,7 +183,7 @@ class Runs:
             faults.pause("run.finishing")
             return report, "done", ""
         except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
-            return None, "failed", store_problem(e) or f"{type(e).__name__}: {e}"
+            return None, "failed", store_problem(e, self.ctx.store.name) or f"{type(e).__name__}: {e}"
 
     def _record_outcome(self, run: QueuedRun, status: RunStatus, final: str, report: dict | None,
                         error: str) -> None:
@@ -204,7 +204,7 @@ class Runs:
                                          error=error or None)
                 return
             except Exception as e:
-                why = store_problem(e) or f"{type(e).__name__}: {e}"
+                why = store_problem(e, self.ctx.store.name) or f"{type(e).__name__}: {e}"
                 if self._closing.is_set():
                     log.error("run %s: its outcome (%s) was not recorded before the stop (%s); the next start "
                               "marks it failed", run.run_id, final, why)
