@@ -272,7 +272,7 @@ class Store:
         ts, behind = self.clock.stamp(time.time(), None if last is None else last.ts)
         if behind:
             last = self._append(conn, last, ts, "coordinator", CLOCK_STEP, None, None,
-                                {"direction": "back", "seconds": round(behind, 3), "noticed_at": kind})
+                                {"direction": "back", "seconds": -round(behind, 3), "noticed_at": kind})
         return self._append(conn, last, ts, actor, kind, project_id, department, details).seq
 
     @staticmethod
