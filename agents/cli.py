@@ -10,13 +10,14 @@ from agents.config import ConfigError, load_config
 from agents.extract import ExtractError
 from agents.indicators import IndicatorError
 from agents.refs import RefError, new_key
+from fedlink.audit import StateFileError
 from fedlink.cli.base import INPUT, Failure, console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A department's agent.")
 
-# FileExistsError: keygen never overwrites a reference key.
+# FileExistsError: keygen never overwrites a reference key. StateFileError: the agent's state folder is damaged.
 EXIT_CODES = {error: Failure(INPUT) for error in (ConfigError, ExtractError, IndicatorError, RefError,
-                                                   FileExistsError)}
+                                                   StateFileError, FileExistsError)}
 
 ConfigOpt = typer.Option(..., help="The department's agent TOML")
 

@@ -4,6 +4,7 @@ the department's own flags and write the caseworkers' worklist."""
 from __future__ import annotations
 
 import csv
+import io
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +18,7 @@ from agents.prepare import PreparedUpload, prepare
 from agents.refs import RefCipher, load_key
 from fedlink.audit import HeadKeeper, TreeHead, load_public_key
 from fedlink.client import CoordinatorClient
+from fedlink.files import write_atomic
 from fedlink.schema import Project, schema_columns
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb
@@ -121,18 +123,19 @@ class Agent(CoordinatorClient):
         frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=None).set_index(
             "record_id", drop=False)
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(list(frame.columns) + list(WORKLIST_EXTRA))
-            for f in flags:
-                record_id = cipher.decrypt(f.ref)
-                own = frame.loc[record_id].tolist() if record_id in frame.index else [record_id] + [""] * (
-                    len(frame.columns) - 1)
-                reasons = "; ".join(f"{r.rule}: {', '.join(r.indicators)}" for r in f.reasons)
-                scores = " ".join(f"{s:.3f}" for s in f.match_scores)
-                w.writerow(own + [f.need, f.tier, f.status, f.since, f.transition_until, reasons, f.explanation,
-                                  f.departments_linked, scores, f.run_id])
+        fh = io.StringIO(newline="")
+        w = csv.writer(fh)
+        w.writerow(list(frame.columns) + list(WORKLIST_EXTRA))
+        for f in flags:
+            record_id = cipher.decrypt(f.ref)
+            own = frame.loc[record_id].tolist() if record_id in frame.index else [record_id] + [""] * (
+                len(frame.columns) - 1)
+            reasons = "; ".join(f"{r.rule}: {', '.join(r.indicators)}" for r in f.reasons)
+            scores = " ".join(f"{s:.3f}" for s in f.match_scores)
+            w.writerow(own + [f.need, f.tier, f.status, f.since, f.transition_until, reasons, f.explanation,
+                              f.departments_linked, scores, f.run_id])
+        # Whole or not at all: the previous worklist stays until the new one is complete on disk.
+        write_atomic(out, fh.getvalue().encode("utf-8"), 0o600)
         return len(flags)
 
     def record_outcome(self, record_id: str, need: str, outcome: str, run_id: str) -> str:
