@@ -24,7 +24,10 @@ from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb
 
 WORKLIST_EXTRA = ("need", "tier", "status", "since", "transition_until", "reasons", "explanation",
-                  "departments_linked", "match_scores", "run_id")
+                  "departments_linked", "match_scores", "run_id", "in_extract")
+# A flag whose record the current extract no longer holds (the run used an earlier one) is still listed,
+# by its record_id, and says so instead of showing blank columns as if the row were empty.
+NOT_IN_EXTRACT = "no: the record is not in the current extract (the run used an earlier one); look it up by record_id"
 
 
 class Agent(CoordinatorClient):
@@ -128,12 +131,12 @@ class Agent(CoordinatorClient):
         w.writerow(list(frame.columns) + list(WORKLIST_EXTRA))
         for f in flags:
             record_id = cipher.decrypt(f.ref)
-            own = frame.loc[record_id].tolist() if record_id in frame.index else [record_id] + [""] * (
-                len(frame.columns) - 1)
+            held = record_id in frame.index
+            own = frame.loc[record_id].tolist() if held else [record_id] + [""] * (len(frame.columns) - 1)
             reasons = "; ".join(f"{r.rule}: {', '.join(r.indicators)}" for r in f.reasons)
             scores = " ".join(f"{s:.3f}" for s in f.match_scores)
             w.writerow(own + [f.need, f.tier, f.status, f.since, f.transition_until, reasons, f.explanation,
-                              f.departments_linked, scores, f.run_id])
+                              f.departments_linked, scores, f.run_id, "yes" if held else NOT_IN_EXTRACT])
         # Whole or not at all: the previous worklist stays until the new one is complete on disk.
         write_atomic(out, fh.getvalue().encode("utf-8"), 0o600)
         return len(flags)
