@@ -35,7 +35,7 @@ def test_start_applies_the_migrations_and_migrate_is_idempotent(tmp_path):
     head = query(database, "select version_num from alembic_version")
     assert head and head[0][0] in first.stderr
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "already at" in again.stderr
+    assert again.returncode == 0 and "already at" in " ".join(again.stderr.split())  # the console wraps long paths
     assert query(database, "select version_num from alembic_version") == head
 
 
