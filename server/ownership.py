@@ -82,15 +82,20 @@ class Ownership:
             with store.write() as conn:
                 now = database_now(conn)
                 conn.execute(t.coordinator_leases.insert().values(
-                    instance_id=self.instance_id, pid=os.getpid(), host=socket.gethostname()[:255],
+                    instance_id=self.instance_id, pid=os.getpid(), host=MACHINE,
                     address=address[:255], started_at=now, renewed_at=now, expires_at=now + ttl))
 
     def live_owners(self, conn) -> set[str]:
-        """Instances whose lease has not expired (on SQLite: this one, the only one there can be)."""
+        """Instances whose lease has not expired (on SQLite: this one, the only one there can be).
+        A lease taken on this machine (same boot, same pid namespace) by a process
+        that no longer exists is dead now, without waiting for it to expire: a
+        coordinator restarted after a crash recovers its predecessor's runs at once."""
         if self.exclusive:
             return {self.instance_id}
         c = t.coordinator_leases.c
-        return set(conn.execute(select(c.instance_id).where(c.expires_at > database_now(conn))).scalars())
+        rows = conn.execute(select(c.instance_id, c.host, c.pid).where(c.expires_at > database_now(conn))).all()
+        return {r.instance_id for r in rows
+                if r.instance_id == self.instance_id or r.host != MACHINE or _process_exists(r.pid)}
 
     def runs_schedules(self, conn) -> bool:
         """Whether this instance holds the oldest live lease, which runs the schedules."""
@@ -112,7 +117,7 @@ class Ownership:
             if not renewed:  # expired and removed by another instance while this one could not reach the database
                 log.warning("this coordinator's lease had been removed; taking a new one")
                 conn.execute(t.coordinator_leases.insert().values(
-                    instance_id=self.instance_id, pid=os.getpid(), host=socket.gethostname()[:255], address="",
+                    instance_id=self.instance_id, pid=os.getpid(), host=MACHINE, address="",
                     started_at=now, renewed_at=now, expires_at=now + self.ttl))
             # Leases long expired are only clutter: their runs were recovered by then.
             conn.execute(delete(t.coordinator_leases).where(and_(
@@ -145,6 +150,30 @@ class Ownership:
                     t.coordinator_leases.c.instance_id == self.instance_id))
         except Exception as e:  # the lease then simply expires
             log.warning("could not end this coordinator's lease (%s); it expires in %.0f s", _short(e), self.ttl)
+
+
+def _machine() -> str:
+    """This host, its boot and its pid namespace: where a lease's pid means this machine's process."""
+    def read(path: str, link: bool = False) -> str:
+        try:
+            return os.readlink(path) if link else Path(path).read_text().strip()[:8]
+        except OSError:
+            return "?"
+    return f"{socket.gethostname()} boot {read('/proc/sys/kernel/random/boot_id')} " \
+           f"{read('/proc/self/ns/pid', link=True)}"[:255]
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+MACHINE = _machine()
 
 
 def _short(error: Exception) -> str:

@@ -199,7 +199,7 @@ def test_audited_calls_on_two_coordinators_get_one_sequence(uploaded, tmp_path, 
 
 
 @postgresql_only
-def test_a_killed_coordinators_run_is_ended_by_the_other_when_its_lease_expires(uploaded, tmp_path, pki):
+def test_a_killed_coordinators_run_is_ended_by_the_other(uploaded, tmp_path, pki):
     mark = tmp_path / "fault"
     a = CoordinatorProcess(tmp_path, pki, uploaded, args=("--lease-seconds", "3"), env={
         "FEDLINK_FAULT_PAUSE": "run.rules", "FEDLINK_FAULT_FILE": str(mark)})
