@@ -14,15 +14,16 @@ from agents.guards import UploadRefused, quality_refusals
 from agents.indicators import IndicatorError
 from agents.refs import RefError, new_key
 from agents.secret import SecretError, new_secret
+from fedlink.audit import StateFileError
 from fedlink.client import message_dict
 from fedlink.cli.base import INPUT, Failure, console, out
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A department's agent.")
 
-# FileExistsError: keygen never overwrites a reference key.
+# FileExistsError: keygen never overwrites a reference key. StateFileError: the agent's state folder is damaged.
 # UploadRefused: the guards stopped an extract (agents/guards.py); --force overrides.
 EXIT_CODES = {error: Failure(INPUT) for error in (ConfigError, ExtractError, IndicatorError, RefError,
-                                                   SecretError, FileExistsError, UploadRefused)}
+                                                   SecretError, StateFileError, FileExistsError, UploadRefused)}
 
 ConfigOpt = typer.Option(..., help="The department's agent TOML")
 

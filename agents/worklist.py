@@ -7,11 +7,13 @@ docs/data-format.md, "Worklists"."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import pandas as pd
 
 from agents.extract import ExtractError
+from fedlink.files import write_atomic
 
 # Added after the department's own columns: (key, English header, Chinese header).
 COLUMNS = (
@@ -26,7 +28,13 @@ COLUMNS = (
     ("reasons", "reasons", "触发规则"),
     ("run_id", "run_id", "批次"),
     ("rests_on_first_seen", "rests_on_first_seen", "依据新增记录"),
+    ("in_extract", "in_extract", "在当前数据中"),
 )
+# A flag whose record the current extract no longer holds (the run used an earlier one) is still listed,
+# by its record_id, and says so instead of showing blank columns as if the row were empty.
+NOT_IN_EXTRACT = {"en": "no: the record is not in the current extract (the run used an earlier one); look it up "
+                        "by record_id",
+                  "zh": "否：当前数据中已无此记录（本次运行用的是更早的数据），请按 record_id 查找"}
 STATUS_ZH = {"new": "新发现", "continuing": "持续", "transition": "渐退过渡期", "resolved": "已解除"}
 DEPARTMENT_ZH = {"population": "户籍", "civil_affairs": "民政", "medical_insurance": "医保", "human_resources": "人社",
                  "education": "教育", "housing": "住建"}
@@ -37,7 +45,7 @@ def header(own_columns: list[str], language: str) -> list[str]:
 
 
 def flag_cells(flag, language: str) -> list:
-    """One flag's added cells, in COLUMNS' order."""
+    """One flag's added cells, in COLUMNS' order but the last (in_extract, which the extract decides)."""
     zh = language == "zh"
     scores = ("；" if zh else "; ").join(
         f"{DEPARTMENT_ZH.get(d, d) if zh else d} {s:.3f}"
@@ -53,22 +61,25 @@ def write(out: Path, frame: pd.DataFrame, rows: list[tuple[str, object]], langua
     """`rows`: (record_id, flag) in delivery order; `frame`: the extract indexed by record_id."""
     out = Path(out)
     table = [header(list(frame.columns), language)]
-    for record_id, flag in rows:
-        own = frame.loc[record_id].tolist() if record_id in frame.index else [record_id] + [""] * (
-            len(frame.columns) - 1)
-        table.append(own + flag_cells(flag, language))
-    out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
-    if suffix == ".xlsx":
-        _write_xlsx(out, table, language)
-    elif suffix == ".csv":
-        with out.open("w", newline="", encoding="utf-8-sig") as fh:
-            csv.writer(fh).writerows(table)
-    else:
+    if suffix not in (".csv", ".xlsx"):
         raise ExtractError(f"{out}: a worklist is written as .csv or .xlsx, not {suffix or 'a file without suffix'}")
+    for record_id, flag in rows:
+        held = record_id in frame.index
+        own = frame.loc[record_id].tolist() if held else [record_id] + [""] * (len(frame.columns) - 1)
+        table.append(own + flag_cells(flag, language) + [("是" if language == "zh" else "yes") if held
+                                                          else NOT_IN_EXTRACT[language]])
+    if suffix == ".xlsx":
+        data = _xlsx_bytes(table, language)
+    else:
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(table)
+        data = text.getvalue().encode("utf-8-sig")
+    # Whole or not at all: the previous worklist stays until the new one is complete on disk.
+    write_atomic(out, data, 0o600)
 
 
-def _write_xlsx(out: Path, table: list[list], language: str) -> None:
+def _xlsx_bytes(table: list[list], language: str) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
 
@@ -84,4 +95,6 @@ def _write_xlsx(out: Path, table: list[list], language: str) -> None:
     for row in sheet.iter_rows(min_row=2, min_col=explanation, max_col=explanation):
         row[0].alignment = Alignment(wrap_text=True, vertical="top")
     sheet.column_dimensions[sheet.cell(1, explanation).column_letter].width = 80
-    book.save(out)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import struct
 from dataclasses import asdict, dataclass
@@ -21,6 +22,9 @@ from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
 
 from fedlink import merkle
+from fedlink.files import write_atomic
+
+log = logging.getLogger("fedlink.audit")
 
 TREE_HEAD_LABEL = b"fedlink/v1/tree-head\0"
 GENESIS_PREV = "0" * 64
@@ -165,32 +169,77 @@ def verify_events(bodies: Sequence[tuple[int, str]], head: TreeHead, public_key,
     return tree
 
 
+class StateFileError(ValueError):
+    """An agent's own state file is damaged; the message names it and how to repair it."""
+
+
 class HeadKeeper:
-    """An agent's memory of the tree heads it has seen, checked at every contact."""
+    """An agent's memory of the tree heads it has seen, checked at every contact.
+
+    The file only grows, a line per head, each flushed to disk. A power cut
+    can leave a torn last line: it is skipped with a warning and the head
+    before it is used. Anything else unreadable, or a saved head whose
+    signature no longer verifies with the pinned key, is this machine's
+    damage, not the coordinator's: a StateFileError names the file and the way
+    to repair it, instead of the agent blaming the coordinator's log."""
 
     def __init__(self, state_dir: Path):
         self.path = Path(state_dir) / "tree-heads.jsonl"
         self.key_path = Path(state_dir) / "audit-key.pub"
 
+    def _repair(self) -> str:
+        return (f"move {self.path} aside (keep it for the privacy officer); the agent then remembers heads "
+                "again from the coordinator's next one")
+
     def latest(self) -> TreeHead | None:
         if not self.path.exists():
             return None
-        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
-        return TreeHead.from_json(lines[-1]) if lines else None
+        try:
+            lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise StateFileError(f"{self.path} cannot be read ({e}): {self._repair()}") from None
+        for back, line in enumerate(reversed(lines)):
+            try:
+                head = TreeHead.from_json(line)
+            except (ValueError, KeyError, TypeError) as e:
+                if back == 0:  # a torn last line: the write a power cut interrupted
+                    log.warning("%s: its last line is incomplete (a write cut off); using the head before it",
+                                self.path)
+                    continue
+                raise StateFileError(f"{self.path} line {len(lines) - back} is not a tree head "
+                                     f"({type(e).__name__}: {e}): {self._repair()}") from None
+            return head
+        return None
 
     def public_key(self, offered_pem: str | None):
         """The pinned audit key; trust on first use when the config names none."""
         if self.key_path.exists():
-            return ECC.import_key(self.key_path.read_text())
+            try:
+                return ECC.import_key(self.key_path.read_text(encoding="ascii"))
+            except (OSError, ValueError, IndexError) as e:
+                raise StateFileError(f"{self.key_path} is not the audit public key ({type(e).__name__}): restore "
+                                     "it, or name the coordinator's key in the agent config "
+                                     "(audit_public_key)") from None
         if offered_pem is None:
             raise AuditError("no audit public key is pinned for this coordinator")
-        self.key_path.parent.mkdir(parents=True, exist_ok=True)
-        self.key_path.write_text(offered_pem)
+        write_atomic(self.key_path, offered_pem.encode("ascii"), 0o644)
         return ECC.import_key(offered_pem)
+
+    def _saved(self, public_key) -> TreeHead | None:
+        """The last saved head, re-verified: a head that does not verify was damaged here."""
+        old = self.latest()
+        if old is None:
+            return None
+        try:
+            verify_tree_head(old, public_key)
+        except AuditError as e:
+            raise StateFileError(f"the tree head saved in {self.path} does not verify ({e}): the file was "
+                                 f"damaged on this machine, not by the coordinator: {self._repair()}") from None
+        return old
 
     def check(self, head: TreeHead, public_key, consistency: Callable[[int, int], Sequence[bytes]]) -> None:
         verify_tree_head(head, public_key)
-        old = self.latest()
+        old = self._saved(public_key)
         if old is not None:
             try:
                 if head.tree_size < old.tree_size:
@@ -208,5 +257,8 @@ class HeadKeeper:
                     "shown a different log than others. Refusing to continue; report this to the privacy "
                     "officer with the file " + str(self.path)) from None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(head.to_json() + "\n")
+        torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(("\n" if torn else "") + head.to_json() + "\n")
+            f.flush()
+            os.fsync(f.fileno())

@@ -79,6 +79,8 @@ class CoordinatorClient:
             options.append(("grpc.ssl_target_name_override", server_name))
         self.address, self.server_name = address, server_name
         self.retries = retries
+        self.credentials = credentials
+        self._diagnosed: str | None = None
         if credentials is not None:
             self.channel = grpc.secure_channel(address, channel_credentials(credentials), options=options)
             self.metadata: tuple[tuple[str, str], ...] = ()
@@ -122,18 +124,32 @@ class CoordinatorClient:
                 pushback = retry_after_s(e)
                 if not (e.code() in RETRYABLE or pushback is not None):
                     raise
+                why = self.diagnose(e)
                 if attempt >= self.retries:
                     raise CoordinatorUnavailable(
-                        f"the coordinator at {self.address} is still unreachable after {attempt} "
-                        f"retries ({e.code().name}: {e.details()}); nothing is counted until the coordinator "
+                        f"the coordinator at {self.address} is still unavailable after {attempt} "
+                        f"retries ({why}); nothing is counted until the coordinator "
                         "commits it: run the same command again to resume") from e
                 attempt += 1
                 wait = max(pushback or 0.0, min(30.0, 0.5 * 2 ** attempt) * random.uniform(0.8, 1.2))
-                log.warning("coordinator unreachable (%s: %s); retrying in %.1f s (attempt %d of %d)%s",
-                            e.code().name, (e.details() or "")[:120], wait, attempt, self.retries,
-                            f", {resumes}" if resumes else "")
+                log.warning("coordinator unavailable (%s); retrying in %.1f s (attempt %d of %d)%s",
+                            why[:300], wait, attempt, self.retries, f", {resumes}" if resumes else "")
                 time.sleep(wait)
 
+    def diagnose(self, error: grpc.RpcError) -> str:
+        """What a failed call says, and, when the connection itself failed, a
+        certificate that this machine's clock finds not yet valid or expired
+        (ours, the CA, or the coordinator's), which gRPC reports only as
+        "unavailable". A store outage the coordinator reported is its own reason."""
+        said = f"{error.code().name}: {(error.details() or '')[:300]}"
+        if error.code() != grpc.StatusCode.UNAVAILABLE or self.credentials is None or "database" in said:
+            return said
+        if self._diagnosed is None:
+            from fedlink.pki.validity import credential_problems, peer_problem
+
+            problems = credential_problems(self.credentials) + [p for p in [peer_problem(self.address)] if p]
+            self._diagnosed = "; ".join(problems)
+        return f"{said}; {self._diagnosed}" if self._diagnosed else said
 
 _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
           FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}

@@ -44,21 +44,25 @@ class AuditLog:
         self.public_pem = public_path(key_path).read_text()
         self._tree = merkle.MerkleTree()
         self._lock = threading.Lock()
+        self._latest_ms = 0  # no head is signed with a time before an event it covers or a head before it
 
     def _sync(self) -> None:
         with self.store.read() as conn:
-            rows = conn.execute(select(t.audit_events.c.seq, t.audit_events.c.body).where(
+            rows = conn.execute(select(t.audit_events.c.seq, t.audit_events.c.body, t.audit_events.c.ts).where(
                 t.audit_events.c.seq >= self._tree.size).order_by(t.audit_events.c.seq)).all()
-        for seq, body in rows:
+        for seq, body, ts in rows:
             if seq != self._tree.size:
                 break  # a gap: an event still being written; the next head covers it
             self._tree.append_leaf_hash(event_leaf(body))
+            self._latest_ms = max(self._latest_ms, int(ts * 1000))
 
     def tree_head(self) -> TreeHead:
         with self._lock:
             self._sync()
             size = self._tree.size
-            return sign_tree_head(self._key, size, self._tree.root(size), int(time.time() * 1000))
+            # A clock that stepped back (reported by the store's EventClock) never dates a head backwards.
+            self._latest_ms = max(self._latest_ms, int(time.time() * 1000))
+            return sign_tree_head(self._key, size, self._tree.root(size), self._latest_ms)
 
     def consistency(self, old_size: int, new_size: int) -> list[bytes]:
         with self._lock:

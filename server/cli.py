@@ -11,6 +11,7 @@ from fedlink.cli.base import INPUT, Failure, Invocation
 from fedlink.pki import Credentials, credentials_for
 from server.limits import Limits
 from server.store import safe_url
+from server.ownership import LEASE_TTL_S, DatabaseInUse
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The central coordinator.")
 
@@ -24,7 +25,8 @@ def _database_error(error: SQLAlchemyError, run: Invocation) -> str:
 
 # What the coordinator is started with: an engine or a limit not valid, a port
 # taken, a certificate missing, a database it cannot use.
-EXIT_CODES = {ValueError: Failure(INPUT), OSError: Failure(INPUT), SQLAlchemyError: Failure(INPUT, _database_error)}
+EXIT_CODES = {ValueError: Failure(INPUT), OSError: Failure(INPUT), SQLAlchemyError: Failure(INPUT, _database_error),
+              DatabaseInUse: Failure(INPUT)}
 
 
 def _server_credentials(pki: Optional[Path], cert: Optional[Path], key: Optional[Path],
@@ -77,6 +79,9 @@ def coordinator_serve(
     keep_runs: int = typer.Option(2, help="Retention: keep the uploads (filters, indicators) the last N runs of a "
                                           "project used and the current ones; older ones are deleted after "
                                           "each run (0: keep everything)"),
+    schedule_poll: float = typer.Option(30.0, help="Seconds between checks for a schedule that fell due"),
+    lease_seconds: float = typer.Option(LEASE_TTL_S, help="PostgreSQL: how long this coordinator's lease lasts "
+                                                          "without a heartbeat before others recover its runs"),
 ):
     """Run the coordinator until Ctrl-C (which finishes the calls in flight).
     Pending schema migrations are applied first."""
@@ -89,7 +94,7 @@ def coordinator_serve(
     health = None if health_port is None else f"{health_host or listen.rpartition(':')[0]}:{health_port}"
     running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
                     engine=engine, metrics_port=metrics_port, limits=limits, health_address=health, crl=crl,
-                    keep_runs=keep_runs)
+                    keep_runs=keep_runs, schedule_poll=schedule_poll, lease_seconds=lease_seconds)
     serve_forever(running, grace)
 
 

@@ -249,7 +249,7 @@ def withdraw_committed_uploads(conn, project_id: str) -> dict[str, str]:
 def done_runs(conn, project_id: str):
     """(run_id, uploads, purged_at) of a project's finished runs, newest first."""
     return conn.execute(select(t.runs.c.run_id, t.runs.c.uploads, t.runs.c.purged_at).where(and_(
-        t.runs.c.project_id == project_id, t.runs.c.state == "done")).order_by(t.runs.c.created_at.desc())).all()
+        t.runs.c.project_id == project_id, t.runs.c.state == "done")).order_by(t.runs.c.number.desc())).all()
 
 
 def superseded_uploads(conn, project_id: str):
@@ -302,8 +302,8 @@ def active_run(conn, project_id: str) -> str | None:
 
 
 def active_runs(conn):
-    """(run_id, project_id, state) of every queued or running run."""
-    return conn.execute(select(t.runs.c.run_id, t.runs.c.project_id, t.runs.c.state).where(
+    """(run_id, project_id, state, owner) of every queued or running run."""
+    return conn.execute(select(t.runs.c.run_id, t.runs.c.project_id, t.runs.c.state, t.runs.c.owner).where(
         t.runs.c.state.in_(ACTIVE_RUN_STATES))).all()
 
 
@@ -312,15 +312,17 @@ def latest_done_run(conn, project_id: str, run_id: str = ""):
     q = select(t.runs).where(and_(t.runs.c.project_id == project_id, t.runs.c.state == "done"))
     if run_id:
         q = q.where(t.runs.c.run_id == run_id)
-    return conn.execute(q.order_by(t.runs.c.created_at.desc()).limit(1)).first()
+    return conn.execute(q.order_by(t.runs.c.number.desc()).limit(1)).first()
 
 
 def previous_done_run(conn, project_id: str, run_id: str):
-    """The project's latest finished run started before `run_id`."""
-    this = select(t.runs.c.created_at).where(t.runs.c.run_id == run_id).scalar_subquery()
+    """The project's latest finished run before `run_id`, by run number (never by a clock that can step)."""
+    number = select(t.runs.c.number).where(t.runs.c.run_id == run_id).scalar_subquery()
     return conn.execute(select(t.runs).where(and_(
-        t.runs.c.project_id == project_id, t.runs.c.state == "done", t.runs.c.run_id != run_id,
-        t.runs.c.created_at <= this)).order_by(t.runs.c.created_at.desc()).limit(1)).first()
+        t.runs.c.project_id == project_id, t.runs.c.state == "done", t.runs.c.number < number))
+        .order_by(t.runs.c.number.desc()).limit(1)).first()
+
+
 def projects_with_run_counts(conn):
     """Every project's row and its number of runs, by project id."""
     runs = select(t.runs.c.project_id, func.count().label("n")).group_by(t.runs.c.project_id).subquery()
@@ -332,18 +334,29 @@ def projects_with_run_counts(conn):
 def recent_runs(conn, project_id: str, limit: int):
     """A project's runs, newest first."""
     return conn.execute(select(t.runs).where(t.runs.c.project_id == project_id)
-                        .order_by(t.runs.c.created_at.desc()).limit(limit)).all()
+                        .order_by(t.runs.c.number.desc()).limit(limit)).all()
 
 
-def insert_run(conn, run_id: str, project_id: str, started_by: str, as_of: str, uploads: dict[str, str]) -> None:
+def insert_run(conn, run_id: str, project_id: str, started_by: str, as_of: str, uploads: dict[str, str],
+               owner: str | None) -> int:
+    """A queued run, numbered after the project's last; its number. The caller's write
+    transaction is serialised (server/store.py), so two runs never get one number."""
+    number = conn.execute(select(func.coalesce(func.max(t.runs.c.number), 0) + 1).where(
+        t.runs.c.project_id == project_id)).scalar()
     conn.execute(t.runs.insert().values(run_id=run_id, project_id=project_id, state="queued", started_by=started_by,
-                                        created_at=time.time(), as_of=as_of, uploads=uploads))
+                                        created_at=time.time(), as_of=as_of, uploads=uploads, number=number,
+                                        owner=owner))
+    return number
 
 
-def set_run_state(conn, run_id: str, state: str, **values) -> None:
-    """`values`: report, error; a finished run gets its time."""
+def set_run_state(conn, run_id: str, state: str, *, owner: str | None = None, **values) -> bool:
+    """`values`: report, error; a finished run gets its time. With `owner`, only
+    while that instance still owns the active run; whether a row changed."""
     finished = {"finished_at": time.time()} if state in ("done", "failed") else {}
-    conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(state=state, **finished, **values))
+    where = t.runs.c.run_id == run_id
+    if owner is not None:
+        where = and_(where, t.runs.c.owner == owner, t.runs.c.state.in_(ACTIVE_RUN_STATES))
+    return conn.execute(update(t.runs).where(where).values(state=state, **finished, **values)).rowcount > 0
 
 
 def discard_run_results(conn, run_id: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time as _time
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable
@@ -139,13 +140,48 @@ def from_iso(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
+def _boottime() -> float:
+    """Seconds on a clock that no one sets and that counts a suspended machine's sleep too."""
+    return _time.clock_gettime(getattr(_time, "CLOCK_BOOTTIME", _time.CLOCK_MONOTONIC))
+
+
+class SteadyClock:
+    """The scheduler's "now": the wall clock as it was when the coordinator
+    started, advanced by the boot-time clock, which nobody steps. A wall clock
+    that has moved away from it by more than `tolerance` seconds was stepped
+    (by NTP, an operator, a restored snapshot): the step is reported, once, to
+    `on_step(seconds)` (positive: ahead), and schedules keep firing by the
+    steady time, so a clock set ahead does not start next month's run early or
+    skip this month's, and a clock set back never starts one twice. After a
+    deliberate correction, restart the coordinator to take the new time."""
+
+    def __init__(self, on_step: Callable[[float], None] = lambda s: None, tolerance: float = 120.0,
+                 wall: Callable[[], float] = _time.time, steady: Callable[[], float] = _boottime):
+        self.on_step, self.tolerance, self._wall, self._steady = on_step, tolerance, wall, steady
+        self._origin = wall() - steady()
+        self._reported = 0.0  # the step last reported
+
+    def __call__(self) -> datetime:
+        steady = self._origin + self._steady()
+        step = self._wall() - steady
+        if abs(step) <= self.tolerance:
+            self._reported = 0.0
+        elif abs(step - self._reported) > self.tolerance:
+            self._reported = step
+            log.warning("the wall clock stepped %+.0f s away from the time the coordinator keeps; schedules "
+                        "follow the kept time until a restart", step)
+            self.on_step(step)
+        return datetime.fromtimestamp(steady, timezone.utc)
+
+
 class Scheduler:
     """The coordinator's scheduler thread: wakes every `poll` seconds (or when a
-    schedule changes) and asks `fire(now)` to start what is due."""
+    schedule changes) and asks `fire(now)` to start what is due, `now` by a
+    SteadyClock."""
 
     def __init__(self, fire: Callable[[datetime], list[str]], poll: float = 30.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
-        self._fire, self.poll, self.clock = fire, poll, clock
+                 on_step: Callable[[float], None] = lambda s: None):
+        self._fire, self.poll, self.clock = fire, poll, SteadyClock(on_step)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)

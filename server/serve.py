@@ -24,6 +24,7 @@ from server.domain.coordinator import Coordinator
 from server.domain.retention import DEFAULT_KEEP_RUNS
 from server.engine import engine_from_url
 from server.limits import Limits
+from server.ownership import LEASE_TTL_S, Ownership
 from server.probes import HealthEndpoint, enable_reflection, serve_metrics
 from server.servicer import CoordinatorServicer, register
 from server.store import Store, safe_url
@@ -90,7 +91,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
           engine: str | None = None, max_workers: int = 64, metrics_port: int | None = None,
           interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
           limits: Limits | None = None, schedule_poll: float = 30.0,
-          health_address: str | None = None, crl: Path | None = None, keep_runs: int = DEFAULT_KEEP_RUNS) -> Running:
+          health_address: str | None = None, crl: Path | None = None, keep_runs: int = DEFAULT_KEEP_RUNS,
+          lease_seconds: float = LEASE_TTL_S) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
     else one beside the database; it is created on first start. Callers are
@@ -120,6 +122,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     keep_private()  # the database, its -wal/-shm and the audit key: the coordinator's alone
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
+    if credentials is not None:
+        warn_about_certificate_times(credentials)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
@@ -143,7 +147,13 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     store = Store(database)
     if keep_runs < 0:
         raise ValueError(f"--keep-runs {keep_runs}: the number of runs whose uploads are kept, 0 to keep all")
-    coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits, keep_runs)
+    try:
+        # SQLite: refused while another coordinator holds the database; PostgreSQL: a lease among others.
+        ownership = Ownership(store, database, address, lease_seconds)
+    except Exception:
+        store.engine.dispose()
+        raise
+    coordinator = Coordinator(store, AuditLog(store, audit_key), ownership, match_engine, limits, keep_runs)
     for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.
@@ -184,6 +194,14 @@ def _start_probes(running: Running, metrics_host: str, metrics_port: int | None,
             raise OSError(f"--health-port: cannot listen on {health_address}: {e.strerror}") from None
         running.health_port = endpoint.port
         running.closers.append(endpoint.close)
+
+
+def warn_about_certificate_times(credentials: Credentials) -> None:
+    """A certificate this machine's clock finds not yet valid or expired fails every handshake: said loudly."""
+    from fedlink.pki.validity import credential_problems
+
+    for problem in credential_problems(credentials):
+        log.error("%s; every connection fails until it is fixed", problem)
 
 
 def serve_forever(running: Running, grace: float = 10.0) -> None:

@@ -26,6 +26,7 @@ from server.domain.coordinator import Coordinator
 from server.domain.uploads import ExtractQuality, FieldQuality, IncomingRecord
 from server.limits import Limits, RateLimiter, StreamSlots
 from server.metrics import RECORDS_STORED, RPC_SECONDS
+from server.outages import outage_kind, store_problem
 
 log = logging.getLogger("fedlink.coordinator")
 
@@ -98,9 +99,10 @@ def register(servicer, server) -> None:
 
 
 @contextmanager
-def _status_codes(name: str, context):
+def _status_codes(name: str, context, store: str = ""):
     """Domain errors and the rest to status codes: the one mapping, for unary and
-    streaming calls alike; each call's time goes to the latency histogram by its code."""
+    streaming calls alike; each call's time goes to the latency histogram by its code.
+    A store that is down or full is the caller's to retry or the operator's to fix, named."""
     began, code = time.perf_counter(), "OK"
     try:
         yield
@@ -120,7 +122,12 @@ def _status_codes(name: str, context):
     except GeneratorExit:  # the caller left a stream
         code = "CANCELLED"
         raise
-    except Exception:
+    except Exception as e:
+        outage = outage_kind(e)
+        if outage:  # the store is down or full: the caller may retry, or the operator must act
+            code = outage
+            log.warning("%s: %s", name, store_problem(e, store))
+            context.abort(grpc.StatusCode[outage], f"{name}: {store_problem(e, store)}")
         # The traceback goes to the operator's log; the caller gets no internals.
         code = "INTERNAL"
         log.exception("%s failed", name, extra={"event": "call.failed", "method": name})
@@ -137,12 +144,12 @@ def rpc(method):
 
     @functools.wraps(method)
     def unary(self, request, context):
-        with _status_codes(name, context):
+        with _status_codes(name, context, self.coordinator.store.name):
             return method(self, request, context, self._admit(context, name, request))
 
     @functools.wraps(method)
     def streaming(self, request, context):
-        with _status_codes(name, context):
+        with _status_codes(name, context, self.coordinator.store.name):
             who = self._admit(context, name, request)
             with self._stream(who, name, context) as watched:
                 if not isinstance(request, (Message, Undecodable)):  # a client stream: its messages are counted

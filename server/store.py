@@ -9,9 +9,11 @@ flags) each happen in one transaction, so a crash never leaves half of one.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import (
@@ -88,6 +90,10 @@ runs = Table(
     Column("report", JSON),
     Column("error", Text),
     Column("purged_at", Float),                       # its links and flags deleted under retention
+    # The run's place in its project, 1, 2, 3...: runs are ordered by it, never by a clock that can step.
+    Column("number", Integer),
+    Column("owner", String(32)),                      # the coordinator instance executing it (server/ownership.py)
+    UniqueConstraint("project_id", "number", name="uq_run_number"),
 )
 
 links = Table(
@@ -163,6 +169,19 @@ proposals = Table(
     Index("ix_proposals_project_state", "project_id", "state"),
 )
 
+
+coordinator_leases = Table(
+    "coordinator_leases", metadata,                   # live coordinator instances (server/ownership.py)
+    Column("instance_id", String(32), primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("address", String(255), nullable=False),
+    Column("started_at", Float, nullable=False),      # all three by the database's clock
+    Column("renewed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+
 audit_events = Table(
     "audit_events", metadata,
     Column("seq", Integer, primary_key=True),
@@ -222,6 +241,9 @@ def connect_engine(url: str | Path) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _):
+            # The driver's own transaction handling begins a transaction only at the first write, so a
+            # write transaction's reads (the last audit seq) would see no lock: we begin them ourselves.
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             # Before the first table of a new database: space freed by retention
             # (server/domain/retention.py) can be given back page by page.
@@ -232,6 +254,20 @@ def connect_engine(url: str | Path) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        if os.environ.get("FEDLINK_FAULT_SQLITE_PAGES"):  # the fault tests' full disk (server/faults.py)
+            @event.listens_for(engine, "checkout")
+            def _page_limit(dbapi_conn, *_):
+                from server.faults import sqlite_page_limit
+
+                limit = sqlite_page_limit()
+                dbapi_conn.execute(f"PRAGMA max_page_count = {limit or 4294967294}")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            # A write takes the database's write lock up front (IMMEDIATE), so another process's writer
+            # waits instead of both reading the same last audit seq; a read begins a snapshot only.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
     else:
         if url.startswith(("postgresql://", "postgres://")):  # the psycopg 3 driver (fedlink[coordinator])
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -258,13 +294,19 @@ class Store:
         self.engine = connect(url)
         self.dialect = self.engine.dialect.name
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else _NoLock()
+        self.clock = EventClock()
+        url = self.engine.url  # what messages name the store by; never its password
+        self.name = (f"SQLite {url.database}" if self.dialect == "sqlite" else
+                     f"PostgreSQL {url.host}:{url.port or 5432}/{url.database}")
 
     @contextmanager
     def write(self):
-        with self._write_lock, self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
-            yield conn
+        with self._write_lock, self.engine.connect() as conn:
+            conn.execution_options(write=True)
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
+                yield conn
 
     def write_lock(self):
         """Held by every write transaction: for work outside one (VACUUM)."""
@@ -278,16 +320,57 @@ class Store:
     def audit(self, conn, actor: str, kind: str, *, project_id: str | None = None, department: str | None = None,
               **details) -> int:
         """Append an audit event in the caller's transaction: the event lands
-        exactly when what it records does."""
-        last = conn.execute(select(audit_events.c.seq, audit_events.c.body)
+        exactly when what it records does. Its time never goes back: a clock
+        that stepped behind the last event is reported by an event of its own
+        (once per step), and the events keep the last time until it catches up."""
+        last = conn.execute(select(audit_events.c.seq, audit_events.c.body, audit_events.c.ts)
                             .order_by(audit_events.c.seq.desc()).limit(1)).first()
+        ts, behind = self.clock.stamp(time.time(), None if last is None else last.ts)
+        if behind:
+            last = self._append(conn, last, ts, "coordinator", CLOCK_STEP, None, None,
+                                {"direction": "back", "seconds": -round(behind, 3), "noticed_at": kind})
+        return self._append(conn, last, ts, actor, kind, project_id, department, details).seq
+
+    @staticmethod
+    def _append(conn, last, ts: float, actor: str, kind: str, project_id, department, details: dict):
         seq, prev = (0, GENESIS_PREV) if last is None else (last.seq + 1, event_leaf(last.body).hex())
-        ts = time.time()
         body = canonical({"seq": seq, "prev": prev, "ts": ts, "actor": actor, "kind": kind,
                           "project_id": project_id, "department": department, "details": details})
         conn.execute(audit_events.insert().values(seq=seq, ts=ts, actor=actor, kind=kind, project_id=project_id,
                                                   department=department, body=body))
-        return seq
+        return _Appended(seq, body, ts)
+
+
+@dataclass(frozen=True)
+class _Appended:
+    seq: int
+    body: str
+    ts: float
+
+
+CLOCK_STEP = "clock.stepped"
+
+
+class EventClock:
+    """Times for the audit log that never go back. A wall clock found more than
+    `tolerance` seconds behind the last event is a step back (NTP, an operator,
+    a restored VM): reported once, until the clock has caught up again."""
+
+    def __init__(self, tolerance: float = 1.0):
+        self.tolerance = tolerance
+        self._behind = False
+
+    def stamp(self, now: float, last: float | None) -> tuple[float, float]:
+        """(the event's time, how far the clock stepped back if that is news, else 0)."""
+        if last is None or now >= last:
+            self._behind = False
+            return now, 0.0
+        news = last - now > self.tolerance and not self._behind
+        if news:
+            self._behind = True
+            log.warning("the clock is %.1f s behind the last audit event: it stepped back; events keep the "
+                        "last time until it catches up (check NTP)", last - now)
+        return last, (last - now) if news else 0.0
 
 
 class _NoLock:

@@ -16,10 +16,13 @@ from server.limits import Limits, RateLimiter
 
 
 @pytest.fixture
-def limited(pki, database, request):
+def limited(pki, tmp_path, request):
+    """A coordinator with limits, on a database of its own (the `coordinator` fixture's is held by that one)."""
+    from dbutil import new_database
     from fedlink.pki import credentials_for
     from server.serve import start
 
+    database = new_database(tmp_path, "limited")
     running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"), limits=request.param)
     running.address = f"127.0.0.1:{running.port}"
     running.database = database

@@ -68,6 +68,7 @@ class Context:
     audit_log: AuditLog
     engine: object  # a matching engine (server/engine.py)
     limits: Limits
+    ownership: object = None  # this instance's claim on the database (server/ownership.py)
     bursts: BurstLog | None = None  # refusals and head reads, one event per burst (server/bursts.py)
     keep_runs: int = 2  # retention: the runs whose uploads are kept (server/domain/retention.py); 0 keeps all
 

@@ -15,14 +15,15 @@ from server.domain.schedules import Schedules
 from server.domain.uploads import Uploads
 from server.engine import LocalEngine
 from server.limits import Limits
+from server.ownership import Ownership
 from server.schedule import Scheduler
 from server.store import Store
 
 
 class Coordinator:
-    def __init__(self, store: Store, audit: AuditLog, engine=None, limits: Limits | None = None,
+    def __init__(self, store: Store, audit: AuditLog, ownership: Ownership, engine=None, limits: Limits | None = None,
                  keep_runs: int = DEFAULT_KEEP_RUNS):
-        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits(), keep_runs=keep_runs)
+        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits(), ownership, keep_runs=keep_runs)
         self.context.bursts.start()
         self.projects = Projects(self.context)
         self.uploads = Uploads(self.context)
@@ -43,7 +44,10 @@ class Coordinator:
 
     def start_scheduler(self, poll: float) -> None:
         """Runs on a cadence (server/schedule.py): the schedules are in the store, so they survive a restart."""
-        self.schedules.scheduler = Scheduler(self.schedules.fire_due, poll=poll).start()
+        self.schedules.scheduler = Scheduler(self.schedules.fire_due, poll=poll,
+                                             on_step=self.schedules.clock_stepped).start()
+        if not self.context.ownership.exclusive:  # PostgreSQL: a lease to renew, dead instances' runs to end
+            self.context.ownership.start_heartbeat(self.runs.recover_interrupted)
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop starting runs, let the running ones finish, then release the engine's workers."""
@@ -52,3 +56,4 @@ class Coordinator:
         self.runs.join(timeout)
         self.context.bursts.stop()
         self.engine.close()
+        self.context.ownership.release()

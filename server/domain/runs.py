@@ -20,10 +20,12 @@ from server import queries as q
 from server.domain import retention
 from server.domain.access import Context, FailedPrecondition, InvalidArgument, NotFound, existing_project, guarded
 from server.domain.uploads import ExtractQuality
+from server.outages import store_problem
 from server.pipeline import execute_run
 from server.metrics import RUN_PHASE_SECONDS, RUNS
 from server.pipeline.report import suppress
 
+log = logging.getLogger("fedlink.coordinator")
 FINAL_STATES = ("done", "failed")
 log = logging.getLogger("fedlink.coordinator")
 
@@ -184,6 +186,7 @@ class Runs:
         self._status: dict[str, RunStatus] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._closing = threading.Event()  # the coordinator stops: outcome retries give up
 
     @guarded("StartRun", "operator")
     def start(self, who: Identity, project_id: str, as_of: str = "", *, wait: bool = False) -> str:
@@ -208,8 +211,9 @@ class Runs:
         if running:
             raise FailedPrecondition(f"run {running} of project {project_id} is still going")
         run_id = uuid.uuid4().hex[:16]
-        q.insert_run(conn, run_id, project_id, actor, day.isoformat(), used)
-        self.ctx.store.audit(conn, actor, "run.start", project_id=project_id, run_id=run_id,
+        owner = self.ctx.ownership.instance_id
+        number = q.insert_run(conn, run_id, project_id, actor, day.isoformat(), used, owner)
+        self.ctx.store.audit(conn, actor, "run.start", project_id=project_id, run_id=run_id, number=number, owner=owner,
                              as_of=day.isoformat(), uploads=used, threshold=project.schema.threshold,
                              auto_threshold=project.schema.auto_threshold, engine=self.ctx.engine.name, **why)
         log.info("run %s of %s started by %s, as of %s, on the uploads of %s", run_id, project_id, actor,
@@ -232,6 +236,17 @@ class Runs:
 
     def _execute(self, run: QueuedRun, status: RunStatus) -> None:
         phases = PhaseClock(run)
+        try:
+            report, final, error = self._compute(run, status, phases)
+        except BaseException as e:  # noqa: BLE001 - the thread must not end with its run left "running"
+            report, final, error = None, "failed", f"the run's worker ended: {type(e).__name__}: {e}"
+        self._record_outcome(run, status, final, report, error)
+        phases.end(final, (report or {}).get("persons"), error)
+        if report is not None:
+            self._retain(run, report)
+        status.publish(final, final, 0, 0, error or "finished")
+
+    def _compute(self, run: QueuedRun, status: RunStatus, phases: "PhaseClock") -> tuple[dict | None, str, str]:
 
         def progress(phase: str, done: int, total: int, message: str = "") -> None:
             status.publish("running", phase, done, total, message)
@@ -244,20 +259,41 @@ class Runs:
             report = execute_run(self.ctx.store, run.project, run.run_id, run.as_of, run.uploads, self.ctx.engine,
                                  progress)
             faults.pause("run.finishing")
-            final, error = "done", ""
+            return report, "done", ""
         except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
-            report, final, error = None, "failed", f"{type(e).__name__}: {e}"
             log.exception("run %s of %s failed", run.run_id, run.project.project_id,
                           extra={"event": "run.error", "run_id": run.run_id, "project_id": run.project.project_id})
-        with self.ctx.store.write() as conn:
-            q.set_run_state(conn, run.run_id, final, report=report, error=error or None)
-            self.ctx.store.audit(conn, "coordinator", f"run.{final}", project_id=run.project.project_id,
-                                 run_id=run.run_id, persons=(report or {}).get("persons"), error=error or None,
-                                 probe_signals=(report or {}).get("probe_signals"))
-        phases.end(final, (report or {}).get("persons"), error)
-        if report is not None:
-            self._retain(run, report)
-        status.publish(final, final, 0, 0, error or "finished")
+            return None, "failed", store_problem(e, self.ctx.store.name) or f"{type(e).__name__}: {e}"
+
+    def _record_outcome(self, run: QueuedRun, status: RunStatus, final: str, report: dict | None,
+                        error: str) -> None:
+        """Mark the run done or failed, retrying until the store takes it (a
+        database restart, an outage, a full disk): a run never stays "running"
+        because its last write failed. Watchers see each retry."""
+        delay = 0.5
+        while True:
+            try:
+                with self.ctx.store.write() as conn:
+                    if not q.set_run_state(conn, run.run_id, final, owner=self.ctx.ownership.instance_id,
+                                           report=report, error=error or None):
+                        log.warning("run %s was recovered by another coordinator while this one could not "
+                                    "reach the database; its outcome here (%s) is not recorded", run.run_id, final)
+                        return
+                    self.ctx.store.audit(conn, "coordinator", f"run.{final}", project_id=run.project.project_id,
+                                         run_id=run.run_id, persons=(report or {}).get("persons"),
+                                         error=error or None, probe_signals=(report or {}).get("probe_signals"))
+                return
+            except Exception as e:
+                why = store_problem(e, self.ctx.store.name) or f"{type(e).__name__}: {e}"
+                if self._closing.is_set():
+                    log.error("run %s: its outcome (%s) was not recorded before the stop (%s); the next start "
+                              "marks it failed", run.run_id, final, why)
+                    return
+                log.warning("run %s: recording its outcome (%s) failed (%s); retrying in %.1f s",
+                            run.run_id, final, why, delay)
+                status.publish("running", "store", 0, 0, f"recording the outcome ({final}): {why}; retrying")
+                self._closing.wait(delay)
+                delay = min(delay * 2, 30.0)
 
     def _retain(self, run: QueuedRun, report: dict) -> None:
         """Retention after a finished run (server/domain/retention.py); its figures join the run's report.
@@ -319,8 +355,14 @@ class Runs:
             return self._row(conn, run_id).state
 
     def join(self, timeout: float) -> None:
+        """Let the running runs end (the coordinator is stopping): an outcome still unrecorded after
+        `timeout` is given up, and the next start fails its run."""
+        deadline = time.monotonic() + timeout
         for th in self._threads:
-            th.join(timeout)
+            th.join(max(0.0, deadline - time.monotonic()))
+        self._closing.set()
+        for th in self._threads:
+            th.join(5)
 
     @guarded("GetReport", "operator", "officer")
     def report(self, who: Identity, run_id: str) -> Report:
@@ -344,21 +386,23 @@ class Runs:
                       retention=retention.Retention(**stored["retention"]) if "retention" in stored else None)
 
     def recover_interrupted(self) -> list[str]:
-        """At start: a run that a previous coordinator process left queued or
-        running was cut off by a crash or kill. Its links and flags are written
-        in one transaction at its end, so none of them were committed; it is
-        marked failed (an audit event says so), its links and flags, if the
-        process died after storing them but before marking the run done, are
-        removed, and the operator starts it again. One coordinator process
-        serves a database at a time."""
+        """A run left queued or running by a coordinator instance that is gone
+        (a crash, a kill, a lost lease: server/ownership.py) was cut off. Its
+        links and flags are written in one transaction at its end, so none of
+        them were committed, or, if the process died after storing them but
+        before marking the run done, they are removed; the run is marked failed
+        (an audit event says so) and the operator starts it again. A run whose
+        owner is alive, this instance or another sharing the database, is
+        never touched. Called at start and, on PostgreSQL, at every heartbeat."""
         message = "interrupted: the coordinator stopped during the run; start the run again"
         with self.ctx.store.write() as conn:
-            stale = q.active_runs(conn)
+            live = self.ctx.ownership.live_owners(conn)
+            stale = [r for r in q.active_runs(conn) if r.owner not in live]
             for r in stale:
                 q.discard_run_results(conn, r.run_id)
                 q.set_run_state(conn, r.run_id, "failed", error=message)
                 self.ctx.store.audit(conn, "coordinator", "run.failed", project_id=r.project_id, run_id=r.run_id,
-                                     persons=None, error=message, was=r.state)
+                                     persons=None, error=message, was=r.state, owner=r.owner)
         return [r.run_id for r in stale]
 
 

@@ -102,6 +102,8 @@ class Schedules:
         Claiming an occurrence and queueing its run are one write transaction,
         so two coordinators on one database never start the same run twice."""
         with self.ctx.store.read() as conn:
+            if not self.ctx.ownership.runs_schedules(conn):
+                return []  # another coordinator on this database holds the oldest lease: it fires them
             due = q.due_projects(conn, iso(now))
         started = []
         for project_id in due:
@@ -109,6 +111,12 @@ class Schedules:
             if queued:
                 started.append(self.runs.launch(queued))
         return started
+
+    def clock_stepped(self, seconds: float) -> None:
+        """The wall clock moved `seconds` (positive: ahead) from the scheduler's steady time: audited."""
+        with self.ctx.store.write() as conn:
+            self.ctx.store.audit(conn, SCHEDULER, "clock.stepped", direction="ahead" if seconds > 0 else "back",
+                                 seconds=round(seconds, 3), kept="schedules follow the time kept since the start")
 
     def _fire_one(self, project_id: str, now: datetime):
         with self.ctx.store.write() as conn:

@@ -95,9 +95,8 @@ def track_over_time(conn, project_id: str, run_id: str, as_of: date, rows: list[
     caseworker reviewed as "not in need" are not raised again until their
     suppression ends."""
     today = as_of.isoformat()
-    prev_run = conn.execute(select(t.runs.c.run_id).where(
-        (t.runs.c.project_id == project_id) & (t.runs.c.state == "done") & (t.runs.c.run_id != run_id))
-        .order_by(t.runs.c.created_at.desc()).limit(1)).scalar()
+    prev = q.previous_done_run(conn, project_id, run_id)  # by run number: a clock that steps cannot reorder
+    prev_run = prev.run_id if prev is not None else None
     previous = {}
     if prev_run:
         for f in conn.execute(select(t.flags, t.records.c.ref).join(t.records, t.records.c.id == t.flags.c.record_id)

@@ -1,0 +1,113 @@
+"""A coordinator whose wall clock steps, with libfaketime (scripts/faketime)
+preloaded into a real coordinator process and stepped while it runs.
+
+Stepped back: runs are still ordered by their number, so agents get the
+latest run's flags and the next run is compared with the run before it (its
+flags continue, none is new again); the step is reported in the log and by
+an audit event; audit times and signed tree heads never go back. Stepped
+ahead: a schedule does not fire early (the scheduler keeps the time it has
+counted since the start), and the step is reported."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from agents.client import Agent
+from agents.config import load_config
+from conftest import REFERENCE_DATE
+from dbutil import query
+from fedlink.officer import Officer
+from fedlink.operator import Operator
+from fedlink.schema import Project
+from procs import CoordinatorProcess, agent_toml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPARTMENTS = ("population", "civil_affairs", "medical_insurance")
+
+
+@pytest.fixture(scope="session")
+def libfaketime() -> str:
+    return subprocess.run([str(ROOT / "scripts" / "faketime")], check=True, capture_output=True, text=True,
+                          timeout=600).stdout.strip()
+
+
+@pytest.fixture
+def stepped(tmp_path, pki, database, libfaketime):
+    """A coordinator on a clock the test steps by writing an offset ("-240", "+40d") to `offset`."""
+    offset = tmp_path / "clock-offset"
+    offset.write_text("+0\n")
+    env = {"LD_PRELOAD": libfaketime, "FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_NO_CACHE": "1",
+           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}  # a wall-clock step leaves the boot-time clock alone
+    site = CoordinatorProcess(tmp_path, pki, database, env=env, args=("--schedule-poll", "0.3"))
+    site.offset = offset
+    yield site
+    site.kill()
+
+
+def events(database, kind: str) -> list[dict]:
+    return [json.loads(b) for (b,) in query(database, "select body from audit_events where kind = :k order by seq",
+                                            k=kind)]
+
+
+def test_a_clock_stepped_back_orders_runs_by_number_and_is_reported(stepped, pki, database, scenario,
+                                                                    secret_file, tmp_path):
+    with Operator.connect(stepped.address, pki) as op:
+        op.create_project(Project.default("pilot", reference_date=REFERENCE_DATE))
+    configs = {}
+    for d in DEPARTMENTS:
+        configs[d] = agent_toml(tmp_path, pki, d, stepped.address, scenario / f"{d}.csv", secret_file,
+                                batch_size=500)
+        with Agent(load_config(configs[d]), show_progress=False) as agent:
+            agent.upload()
+    with Operator.connect(stepped.address, pki) as op, Officer.connect(stepped.address, pki) as officer:
+        first = op.start_run("pilot", REFERENCE_DATE)
+        assert op.watch(first) == "done"
+        head_before = officer.tree_head()
+        stepped.offset.write_text("-240\n")  # four minutes back (certificates are backdated five)
+        time.sleep(0.2)
+        second = op.start_run("pilot", "2025-07-31")  # a month on
+        assert op.watch(second) == "done"
+        head_after = officer.tree_head()
+    (c1, n1), (c2, n2) = [query(database, "select created_at, number from runs where run_id = :r", r=r)[0]
+                          for r in (first, second)]
+    assert c2 < c1 and (n1, n2) == (1, 2)  # the clock did step: by time, the second run is older
+    with Agent(load_config(configs["population"]), show_progress=False) as agent:
+        pulled = agent.pull_flags()
+    assert pulled and {f.run_id for f in pulled} == {second}
+    statuses = set(query(database, "select status, since from flags where run_id = :r", r=second))
+    assert statuses == {("continuing", REFERENCE_DATE)}  # compared with the first run, not with nothing
+    # Both watchers of the clock report it: the store (against the last audit event) and the scheduler.
+    reported = {e["actor"]: e["details"] for e in events(database, "clock.stepped")}
+    assert set(reported) == {"coordinator", "coordinator:scheduler"}
+    assert all(d["direction"] == "back" and -245 < d["seconds"] < -235 for d in reported.values())
+    times = [ts for (ts,) in query(database, "select ts from audit_events order by seq")]
+    assert times == sorted(times)
+    assert head_after.timestamp_ms >= head_before.timestamp_ms and head_after.tree_size > head_before.tree_size
+    assert "the clock is" in stepped.log.read_text() and "stepped back" in stepped.log.read_text()
+
+
+def test_a_clock_stepped_ahead_does_not_fire_a_schedule_early(stepped, pki, database, scenario, secret_file,
+                                                              tmp_path):
+    with Operator.connect(stepped.address, pki) as op:
+        op.create_project(Project.default("pilot", reference_date=REFERENCE_DATE))
+    config = agent_toml(tmp_path, pki, "population", stepped.address, scenario / "population.csv", secret_file,
+                        batch_size=500)
+    with Agent(load_config(config), show_progress=False) as agent:
+        agent.upload()
+    today = date.today()
+    start = (today.replace(day=1) + timedelta(days=32)).replace(day=1)  # the first of next month
+    with Operator.connect(stepped.address, pki) as op:
+        s = op.set_schedule("pilot", "1mo", day=1, at="02:00", start=start.isoformat())
+        assert s.next_due == f"{start.isoformat()}T02:00:00Z"
+        stepped.offset.write_text("+40d\n")  # past the occurrence, by a wrong clock
+        time.sleep(3)  # ten scheduler polls
+        assert op.schedule("pilot").next_due == s.next_due  # neither fired nor skipped
+    assert events(database, "run.start") == []
+    reported = events(database, "clock.stepped")
+    assert [e["details"]["direction"] for e in reported] == ["ahead"]
+    assert reported[0]["actor"] == "coordinator:scheduler" and reported[0]["details"]["seconds"] > 39 * 86400
