@@ -24,7 +24,7 @@ from server.store import Store
 # Every kind of event the coordinator writes (tests/test_errors.py checks each
 # `audit(conn, actor, "kind", ...)` in server/ is here), for `audit log --kind`.
 EVENT_KINDS = (
-    "audit.read", "audit.read.repeated", "call.refused", "call.refused.repeated", "console.view", "flags.deliver",
+    "audit.read", "audit.read.repeated", "call.refused", "call.refused.repeated", "clock.stepped", "console.view", "flags.deliver",
     "linkage.update", "project.create", "project.key_check_pinned", "project.key_check_reset", "project.list",
     "project.read", "proposal.approve", "proposal.create", "proposal.expire", "proposal.reject",
     "proposal.superseded", "report.read", "retention.failed", "retention.purge", "review.outcome", "rules.update",

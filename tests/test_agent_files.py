@@ -27,13 +27,13 @@ DEPARTMENTS = ("population", "civil_affairs", "medical_insurance")
 
 @pytest.fixture
 def delivered(agent_config, operator, project):
-    """Every department uploaded and a run done; the population agent's config."""
+    """Every department uploaded and a run done; the civil affairs agent's config (the policy routes it flags)."""
     configs = {d: agent_config(d) for d in DEPARTMENTS}
     for config in configs.values():
         with Agent(load_config(config), show_progress=False) as agent:
             agent.upload()
     assert operator.watch(operator.start_run("pilot", REFERENCE_DATE)) == "done"
-    return configs["population"]
+    return configs["civil_affairs"]
 
 
 def heads_file(config):
@@ -119,7 +119,7 @@ def test_rows_whose_record_left_the_extract_are_marked(agent_config, operator, p
     out = tmp_path / "worklist.csv"
     with Agent(load_config(configs["population"]), show_progress=False) as agent:
         agent.write_worklist(out)
-    with out.open(encoding="utf-8") as fh:
+    with out.open(encoding="utf-8-sig") as fh:
         before = list(csv.DictReader(fh))
     assert before and {r["in_extract"] for r in before} == {"yes"}
     gone = before[0]["record_id"]
@@ -130,7 +130,7 @@ def test_rows_whose_record_left_the_extract_are_marked(agent_config, operator, p
     assert len(rows) > 2 and rows[0][0] == "record_id"
     with Agent(load_config(configs["population"]), show_progress=False) as agent:
         agent.write_worklist(out)
-    with out.open(encoding="utf-8") as fh:
+    with out.open(encoding="utf-8-sig") as fh:
         after = {r["record_id"]: r for r in csv.DictReader(fh)}
     assert after[gone]["in_extract"].startswith("no: the record is not in the current extract")
     assert all(r["in_extract"] == "yes" for k, r in after.items() if k != gone)

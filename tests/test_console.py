@@ -56,7 +56,7 @@ def bench(scenario, tmp_path_factory):
 def source(bench):
     session = bench[0]
     src = CoordinatorSource(session.address, credentials_for(session.pki, "operator"),
-                            credentials_for(session.pki, "officer"), session.pki / "audit-signing.pub")
+                            credentials_for(session.pki, "officer"), session.pki / "officer" / "audit-signing.pub")
     yield src
     src.close()
 

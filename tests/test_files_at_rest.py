@@ -47,9 +47,10 @@ def test_every_file_fedlink_writes_is_private(tmp_path):
         pki, scenario = tmp_path / "pki", tmp_path / "scenario"
         fedlink("pki", "init", str(pki), "--departments", ",".join(DEPARTMENTS), cwd=tmp_path)
         fedlink("synth", str(scenario), "--persons", "150", "--seed", "5", cwd=tmp_path)
-        secret = tmp_path / "inputs" / "project.secret"
-        secret.parent.mkdir()
-        secret.write_text("ab" * 32)
+        from agents.secret import new_secret
+
+        (tmp_path / "inputs").mkdir()
+        secret = new_secret(tmp_path / "inputs" / "project.secret")
         configs = {d: agent_toml(tmp_path / "inputs", pki, d, "127.0.0.1:0", scenario / f"{d}.csv", secret)
                    for d in DEPARTMENTS}
         inputs = set(modes(tmp_path / "inputs", set())) | {tmp_path / "inputs"}

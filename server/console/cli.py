@@ -45,8 +45,10 @@ def console_serve(
     if not host or not port.isdigit():
         raise ValueError(f"--listen {listen!r}: use host:port, e.g. 127.0.0.1:8443")
     served = credentials_for(pki, server_cert)
-    source = CoordinatorSource(coordinator, credentials_for(pki, operator), credentials_for(pki, officer),
-                               pki / "audit-signing.pub")
+    officer_files = credentials_for(pki, officer)
+    # The pinned audit key comes with the officer's bundle, beside its certificate.
+    source = CoordinatorSource(coordinator, credentials_for(pki, operator), officer_files,
+                               officer_files.cert.parent / "audit-signing.pub")
     print(f"console at {console_url(listen)} (coordinator {coordinator})", flush=True)
     try:
         uvicorn.run(create_app(source), host=host, port=int(port), http=CertificateH11Protocol, log_level=log_level,
