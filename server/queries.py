@@ -182,6 +182,13 @@ def upload_before(conn, project_id: str, department: str, upload_id: str) -> str
         t.uploads.c.committed_at < this)).order_by(t.uploads.c.committed_at.desc()).limit(1)).scalar()
 
 
+def uploads_before_current(conn, project_id: str) -> set[str]:
+    """Per department, the upload committed last before its current one."""
+    current = conn.execute(select(t.uploads.c.upload_id, t.uploads.c.department).where(and_(
+        t.uploads.c.project_id == project_id, t.uploads.c.state == "committed"))).all()
+    return {u for u in (upload_before(conn, project_id, c.department, c.upload_id) for c in current) if u}
+
+
 def records_only_in(conn, upload_id: str, *others: str) -> int:
     """Records of one upload whose reference none of the other uploads holds."""
     query = select(func.count()).select_from(t.records).where(t.records.c.upload_id == upload_id)

@@ -19,8 +19,9 @@ from fedlink.schema import Project
 from procs import FEDLINK, CoordinatorProcess, agent_toml
 
 DEPARTMENTS = ("population", "medical_insurance")
-# Public by design (certificates, the audit key's public half): no personal data, no secret.
-PUBLIC = ("-----BEGIN CERTIFICATE-----", "-----BEGIN PUBLIC KEY-----")
+# Public by design (certificates, the audit key's public half, the CA's list of revoked serials): no
+# personal data, no secret.
+PUBLIC = ("-----BEGIN CERTIFICATE-----", "-----BEGIN PUBLIC KEY-----", "-----BEGIN X509 CRL-----")
 
 pytestmark = pytest.mark.skipif(BACKEND != "sqlite", reason="the coordinator's file store is SQLite")
 
@@ -77,7 +78,7 @@ def test_every_file_fedlink_writes_is_private(tmp_path):
     finally:
         os.umask(old)
 
-    for path in (worklist, store, tmp_path / "export" / "events.jsonl", pki / "ca.key", scenario / "truth.csv",
+    for path in (worklist, store, tmp_path / "export" / "events.jsonl", pki / "ca" / "ca.key", scenario / "truth.csv",
                  tmp_path / "bench" / "flags.csv", tmp_path / "inputs" / "agent-population" / "state"):
         assert path in written, path  # each kind of file the issue names was written and is checked below
     loose = {}

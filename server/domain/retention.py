@@ -45,6 +45,9 @@ def purge(store: Store, conn, project_id: str, keep_runs: int) -> Retention:
         runs = q.done_runs(conn, project_id)
         kept = {u for r in runs[:keep_runs] for u in (r.uploads or {}).values()}
         kept |= q.uploads_flagged_in(conn, [r.run_id for r in runs[:keep_runs]])
+        # Each department's upload before its current one: the next commit counts the records that came
+        # with the current one and went again against it (a probe's trace, server/pipeline/probes.py).
+        kept |= q.uploads_before_current(conn, project_id)
         old_runs = [r.run_id for r in runs[keep_runs:] if r.purged_at is None]
         gone = [u for u in q.superseded_uploads(conn, project_id) if u.upload_id not in kept]
         if old_runs:
