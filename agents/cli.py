@@ -61,3 +61,24 @@ def agent_review(config: Path = ConfigOpt,
     with Agent(load_config(config), show_progress=False) as agent:
         until = agent.record_outcome(record_id, need, outcome, run)
     console.print(f"outcome {outcome} recorded" + (f"; not raised again before {until}" if until else ""))
+
+
+@app.command("witness-key")
+def agent_witness_key(config: Path = ConfigOpt):
+    """Print this agent's witness verifier key (made on first use, 0600): send the line to the
+    CA operator, who adds it to the project's witnesses file (`fedlink audit witnesses --add`)."""
+    from fedlink.pki import agent_party_name
+    from fedlink.witnessing import witness_at
+
+    c = load_config(config)
+    print(witness_at(c.witness_key_path, c.state_dir / "witness.json", agent_party_name(c.department))
+          .verifier.encode())
+
+
+@app.command("witness")
+def agent_witness(config: Path = ConfigOpt):
+    """Witness the coordinator's log now: check the latest checkpoint extends the last one this
+    agent cosigned, cosign it and hand the cosignature back (upload and flags do this too)."""
+    with Agent(load_config(config), show_progress=False) as agent:
+        contact = agent.witness()
+    console.print(f"cosigned checkpoint {contact.checkpoint.origin} size {contact.checkpoint.size}")

@@ -15,11 +15,13 @@ from agents.encoding import key_check
 from agents.extract import read_extract
 from agents.prepare import PreparedUpload, prepare
 from agents.refs import RefCipher, load_key
-from fedlink.audit import HeadKeeper, TreeHead, load_public_key
+from fedlink.audit import load_log_key
 from fedlink.client import CoordinatorClient
+from fedlink.pki import agent_party_name
 from fedlink.schema import Project, schema_columns
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb
+from fedlink.witnessing import Contact, Roster, Witnessing, witness_at
 
 WORKLIST_EXTRA = ("need", "tier", "status", "since", "transition_until", "reasons", "explanation",
                   "departments_linked", "match_scores", "run_id")
@@ -31,18 +33,29 @@ class Agent(CoordinatorClient):
                          retries=config.retries if retries is None else retries)
         self.config = config
         self.show_progress = show_progress
+        self._witnessing_: Witnessing | None = None
 
-    def check_log(self) -> None:
-        """Check that the coordinator's audit log only grew since this agent last
-        looked; raises AuditError (and the agent stops) if history was rewritten."""
-        head = self._call(self.stub.GetTreeHead, pb.GetTreeHeadRequest())
-        keeper = HeadKeeper(self.config.state_dir)
-        if self.config.audit_public_key is not None:
-            public = load_public_key(self.config.audit_public_key)
-        else:
-            public = keeper.public_key(head.public_key_pem)
-        keeper.check(TreeHead.from_pb(head), public, lambda old, new: list(self._call(
-            self.stub.GetConsistencyProof, pb.GetConsistencyProofRequest(old_size=old, new_size=new)).hashes))
+    def _witnessing(self) -> Witnessing:
+        c = self.config
+        if self._witnessing_ is None:
+            witness = witness_at(c.witness_key_path, c.state_dir / "witness.json", agent_party_name(c.department))
+            self._witnessing_ = Witnessing(self._call, self.stub, witness, Roster.load(c.witnesses),
+                                           load_log_key(c.audit_key) if c.audit_key else None,
+                                           c.state_dir / "audit-key.vkey")
+        return self._witnessing_
+
+    def witness(self) -> Contact:
+        """Cosign the coordinator's latest checkpoint after checking it extends the
+        last one this agent cosigned; raises AuditError (the agent stops) if not."""
+        return self._witnessing().contact()
+
+    def require_witnessed(self) -> list[str]:
+        """`witness`, then require the project's quorum of other witnesses vouching
+        for this agent's history since its previous contact (before it uploads or
+        acts on flags); raises AuditError saying what is missing."""
+        witnessing = self._witnessing()
+        before = witnessing.last()
+        return witnessing.require_quorum(witnessing.contact(), before)
 
     def project(self) -> Project:
         return project_from_pb(self._call(self.stub.GetProject, pb.GetProjectRequest(project_id=self.config.project)))
@@ -62,14 +75,14 @@ class Agent(CoordinatorClient):
         A lost connection is retried with backoff: the upload resumes at the
         first batch the coordinator does not hold, and counts only once the
         coordinator has committed every batch."""
-        self._retrying("the upload resumes where it stopped", self.check_log)
+        self._retrying("the upload resumes where it stopped", self.require_witnessed)
         project = project or self._retrying("", self.project)
         prepared = prepared or self.prepare(project)
         check = key_check(self.config.secret(), project.project_id)
 
         def once() -> pb.UploadSummary:
             summary = self._upload_once(project, prepared, check)
-            self.check_log()
+            self.witness()
             return summary
 
         return self._retrying("the upload resumes where it stopped", once)
@@ -106,9 +119,9 @@ class Agent(CoordinatorClient):
         request = pb.PullFlagsRequest(project_id=self.config.project, run_id=run_id)
 
         def once() -> list[pb.Flag]:
-            self.check_log()
+            self.require_witnessed()
             flags = list(self._call(self.stub.PullFlags, request, timeout=300))
-            self.check_log()
+            self.witness()
             return flags
 
         return self._retrying("the flags are pulled again whole", once)
@@ -137,7 +150,7 @@ class Agent(CoordinatorClient):
 
     def record_outcome(self, record_id: str, need: str, outcome: str, run_id: str) -> str:
         """Send a caseworker's review of a flag on one of the department's records."""
-        self.check_log()
+        self.witness()
         c = self.config
         ref = RefCipher(load_key(c.ref_key_file), c.project, c.department).encrypt(record_id)
         reply = self._call(self.stub.RecordOutcome, pb.RecordOutcomeRequest(

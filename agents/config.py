@@ -6,8 +6,9 @@
     extract = "extracts/medical_insurance.csv"   # .csv, .parquet, or "sql" with [sql]
     secret_file = "project.secret"              # the project secret, shared out of band
     ref_key_file = "medical_insurance.refkey"   # this department's own key (fedlink agent keygen)
-    state_dir = "state"                         # tree heads seen (audit-log consistency)
-    audit_public_key = "pki/audit-signing.pub"  # optional: pin the coordinator's audit key
+    state_dir = "state"                         # this agent's witness key and state (audit-log consistency)
+    audit_key = "pki/audit-signing.vkey"        # the coordinator's log key, pinned (from the bundle)
+    witnesses = "pki/witnesses.toml"            # the project's witnesses and quorum (from the bundle)
     batch_size = 1000
     retries = 5                                 # reconnect attempts, with backoff, when the coordinator is away
 
@@ -22,6 +23,13 @@
     [sql]                                       # optional: read the extract from a database
     url = "postgresql://..."
     query = "SELECT ... FROM ..."
+
+`audit_key` is required: without it an agent would believe whatever log key
+the coordinator offers. `trust_on_first_use = true` instead pins the key the
+coordinator offers at first contact (state_dir/audit-key.vkey), for a test
+set-up only. `witness_key` (default state_dir/witness.key) is this agent's
+own cosigning key, made on first use; `fedlink agent witness-key` prints the
+line to send to the CA operator for the witnesses file.
 
 Relative paths are relative to the config file. `load_config` reads this
 file and `AgentConfig.write` writes it: a configuration read back is the one
@@ -57,8 +65,15 @@ class AgentConfig:
     insecure: bool = False
     columns: dict[str, str] = field(default_factory=dict)
     sql: dict[str, str] = field(default_factory=dict)
-    audit_public_key: Path | None = None  # pin the coordinator's audit key; else trust on first use
+    audit_key: Path | None = None  # the pinned log key; None only with trust_on_first_use
+    trust_on_first_use: bool = False
+    witnesses: Path | None = None  # the project's witnesses file
+    witness_key: Path | None = None  # default: state_dir/witness.key
     retries: int = 5
+
+    @property
+    def witness_key_path(self) -> Path:
+        return self.witness_key or self.state_dir / "witness.key"
 
     def secret(self) -> bytes:
         try:
@@ -74,8 +89,11 @@ class AgentConfig:
         they are: absolute ones stay absolute, relative ones are then relative to
         the file."""
         lines = [f"{key} = {_toml_value(getattr(self, key))}" for key in _SCALARS]
-        if self.audit_public_key is not None:
-            lines.append(f"audit_public_key = {_toml_value(self.audit_public_key)}")
+        for key in ("audit_key", "witnesses", "witness_key"):
+            if getattr(self, key) is not None:
+                lines.append(f"{key} = {_toml_value(getattr(self, key))}")
+        if self.trust_on_first_use:
+            lines.append("trust_on_first_use = true")
         if self.insecure:
             lines.append("insecure = true")
         tables = {"tls": {"cert": self.tls.cert, "key": self.tls.key, "ca": self.tls.ca} if self.tls else {},
@@ -105,7 +123,8 @@ def _toml_value(value: str | Path | int) -> str:
 
 
 _KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-         "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries"}
+         "batch_size", "tls", "insecure", "columns", "sql", "audit_key", "trust_on_first_use", "witnesses",
+         "witness_key", "retries"}
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -142,6 +161,19 @@ def load_config(path: Path) -> AgentConfig:
         creds = Credentials(rel(tls["cert"]), rel(tls["key"]), rel(tls["ca"]))
     elif not insecure:
         raise ConfigError(f"{path}: [tls] cert/key/ca are required (or insecure = true for a loopback test)")
+    trust_on_first_use = data.get("trust_on_first_use", False)
+    if not isinstance(trust_on_first_use, bool):
+        raise ConfigError(f"{path}: trust_on_first_use must be true or false")
+    for key in ("audit_key", "witnesses", "witness_key"):
+        if key in data and (not isinstance(data[key], str) or not data[key]):
+            raise ConfigError(f"{path}: {key} must be a file path (a string)")
+    if not data.get("audit_key") and not trust_on_first_use:
+        raise ConfigError(f"{path}: audit_key is required: the coordinator's log key (audit-signing.vkey, in "
+                          "the bundle the CA operator sends), or trust_on_first_use = true for a test set-up")
+    if not data.get("witnesses"):
+        raise ConfigError(f"{path}: witnesses is required: the project's witnesses file (witnesses.toml, in the "
+                          "bundle the CA operator sends)")
+    optional = {key: rel(data[key]) if data.get(key) else None for key in ("audit_key", "witnesses", "witness_key")}
     extract = data["extract"]
     return AgentConfig(
         path=path, department=data["department"], project=data["project"], coordinator=data["coordinator"],
@@ -149,6 +181,5 @@ def load_config(path: Path) -> AgentConfig:
         ref_key_file=rel(data["ref_key_file"]), state_dir=rel(data.get("state_dir", f"state-{data['department']}")),
         batch_size=batch_size, tls=creds, insecure=insecure, columns=dict(data.get("columns", {})),
         sql=dict(data.get("sql", {})),
-        audit_public_key=rel(data["audit_public_key"]) if data.get("audit_public_key") else None,
-        retries=retries,
+        trust_on_first_use=trust_on_first_use, retries=retries, **optional,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import resource
 import secrets
+import shutil
 import time
 import tomllib
 from dataclasses import replace
@@ -25,10 +26,13 @@ from agents.config import AgentConfig, load_config
 from agents.refs import RefCipher, load_key, new_key
 from bench.febrl import materialise, named_scenario
 from bench.metrics import flag_quality, missed_links_by_group, pair_quality, pairwise_quality, record_groups
+from fedlink.audit import load_log_key, vkey_path
 from fedlink.officer import Officer, verify_export
 from fedlink.operator import Operator
 from fedlink.pki import credentials_for, init_pki
 from fedlink.schema import DEPARTMENTS, Project, schema_from_dict
+from fedlink.witness import Witness
+from fedlink.witnessing import DEFAULT_QUORUM, Roster, witness_at
 from server import store as t
 from server.serve import start
 
@@ -56,16 +60,32 @@ def scenario_departments(scenario: Path) -> list[str]:
     return found
 
 
+def register_witness(pki: Path, party: str) -> Path:
+    """The bench's stand-in for the witness ceremony: `party`'s witness key in the PKI
+    folder (made once) and its line in the project's witnesses file there."""
+    pki = Path(pki).resolve()
+    key_path = pki / f"witness-{party}.key"
+    key = witness_at(key_path, pki / f"witness-{party}.json", party).verifier
+    path = pki / "witnesses.toml"
+    roster = Roster.load(path) if path.exists() else Roster(path, DEFAULT_QUORUM, ())
+    if key.encode() not in {k.encode() for k in roster.keys}:
+        roster.with_key(key).write()
+    return key_path
+
+
 def write_agent_config(workdir: Path, department: str, extract: Path, address: str, columns: dict, *,
-                       project: str = PROJECT_ID, batch_size: int = 2000) -> Path:
-    """The agent TOML of one department in the bench's layout (workdir/agents, workdir/pki)."""
+                       log_key: Path, project: str = PROJECT_ID, batch_size: int = 2000) -> Path:
+    """The agent TOML of one department in the bench's layout (workdir/agents, workdir/pki),
+    pinning the log key `log_key` (an audit-signing.vkey)."""
     agents = (workdir / "agents").resolve()
+    pki = (workdir / "pki").resolve()
     return AgentConfig(
         path=agents / f"{department}.toml", department=department, project=project, coordinator=address,
         extract=extract.resolve(), secret_file=(workdir / "project.secret").resolve(),
         ref_key_file=agents / f"{department}.refkey", state_dir=agents / f"state-{department}",
-        batch_size=batch_size, tls=credentials_for((workdir / "pki").resolve(), f"agent-{department}"),
-        columns=dict(columns)).write()
+        batch_size=batch_size, tls=credentials_for(pki, f"agent-{department}"), columns=dict(columns),
+        audit_key=Path(log_key).resolve(), witnesses=pki / "witnesses.toml",
+        witness_key=register_witness(pki, f"agent-{department}")).write()
 
 
 class BenchSession:
@@ -91,12 +111,14 @@ class BenchSession:
         if database is None:
             for stale in (self.db, self.db.with_suffix(".sqlite-wal"), self.db.with_suffix(".sqlite-shm")):
                 stale.unlink(missing_ok=True)
-        # A new coordinator database is a new log: forget the heads of the last one.
-        for state in (self.out / "agents").glob("state-*/tree-heads.jsonl"):
+        # A new coordinator database is a new log: a new audit key, and the witnesses forget the last one.
+        for state in [*(self.out / "agents").glob("state-*/witness.json"), *self.pki.glob("witness-*.json")]:
             state.unlink()
-        (self.out / "audit" / "verified-heads.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(self.out / "log", ignore_errors=True)
+        self.audit_key = self.out / "log" / "audit-signing.key"
+        register_witness(self.pki, "officer")
         self.running = start("127.0.0.1:0", self.db, credentials=credentials_for(self.pki, "coordinator"),
-                             engine=engine)
+                             engine=engine, audit_key=self.audit_key, witnesses=self.pki / "witnesses.toml")
         self.address = f"127.0.0.1:{self.running.port}"
         overrides = dict(project_overrides or {})
         if "schema" in self.settings and "schema" not in overrides:
@@ -110,6 +132,7 @@ class BenchSession:
         self.project = project
         with Operator.connect(self.address, self.pki) as op:
             op.create_project(project)
+        self.officer_witness()  # the first uploader finds another witness's cosignature
         self.configs = {}
         for d in self.departments:
             self.configs[d] = self.agent_config(d, self.scenario / f"{d}.csv")
@@ -123,7 +146,18 @@ class BenchSession:
 
     def agent_config(self, department: str, extract: Path) -> Path:
         columns = self.settings.get("columns", {}).get(department, {})
-        return write_agent_config(self.out, department, extract, self.address, columns)
+        return write_agent_config(self.out, department, extract, self.address, columns,
+                                  log_key=vkey_path(self.audit_key))
+
+    def officer_witness(self) -> int:
+        """The privacy officer witnesses the log (as `fedlink audit witness` does); the size cosigned."""
+        with Officer.connect(self.address, self.pki) as officer:
+            witnessing = officer.witnessing(self._officer(), Roster.load(self.pki / "witnesses.toml"),
+                                            load_log_key(vkey_path(self.audit_key)))
+            return witnessing.contact().checkpoint.size
+
+    def _officer(self) -> Witness:
+        return witness_at(self.pki / "witness-officer.key", self.pki / "witness-officer.json", "officer")
 
     def agent(self, department: str) -> Agent:
         return Agent(load_config(self.configs[department]), show_progress=self.console is not None)
@@ -167,6 +201,7 @@ class BenchSession:
     def worklists(self, run_id: str, suffix: str = "") -> tuple[dict[str, Path], pd.DataFrame]:
         """Every department pulls its worklist; (paths, all flags as department,record_id,need,tier,status)."""
         paths, flags = {}, []
+        self.officer_witness()  # the last uploader finds a cosignature newer than its upload
         for d in self.departments:
             with Agent(load_config(self.configs[d]), show_progress=False) as agent:
                 path = self.out / "worklists" / f"{d}{suffix}.csv"
@@ -197,13 +232,16 @@ class BenchSession:
         return (report or {}).get("threshold_per_department_pair", {})
 
     def verify_audit(self) -> dict:
-        """The privacy officer exports the log and verifies it offline."""
+        """The privacy officer exports the log, verifies it offline (cosignatures and
+        quorum included), and hands its own cosignature back."""
         with Officer.connect(self.address, self.pki) as officer:
             officer.export(self.out / "audit")
-        head = verify_export(self.out / "audit", self.pki / "audit-signing.pub",
-                             self.out / "audit" / "verified-heads.jsonl")
-        return {"verified": True, "tree_size": head.tree_size, "root_hash": head.root_hash.hex(),
-                "timestamp_ms": head.timestamp_ms, "signature": head.signature.hex(), "key_id": head.key_id.hex()}
+            verified = verify_export(self.out / "audit", load_log_key(vkey_path(self.audit_key)),
+                                     Roster.load(self.pki / "witnesses.toml"), self._officer())
+            officer.add_cosignature(verified.cosigned)
+        c = verified.checkpoint
+        return {"verified": True, "origin": c.origin, "tree_size": c.size, "root_hash": c.root.hex(),
+                "cosigners": list(verified.cosigners), "checkpoint": str(verified.cosigned)}
 
     def close(self) -> None:
         self.running.stop(grace=5)

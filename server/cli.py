@@ -65,6 +65,12 @@ def coordinator_serve(
                                                help="Most records in one department's upload"),
     max_calls_per_minute: int = typer.Option(Limits.calls_per_minute,
                                              help="Calls per minute per caller identity (0: no limit)"),
+    audit_key: Optional[Path] = typer.Option(None, help="The audit log's signing key (default: "
+                                             "audit-signing.key in the PKI folder); made on first start"),
+    log_origin: Optional[str] = typer.Option(None, help="The log's name in its checkpoints (default: "
+                                             "<coordinator host name>/fedlink-audit)"),
+    witnesses: Optional[Path] = typer.Option(None, help="The project's witnesses file (default: "
+                                             "witnesses.toml beside the audit key)"),
 ):
     """Run the coordinator until Ctrl-C (which finishes the calls in flight).
     Pending schema migrations are applied first."""
@@ -73,7 +79,8 @@ def coordinator_serve(
 
     limits = Limits(max_message_bytes, max_batch_records, max_records_per_upload, max_calls_per_minute)
     running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
-                    engine=engine, metrics_port=metrics_port, limits=limits)
+                    engine=engine, metrics_port=metrics_port, limits=limits, audit_key=audit_key,
+                    log_origin=log_origin, witnesses=witnesses)
     console.print(f"coordinator serving on {listen} (database {database})")
     serve_forever(running, grace)
 

@@ -51,13 +51,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def default_origin(credentials: Credentials | None) -> str:
+    """The log's name in its checkpoints: the coordinator's host name from its certificate
+    (the last DNS name, as `pki init --hostname` adds them after localhost) and /fedlink-audit."""
+    host = "localhost"
+    if credentials is not None:
+        from cryptography import x509
+
+        cert = x509.load_pem_x509_certificate(Path(credentials.cert).read_bytes())
+        try:
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            host = (names.get_values_for_type(x509.DNSName) or [host])[-1]
+        except x509.ExtensionNotFound:
+            pass
+    return f"{host}/fedlink-audit"
+
+
 def start(address: str, database: str | Path, *, credentials: Credentials | None = None, insecure: bool = False,
           engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None,
           interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
-          limits: Limits | None = None, schedule_poll: float = 30.0) -> Running:
+          limits: Limits | None = None, schedule_poll: float = 30.0, log_origin: str | None = None,
+          witnesses: Path | None = None) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
-    else one beside the database; it is created on first start."""
+    else one beside the database; it is created on first start. Its
+    checkpoints name `log_origin` (default: `default_origin`). The project's
+    witnesses file is `witnesses`, else `witnesses.toml` beside the audit key
+    (read again whenever it changes). Raises LogTampered when the stored log is not the one
+    last signed."""
     host, _, _ = address.rpartition(":")
     if credentials is None:
         if not insecure:
@@ -69,10 +90,26 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         if credentials is None and "://" in str(database):
             raise ValueError("with a database URL and no PKI folder, name the audit signing key (--audit-key)")
         audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / "audit-signing.key"
+    audit_key = Path(audit_key)
+    witnesses = Path(witnesses) if witnesses else audit_key.parent / "witnesses.toml"
+    if not witnesses.exists():
+        log.warning("no witnesses file %s yet: no cosignature is kept, so agents find no witness quorum, until "
+                    "the CA operator writes it (fedlink audit witnesses); it is read when it changes", witnesses)
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
     store = Store(database)
-    coordinator = Coordinator(store, AuditLog(store, audit_key), match_engine, limits)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+
+    def alarm(reason: str) -> None:  # the health check says so too: a load balancer takes it out
+        for name in ("", SERVICE):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    try:
+        audit_log = AuditLog(store, audit_key, log_origin or default_origin(credentials), witnesses, alarm)
+    except Exception:
+        store.engine.dispose()
+        raise
+    coordinator = Coordinator(store, audit_log, match_engine, limits)
     for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     server = grpc.server(
@@ -84,7 +121,6 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     )
     # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.
     register(CoordinatorServicer(coordinator, insecure=insecure, limits=limits), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     if credentials is not None:

@@ -25,8 +25,13 @@ def pytest_report_header(config):
 def pki(tmp_path_factory) -> Path:
     from fedlink.pki import init_pki
 
+    from fedlink.witnessing import Roster
+
     d = tmp_path_factory.mktemp("pki")
     init_pki(d, DEPARTMENTS)
+    # Quorum 0: every agent still witnesses at every contact; the quorum itself is
+    # tested where it is set (tests/test_witnessing.py).
+    Roster(d / "witnesses.toml", 0, ()).write()
     return d
 
 
@@ -58,14 +63,21 @@ def database(tmp_path):
     return new_database(tmp_path)
 
 
+def log_key_for(folder: Path) -> Path:
+    """A coordinator's own audit key in a test's folder: one key per log, as in a deployment."""
+    return Path(folder) / "log" / "audit-signing.key"
+
+
 @pytest.fixture
-def coordinator(pki, database):
+def coordinator(pki, database, tmp_path):
     from fedlink.pki import credentials_for
     from server.serve import start
 
-    running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"))
+    running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"),
+                    audit_key=log_key_for(tmp_path), witnesses=pki / "witnesses.toml")
     running.address = f"127.0.0.1:{running.port}"
     running.database = database
+    running.audit_key = log_key_for(tmp_path)
     yield running
     running.stop(grace=2)
 
@@ -97,6 +109,7 @@ def agent_config(tmp_path, pki, coordinator, scenario, secret_file):
     """Write an agent TOML for a department; returns its path."""
     from agents.refs import new_key
     from bench.harness import write_agent_config
+    from fedlink.audit import vkey_path
 
     def make(department: str, *, extract: Path | None = None, secret: Path | None = None, project: str = "pilot",
              batch_size: int = 2000, party_pki: Path | None = None) -> Path:
@@ -105,7 +118,8 @@ def agent_config(tmp_path, pki, coordinator, scenario, secret_file):
         (work / "pki").symlink_to(party_pki or pki)
         (work / "project.secret").write_text((secret or secret_file).read_text())
         path = write_agent_config(work, department, extract or scenario / f"{department}.csv",
-                                  coordinator.address, {}, project=project, batch_size=batch_size)
+                                  coordinator.address, {}, project=project, batch_size=batch_size,
+                                  log_key=vkey_path(coordinator.audit_key))
         new_key(work / "agents" / f"{department}.refkey")
         return path
 

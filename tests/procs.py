@@ -30,6 +30,7 @@ class CoordinatorProcess:
                  args: tuple[str, ...] = ()):
         self.work, self.pki, self.database = Path(work), Path(pki), database
         self.port = port or free_port()
+        self.audit_key = self.work / "log" / "audit-signing.key"  # one key per log, as deployed
         self.address = f"127.0.0.1:{self.port}"
         self.starts = 0
         self.proc: subprocess.Popen | None = None
@@ -44,7 +45,8 @@ class CoordinatorProcess:
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
                 [*FEDLINK, "coordinator", "serve", "--listen", self.address, "--pki", str(self.pki),
-                 "--database", str(self.database), "--grace", "2", *args],
+                 "--database", str(self.database), "--grace", "2", "--audit-key", str(self.audit_key),
+                 "--witnesses", str(self.pki / "witnesses.toml"), *args],
                 cwd=self.work, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self._wait_serving()
 
@@ -89,8 +91,13 @@ class CoordinatorProcess:
 
 
 def agent_toml(work: Path, pki: Path, department: str, address: str, extract: Path, secret: Path, *,
-               project: str = "pilot", batch_size: int = 500, retries: int = 5, name: str | None = None) -> Path:
-    """An agent TOML in its own folder, with a fresh reference key."""
+               project: str = "pilot", batch_size: int = 500, retries: int = 5, name: str | None = None,
+               log_key: Path | None = None) -> Path:
+    """An agent TOML in its own folder, with a fresh reference key, pinning the log key
+    of a CoordinatorProcess in `work` (or `log_key`)."""
+    from bench.harness import register_witness
+    from fedlink.audit import vkey_path
+
     from agents.config import AgentConfig
     from agents.refs import new_key
     from fedlink.pki import credentials_for
@@ -102,7 +109,9 @@ def agent_toml(work: Path, pki: Path, department: str, address: str, extract: Pa
         path=folder / "agent.toml", department=department, project=project, coordinator=address,
         extract=Path(extract).resolve(), secret_file=Path(secret).resolve(),
         ref_key_file=folder / f"{department}.refkey", state_dir=folder / "state",
-        audit_public_key=pki / "audit-signing.pub", batch_size=batch_size, retries=retries,
+        audit_key=(log_key or vkey_path(Path(work).resolve() / "log" / "audit-signing.key")),
+        witnesses=pki / "witnesses.toml", witness_key=register_witness(pki, f"agent-{department}"),
+        batch_size=batch_size, retries=retries,
         tls=credentials_for(pki, f"agent-{department}")).write()
     if not (folder / f"{department}.refkey").exists():
         new_key(folder / f"{department}.refkey")

@@ -15,7 +15,9 @@ from agents.households import household_key, household_tokens
 from fedlink.rules import RuleError, default_text, load_rulepack
 from server.pipeline.needs import apply_households, evaluate, household_labels
 from fedlink.schema import DEPARTMENTS
+from conftest import log_key_for
 from dbutil import new_database, query
+from fedlink.audit import vkey_path
 from test_privacy import Capture
 
 PACK = load_rulepack()
@@ -133,7 +135,8 @@ def test_household_tokens_only_where_declared_and_no_household_number_on_the_wir
 
     capture = Capture()
     db = new_database(tmp_path)
-    running = start("127.0.0.1:0", db, credentials=credentials_for(pki, "coordinator"), interceptors=(capture,))
+    running = start("127.0.0.1:0", db, credentials=credentials_for(pki, "coordinator"), interceptors=(capture,),
+                    audit_key=log_key_for(tmp_path), witnesses=pki / "witnesses.toml")
     address = f"127.0.0.1:{running.port}"
     try:
         with Operator.connect(address, pki) as op:
@@ -143,7 +146,8 @@ def test_household_tokens_only_where_declared_and_no_household_number_on_the_wir
             work.mkdir()
             (work / "pki").symlink_to(pki)
             (work / "project.secret").write_text(secret_file.read_text())
-            config = write_agent_config(work, d, scenario / f"{d}.csv", address, {})
+            config = write_agent_config(work, d, scenario / f"{d}.csv", address, {},
+                                        log_key=vkey_path(log_key_for(tmp_path)))
             config.write_text(config.read_text().replace('"bench"', '"pilot"'))
             new_key(load_config(config).ref_key_file)
             with Agent(load_config(config), show_progress=False) as agent:

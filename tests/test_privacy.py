@@ -13,7 +13,9 @@ from agents.config import load_config
 from agents.normalise import normalise_record
 from fedlink.schema import DEPARTMENTS
 
+from conftest import log_key_for
 from dbutil import new_database, stored_bytes
+from fedlink.audit import vkey_path
 
 
 class Capture(grpc.ServerInterceptor):
@@ -69,7 +71,8 @@ def test_nothing_identifying_crosses_the_wire_or_reaches_logs_or_the_store(pki, 
 
     capture = Capture()
     db = new_database(tmp_path)
-    running = start("127.0.0.1:0", db, credentials=credentials_for(pki, "coordinator"), interceptors=(capture,))
+    running = start("127.0.0.1:0", db, credentials=credentials_for(pki, "coordinator"), interceptors=(capture,),
+                    audit_key=log_key_for(tmp_path), witnesses=pki / "witnesses.toml")
     address = f"127.0.0.1:{running.port}"
     caplog.set_level(logging.DEBUG)
     try:
@@ -81,7 +84,8 @@ def test_nothing_identifying_crosses_the_wire_or_reaches_logs_or_the_store(pki, 
             work.mkdir()
             (work / "pki").symlink_to(pki)
             (work / "project.secret").write_text(secret_file.read_text())
-            config = write_agent_config(work, d, scenario / f"{d}.csv", address, {})
+            config = write_agent_config(work, d, scenario / f"{d}.csv", address, {},
+                                        log_key=vkey_path(log_key_for(tmp_path)))
             config.write_text(config.read_text().replace('"bench"', '"pilot"'))
             new_key(load_config(config).ref_key_file)
             with Agent(load_config(config), show_progress=False) as agent:
@@ -156,7 +160,7 @@ def test_a_department_never_receives_another_departments_filters_or_scores(pki, 
 
     responses = Responses()
     running = start("127.0.0.1:0", new_database(tmp_path), credentials=credentials_for(pki, "coordinator"),
-                    interceptors=(responses,))
+                    interceptors=(responses,), audit_key=log_key_for(tmp_path), witnesses=pki / "witnesses.toml")
     address = f"127.0.0.1:{running.port}"
     try:
         with Operator.connect(address, pki) as op:
@@ -167,7 +171,8 @@ def test_a_department_never_receives_another_departments_filters_or_scores(pki, 
             work.mkdir()
             (work / "pki").symlink_to(pki)
             (work / "project.secret").write_text(secret_file.read_text())
-            config = write_agent_config(work, d, scenario / f"{d}.csv", address, {})
+            config = write_agent_config(work, d, scenario / f"{d}.csv", address, {},
+                                        log_key=vkey_path(log_key_for(tmp_path)))
             config.write_text(config.read_text().replace('"bench"', '"pilot"'))
             configs[d] = load_config(config)
             new_key(configs[d].ref_key_file)

@@ -1,38 +1,71 @@
-"""Reads of the audit log: its signed head for anyone, consistency proofs for
-anyone (agents check the log at every contact), inclusion proofs and events
-for officers; an officer's read is itself logged."""
+"""The audit log's calls: its checkpoint and consistency proofs for anyone
+(agents and officers witness the log at every contact), cosignatures from the
+project's witnesses, inclusion proofs and events for officers; an officer's
+read is itself logged. A log the coordinator found tampered with is served to
+no one: every call says why (DATA_LOSS)."""
 from __future__ import annotations
 
 from typing import Iterator
 
-from fedlink.audit import TreeHead
 from fedlink.identity import Identity
-from server.domain.access import Context, InvalidArgument, guarded
+from server.audit import LogTampered, Served
+from server.domain.access import Context, DomainError, FailedPrecondition, InvalidArgument, guarded
+
+
+class LogUnavailable(DomainError):
+    """The stored log is not the one signed (server/audit.py): nothing is signed or served."""
+    code = "DATA_LOSS"
+
+
+def _served(call):
+    """LogTampered as DATA_LOSS, saying what was found and what to do."""
+    def checked(*args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        except LogTampered as e:
+            raise LogUnavailable(f"the coordinator's audit log was tampered with and it signs and serves nothing: "
+                                 f"{e}. The operator must restore the database from a backup") from None
+    return checked
 
 
 class AuditReads:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    @property
-    def public_pem(self) -> str:
-        """The key the tree heads are signed with."""
-        return self.ctx.audit_log.public_pem
+    @_served
+    def checkpoint(self, who: Identity) -> Served:
+        return self.ctx.audit_log.checkpoint(who.department if who.role == "agent" else "")
 
-    def tree_head(self, who: Identity) -> TreeHead:
-        return self.ctx.audit_log.tree_head()
+    @property
+    def log_key(self) -> str:
+        return self.ctx.audit_log.log_key.encode()
+
+    @guarded("AddCosignature", "agent", "officer")
+    @_served
+    def add_cosignature(self, who: Identity, cosigned: str) -> list[str]:
+        self.ctx.audit_log.size  # a tampered log takes no cosignatures either
+        try:
+            return self.ctx.audit_log.add_cosignature(cosigned)
+        except ValueError as e:
+            raise FailedPrecondition(str(e)) from None
 
     @guarded("GetConsistencyProof")
+    @_served
     def consistency_proof(self, who: Identity, old_size: int, new_size: int) -> list[bytes]:
         try:
-            return self.ctx.audit_log.consistency(old_size, new_size)
+            return self.ctx.audit_log.consistency(old_size, new_size, who.department if who.role == "agent" else "")
+        except LogTampered:
+            raise
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
 
     @guarded("GetInclusionProof", "officer")
+    @_served
     def inclusion_proof(self, who: Identity, index: int, size: int) -> list[bytes]:
         try:
             proof = self.ctx.audit_log.inclusion(index, size)
+        except LogTampered:
+            raise
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
         with self.ctx.store.write() as conn:
@@ -41,10 +74,11 @@ class AuditReads:
         return proof
 
     @guarded("ListAuditEvents", "officer")
+    @_served
     def events(self, who: Identity, start: int = 0, end: int = 0, **filters) -> Iterator[tuple[int, str]]:
-        """Events up to the current head; the read itself is logged after them."""
-        head = self.ctx.audit_log.tree_head()
-        end = min(end or head.tree_size, head.tree_size)
+        """Events up to the current checkpoint; the read itself is logged after them."""
+        size = self.ctx.audit_log.size
+        end = min(end or size, size)
         with self.ctx.store.write() as conn:
             self.ctx.store.audit(conn, str(who), "audit.read", method="ListAuditEvents", start=start, end=end,
                                  filters={k: v for k, v in filters.items() if v})
