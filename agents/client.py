@@ -51,11 +51,14 @@ class Agent(CoordinatorClient):
 
     def require_witnessed(self) -> list[str]:
         """`witness`, then require the project's quorum of other witnesses vouching
-        for this agent's history since its previous contact (before it uploads or
-        acts on flags); raises AuditError saying what is missing."""
+        for this agent's history up to its last completed action (before it uploads
+        or acts on flags); raises AuditError saying what is missing."""
         witnessing = self._witnessing()
-        before = witnessing.last()
-        return witnessing.require_quorum(witnessing.contact(), before)
+        return witnessing.require_quorum(witnessing.contact(), witnessing.acted())
+
+    def _acted(self) -> None:
+        """A completed action (upload committed, flags pulled): witness the log it is in, and remember it."""
+        self._witnessing().record_acted(self.witness())
 
     def project(self) -> Project:
         return project_from_pb(self._call(self.stub.GetProject, pb.GetProjectRequest(project_id=self.config.project)))
@@ -82,7 +85,7 @@ class Agent(CoordinatorClient):
 
         def once() -> pb.UploadSummary:
             summary = self._upload_once(project, prepared, check)
-            self.witness()
+            self._acted()
             return summary
 
         return self._retrying("the upload resumes where it stopped", once)
@@ -121,7 +124,7 @@ class Agent(CoordinatorClient):
         def once() -> list[pb.Flag]:
             self.require_witnessed()
             flags = list(self._call(self.stub.PullFlags, request, timeout=300))
-            self.witness()
+            self._acted()
             return flags
 
         return self._retrying("the flags are pulled again whole", once)

@@ -31,7 +31,7 @@ from fedlink.audit import AuditError, load_log_key
 from fedlink.checkpoint import Checkpoint, CheckpointError, cosigners, open_checkpoint
 from fedlink.note import COSIGNATURE_V1, NoteError, VerifierKey
 from fedlink.v1 import coordinator_pb2 as pb
-from fedlink.witness import SeenHead, Witness, WitnessError, load_witness_key, new_witness_key
+from fedlink.witness import Witness, WitnessError, load_witness_key, new_witness_key
 
 log = logging.getLogger("fedlink.witnessing")
 
@@ -139,6 +139,7 @@ class Witnessing:
         self.call, self.stub = call, stub
         self.witness, self.roster = witness, roster
         self._log_key, self._pin = log_key, Path(pin)
+        self._acted = self._pin.with_name("acted.json")
 
     def log_key(self, offered: str) -> VerifierKey:
         """The pinned log key; else the one pinned at first use; else (trust on first use) the one offered."""
@@ -154,9 +155,17 @@ class Witnessing:
         self._log_key = load_log_key(self._pin)
         return self._log_key
 
-    def last(self) -> SeenHead | None:
-        """The head cosigned at the previous contact (with a pinned key; None before the first)."""
-        return self.witness.last(self._log_key.name) if self._log_key is not None else None
+    def acted(self) -> int:
+        """The size of the checkpoint cosigned when this party last completed an action (0: never)."""
+        try:
+            return int(json.loads(self._acted.read_text())["size"])
+        except FileNotFoundError:
+            return 0
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{self._acted} is unreadable ({e!r}); restore it from a backup") from None
+
+    def record_acted(self, contact: Contact) -> None:
+        files.write_atomic(self._acted, json.dumps({"size": contact.checkpoint.size}).encode() + b"\n")
 
     def contact(self) -> Contact:
         """Fetch, check, cosign and hand back the latest checkpoint; AuditError if it does not extend our history."""
@@ -185,14 +194,19 @@ class Witnessing:
         return list(self.call(self.stub.GetConsistencyProof,
                               pb.GetConsistencyProofRequest(old_size=old, new_size=new)).hashes)
 
-    def require_quorum(self, contact: Contact, since: SeenHead | None) -> list[str]:
-        """The other witnesses vouching for this party's history, at least the project's quorum of them.
+    def require_quorum(self, contact: Contact, since: int = 0) -> list[str]:
+        """The other witnesses vouching for this party's history, at least the project's quorum of
+        them; AuditError saying who is missing otherwise (and `vouching`'s, naming a conflict)."""
+        fresh, stale = self.vouching(contact, since)
+        if len(fresh) < self.roster.quorum:
+            raise AuditError(self._short(fresh, stale, since))
+        return fresh
 
-        A witness counts when its latest cosigned checkpoint is consistent
-        with the one this contact cosigned and no older than ``since`` (the
-        head cosigned at the previous contact). A cosigned checkpoint that
-        conflicts raises AuditError naming the witness.
-        """
+    def vouching(self, contact: Contact, since: int = 0) -> tuple[list[str], dict[str, int]]:
+        """The other witnesses whose latest cosigned checkpoint is consistent with the one this
+        contact cosigned and of size ``since`` or more (the checkpoint of this party's last
+        completed action), and those consistent but older (with its size). A cosigned
+        checkpoint that conflicts raises AuditError naming the witness."""
         me = self.witness.verifier.public_key
         others = [k for k in self.roster.keys if k.public_key != me]
         mine, fresh, stale = contact.checkpoint, [], {}
@@ -209,13 +223,11 @@ class Witnessing:
                     f"(size {mine.size}, root {mine.root.hex()[:16]}): the coordinator shows {names} a different "
                     "history. Refusing to continue; report this to the privacy officer")
             for name in cosigned.names:
-                if since is None or cosigned.checkpoint.size >= since.size:
+                if cosigned.checkpoint.size >= since:
                     fresh.append(name)
                 else:
                     stale[name] = cosigned.checkpoint.size
-        if len(fresh) < self.roster.quorum:
-            raise AuditError(self._short(fresh, stale, others, since))
-        return fresh
+        return fresh, stale
 
     def _consistent(self, theirs: Checkpoint, mine: Checkpoint) -> bool:
         old, new = sorted((theirs, mine), key=lambda c: c.size)
@@ -229,9 +241,9 @@ class Witnessing:
             return False
         return True
 
-    def _short(self, fresh: Sequence[str], stale: dict[str, int], others: Sequence[VerifierKey],
-               since: SeenHead | None) -> str:
-        floor = f"of size {since.size} or later (this party's previous contact)" if since else "of this log"
+    def _short(self, fresh: Sequence[str], stale: dict[str, int], since: int) -> str:
+        others = [k for k in self.roster.keys if k.public_key != self.witness.verifier.public_key]
+        floor = f"of size {since} or later (this party's last completed action)" if since else "of this log"
         missing = []
         for key in others:
             if key.name in fresh:

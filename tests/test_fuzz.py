@@ -71,7 +71,8 @@ toml_values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
     max_leaves=6)
 CONFIG_KEYS = ["department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-               "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries", "unknown"]
+               "batch_size", "tls", "insecure", "columns", "sql", "audit_key", "trust_on_first_use", "witnesses",
+               "witness_key", "retries", "unknown"]
 
 
 @FUZZ

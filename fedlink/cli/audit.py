@@ -99,9 +99,9 @@ def audit_witness(log_key: Path = LogKeyOpt, witnesses: Path = WitnessesOpt, sta
     with Officer.connect(coordinator, pki, party) as officer:
         witnessing = officer.witnessing(officer_witness(state, party), Roster.load(witnesses), load_log_key(log_key))
         contact = witnessing.contact()
-        vouching = witnessing.require_quorum(contact, None)
+        vouching, _ = witnessing.vouching(contact)
     console.print(f"cosigned {contact.checkpoint.origin} at size {contact.checkpoint.size}; other witnesses "
-                  f"consistent with it: {', '.join(vouching) or 'none'}")
+                  f"whose latest cosigned checkpoint is consistent with it: {', '.join(vouching) or 'none'}")
 
 
 @app.command("witness-key")
