@@ -27,8 +27,9 @@ class CoordinatorProcess:
     """`fedlink coordinator serve` on loopback with mutual TLS."""
 
     def __init__(self, work: Path, pki: Path, database, *, port: int | None = None, env: dict | None = None,
-                 args: tuple[str, ...] = ()):
+                 args: tuple[str, ...] = (), witnesses: Path | None = None):
         self.work, self.pki, self.database = Path(work), Path(pki), database
+        self.witnesses = witnesses or self.pki / "witnesses.toml"
         self.port = port or free_port()
         self.audit_key = self.work / "log" / "audit-signing.key"  # one key per log, as deployed
         self.address = f"127.0.0.1:{self.port}"
@@ -46,7 +47,7 @@ class CoordinatorProcess:
             self.proc = subprocess.Popen(
                 [*FEDLINK, "coordinator", "serve", "--listen", self.address, "--pki", str(self.pki),
                  "--database", str(self.database), "--grace", "2", "--audit-key", str(self.audit_key),
-                 "--witnesses", str(self.pki / "witnesses.toml"), *args],
+                 "--witnesses", str(self.witnesses), *args],
                 cwd=self.work, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self._wait_serving()
 
@@ -92,7 +93,7 @@ class CoordinatorProcess:
 
 def agent_toml(work: Path, pki: Path, department: str, address: str, extract: Path, secret: Path, *,
                project: str = "pilot", batch_size: int = 500, retries: int = 5, name: str | None = None,
-               log_key: Path | None = None) -> Path:
+               log_key: Path | None = None, witnesses: Path | None = None) -> Path:
     """An agent TOML in its own folder, with a fresh reference key, pinning the log key
     of a CoordinatorProcess in `work` (or `log_key`)."""
     from bench.harness import register_witness
@@ -110,7 +111,7 @@ def agent_toml(work: Path, pki: Path, department: str, address: str, extract: Pa
         extract=Path(extract).resolve(), secret_file=Path(secret).resolve(),
         ref_key_file=folder / f"{department}.refkey", state_dir=folder / "state",
         audit_key=(log_key or vkey_path(Path(work).resolve() / "log" / "audit-signing.key")),
-        witnesses=pki / "witnesses.toml", witness_key=register_witness(pki, f"agent-{department}"),
+        witnesses=Path(witnesses or pki / "witnesses.toml").resolve(), witness_key=register_witness(pki, f"agent-{department}"),
         batch_size=batch_size, retries=retries,
         tls=credentials_for(pki, f"agent-{department}")).write()
     if not (folder / f"{department}.refkey").exists():
