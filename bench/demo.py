@@ -118,8 +118,8 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
     console.print("Worklists for caseworkers (each department sees only its own records):")
     for d in worklists:
         console.print(f"  {d:18s} {worklists[d]}  {worklists2[d]}")
-    console.print(f"Audit log verified offline by the privacy officer: {audit['tree_size']} events; signed tree "
-                  f"head root {audit['root_hash']}, Ed25519 signature {audit['signature'][:32]}..., key id "
-                  f"{audit['key_id'][:16]} (export in {out / 'audit'})")
+    console.print(f"Audit log verified offline by the privacy officer: {audit['tree_size']} events of "
+                  f"{audit['origin']}, root {audit['root_hash']}, cosigned by the witnesses "
+                  f"{', '.join(audit['cosigners']) or 'none'} and by the officer (export in {out / 'audit'})")
     console.print(f"Done in {time.perf_counter() - started:.1f} s")
     return {"links": quality, "flags": found, "audit": audit, "run_ids": [run1, run2]}

@@ -56,6 +56,31 @@ def vkey_path(private: Path) -> Path:
     return Path(private).with_suffix(".vkey")
 
 
+def default_origin(coordinator_cert: Path | None) -> str:
+    """The log's name in its checkpoints unless configured: the coordinator's host name from
+    its certificate (the last DNS name: `pki init --hostname` adds them after localhost)."""
+    host = "localhost"
+    if coordinator_cert is not None:
+        from cryptography import x509
+
+        cert = x509.load_pem_x509_certificate(Path(coordinator_cert).read_bytes())
+        try:
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            host = (names.get_values_for_type(x509.DNSName) or [host])[-1]
+        except x509.ExtensionNotFound:
+            pass
+    return f"{host}/fedlink-audit"
+
+
+def write_vkey(key_path: Path, origin: str) -> Path:
+    """The log's verifier key beside the audit key, for the bundle every party pins."""
+    from fedlink import files
+
+    path = vkey_path(key_path)
+    files.write_atomic(path, (log_signing_key(key_path, origin).verifier().encode() + "\n").encode(), 0o644)
+    return path
+
+
 def log_signing_key(path: Path, origin: str) -> SigningKey:
     """The audit key (PEM) as the note key that signs the log's checkpoints, named for ``origin``."""
     return SigningKey(origin, ED25519, ECC.import_key(Path(path).read_text()).seed)

@@ -29,8 +29,8 @@ from typing import Callable, Iterator
 from sqlalchemy import select
 
 from fedlink import files, merkle
-from fedlink.audit import (AuditError, check_roots, event_leaf, log_signing_key, new_signing_key, vkey_path,
-                           walk_chain)
+from fedlink.audit import (AuditError, check_roots, event_leaf, log_signing_key, new_signing_key, walk_chain,
+                           write_vkey)
 from fedlink.checkpoint import Checkpoint, CheckpointError, cosigners, open_checkpoint, sign_checkpoint
 from fedlink.note import Note, NoteError, parse
 from fedlink.witnessing import Roster
@@ -62,7 +62,7 @@ class AuditLog:
         self.store = store
         self._key = log_signing_key(key_path, origin)
         self.log_key = self._key.verifier()
-        files.write_atomic(vkey_path(key_path), (self.log_key.encode() + "\n").encode(), 0o644)
+        write_vkey(key_path, origin)
         self._checkpoint_path = key_path.with_suffix(".checkpoint")
         self._leaves_path = key_path.with_suffix(".leaves")
         self.roster = Roster.watch(witnesses) if witnesses else None  # None: keeps no cosignature

@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from fedlink.audit import default_origin
 from fedlink.pki import Credentials, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
 from server.audit import AuditLog
@@ -51,22 +52,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def default_origin(credentials: Credentials | None) -> str:
-    """The log's name in its checkpoints: the coordinator's host name from its certificate
-    (the last DNS name, as `pki init --hostname` adds them after localhost) and /fedlink-audit."""
-    host = "localhost"
-    if credentials is not None:
-        from cryptography import x509
-
-        cert = x509.load_pem_x509_certificate(Path(credentials.cert).read_bytes())
-        try:
-            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            host = (names.get_values_for_type(x509.DNSName) or [host])[-1]
-        except x509.ExtensionNotFound:
-            pass
-    return f"{host}/fedlink-audit"
-
-
 def start(address: str, database: str | Path, *, credentials: Credentials | None = None, insecure: bool = False,
           engine: str | None = None, max_workers: int = 16, metrics_port: int | None = None,
           interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
@@ -75,7 +60,7 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
     else one beside the database; it is created on first start. Its
-    checkpoints name `log_origin` (default: `default_origin`). The project's
+    checkpoints name `log_origin` (default: fedlink.audit.default_origin). The project's
     witnesses file is `witnesses`, else `witnesses.toml` beside the audit key
     (read again whenever it changes). Raises LogTampered when the stored log is not the one
     last signed."""
@@ -105,7 +90,7 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
             health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     try:
-        audit_log = AuditLog(store, audit_key, log_origin or default_origin(credentials), witnesses, alarm)
+        audit_log = AuditLog(store, audit_key, log_origin or default_origin(credentials.cert if credentials else None), witnesses, alarm)
     except Exception:
         store.engine.dispose()
         raise

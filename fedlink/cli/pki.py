@@ -24,13 +24,15 @@ def pki_init(
     days: int = typer.Option(365, help="Validity of the issued certificates"),
 ):
     """Issue a CA and certificates for the coordinator, each department, operators and officers."""
-    from fedlink.audit import new_signing_key, public_path
+    from fedlink.audit import default_origin, new_signing_key, write_vkey
     from fedlink.pki import init_pki
 
     issued = init_pki(directory, [d.strip() for d in departments.split(",") if d.strip()],
                       operators=tuple(operators.split(",")), officers=tuple(officers.split(",")),
                       hostnames=tuple(hostname), days=days)
     audit_key = new_signing_key(directory / "audit-signing.key")
+    # The log key every party pins, for the coordinator's default origin (serve --log-origin rewrites it).
+    vkey = write_vkey(audit_key, default_origin(issued["coordinator"].cert))
     for party, creds in issued.items():
         console.print(f"{party:28s} {creds.cert}")
-    console.print(f"{'audit log signing key':28s} {audit_key} (public: {public_path(audit_key)})")
+    console.print(f"{'audit log signing key':28s} {audit_key} (log key to pin: {vkey})")
