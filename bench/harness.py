@@ -73,6 +73,19 @@ def register_witness(pki: Path, party: str) -> Path:
     return key_path
 
 
+def bench_officer(pki: Path) -> Witness:
+    """The bench's privacy officer as a witness (its key registered by `register_witness`)."""
+    return witness_at(register_witness(pki, "officer"), Path(pki) / "witness-officer.json", "officer")
+
+
+def officer_witnesses(address: str, pki: Path, log_key: Path) -> int:
+    """The privacy officer witnesses the log (as `fedlink audit witness` does); the size cosigned."""
+    with Officer.connect(address, pki) as officer:
+        witnessing = officer.witnessing(bench_officer(pki), Roster.load(Path(pki) / "witnesses.toml"),
+                                        load_log_key(log_key))
+        return witnessing.contact().checkpoint.size
+
+
 def write_agent_config(workdir: Path, department: str, extract: Path, address: str, columns: dict, *,
                        log_key: Path, project: str = PROJECT_ID, batch_size: int = 2000) -> Path:
     """The agent TOML of one department in the bench's layout (workdir/agents, workdir/pki),
@@ -150,14 +163,10 @@ class BenchSession:
                                   log_key=vkey_path(self.audit_key))
 
     def officer_witness(self) -> int:
-        """The privacy officer witnesses the log (as `fedlink audit witness` does); the size cosigned."""
-        with Officer.connect(self.address, self.pki) as officer:
-            witnessing = officer.witnessing(self._officer(), Roster.load(self.pki / "witnesses.toml"),
-                                            load_log_key(vkey_path(self.audit_key)))
-            return witnessing.contact().checkpoint.size
+        return officer_witnesses(self.address, self.pki, vkey_path(self.audit_key))
 
     def _officer(self) -> Witness:
-        return witness_at(self.pki / "witness-officer.key", self.pki / "witness-officer.json", "officer")
+        return bench_officer(self.pki)
 
     def agent(self, department: str) -> Agent:
         return Agent(load_config(self.configs[department]), show_progress=self.console is not None)
