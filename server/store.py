@@ -175,6 +175,15 @@ audit_events = Table(
     # it names the previous event's leaf hash, so an edit is pinned to one event
 )
 
+cosignatures = Table(
+    "cosignatures", metadata,
+    Column("witness", String(256), primary_key=True),  # the witness's verifier key (name+id+key)
+    Column("size", Integer, nullable=False),
+    Column("checkpoint", Text, nullable=False),        # the checkpoint text it cosigned last
+    Column("line", Text, nullable=False),              # its cosignature line over that text
+    Column("received_at", Float, nullable=False),
+)
+
 
 def safe_url(url: str | Path) -> str:
     """A database URL without its password, for messages and the log."""
@@ -288,6 +297,20 @@ class Store:
         conn.execute(audit_events.insert().values(seq=seq, ts=ts, actor=actor, kind=kind, project_id=project_id,
                                                   department=department, body=body))
         return seq
+
+
+    def keep_cosignature(self, conn, witness: str, size: int, checkpoint: str, line: str) -> bool:
+        """Keep a witness's cosignature if it is its latest (a witness never cosigns a smaller log)."""
+        c = cosignatures.c
+        held = conn.execute(select(c.size).where(c.witness == witness)).scalar()
+        row = {"size": size, "checkpoint": checkpoint, "line": line, "received_at": time.time()}
+        if held is None:
+            conn.execute(cosignatures.insert().values(witness=witness, **row))
+        elif size >= held:
+            conn.execute(cosignatures.update().where(c.witness == witness).values(**row))
+        else:
+            return False
+        return True
 
 
 class _NoLock:

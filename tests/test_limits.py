@@ -16,11 +16,12 @@ from server.limits import Limits, RateLimiter
 
 
 @pytest.fixture
-def limited(pki, database, request):
+def limited(pki, database, request, tmp_path):
     from fedlink.pki import credentials_for
     from server.serve import start
 
-    running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"), limits=request.param)
+    running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"), limits=request.param,
+                    audit_key=tmp_path / "log" / "audit-signing.key", witnesses=pki / "coordinator" / "witnesses.toml")
     running.address = f"127.0.0.1:{running.port}"
     running.database = database
     with Operator.connect(running.address, pki) as op:
