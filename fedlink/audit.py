@@ -87,12 +87,13 @@ def log_signing_key(path: Path, origin: str) -> SigningKey:
 
 
 def load_log_key(path: Path) -> VerifierKey:
-    """A pinned log verifier key (`audit-signing.vkey`); AuditError when it cannot be read."""
+    """A pinned log verifier key (`audit-signing.vkey`); FileNotFoundError when it is not
+    there, AuditError when it is not a log key."""
     try:
         key = VerifierKey.parse(Path(path).read_text())
     except FileNotFoundError:
-        raise AuditError(f"{path}: no such audit key file (the coordinator writes audit-signing.vkey "
-                         "beside its audit-signing.key)") from None
+        raise FileNotFoundError(f"{path}: no such log key (audit-signing.vkey, in every party's bundle; the "
+                                "coordinator writes it beside its audit-signing.key)") from None
     except NoteError as e:
         raise AuditError(f"{path}: not a log verifier key ({e})") from None
     if key.key_type != ED25519:

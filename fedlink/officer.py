@@ -87,8 +87,9 @@ def load_export(folder: Path) -> tuple[str, list[str], list[tuple[int, str]]]:
         checkpoint = (folder / "checkpoint").read_text()
         witnessed = json.loads((folder / "witnessed.json").read_text())
         lines = (folder / "events.jsonl").read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError as e:
-        raise AuditError(f"{folder} is not an audit export (fedlink audit export): {e.filename} is missing") from None
+    except FileNotFoundError as e:  # an input mistake, not a log that fails to verify
+        raise FileNotFoundError(f"{folder} is not an audit export (fedlink audit export): {e.filename} is "
+                                "missing") from None
     events = []
     for line in lines:
         if line.strip():

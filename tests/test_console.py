@@ -24,6 +24,7 @@ from sqlalchemy import select
 from bench.harness import PROJECT_ID, BenchSession
 from console_plain import PlainConsole
 from dbutil import new_database
+from fedlink.audit import vkey_path
 from fedlink.identity import Identity
 from fedlink.officer import Officer
 from fedlink.pki import credentials_for
@@ -56,7 +57,8 @@ def bench(scenario, tmp_path_factory):
 def source(bench):
     session = bench[0]
     src = CoordinatorSource(session.address, credentials_for(session.pki, "operator"),
-                            credentials_for(session.pki, "officer"), session.pki / "audit-signing.pub")
+                            credentials_for(session.pki, "officer"), vkey_path(session.audit_key),
+                            session.pki / "officer" / "witnesses.toml")
     yield src
     src.close()
 
@@ -79,7 +81,8 @@ def served(bench, tmp_path_factory):
     log = tmp_path_factory.mktemp("console-log") / "console.log"
     with log.open("w") as out:
         proc = subprocess.Popen([*FEDLINK, "console", "serve", "--coordinator", session.address, "--pki",
-                                 str(session.pki), "--listen", f"127.0.0.1:{port}"], stdout=out,
+                                 str(session.pki), "--log-key", str(vkey_path(session.audit_key)),
+                                 "--listen", f"127.0.0.1:{port}"], stdout=out,
                                 stderr=subprocess.STDOUT)
     url = f"https://localhost:{port}"
     wait_for(lambda: proc.poll() is not None or "Uvicorn running" in log.read_text()
