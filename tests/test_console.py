@@ -196,9 +196,11 @@ def test_pages_load_draw_their_charts_and_hold_no_identifier(browser, consoles, 
                              ("access", "/audit/access", "officer")):
         browser.get(consoles[role] + path)
         _shoot(browser, name, tmp_path)
-    # The signed head verified; an event's inclusion proven.
+    # The checkpoint's log signature and the witnesses' cosignatures verified; an event's inclusion proven.
     browser.get(f"{consoles['officer']}/audit/checkpoint")
     assert "ok" in browser.find_element(By.ID, "signature").get_attribute("class")
+    assert "officer (size" in browser.find_element(By.ID, "cosignatures").text
+    assert "/fedlink-audit\n" in browser.find_element(By.ID, "note").get_attribute("textContent")
     browser.get(f"{consoles['officer']}/audit/inclusion?seq=3")
     assert "ok" in browser.find_element(By.ID, "result").get_attribute("class")
     _assert_no_identifier(sources, session, planted)

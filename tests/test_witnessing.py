@@ -174,12 +174,16 @@ def tamper(database, how: str, seq: int = BAD) -> None:
 
 
 def fill_log(address, pki, tmp_path, scenario, secret_file, log_key) -> None:
-    """A project and an upload in small batches: more than BAD + 2 events."""
+    """A project, project reads and an upload: more than BAD + 2 events (an upload's stream of
+    batches is one event, so the reads, each an event, make up the number), all covered by the
+    checkpoint the upload's last witnessing has the coordinator sign."""
     with Operator.connect(address, pki) as op:
         op.create_project(Project.default("pilot", reference_date=REFERENCE_DATE))
     config = agent_toml(tmp_path, pki, "population", address, scenario / "population.csv", secret_file,
                         batch_size=20, log_key=log_key)
     with Agent(load_config(config), show_progress=False) as agent:
+        for _ in range(BAD + 2):
+            agent.project()
         agent.upload()
 
 
