@@ -115,7 +115,7 @@ def browser(tmp_path_factory):
 def _client(pki: Path, party: str | None) -> httpx.Client:
     import ssl
 
-    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    context = ssl.create_default_context(cafile=str(credentials_for(pki, "operator").ca))  # the CA certificate
     if party:
         creds = credentials_for(pki, party)
         context.load_cert_chain(str(creds.cert), str(creds.key))
