@@ -14,7 +14,7 @@ from agents.guards import UploadRefused, quality_refusals
 from agents.indicators import IndicatorError
 from agents.refs import RefError, new_key
 from agents.secret import SecretError, new_secret
-from fedlink.audit import StateFileError
+from fedlink.witness import StateFileError
 from fedlink.client import message_dict
 from fedlink.cli.base import INPUT, Failure, console, out
 
@@ -50,7 +50,7 @@ def agent_init(
     encoding: str = typer.Option("", help="The CSV's encoding, if detection should not decide (e.g. gb18030)"),
 ):
     """Write a department's agent TOML (paths relative to it; the guards' thresholds at their defaults)."""
-    from fedlink.pki import credentials_for
+    from fedlink.pki import AUDIT_VKEY_FILE, WITNESSES_FILE, credentials_for, party_folder
 
     if config.exists():
         raise FileExistsError(f"{config} exists; it is not overwritten")
@@ -59,12 +59,14 @@ def agent_init(
     folder = config.resolve().parent
     rel = lambda p: Path(os.path.relpath(Path(p).resolve(), folder))  # noqa: E731
     creds = credentials_for(pki, f"agent-{department}")
-    audit_key = pki / "audit-signing.pub"
+    delivered = party_folder(pki, f"agent-{department}")  # the bundle: the log key and the witnesses file
+    audit_key, witnesses = delivered / AUDIT_VKEY_FILE, delivered / WITNESSES_FILE
     written = AgentConfig(
         path=config, department=department, project=project, coordinator=coordinator, extract=rel(extract),
         secret_file=rel(secret_file), ref_key_file=Path(f"{department}.refkey"), state_dir=Path("state"),
         tls=type(creds)(rel(creds.cert), rel(creds.key), rel(creds.ca)),
-        audit_public_key=rel(audit_key) if audit_key.exists() else None, language=language,
+        audit_key=rel(audit_key) if audit_key.exists() else None,
+        witnesses=rel(witnesses) if witnesses.exists() else None, language=language,
         encoding=encoding or None).write()
     load_config(written)  # what was written reads back, or the mistake is named now
     out.print(f"agent configuration written to {written}; next: fedlink agent keygen --config {written}")
@@ -156,3 +158,24 @@ def agent_review(config: Path = ConfigOpt,
                       f"from now on {outcome} counts")
     elif r.previous_outcome:
         console.print(f"the same outcome was recorded before ({r.previous_recorded_at}, run {r.previous_run_id})")
+
+
+@app.command("witness-key")
+def agent_witness_key(config: Path = ConfigOpt):
+    """Print this agent's witness verifier key (made on first use, 0600): send the line to the
+    CA operator, who adds it to the project's witnesses file (`fedlink audit witnesses --add`)."""
+    from fedlink.pki import agent_party_name
+    from fedlink.witnessing import witness_at
+
+    c = load_config(config)
+    print(witness_at(c.witness_key_path, c.state_dir / "witness.json", agent_party_name(c.department))
+          .verifier.encode())
+
+
+@app.command("witness")
+def agent_witness(config: Path = ConfigOpt):
+    """Witness the coordinator's log now: check the latest checkpoint extends the last one this
+    agent cosigned, cosign it and hand the cosignature back (upload and flags do this too)."""
+    with Agent(load_config(config), show_progress=False) as agent:
+        contact = agent.witness()
+    console.print(f"cosigned checkpoint {contact.checkpoint.origin} size {contact.checkpoint.size}")

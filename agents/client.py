@@ -20,12 +20,14 @@ from agents.guards import UploadRefused, quality_refusals, removal_refusal
 from agents.prepare import PreparedUpload, prepare
 from agents.quality import QualitySummary, column_kinds, summarise
 from agents.refs import RefCipher, load_key
-from fedlink.audit import HeadKeeper, TreeHead, load_public_key
+from fedlink.audit import load_log_key
 from fedlink.client import CoordinatorClient
 from fedlink.files import keep_private
+from fedlink.pki import agent_party_name
 from fedlink.schema import Project, schema_columns
 from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb
+from fedlink.witnessing import Contact, Roster, Witnessing, witness_at
 
 class Agent(CoordinatorClient):
     def __init__(self, config: AgentConfig, *, show_progress: bool = True, retries: int | None = None):
@@ -34,18 +36,32 @@ class Agent(CoordinatorClient):
         self.config = config
         self.show_progress = show_progress
         keep_private()  # worklists, state and keys are the department's alone (fedlink/files.py)
+        self._witnessing_: Witnessing | None = None
 
-    def check_log(self) -> None:
-        """Check that the coordinator's audit log only grew since this agent last
-        looked; raises AuditError (and the agent stops) if history was rewritten."""
-        head = self._call(self.stub.GetTreeHead, pb.GetTreeHeadRequest())
-        keeper = HeadKeeper(self.config.state_dir)
-        if self.config.audit_public_key is not None:
-            public = load_public_key(self.config.audit_public_key)
-        else:
-            public = keeper.public_key(head.public_key_pem)
-        keeper.check(TreeHead.from_pb(head), public, lambda old, new: list(self._call(
-            self.stub.GetConsistencyProof, pb.GetConsistencyProofRequest(old_size=old, new_size=new)).hashes))
+    def _witnessing(self) -> Witnessing:
+        c = self.config
+        if self._witnessing_ is None:
+            witness = witness_at(c.witness_key_path, c.state_dir / "witness.json", agent_party_name(c.department))
+            self._witnessing_ = Witnessing(self._call, self.stub, witness, Roster.load(c.witnesses),
+                                           load_log_key(c.audit_key) if c.audit_key else None,
+                                           c.state_dir / "audit-key.vkey")
+        return self._witnessing_
+
+    def witness(self) -> Contact:
+        """Cosign the coordinator's latest checkpoint after checking it extends the
+        last one this agent cosigned; raises AuditError (the agent stops) if not."""
+        return self._witnessing().contact()
+
+    def require_witnessed(self) -> list[str]:
+        """`witness`, then require the project's quorum of other witnesses vouching
+        for this agent's history up to its last completed action (before it uploads
+        or acts on flags); raises AuditError saying what is missing."""
+        witnessing = self._witnessing()
+        return witnessing.require_quorum(witnessing.contact(), witnessing.acted())
+
+    def _acted(self) -> None:
+        """A completed action (upload committed, flags pulled): witness the log it is in, and remember it."""
+        self._witnessing().record_acted(self.witness())
 
     def project(self) -> Project:
         return project_from_pb(self._call(self.stub.GetProject, pb.GetProjectRequest(project_id=self.config.project)))
@@ -77,7 +93,7 @@ class Agent(CoordinatorClient):
         coordinator has committed every batch. Unless `force`, the guards
         (agents/guards.py) refuse, with UploadRefused, an extract too
         unreadable to send or one that would remove too many current records."""
-        self._retrying("the upload resumes where it stopped", self.check_log)
+        self._retrying("the upload resumes where it stopped", self.require_witnessed)
         project = project or self._retrying("", self.project)
         prepared = prepared or self.prepare(project)
         refusals = quality_refusals(prepared.quality, self.config) if prepared.quality and not force else []
@@ -87,7 +103,7 @@ class Agent(CoordinatorClient):
 
         def once() -> pb.UploadSummary:
             summary = self._upload_once(project, prepared, check, force)
-            self.check_log()
+            self._acted()
             return summary
 
         return self._retrying("the upload resumes where it stopped", once)
@@ -137,9 +153,9 @@ class Agent(CoordinatorClient):
         request = pb.PullFlagsRequest(project_id=self.config.project, run_id=run_id)
 
         def once() -> list[pb.Flag]:
-            self.check_log()
+            self.require_witnessed()
             flags = list(self._call(self.stub.PullFlags, request, timeout=300))
-            self.check_log()
+            self._acted()
             return flags
 
         return self._retrying("the flags are pulled again whole", once)
@@ -161,7 +177,7 @@ class Agent(CoordinatorClient):
     def review(self, record_id: str, need: str, outcome: str, run_id: str) -> pb.RecordOutcomeResponse:
         """Send a caseworker's review of a flag on one of the department's records;
         the reply names the earlier review it supersedes, if any."""
-        self.check_log()
+        self.witness()
         c = self.config
         ref = RefCipher(load_key(c.ref_key_file), c.project, c.department).encrypt(record_id)
         return self._call(self.stub.RecordOutcome, pb.RecordOutcomeRequest(

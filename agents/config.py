@@ -9,8 +9,9 @@
     script = "hk2s"                             # traditional characters to simplified: t2s (default), hk2s, tw2s
     secret_file = "project.secret"              # the project secret (fedlink secret new), shared out of band
     ref_key_file = "medical_insurance.refkey"   # this department's own key (fedlink agent keygen)
-    state_dir = "state"                         # tree heads seen (audit-log consistency)
-    audit_public_key = "pki/audit-signing.pub"  # the coordinator's audit key, from the CA operator's bundle
+    state_dir = "state"                         # this agent's witness key and state (audit-log consistency)
+    audit_key = "pki/audit-signing.vkey"        # the coordinator's log key, pinned (from the bundle)
+    witnesses = "pki/witnesses.toml"            # the project's witnesses and quorum (from the bundle)
     batch_size = 1000
     retries = 5                                 # reconnect attempts, with backoff, when the coordinator is away
     max_removed_share = 0.2                     # refuse an upload removing more of the current records
@@ -30,10 +31,12 @@
     url = "postgresql://..."
     query = "SELECT ... FROM ..."
 
-The audit public key is pinned: an agent checks every tree head against the
-key in its bundle (`fedlink pki bundle`), never against one the coordinator
-hands it. Only `trust_on_first_use = true` (no `audit_public_key`) takes the
-first key the coordinator shows, for a trial run.
+`audit_key` is required: without it an agent would believe whatever log key
+the coordinator offers. `trust_on_first_use = true` instead pins the key the
+coordinator offers at first contact (state_dir/audit-key.vkey), for a test
+set-up only. `witness_key` (default state_dir/witness.key) is this agent's
+own cosigning key, made on first use; `fedlink agent witness-key` prints the
+line to send to the CA operator for the witnesses file.
 
 Relative paths are relative to the config file. `load_config` reads this
 file and `AgentConfig.write` writes it: a configuration read back is the one
@@ -70,7 +73,9 @@ class AgentConfig:
     insecure: bool = False
     columns: dict[str, str] = field(default_factory=dict)
     sql: dict[str, str] = field(default_factory=dict)
-    audit_public_key: Path | None = None  # the pinned audit key; None only with trust_on_first_use
+    audit_key: Path | None = None  # the pinned log key; None only with trust_on_first_use
+    witnesses: Path | None = None  # the project's witnesses file
+    witness_key: Path | None = None  # default: state_dir/witness.key
     retries: int = 5
     encoding: str | None = None  # a CSV's encoding; None: UTF-8 (BOM or not), else GB18030
     sheet: str | None = None     # a workbook's sheet; None: the first
@@ -83,6 +88,10 @@ class AgentConfig:
     trust_on_first_use: bool = False
     server_name: str = ""  # [tls] server_name: check the coordinator's certificate for this name
 
+    @property
+    def witness_key_path(self) -> Path:
+        return self.witness_key or self.state_dir / "witness.key"
+
     def secret(self) -> bytes:
         """The project secret's 256 bits; a file not in the fedlink-secret-v1 form is refused (agents/secret.py)."""
         return read_secret(self.secret_file)
@@ -93,8 +102,9 @@ class AgentConfig:
         the file."""
         lines = [f"{key} = {_toml_value(getattr(self, key))}" for key in _SCALARS]
         lines += [f"{key} = {_toml_value(getattr(self, key))}" for key in _OPTIONAL if getattr(self, key) is not None]
-        if self.audit_public_key is not None:
-            lines.append(f"audit_public_key = {_toml_value(self.audit_public_key)}")
+        for key in ("audit_key", "witnesses", "witness_key"):
+            if getattr(self, key) is not None:
+                lines.append(f"{key} = {_toml_value(getattr(self, key))}")
         if self.trust_on_first_use:
             lines.append("trust_on_first_use = true")
         if self.insecure:
@@ -132,8 +142,8 @@ def _toml_value(value: str | Path | int | float) -> str:
 
 
 _KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-         "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries", "encoding", "sheet",
-         "language", "trust_on_first_use", "script", *_SHARES}
+         "batch_size", "tls", "insecure", "columns", "sql", "audit_key", "witnesses", "witness_key", "retries",
+         "encoding", "sheet", "language", "trust_on_first_use", "script", *_SHARES}
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -188,11 +198,19 @@ def load_config(path: Path) -> AgentConfig:
             raise ConfigError(f"{path}: [tls] server_name must be a string (a host name)")
     elif not insecure:
         raise ConfigError(f"{path}: [tls] cert/key/ca are required (or insecure = true for a loopback test)")
-    trust_on_first_use = data.get("trust_on_first_use", False) is True
-    if not data.get("audit_public_key") and not trust_on_first_use:
-        raise ConfigError(f"{path}: audit_public_key is required: the audit-signing.pub of the bundle the CA operator "
-                          "sent (it pins the key the coordinator signs its log with); only for a trial, "
-                          "trust_on_first_use = true takes the first key the coordinator shows")
+    trust_on_first_use = data.get("trust_on_first_use", False)
+    if not isinstance(trust_on_first_use, bool):
+        raise ConfigError(f"{path}: trust_on_first_use must be true or false")
+    for key in ("audit_key", "witnesses", "witness_key"):
+        if key in data and (not isinstance(data[key], str) or not data[key]):
+            raise ConfigError(f"{path}: {key} must be a file path (a string)")
+    if not data.get("audit_key") and not trust_on_first_use:
+        raise ConfigError(f"{path}: audit_key is required: the coordinator's log key (audit-signing.vkey, in "
+                          "the bundle the CA operator sends), or trust_on_first_use = true for a test set-up")
+    if not data.get("witnesses"):
+        raise ConfigError(f"{path}: witnesses is required: the project's witnesses file (witnesses.toml, in the "
+                          "bundle the CA operator sends)")
+    optional = {key: rel(data[key]) if data.get(key) else None for key in ("audit_key", "witnesses", "witness_key")}
     extract = data["extract"]
     return AgentConfig(
         path=path, department=data["department"], project=data["project"], coordinator=data["coordinator"],
@@ -200,7 +218,6 @@ def load_config(path: Path) -> AgentConfig:
         ref_key_file=rel(data["ref_key_file"]), state_dir=rel(data.get("state_dir", f"state-{data['department']}")),
         batch_size=batch_size, tls=creds, insecure=insecure, columns=dict(data.get("columns", {})),
         sql=dict(data.get("sql", {})),
-        audit_public_key=rel(data["audit_public_key"]) if data.get("audit_public_key") else None,
         retries=retries, encoding=data.get("encoding"), sheet=data.get("sheet"), language=language,
-        script=script, **shares, trust_on_first_use=trust_on_first_use, server_name=server_name,
+        script=script, **shares, trust_on_first_use=trust_on_first_use, server_name=server_name, **optional,
     )

@@ -1,14 +1,18 @@
 """The key ceremony as the demo plays it, each step as its party would take
 it: the CA operator creates the CA; each party makes its key and request in
 its own folder; the CA operator signs each request and delivers a bundle
-(certificate, CA certificate, CRL, the pinned audit key); last, a spare
+(certificate, CA certificate, CRL, the log key every party pins, the
+project's witnesses file, at first with no witness: each department and
+officer sends its witness key later and the CA operator delivers the file
+again, as bench.harness.register_witness plays it); last, a spare
 certificate is issued and revoked, and the new CRL goes to the coordinator."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Sequence
 
-from fedlink.pki import AUDIT_PUBLIC_FILE, CA_FOLDER, CRL_FILE, bundle, new_ca, request, revoke, sign
+from fedlink.pki import AUDIT_KEY_FILE, CA_FOLDER, CRL_FILE, WITNESSES_FILE, bundle, new_ca, request, revoke, sign
+from fedlink.witnessing import DEFAULT_QUORUM, Roster
 
 
 def key_ceremony(pki: Path, departments: Sequence[str], say: Callable[[str], None] = lambda _: None,
@@ -17,6 +21,8 @@ def key_ceremony(pki: Path, departments: Sequence[str], say: Callable[[str], Non
     pki = Path(pki)
     ca = new_ca(pki / CA_FOLDER)
     say(f"   CA operator: a new CA in {ca} (its key stays there, offline)")
+    Roster(ca / WITNESSES_FILE, DEFAULT_QUORUM, ()).write()
+    say(f"   CA operator: the project's witnesses file {ca / WITNESSES_FILE} (quorum {DEFAULT_QUORUM}), in every bundle")
     parties = [("coordinator", "coordinator", "")] + [(f"agent-{d}", "agent", d) for d in departments]
     parties += [("operator", "operator", ""), ("officer", "officer", ""), ("spare", "operator", "")]
     folders = {}
@@ -24,7 +30,7 @@ def key_ceremony(pki: Path, departments: Sequence[str], say: Callable[[str], Non
         folder = pki / party
         csr = request(folder, role, name=party, department=department,
                       hostnames=hostnames if role == "coordinator" else ())
-        audit = folder / AUDIT_PUBLIC_FILE if role == "coordinator" else None
+        audit = (folder / AUDIT_KEY_FILE).with_suffix(".pub") if role == "coordinator" else None
         cert, _ = sign(csr, ca, folder / f"{party}.pem", audit_key=audit)
         csr.unlink()
         bundle(folder / f"{party}.pem", ca, folder)

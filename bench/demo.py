@@ -82,7 +82,7 @@ def status_by_person(flags: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 def refusal_of_spare(session: BenchSession) -> str:
     with CoordinatorClient.connect(session.address, session.pki, "spare") as spare:
         try:
-            spare._call(spare.stub.GetTreeHead, pb.GetTreeHeadRequest(), timeout=10)
+            spare._call(spare.stub.GetCheckpoint, pb.GetCheckpointRequest(), timeout=10)
         except grpc.RpcError as e:
             return f"refused, {e.code().name}: {e.details()}"
     raise RuntimeError("the coordinator answered a revoked certificate")
@@ -202,12 +202,13 @@ def run_demo(out: Path, persons: int = 2000, seed: int = 7) -> dict:
     console.print("Worklists for caseworkers (each department sees only its own records):")
     for d in worklists:
         console.print(f"  {d:18s} {worklists[d]}  {worklists2[d]}")
-    console.print(f"Audit log verified offline by the privacy officer: {audit['tree_size']} events; signed tree "
-                  f"head root {audit['root_hash']}, Ed25519 signature {audit['signature'][:32]}..., key id "
-                  f"{audit['key_id'][:16]} (export in {out / 'audit'})")
+    console.print(f"Audit log verified offline by the privacy officer: {audit['tree_size']} events of "
+                  f"{audit['origin']}, root {audit['root_hash']}, cosigned by the witnesses "
+                  f"{', '.join(audit['cosigners']) or 'none'} and by the officer (export in {out / 'audit'})")
     console.print(f"The console on this demo's data, at https://localhost:8443/ (README, \"The console\"): "
-                  f"fedlink coordinator serve --pki {out / 'pki' / 'coordinator'} --database {out / 'coordinator.sqlite'} & "
-                  f"fedlink console serve --pki {out / 'pki'}; import the file of `fedlink pki p12 {out / 'pki'} "
+                  f"fedlink coordinator serve --pki {out / 'pki' / 'coordinator'} --database {out / 'coordinator.sqlite'} "
+                  f"--audit-key {out / 'log' / 'audit-signing.key'} & "
+                  f"fedlink console serve --pki {out / 'pki'} --log-key {out / 'log' / 'audit-signing.vkey'}; import the file of `fedlink pki p12 {out / 'pki'} "
                   "operator` (or officer) into the browser to sign in")
     console.print(f"Done in {time.perf_counter() - started:.1f} s. What to try next:")
     for step in NEXT_STEPS:

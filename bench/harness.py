@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import time
 import tomllib
 from dataclasses import replace
@@ -26,10 +27,14 @@ from agents.secret import new_secret
 from bench.febrl import materialise, named_scenario
 from bench.metrics import (fairness_by_group, flag_quality, missed_links_by_group, pair_quality, pairwise_quality,
                            record_groups)
+from fedlink import files
+from fedlink.audit import load_log_key, vkey_path
 from fedlink.officer import Officer, verify_export
 from fedlink.operator import Operator
-from fedlink.pki import AUDIT_PUBLIC_FILE, credentials_for, init_pki, party_folder
+from fedlink.pki import CA_FOLDER, WITNESSES_FILE, credentials_for, init_pki, party_folder
 from fedlink.schema import DEPARTMENTS, Project, schema_from_dict
+from fedlink.witness import Witness
+from fedlink.witnessing import DEFAULT_QUORUM, Roster, witness_at
 from server import store as t
 from server.serve import start
 
@@ -57,17 +62,57 @@ def scenario_departments(scenario: Path) -> list[str]:
     return found
 
 
+def deliver_witnesses(pki: Path) -> None:
+    """The CA operator sends the project's witnesses file (DIR/ca/witnesses.toml) to every party again."""
+    pki = Path(pki).resolve()
+    data = (pki / CA_FOLDER / WITNESSES_FILE).read_bytes()
+    for folder in pki.iterdir():
+        if folder.name != CA_FOLDER and (folder / f"{folder.name}.pem").is_file():
+            files.write_atomic(folder / WITNESSES_FILE, data, 0o644)
+
+
+def register_witness(pki: Path, party: str) -> Path:
+    """The bench's stand-in for the witness ceremony: `party`'s witness key in its own
+    folder (made once), its line in the project's witnesses file (the CA operator's),
+    and that file delivered to every party."""
+    pki = Path(pki).resolve()
+    folder = party_folder(pki, party)
+    key_path = folder / "witness.key"
+    key = witness_at(key_path, folder / "witness.json", party).verifier
+    path = pki / CA_FOLDER / WITNESSES_FILE
+    roster = Roster.load(path) if path.exists() else Roster(path, DEFAULT_QUORUM, ())
+    if key.encode() not in {k.encode() for k in roster.keys}:
+        roster.with_key(key).write()
+        deliver_witnesses(pki)
+    return key_path
+
+
+def bench_officer(pki: Path) -> Witness:
+    """The bench's privacy officer as a witness (its key registered by `register_witness`)."""
+    return witness_at(register_witness(pki, "officer"), party_folder(pki, "officer") / "witness.json", "officer")
+
+
+def officer_witnesses(address: str, pki: Path, log_key: Path) -> int:
+    """The privacy officer witnesses the log (as `fedlink audit witness` does); the size cosigned."""
+    with Officer.connect(address, pki) as officer:
+        witnessing = officer.witnessing(bench_officer(pki), Roster.load(party_folder(pki, "officer") / WITNESSES_FILE),
+                                        load_log_key(log_key))
+        return witnessing.contact().checkpoint.size
+
+
 def write_agent_config(workdir: Path, department: str, extract: Path, address: str, columns: dict, *,
-                       project: str = PROJECT_ID, batch_size: int = 2000) -> Path:
-    """The agent TOML of one department in the bench's layout (workdir/agents, workdir/pki)."""
+                       log_key: Path, project: str = PROJECT_ID, batch_size: int = 2000) -> Path:
+    """The agent TOML of one department in the bench's layout (workdir/agents, workdir/pki),
+    pinning the log key `log_key` (an audit-signing.vkey)."""
     agents = (workdir / "agents").resolve()
     pki = (workdir / "pki").resolve()
     return AgentConfig(
         path=agents / f"{department}.toml", department=department, project=project, coordinator=address,
         extract=extract.resolve(), secret_file=(workdir / "project.secret").resolve(),
         ref_key_file=agents / f"{department}.refkey", state_dir=agents / f"state-{department}",
-        batch_size=batch_size, tls=credentials_for(pki, f"agent-{department}"),
-        audit_public_key=party_folder(pki, f"agent-{department}") / AUDIT_PUBLIC_FILE, columns=dict(columns)).write()
+        batch_size=batch_size, tls=credentials_for(pki, f"agent-{department}"), columns=dict(columns),
+        audit_key=Path(log_key).resolve(), witnesses=party_folder(pki, f"agent-{department}") / WITNESSES_FILE,
+        witness_key=register_witness(pki, f"agent-{department}")).write()
 
 
 class BenchSession:
@@ -92,12 +137,15 @@ class BenchSession:
         if database is None:
             for stale in (self.db, self.db.with_suffix(".sqlite-wal"), self.db.with_suffix(".sqlite-shm")):
                 stale.unlink(missing_ok=True)
-        # A new coordinator database is a new log: forget the heads of the last one.
-        for state in (self.out / "agents").glob("state-*/tree-heads.jsonl"):
+        # A new coordinator database is a new log: a new audit key, and the witnesses forget the last one.
+        for state in [*(self.out / "agents").glob("state-*/witness.json"), *self.pki.glob("*/witness.json")]:
             state.unlink()
-        (self.out / "audit" / "verified-heads.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(self.out / "log", ignore_errors=True)
+        self.audit_key = self.out / "log" / "audit-signing.key"
+        register_witness(self.pki, "officer")
         self.running = start("127.0.0.1:0", self.db, credentials=credentials_for(self.pki, "coordinator"),
-                             engine=engine)
+                             engine=engine, audit_key=self.audit_key,
+                             witnesses=party_folder(self.pki, "coordinator") / WITNESSES_FILE)
         self.address = f"127.0.0.1:{self.running.port}"
         overrides = dict(project_overrides or {})
         if "schema" in self.settings and "schema" not in overrides:
@@ -111,6 +159,7 @@ class BenchSession:
         self.project = project
         with Operator.connect(self.address, self.pki) as op:
             op.create_project(project)
+        self.officer_witness()  # the first uploader finds another witness's cosignature
         self.configs = {}
         for d in self.departments:
             self.configs[d] = self.agent_config(d, self.scenario / f"{d}.csv")
@@ -124,7 +173,14 @@ class BenchSession:
 
     def agent_config(self, department: str, extract: Path) -> Path:
         columns = self.settings.get("columns", {}).get(department, {})
-        return write_agent_config(self.out, department, extract, self.address, columns)
+        return write_agent_config(self.out, department, extract, self.address, columns,
+                                  log_key=vkey_path(self.audit_key))
+
+    def officer_witness(self) -> int:
+        return officer_witnesses(self.address, self.pki, vkey_path(self.audit_key))
+
+    def _officer(self) -> Witness:
+        return bench_officer(self.pki)
 
     def agent(self, department: str) -> Agent:
         return Agent(load_config(self.configs[department]), show_progress=self.console is not None)
@@ -168,6 +224,7 @@ class BenchSession:
     def worklists(self, run_id: str, suffix: str = "") -> tuple[dict[str, Path], pd.DataFrame]:
         """Every department pulls its worklist; (paths, all flags as department,record_id,need,tier,status)."""
         paths, flags = {}, []
+        self.officer_witness()  # the last uploader finds a cosignature newer than its upload
         for d in self.departments:
             with Agent(load_config(self.configs[d]), show_progress=False) as agent:
                 path = self.out / "worklists" / f"{d}{suffix}.csv"
@@ -198,13 +255,16 @@ class BenchSession:
         return (report or {}).get("threshold_per_department_pair", {})
 
     def verify_audit(self) -> dict:
-        """The privacy officer exports the log and verifies it offline."""
+        """The privacy officer exports the log, verifies it offline (cosignatures and
+        quorum included), and hands its own cosignature back."""
         with Officer.connect(self.address, self.pki) as officer:
             officer.export(self.out / "audit")
-        head = verify_export(self.out / "audit", self.pki / "officer" / AUDIT_PUBLIC_FILE,
-                             self.out / "audit" / "verified-heads.jsonl")
-        return {"verified": True, "tree_size": head.tree_size, "root_hash": head.root_hash.hex(),
-                "timestamp_ms": head.timestamp_ms, "signature": head.signature.hex(), "key_id": head.key_id.hex()}
+            verified = verify_export(self.out / "audit", load_log_key(vkey_path(self.audit_key)),
+                                     Roster.load(self.pki / "officer" / WITNESSES_FILE), self._officer())
+            officer.add_cosignature(verified.cosigned)
+        c = verified.checkpoint
+        return {"verified": True, "origin": c.origin, "tree_size": c.size, "root_hash": c.root.hex(),
+                "cosigners": list(verified.cosigners), "checkpoint": str(verified.cosigned)}
 
     def close(self) -> None:
         self.running.stop(grace=5)

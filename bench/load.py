@@ -88,8 +88,10 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
     """Run the load; returns the figures, with what was lost counted per upload."""
     from agents.secret import new_secret
     from bench.synth import write_scenario
+    from bench.harness import officer_witnesses, register_witness
+    from fedlink.audit import vkey_path
     from fedlink.operator import Operator
-    from fedlink.pki import init_pki
+    from fedlink.pki import WITNESSES_FILE, init_pki, party_folder
     from fedlink.schema import Project
 
     out = Path(out)
@@ -104,9 +106,13 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
     port = _free_port()
     address = f"127.0.0.1:{port}"
     log = out / "coordinator.log"
+    audit_key = out / "log" / "audit-signing.key"  # this database's log: one key per log
+    register_witness(pki, "officer")
     with log.open("w") as fh:
         coordinator = subprocess.Popen([*FEDLINK, "coordinator", "serve", "--listen", address, "--pki", str(pki),
-                                        "--database", database], stdout=fh, stderr=subprocess.STDOUT)
+                                        "--database", database, "--audit-key", str(audit_key),
+                                        "--witnesses", str(party_folder(pki, "coordinator") / WITNESSES_FILE)],
+                                       stdout=fh, stderr=subprocess.STDOUT)
     procs: list[subprocess.Popen] = []
     try:
         _wait_serving(address, pki, coordinator, log)
@@ -117,13 +123,14 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
         with Operator.connect(address, pki) as op:
             for p in projects:
                 op.create_project(Project.default(p, departments=PER_PROJECT, reference_date="2025-06-30"))
+        officer_witnesses(address, pki, vkey_path(audit_key))  # the first uploaders find a cosignature
         go = out / "go"
         go.unlink(missing_ok=True)
         results = []
         for i in range(agents):
             project, department = projects[i // len(PER_PROJECT)], PER_PROJECT[i % len(PER_PROJECT)]
             config = _agent_config(out / f"agent-{i:02d}", pki, department, project, address,
-                                   scenario / f"{department}.csv", secret, batch_size)
+                                   scenario / f"{department}.csv", secret, batch_size, vkey_path(audit_key))
             result = out / f"agent-{i:02d}" / "result.json"
             result.unlink(missing_ok=True)
             results.append(result)
@@ -198,10 +205,11 @@ def stored_against_sent(database: str, sent: list[dict]) -> dict[str, dict]:
 
 
 def _agent_config(folder: Path, pki: Path, department: str, project: str, address: str, extract: Path,
-                  secret: Path, batch_size: int) -> Path:
+                  secret: Path, batch_size: int, log_key: Path) -> Path:
     from agents.config import AgentConfig
     from agents.refs import new_key
-    from fedlink.pki import AUDIT_PUBLIC_FILE, credentials_for, party_folder
+    from bench.harness import register_witness
+    from fedlink.pki import WITNESSES_FILE, credentials_for, party_folder
 
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -209,8 +217,9 @@ def _agent_config(folder: Path, pki: Path, department: str, project: str, addres
         path=folder / "agent.toml", department=department, project=project, coordinator=address,
         extract=extract.resolve(), secret_file=secret.resolve(), ref_key_file=folder / "ref.key",
         state_dir=folder / "state", batch_size=batch_size,
-        tls=credentials_for(pki.resolve(), f"agent-{department}"),
-        audit_public_key=party_folder(pki.resolve(), f"agent-{department}") / AUDIT_PUBLIC_FILE).write()
+        tls=credentials_for(pki.resolve(), f"agent-{department}"), audit_key=log_key.resolve(),
+        witnesses=party_folder(pki.resolve(), f"agent-{department}") / WITNESSES_FILE,
+        witness_key=register_witness(pki, f"agent-{department}")).write()
     if not (folder / "ref.key").exists():
         new_key(folder / "ref.key")
     return path

@@ -1,29 +1,44 @@
-"""The privacy officer's tools: list and filter audit events, verify the whole
-log against a signed tree head, and report who read what."""
+"""The privacy officer's tools: witness the log, list and filter audit events,
+verify the whole log against its checkpoints and the witnesses' cosignatures,
+and report who read what."""
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
-from fedlink.audit import TreeHead, load_public_key, verify_events
+from fedlink.audit import AuditError, verify_events
+from fedlink.checkpoint import Checkpoint, CheckpointError, cosigners, open_checkpoint, parse_checkpoint
 from fedlink.client import CoordinatorClient
+from fedlink.note import Note, NoteError, VerifierKey, parse
 from fedlink.v1 import coordinator_pb2 as pb
+from fedlink.witness import Witness, WitnessError
+from fedlink.witnessing import Roster, Witnessing, witness_at
 
 # Event kinds that are someone reading data, for the access report.
 READ_KINDS = ("flags.deliver", "report.read", "audit.read", "project.read", "run.watch", "project.list", "run.list",
               "console.view")
 
 
+def officer_witness(state: Path, name: str = "officer") -> Witness:
+    """The officer's witness: its key and state in ``state`` (the key made on first use)."""
+    return witness_at(Path(state) / "witness.key", Path(state) / "witness.json", name)
+
+
 class Officer(CoordinatorClient):
     party = "officer"
 
-    def tree_head(self) -> TreeHead:
-        return TreeHead.from_pb(self._call(self.stub.GetTreeHead, pb.GetTreeHeadRequest(), timeout=30))
+    def witnessing(self, witness: Witness, roster: Roster, log_key: VerifierKey) -> Witnessing:
+        return Witnessing(self._call, self.stub, witness, roster, log_key, Path(witness.state_path).parent /
+                          "audit-key.vkey")
+
+    def checkpoint(self) -> pb.CheckpointReply:
+        return self._call(self.stub.GetCheckpoint, pb.GetCheckpointRequest(), timeout=30)
 
     def events(self, **filters) -> list[tuple[int, str]]:
         request = pb.ListAuditEventsRequest(**{k: v for k, v in filters.items() if v})
@@ -47,45 +62,89 @@ class Officer(CoordinatorClient):
         return list(self._call(self.stub.GetInclusionProof, pb.GetInclusionProofRequest(index=index, tree_size=size),
                                timeout=30).hashes)
 
-    def export(self, out: Path) -> TreeHead:
-        """Save a signed head and every event it covers, for offline verification."""
-        head = self.tree_head()
-        events = self.events(end=head.tree_size)
+    def add_cosignature(self, note: Note) -> list[str]:
+        return list(self._call(self.stub.AddCosignature, pb.AddCosignatureRequest(cosigned=str(note))).witnesses)
+
+    def export(self, out: Path) -> str:
+        """Save the latest checkpoint, every witness's latest cosigned one, and every
+        event the latest covers, for offline verification; returns the checkpoint note."""
+        reply = self.checkpoint()
+        size = parse_checkpoint(parse(reply.checkpoint).text).size
+        events = self.events(end=size)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "head.json").write_text(head.to_json() + "\n")
+        (out / "checkpoint").write_text(reply.checkpoint)
+        (out / "witnessed.json").write_text(json.dumps(list(reply.witnessed), indent=1) + "\n")
         with (out / "events.jsonl").open("w", encoding="utf-8") as f:
             for seq, body in events:
                 f.write(json.dumps({"seq": seq, "body": body}, ensure_ascii=False) + "\n")
-        return head
+        return reply.checkpoint
 
 
-def load_export(folder: Path) -> tuple[TreeHead, list[tuple[int, str]]]:
+def load_export(folder: Path) -> tuple[str, list[str], list[tuple[int, str]]]:
     folder = Path(folder)
-    head = TreeHead.from_json((folder / "head.json").read_text())
+    try:
+        checkpoint = (folder / "checkpoint").read_text()
+        witnessed = json.loads((folder / "witnessed.json").read_text())
+        lines = (folder / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as e:  # an input mistake, not a log that fails to verify
+        raise FileNotFoundError(f"{folder} is not an audit export (fedlink audit export): {e.filename} is "
+                                "missing") from None
     events = []
-    for line in (folder / "events.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in lines:
         if line.strip():
             e = json.loads(line)
             events.append((e["seq"], e["body"]))
-    return head, events
+    return checkpoint, witnessed, events
 
 
-def load_heads(path: Path | None) -> list[TreeHead]:
-    if path is None or not Path(path).exists():
-        return []
-    return [TreeHead.from_json(line) for line in Path(path).read_text().splitlines() if line.strip()]
+@dataclass(frozen=True)
+class Verified:
+    """A verified export: its checkpoint (as signed), and the witnesses whose cosigned checkpoints match the log."""
+
+    checkpoint: Checkpoint
+    note: Note
+    cosigners: tuple[str, ...]
+    cosigned: Note | None = None  # the officer's own cosignature on it, to hand back
 
 
-def verify_export(folder: Path, public_key: Path, heads_file: Path | None = None) -> TreeHead:
-    """Verify an export offline; on success remember its head in `heads_file`."""
-    head, events = load_export(folder)
-    verify_events(events[:head.tree_size], head, load_public_key(public_key), load_heads(heads_file))
-    if heads_file is not None:
-        Path(heads_file).parent.mkdir(parents=True, exist_ok=True)
-        with Path(heads_file).open("a") as f:
-            f.write(head.to_json() + "\n")
-    return head
+def verify_export(folder: Path, log_key: VerifierKey, roster: Roster | None = None,
+                  witness: Witness | None = None) -> Verified:
+    """Verify an export offline: every event, the chain, the log's signature, every
+    cosignature by a known witness (each witness's cosigned checkpoint must match
+    the log, or it is named), the project's quorum, and consistency with the
+    checkpoint this officer cosigned before; then cosign it. Raises AuditError."""
+    text, witnessed, events = load_export(folder)
+    try:
+        checkpoint, note = open_checkpoint(text, log_key)
+    except (CheckpointError, NoteError) as e:
+        raise AuditError(f"the exported checkpoint does not verify with the log key: {e}") from None
+    tree = verify_events(events[:checkpoint.size], [checkpoint])
+    others = [k for k in (roster.keys if roster else ()) if not witness or k.public_key != witness.verifier.public_key]
+    vouching = []
+    for cosigned_text in [text, *witnessed]:
+        try:
+            cosigned = cosigners(cosigned_text, log_key, others)
+        except (CheckpointError, NoteError) as e:
+            raise AuditError(f"a cosigned checkpoint in the export does not verify: {e}") from None
+        size = cosigned.checkpoint.size
+        if cosigned.cosigners and (size > tree.size or tree.root(size) != cosigned.checkpoint.root):
+            raise AuditError(f"the checkpoint of size {size} cosigned by {', '.join(cosigned.names)} is not the "
+                             "log exported: the coordinator showed them another history (split view)")
+        vouching += [n for n in cosigned.names if n not in vouching]
+    if roster is not None and len(vouching) < roster.quorum:
+        raise AuditError(f"the log verifies but is cosigned by {len(vouching)} of the {roster.quorum} witnesses the "
+                         f"project requires ({', '.join(vouching) or 'none'}; listed in {roster.path})")
+    mine = None
+    if witness is not None:
+        last = witness.last(checkpoint.origin)
+        proof = tree.consistency_proof(last.size, checkpoint.size) if last and 0 < last.size < checkpoint.size else []
+        try:
+            mine = note.with_signature(witness.cosign(note, proof, log_key))
+        except WitnessError as e:
+            raise AuditError(f"the exported log is not consistent with the checkpoint this officer cosigned before "
+                             f"({e}); the state is {witness.state_path}") from None
+    return Verified(checkpoint, note, tuple(vouching), mine)
 
 
 def access_report(events: list[tuple[int, str]], since: float = 0.0, until: float = 0.0) -> dict:

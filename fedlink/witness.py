@@ -33,6 +33,10 @@ class Refusal(enum.Enum):
     INCONSISTENT = "inconsistent"
 
 
+class StateFileError(ValueError):
+    """This party's own state file is damaged; the message names it and how to repair it."""
+
+
 class WitnessError(ValueError):
     """The witness refused to cosign; ``refusal`` says why in one word, the message in full."""
 
@@ -130,8 +134,8 @@ class Witness:
             return {}
         except (ValueError, KeyError, TypeError) as e:
             # Starting afresh would cosign any history: refuse until someone restores the file.
-            raise ValueError(f"{self.state_path}: the witness state is unreadable ({e!r}); restore it from a "
-                             "backup, never delete it") from None
+            raise StateFileError(f"{self.state_path}: the witness state is unreadable ({e!r}); restore it from a "
+                                 "backup, never delete it") from None
 
     def _write(self, state: dict[str, SeenHead]) -> None:
         logs = {origin: {"size": c.size, "root": base64.b64encode(c.root).decode()} for origin, c in state.items()}

@@ -82,6 +82,12 @@ def coordinator_serve(
     schedule_poll: float = typer.Option(30.0, help="Seconds between checks for a schedule that fell due"),
     lease_seconds: float = typer.Option(LEASE_TTL_S, help="PostgreSQL: how long this coordinator's lease lasts "
                                                           "without a heartbeat before others recover its runs"),
+    audit_key: Optional[Path] = typer.Option(None, help="The audit log's signing key (default: "
+                                             "audit-signing.key in the PKI folder); made on first start"),
+    log_origin: Optional[str] = typer.Option(None, help="The log's name in its checkpoints (default: "
+                                             "<coordinator host name>/fedlink-audit)"),
+    witnesses: Optional[Path] = typer.Option(None, help="The project's witnesses file (default: "
+                                             "witnesses.toml beside the audit key)"),
 ):
     """Run the coordinator until Ctrl-C (which finishes the calls in flight).
     Pending schema migrations are applied first."""
@@ -94,7 +100,8 @@ def coordinator_serve(
     health = None if health_port is None else f"{health_host or listen.rpartition(':')[0]}:{health_port}"
     running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
                     engine=engine, metrics_port=metrics_port, limits=limits, health_address=health, crl=crl,
-                    keep_runs=keep_runs, schedule_poll=schedule_poll, lease_seconds=lease_seconds)
+                    keep_runs=keep_runs, schedule_poll=schedule_poll, lease_seconds=lease_seconds,
+                    audit_key=audit_key, log_origin=log_origin, witnesses=witnesses)
     serve_forever(running, grace)
 
 

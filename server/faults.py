@@ -20,11 +20,23 @@ the store fails with SQLITE_FULL, exactly as on a full disk, once it would
 grow past it; a test writes the file to fill the "disk" and empties it to
 free space.
 
-Nothing else changes: the real code runs, only later."""
+Nothing else changes: the real code runs, only later.
+
+    FEDLINK_FAULT_FORK=civil_affairs:20 fedlink coordinator serve ...
+
+makes the coordinator fork its log for one department (the witness tests'
+split view): that department's agent is served checkpoints and consistency
+proofs of a log whose event 20 differs, signed with the real audit key;
+everyone else, and the coordinator's own checks, see the stored log. The
+cosignatures it holds are served as they are, like a coordinator that forks
+its log but not the witnesses' notes."""
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+
+from fedlink import merkle
 
 
 def pause(point: str) -> None:
@@ -49,3 +61,26 @@ def sqlite_page_limit() -> int | None:
     except FileNotFoundError:
         return None
     return int(text) if text else None
+
+
+@dataclass(frozen=True)
+class Fork:
+    department: str
+    seq: int
+
+    def view(self, tree: merkle.MerkleTree, department: str) -> merkle.MerkleTree:
+        """The tree this department is shown: event `seq` replaced, once the log has it."""
+        if department != self.department or tree.size <= self.seq:
+            return tree
+        leaves = [tree.leaf_hash_at(i) for i in range(tree.size)]
+        leaves[self.seq] = merkle.leaf_hash(b"forked:" + leaves[self.seq])
+        return merkle.MerkleTree.from_leaf_hashes(leaves)
+
+
+def fork() -> Fork | None:
+    """The fork FEDLINK_FAULT_FORK=department:seq asks for, if any."""
+    wanted = os.environ.get("FEDLINK_FAULT_FORK", "")
+    if not wanted:
+        return None
+    department, _, seq = wanted.partition(":")
+    return Fork(department, int(seq or 0))

@@ -15,6 +15,7 @@ from typing import Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from fedlink.audit import default_origin
 from fedlink.files import keep_private
 from fedlink.pki import AUDIT_KEY_FILE, CRL_FILE, Credentials, RevocationList, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
@@ -92,11 +93,15 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
           interceptors: tuple[grpc.ServerInterceptor, ...] = (), audit_key: Path | None = None,
           limits: Limits | None = None, schedule_poll: float = 30.0,
           health_address: str | None = None, crl: Path | None = None, keep_runs: int = DEFAULT_KEEP_RUNS,
-          lease_seconds: float = LEASE_TTL_S) -> Running:
+          lease_seconds: float = LEASE_TTL_S, log_origin: str | None = None,
+          witnesses: Path | None = None) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
-    else one beside the database; it is created on first start. Callers are
-    checked against the CRL `crl` (default `crl.pem` beside the certificate),
+    else one beside the database; it is created on first start. Its
+    checkpoints name `log_origin` (default: fedlink.audit.default_origin). The project's
+    witnesses file is `witnesses`, else `witnesses.toml` beside the audit key
+    (read again whenever it changes). Raises LogTampered when the stored log is not the one
+    last signed. Callers are checked against the CRL `crl` (default `crl.pem` beside the certificate),
     re-read whenever it changes. `health_address` (host:port) serves plain HTTP
     GET /healthz, with no certificate, for a load balancer; `metrics_port`
     serves /metrics on the host of `address`."""
@@ -119,6 +124,11 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         if credentials is None and "://" in str(database):
             raise ValueError("with a database URL and no PKI folder, name the audit signing key (--audit-key)")
         audit_key = (credentials.cert.parent if credentials else Path(str(database)).parent) / AUDIT_KEY_FILE
+    audit_key = Path(audit_key)
+    witnesses = Path(witnesses) if witnesses else audit_key.parent / "witnesses.toml"
+    if not witnesses.exists():
+        log.warning("no witnesses file %s yet: no cosignature is kept, so agents find no witness quorum, until "
+                    "the CA operator writes it (fedlink audit witnesses); it is read when it changes", witnesses)
     keep_private()  # the database, its -wal/-shm and the audit key: the coordinator's alone
     limits = limits or Limits()
     match_engine = engine_from_url(engine)  # a bad --engine fails before anything is opened
@@ -144,22 +154,30 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     if port == 0:
         raise OSError(f"cannot listen on {address}: the port is in use (another coordinator?) or the address is "
                       "not this machine's")
-    store = Store(database)
     if keep_runs < 0:
         raise ValueError(f"--keep-runs {keep_runs}: the number of runs whose uploads are kept, 0 to keep all")
+    store = Store(database)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+
+    def alarm(reason: str) -> None:  # the health check says so too: a load balancer takes it out
+        for name in ("", SERVICE):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
     try:
         # SQLite: refused while another coordinator holds the database; PostgreSQL: a lease among others.
         ownership = Ownership(store, database, address, lease_seconds)
+        audit_log = AuditLog(store, audit_key, log_origin or default_origin(credentials.cert if credentials else None),
+                             witnesses, alarm)
     except Exception:
+        server.stop(0)
         store.engine.dispose()
         raise
-    coordinator = Coordinator(store, AuditLog(store, audit_key), ownership, match_engine, limits, keep_runs)
+    coordinator = Coordinator(store, audit_log, ownership, match_engine, limits, keep_runs)
     for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.
     servicer = CoordinatorServicer(coordinator, insecure=credentials is None, limits=limits, revocations=revocations)
     register(servicer, server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection((SERVICE, health.SERVICE_NAME), server)
     running = Running(server, port, coordinator, health_servicer, servicer.watch)

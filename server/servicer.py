@@ -22,6 +22,7 @@ from fedlink.wire import project_from_pb, project_to_pb
 from server import faults
 from server.admission import StreamWatch, certificate_identity, dev_identity
 from server.domain.access import DomainError, InvalidArgument, ResourceExhausted
+from server.domain.audit_reads import LogUnavailable
 from server.domain.coordinator import Coordinator
 from server.domain.uploads import ExtractQuality, FieldQuality, IncomingRecord
 from server.limits import Limits, RateLimiter, StreamSlots
@@ -190,6 +191,10 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         """The caller, within the per-identity rate limit, with a request that parses, within the size
         limit, and has no NUL in any string field."""
         who = self._identity(context, name)
+        alarm = self.coordinator.context.audit_log.alarm
+        if alarm:  # a tampered log: nothing more is served (server/audit.py)
+            raise LogUnavailable(f"the coordinator's audit log was tampered with and it serves nothing: {alarm}. "
+                                 "The operator must restore the database from a backup")
         wait_ms = self.limiter.admit(str(who))
         if wait_ms:
             raise self._refuse(who, name, ResourceExhausted(
@@ -356,11 +361,14 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         return _schedule(self.coordinator.schedules.get(who, request.project_id))
 
     @rpc
-    def GetTreeHead(self, request, context, who):
-        h = self.coordinator.audit.tree_head(who)
-        return pb.SignedTreeHead(tree_size=h.tree_size, root_hash=h.root_hash, timestamp_ms=h.timestamp_ms,
-                                 signature=h.signature, key_id=h.key_id,
-                                 public_key_pem=self.coordinator.audit.public_pem)
+    def GetCheckpoint(self, request, context, who):
+        served = self.coordinator.audit.checkpoint(who)
+        return pb.CheckpointReply(checkpoint=str(served.checkpoint), witnessed=[str(n) for n in served.witnessed],
+                                  log_key=self.coordinator.audit.log_key)
+
+    @rpc
+    def AddCosignature(self, request, context, who):
+        return pb.AddCosignatureReply(witnesses=self.coordinator.audit.add_cosignature(who, request.cosigned))
 
     @rpc
     def GetConsistencyProof(self, request, context, who):

@@ -194,6 +194,15 @@ audit_events = Table(
     # it names the previous event's leaf hash, so an edit is pinned to one event
 )
 
+cosignatures = Table(
+    "cosignatures", metadata,
+    Column("witness", String(256), primary_key=True),  # the witness's verifier key (name+id+key)
+    Column("size", Integer, nullable=False),
+    Column("checkpoint", Text, nullable=False),        # the checkpoint text it cosigned last
+    Column("line", Text, nullable=False),              # its cosignature line over that text
+    Column("received_at", Float, nullable=False),
+)
+
 
 def safe_url(url: str | Path) -> str:
     """A database URL without its password, for messages and the log."""
@@ -371,6 +380,20 @@ class EventClock:
             log.warning("the clock is %.1f s behind the last audit event: it stepped back; events keep the "
                         "last time until it catches up (check NTP)", last - now)
         return last, (last - now) if news else 0.0
+
+
+    def keep_cosignature(self, conn, witness: str, size: int, checkpoint: str, line: str) -> bool:
+        """Keep a witness's cosignature if it is its latest (a witness never cosigns a smaller log)."""
+        c = cosignatures.c
+        held = conn.execute(select(c.size).where(c.witness == witness)).scalar()
+        row = {"size": size, "checkpoint": checkpoint, "line": line, "received_at": time.time()}
+        if held is None:
+            conn.execute(cosignatures.insert().values(witness=witness, **row))
+        elif size >= held:
+            conn.execute(cosignatures.update().where(c.witness == witness).values(**row))
+        else:
+            return False
+        return True
 
 
 class _NoLock:

@@ -23,10 +23,16 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory) -> Path:
-    from fedlink.pki import init_pki
+    from bench.harness import deliver_witnesses
+    from fedlink.pki import CA_FOLDER, WITNESSES_FILE, init_pki
+    from fedlink.witnessing import Roster
 
     d = tmp_path_factory.mktemp("pki")
     init_pki(d, DEPARTMENTS)
+    # Quorum 0: every agent still witnesses at every contact; the quorum itself is
+    # tested where it is set (tests/test_witnessing.py).
+    Roster(d / CA_FOLDER / WITNESSES_FILE, 0, ()).write()
+    deliver_witnesses(d)
     return d
 
 
@@ -58,14 +64,21 @@ def database(tmp_path):
     return new_database(tmp_path)
 
 
+def log_key_for(folder: Path) -> Path:
+    """A coordinator's own audit key in a test's folder: one key per log, as in a deployment."""
+    return Path(folder) / "log" / "audit-signing.key"
+
+
 @pytest.fixture
-def coordinator(pki, database):
-    from fedlink.pki import credentials_for
+def coordinator(pki, database, tmp_path):
+    from fedlink.pki import WITNESSES_FILE, credentials_for, party_folder
     from server.serve import start
 
-    running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"))
+    running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"),
+                    audit_key=log_key_for(tmp_path), witnesses=party_folder(pki, "coordinator") / WITNESSES_FILE)
     running.address = f"127.0.0.1:{running.port}"
     running.database = database
+    running.audit_key = log_key_for(tmp_path)
     yield running
     running.stop(grace=2)
 
@@ -103,12 +116,14 @@ def secret_file(tmp_path) -> Path:
 @pytest.fixture
 def agent_config(tmp_path, pki, coordinator, scenario, secret_file):
     """Write an agent TOML for a department; returns its path."""
+    from fedlink.audit import vkey_path
     from procs import agent_folder
 
     def make(department: str, *, extract: Path | None = None, secret: Path | None = None, project: str = "pilot",
              batch_size: int = 2000, party_pki: Path | None = None) -> Path:
         return agent_folder(tmp_path / f"agent-{department}-{secrets.token_hex(3)}", department,
                             extract or scenario / f"{department}.csv", coordinator.address, party_pki or pki,
-                            secret or secret_file, project=project, batch_size=batch_size)
+                            secret or secret_file, log_key=vkey_path(coordinator.audit_key), project=project,
+                            batch_size=batch_size)
 
     return make

@@ -26,9 +26,13 @@ class CoordinatorProcess:
     """`fedlink coordinator serve` on loopback with mutual TLS."""
 
     def __init__(self, work: Path, pki: Path, database, *, port: int | None = None, env: dict | None = None,
-                 args: tuple[str, ...] = ()):
+                 args: tuple[str, ...] = (), witnesses: Path | None = None):
         self.work, self.pki, self.database = Path(work), Path(pki), database
+        from fedlink.pki import WITNESSES_FILE, party_folder
+
+        self.witnesses = witnesses or party_folder(self.pki, "coordinator") / WITNESSES_FILE
         self.port = port or free_port()
+        self.audit_key = self.work / "log" / "audit-signing.key"  # one key per log, as deployed
         self.address = f"127.0.0.1:{self.port}"
         self.starts = 0
         self.proc: subprocess.Popen | None = None
@@ -43,7 +47,8 @@ class CoordinatorProcess:
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
                 [*FEDLINK, "coordinator", "serve", "--listen", self.address, "--pki", str(self.pki),
-                 "--database", str(self.database), "--grace", "2", *args],
+                 "--database", str(self.database), "--grace", "2", "--audit-key", str(self.audit_key),
+                 "--witnesses", str(self.witnesses), *args],
                 cwd=self.work, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self._wait_serving()
 
@@ -80,11 +85,15 @@ class CoordinatorProcess:
 
 
 def agent_toml(work: Path, pki: Path, department: str, address: str, extract: Path, secret: Path, *,
-               project: str = "pilot", batch_size: int = 500, retries: int = 5, name: str | None = None) -> Path:
-    """An agent TOML in its own folder, with a fresh reference key."""
+               project: str = "pilot", batch_size: int = 500, retries: int = 5, name: str | None = None,
+               log_key: Path | None = None, witnesses: Path | None = None) -> Path:
+    """An agent TOML in its own folder, with a fresh reference key, pinning the log key
+    of a CoordinatorProcess in `work` (or `log_key`)."""
     from agents.config import AgentConfig
     from agents.refs import new_key
-    from fedlink.pki import AUDIT_PUBLIC_FILE, credentials_for, party_folder
+    from bench.harness import register_witness
+    from fedlink.audit import vkey_path
+    from fedlink.pki import WITNESSES_FILE, credentials_for, party_folder
 
     folder = (Path(work) / (name or f"agent-{department}")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,7 +102,9 @@ def agent_toml(work: Path, pki: Path, department: str, address: str, extract: Pa
         path=folder / "agent.toml", department=department, project=project, coordinator=address,
         extract=Path(extract).resolve(), secret_file=Path(secret).resolve(),
         ref_key_file=folder / f"{department}.refkey", state_dir=folder / "state",
-        audit_public_key=party_folder(pki, f"agent-{department}") / AUDIT_PUBLIC_FILE, batch_size=batch_size, retries=retries,
+        audit_key=(log_key or vkey_path(Path(work).resolve() / "log" / "audit-signing.key")),
+        witnesses=Path(witnesses or party_folder(pki, f"agent-{department}") / WITNESSES_FILE).resolve(),
+        witness_key=register_witness(pki, f"agent-{department}"), batch_size=batch_size, retries=retries,
         tls=credentials_for(pki, f"agent-{department}")).write()
     if not (folder / f"{department}.refkey").exists():
         new_key(folder / f"{department}.refkey")
@@ -112,15 +123,16 @@ def wait_for(predicate, what: str, limit: float = 120, every: float = 0.005):
 
 
 def agent_folder(work: Path, department: str, extract: Path, address: str, pki: Path, secret: Path, *,
-                 project: str = "pilot", batch_size: int = 2000) -> Path:
-    """A department's folder in the bench layout (pki link, project secret, agent TOML,
-    a fresh reference key); returns the TOML's path."""
+                 log_key: Path, project: str = "pilot", batch_size: int = 2000) -> Path:
+    """A department's folder in the bench layout (pki link, project secret, agent TOML
+    pinning the log key `log_key`, a fresh reference key); returns the TOML's path."""
     from agents.refs import new_key
     from bench.harness import write_agent_config
 
     work.mkdir(parents=True)
     (work / "pki").symlink_to(pki)
     (work / "project.secret").write_text(Path(secret).read_text())
-    path = write_agent_config(work, department, extract, address, {}, project=project, batch_size=batch_size)
+    path = write_agent_config(work, department, extract, address, {}, project=project, batch_size=batch_size,
+                              log_key=log_key)
     new_key(work / "agents" / f"{department}.refkey")
     return path

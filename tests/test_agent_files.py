@@ -6,8 +6,6 @@ longer verifies, is named as this machine's damage (file, line, how to
 repair), never blamed on the coordinator, and never a traceback."""
 from __future__ import annotations
 
-import json
-import logging
 import random
 import signal
 import subprocess
@@ -19,7 +17,6 @@ from agents.client import Agent
 from agents.config import load_config
 from agents.refs import new_key
 from conftest import REFERENCE_DATE
-from fedlink.audit import StateFileError
 from procs import FEDLINK
 
 DEPARTMENTS = ("population", "civil_affairs", "medical_insurance")
@@ -36,8 +33,8 @@ def delivered(agent_config, operator, project):
     return configs["civil_affairs"]
 
 
-def heads_file(config):
-    return load_config(config).state_dir / "tree-heads.jsonl"
+def witness_state(config):
+    return load_config(config).state_dir / "witness.json"
 
 
 def agent_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -73,37 +70,17 @@ def test_kill_9_while_writing_the_worklist_leaves_a_whole_one(delivered, tmp_pat
         assert out.read_bytes() == complete
 
 
-def test_a_torn_last_line_of_the_head_file_is_skipped_with_a_warning(delivered, caplog):
-    path = heads_file(delivered)
-    lines = path.read_text().splitlines()
-    path.write_text("\n".join(lines) + "\n" + lines[-1][: len(lines[-1]) // 2])  # a power cut mid-append
-    with caplog.at_level(logging.WARNING, logger="fedlink.audit"), \
-            Agent(load_config(delivered), show_progress=False) as agent:
-        agent.check_log()
-        agent.check_log()  # the next append starts on a line of its own
-    assert any("last line is incomplete" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
-    assert json.loads(path.read_text().splitlines()[-1])["tree_size"] >= json.loads(lines[-1])["tree_size"]
-
-
-def test_garbage_in_the_head_file_is_named_with_its_repair(delivered):
-    path = heads_file(delivered)
-    path.write_text("not json at all\n" + '{"tree_size": 3}\n')
+def test_a_damaged_witness_state_is_named_with_its_repair(delivered):
+    """The agent's memory of the log (its witness state, written whole by temp file and rename, so a power
+    cut leaves the old one) damaged on this disk: the agent stops naming the file and the repair, never
+    starting afresh (that would cosign any history) and never with a traceback."""
+    path = witness_state(delivered)
+    assert path.exists()
+    path.write_text("not json at all\n")
     done = agent_cli("upload", "--config", str(delivered), "--quiet")
     said = " ".join(done.stderr.split())
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert f"{path} line 1 is not a tree head" in said and f"move {path} aside" in said
-
-
-def test_a_locally_damaged_saved_head_is_not_blamed_on_the_coordinator(delivered):
-    path = heads_file(delivered)
-    lines = path.read_text().splitlines()
-    head = json.loads(lines[-1])
-    head["root_hash"] = "00" * 32  # a flipped block on this disk
-    path.write_text("\n".join(lines[:-1] + [json.dumps(head)]) + "\n")
-    with Agent(load_config(delivered), show_progress=False) as agent, pytest.raises(StateFileError) as e:
-        agent.check_log()
-    assert "damaged on this machine, not by the coordinator" in str(e.value) and str(path) in str(e.value)
-    assert "history was rewritten" not in str(e.value)
+    assert f"{path}: the witness state is unreadable" in said and "restore it from a backup" in said
 
 
 def test_rows_whose_record_left_the_extract_are_marked(agent_config, operator, project, scenario, tmp_path):

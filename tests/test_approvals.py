@@ -124,14 +124,12 @@ def test_the_floor_holds_even_for_an_approved_proposal(project, coordinator, ope
 def test_no_one_decides_on_their_own_proposal(project, coordinator, pki, tmp_path, officer):
     """alice holds an operator and an officer certificate: she proposes, and her officer certificate cannot
     approve it or reject it; another officer can."""
-    import shutil
-
-    from fedlink.pki import request, sign
+    from fedlink.pki import CA_FOLDER, bundle, request, sign
 
     for role, folder in (("operator", tmp_path / "alice-op"), ("officer", tmp_path / "alice-off")):
-        csr = request(folder, role, name="alice")  # her own keys, one certificate per role
-        sign(csr, pki / "ca", folder / "alice.pem")
-        shutil.copy(pki / "ca" / "ca.pem", folder / "ca.pem")
+        csr = request(folder, role, name="alice")  # the key ceremony: her request, signed and bundled by the CA
+        sign(csr, pki / CA_FOLDER, folder / "alice.pem")
+        bundle(folder / "alice.pem", pki / CA_FOLDER, folder)
     with Operator.connect(coordinator.address, tmp_path / "alice-op", "alice") as alice:
         proposal = alice.propose_linkage("pilot", 0.5, False, reason="more links")
     assert {(i.item, i.widens) for i in proposal.items} == {("schema.threshold", True),
@@ -175,7 +173,7 @@ def test_a_wrong_secret_uploaded_first_is_undone_by_an_approved_reset(project, a
                                                                       officer, tmp_path):
     from agents.secret import new_secret
 
-    wrong = new_secret(tmp_path / "wrong.secret")  # well formed, but not the project's
+    wrong = new_secret(tmp_path / "wrong.secret")  # a valid secret, but not the project's
     upload(agent_config, "housing", secret=wrong)  # first: it pins the key check of a wrong secret
     with Agent(load_config(agent_config("population")), show_progress=False) as right:
         refused(right.upload, grpc.StatusCode.PERMISSION_DENIED)

@@ -58,8 +58,28 @@ def agent_toml(work: Path, department: str, port: int, extract: Path, batch_size
         path=work / f"{department}.toml", department=department, project="pilot", coordinator=f"127.0.0.1:{port}",
         extract=Path(extract).resolve(), secret_file=work / "project.secret",
         ref_key_file=work / f"{department}.refkey", state_dir=work / f"state-{department}", batch_size=batch_size,
-        tls=credentials_for(work / "pki", f"agent-{department}"), audit_public_key=work / "pki" / f"agent-{department}" / "audit-signing.pub",
-    ).write()
+        tls=credentials_for(work / "pki", f"agent-{department}"),
+        audit_key=work / "pki" / f"agent-{department}" / "audit-signing.vkey",
+        witnesses=work / "pki" / f"agent-{department}" / "witnesses.toml").write()
+
+
+OFFICER = ("--log-key", "pki/officer/audit-signing.vkey", "--witnesses", "pki/officer/witnesses.toml",
+           "--state", "officer-state")
+
+
+def witness_ceremony(site: Path, configs: list[Path], address: str) -> None:
+    """What the README's operator section says: every agent and the officer send their
+    witness key, the CA operator lists them (quorum 1) and delivers the file again with
+    each party's bundle, the officer witnesses first."""
+    keys = [fedlink("agent", "witness-key", "--config", c, cwd=site).stdout.strip() for c in configs]
+    keys.append(fedlink("audit", "witness-key", "--state", "officer-state", cwd=site).stdout.strip())
+    listed = fedlink("audit", "witnesses", "pki/ca/witnesses.toml", "--quorum", "1",
+                     *[arg for key in keys for arg in ("--add", key)], cwd=site)
+    assert "quorum 1" in listed.stderr and "agent-population" in listed.stderr
+    for party in ["coordinator", "officer", *(f"agent-{c.stem}" for c in configs)]:
+        fedlink("pki", "bundle", f"pki/{party}/{party}.pem", "--ca", "pki/ca", "--out", f"pki/{party}", cwd=site)
+    witnessed = fedlink("audit", "witness", *OFFICER, "--coordinator", address, "--pki", "pki", cwd=site)
+    assert "cosigned" in witnessed.stderr
 
 
 @pytest.fixture
@@ -89,8 +109,10 @@ def test_the_commands_of_the_readme_work_end_to_end(site, scenario):
     try:
         address = f"127.0.0.1:{port}"
         fedlink("project", "create", "project.toml", "--coordinator", address, "--pki", "pki", cwd=site)
-        for d in ("population", "civil_affairs", "medical_insurance", "education"):
-            config = agent_toml(site, d, port, scenario / f"{d}.csv")
+        departments = ("population", "civil_affairs", "medical_insurance", "education")
+        configs = [agent_toml(site, d, port, scenario / f"{d}.csv") for d in departments]
+        witness_ceremony(site, configs, address)
+        for config in configs:
             fedlink("agent", "keygen", "--config", config, cwd=site)
             out = fedlink("agent", "upload", "--config", config, "--quiet", cwd=site)
             assert "uploaded and committed" in out.stdout  # results on stdout, progress and logs on stderr
@@ -100,9 +122,8 @@ def test_the_commands_of_the_readme_work_end_to_end(site, scenario):
         assert '"state": "done"' in report.stdout
         flags = fedlink("agent", "flags", "--config", site / "population.toml", "--out", "worklist.csv", cwd=site)
         assert "flags written" in flags.stdout and (site / "worklist.csv").exists()
-        verify = fedlink("audit", "verify", "--public-key", "pki/officer/audit-signing.pub", "--pki", "pki",
-                         "--coordinator", address, "--heads", "heads.jsonl", cwd=site)
-        assert "audit log verifies" in verify.stderr
+        verify = fedlink("audit", "verify", *OFFICER, "--pki", "pki", "--coordinator", address, cwd=site)
+        assert "audit log verifies" in verify.stderr and "agent-population" in verify.stderr
         log = fedlink("audit", "log", "--json", "--kind", "upload.commit", "--coordinator", address, "--pki", "pki",
                       cwd=site)
         lines = [json.loads(line) for line in log.stdout.splitlines()]
@@ -120,6 +141,7 @@ def test_ctrl_c_mid_upload_loses_nothing_and_the_agent_resumes(site, scenario):
     address = f"127.0.0.1:{port}"
     fedlink("project", "create", "project.toml", "--coordinator", address, "--pki", "pki", cwd=site)
     config = agent_toml(site, "population", port, scenario / "population.csv", batch_size=1)
+    witness_ceremony(site, [config], address)
     fedlink("agent", "keygen", "--config", config, cwd=site)
     total = len((scenario / "population.csv").read_text(encoding="utf-8").splitlines()) - 1
     agent = subprocess.Popen([*FEDLINK, "agent", "upload", "--config", str(config), "--quiet"], cwd=site,

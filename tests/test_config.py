@@ -22,8 +22,9 @@ def full_config(folder: Path) -> AgentConfig:
         state_dir=folder / "state", batch_size=750,
         tls=Credentials(folder / "pki" / "agent-population.pem", folder / "pki" / "agent-population.key",
                         folder / "pki" / "ca.pem"),
-        columns={"name": "full_name", "address": "addr"}, audit_public_key=folder / "pki" / "audit-signing.pub",
-        retries=2, server_name="coordinator.example.gov.cn")
+        columns={"name": "full_name", "address": "addr"}, audit_key=folder / "pki" / "audit-signing.vkey",
+        witnesses=folder / "pki" / "witnesses.toml", witness_key=folder / "witness.key", retries=2,
+        server_name="coordinator.example.gov.cn")
 
 
 def test_a_written_config_reads_back_identical(tmp_path):
@@ -34,14 +35,17 @@ def test_a_written_config_reads_back_identical(tmp_path):
 def test_an_insecure_sql_config_without_optional_keys_reads_back_identical(tmp_path):
     config = replace(full_config(tmp_path), extract="sql", tls=None, insecure=True, columns={},
                      sql={"url": "postgresql://u@db/x", "query": 'SELECT "name" FROM t WHERE a = \'\\n\''},
-                     audit_public_key=None, trust_on_first_use=True, server_name="")
+                     audit_key=None, trust_on_first_use=True, witness_key=None, server_name="")
     assert load_config(config.write()) == config
 
 
-def test_the_audit_key_is_pinned_unless_trust_on_first_use_is_asked_for(tmp_path):
-    config = replace(full_config(tmp_path), audit_public_key=None)
-    with pytest.raises(ConfigError, match="audit_public_key is required.*bundle"):
+def test_the_audit_key_is_required_unless_trust_on_first_use_is_said(tmp_path):
+    config = replace(full_config(tmp_path), audit_key=None)
+    with pytest.raises(ConfigError, match="audit_key is required.*bundle"):
         load_config(config.write())
+    assert load_config(replace(config, trust_on_first_use=True).write()).audit_key is None
+    with pytest.raises(ConfigError, match="witnesses is required"):
+        load_config(replace(full_config(tmp_path), witnesses=None).write())
 
 
 def test_relative_paths_are_relative_to_the_file(tmp_path):

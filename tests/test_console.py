@@ -24,6 +24,7 @@ from sqlalchemy import select
 from bench.harness import PROJECT_ID, BenchSession
 from console_plain import PlainConsole
 from dbutil import new_database
+from fedlink.audit import vkey_path
 from fedlink.identity import Identity
 from fedlink.officer import Officer
 from fedlink.pki import credentials_for
@@ -56,7 +57,8 @@ def bench(scenario, tmp_path_factory):
 def source(bench):
     session = bench[0]
     src = CoordinatorSource(session.address, credentials_for(session.pki, "operator"),
-                            credentials_for(session.pki, "officer"), session.pki / "officer" / "audit-signing.pub")
+                            credentials_for(session.pki, "officer"), vkey_path(session.audit_key),
+                            session.pki / "officer" / "witnesses.toml")
     yield src
     src.close()
 
@@ -79,7 +81,8 @@ def served(bench, tmp_path_factory):
     log = tmp_path_factory.mktemp("console-log") / "console.log"
     with log.open("w") as out:
         proc = subprocess.Popen([*FEDLINK, "console", "serve", "--coordinator", session.address, "--pki",
-                                 str(session.pki), "--listen", f"127.0.0.1:{port}"], stdout=out,
+                                 str(session.pki), "--log-key", str(vkey_path(session.audit_key)),
+                                 "--listen", f"127.0.0.1:{port}"], stdout=out,
                                 stderr=subprocess.STDOUT)
     url = f"https://localhost:{port}"
     wait_for(lambda: proc.poll() is not None or "Uvicorn running" in log.read_text()
@@ -112,7 +115,7 @@ def browser(tmp_path_factory):
 def _client(pki: Path, party: str | None) -> httpx.Client:
     import ssl
 
-    context = ssl.create_default_context(cafile=str(pki / "ca" / "ca.pem"))
+    context = ssl.create_default_context(cafile=str(credentials_for(pki, "operator").ca))  # the CA certificate
     if party:
         creds = credentials_for(pki, party)
         context.load_cert_chain(str(creds.cert), str(creds.key))
@@ -193,9 +196,11 @@ def test_pages_load_draw_their_charts_and_hold_no_identifier(browser, consoles, 
                              ("access", "/audit/access", "officer")):
         browser.get(consoles[role] + path)
         _shoot(browser, name, tmp_path)
-    # The signed head verified; an event's inclusion proven.
+    # The checkpoint's log signature and the witnesses' cosignatures verified; an event's inclusion proven.
     browser.get(f"{consoles['officer']}/audit/checkpoint")
     assert "ok" in browser.find_element(By.ID, "signature").get_attribute("class")
+    assert "officer (size" in browser.find_element(By.ID, "cosignatures").text
+    assert "/fedlink-audit\n" in browser.find_element(By.ID, "note").get_attribute("textContent")
     browser.get(f"{consoles['officer']}/audit/inclusion?seq=3")
     assert "ok" in browser.find_element(By.ID, "result").get_attribute("class")
     _assert_no_identifier(sources, session, planted)

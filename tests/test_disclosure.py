@@ -78,6 +78,7 @@ def probe(pki, scenario, tmp_path_factory):
     from agents.refs import new_key
     from agents.secret import new_secret
     from bench.harness import write_agent_config
+    from fedlink.audit import vkey_path
     from fedlink.operator import Operator
     from fedlink.pki import credentials_for
     from fedlink.schema import Project
@@ -85,8 +86,9 @@ def probe(pki, scenario, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("probe")
     responses = Responses()
+    audit_key = tmp / "log" / "audit-signing.key"  # this log's own key
     running = start("127.0.0.1:0", new_database(tmp), credentials=credentials_for(pki, "coordinator"),
-                    interceptors=(responses,))
+                    interceptors=(responses,), audit_key=audit_key, witnesses=pki / "coordinator" / "witnesses.toml")
     address = f"127.0.0.1:{running.port}"
     out = {"responses": responses}
     secret = new_secret(tmp / "project.secret").read_text()
@@ -99,7 +101,8 @@ def probe(pki, scenario, tmp_path_factory):
                 work.mkdir()
                 (work / "pki").symlink_to(pki)
                 (work / "project.secret").write_text(secret)
-                configs[d] = write_agent_config(work, d, scenario / f"{d}.csv", address, {}, project="pilot")
+                configs[d] = write_agent_config(work, d, scenario / f"{d}.csv", address, {}, project="pilot",
+                                                log_key=vkey_path(audit_key))
                 new_key(work / "agents" / f"{d}.refkey")
                 with Agent(load_config(configs[d]), show_progress=False) as agent:
                     agent.upload()
@@ -138,7 +141,7 @@ def probe(pki, scenario, tmp_path_factory):
             _set_rules(running, default_text())
             _extract(configs["civil_affairs"], (scenario / "civil_affairs.csv").resolve())
             with Agent(load_config(configs["civil_affairs"]), show_progress=False) as agent:
-                agent.upload(force=True)  # the prober removes its rows past the agent's own guard
+                agent.upload(force=True)  # the prober removes its 40 rows on purpose, past the removal guard
             runs.append(op.start_run("pilot", "2025-09-30"))
             assert op.watch(runs[3]) == "done"
             out["after"] = op.report(runs[3])

@@ -52,7 +52,7 @@ def site(tmp_path, pki, coordinator, project, agent_config, scenario):
     return tmp_path, coordinator.address, config
 
 
-def mistakes(address: str, config: Path):
+def mistakes(address: str, config: Path, log_key: Path):
     c = ("--coordinator", address, "--pki", "pki")
     return [
         # (what a user typed, exit code, what the one message names)
@@ -73,11 +73,11 @@ def mistakes(address: str, config: Path):
         (("agent", "upload", "--config", config, "--quiet"), 2, ["extract.dbf", ".dbf is not one"]),
         (("audit", "log", *c, "--kind", "bogus"), 3, ["kind 'bogus' is not a kind", "upload.commit, "]),
         (("audit", "log", *c, "--since", "yesterday"), 2, ["--since 'yesterday' is not an ISO 8601"]),
-        (("audit", "verify", "no-such-export", "--public-key", "pki/officer/audit-signing.pub"), 2,
-         ["no-such-export/head.json"]),
-        (("audit", "verify", "export", "--public-key", "no-such.pub", "--heads", "h.jsonl"), 2,
-         ["no-such.pub: no such public key"]),
-        (("audit", "verify", "export", "--public-key", "pki/officer/audit-signing.pub", "--heads", "h.jsonl"), 4,
+        (("audit", "verify", "no-such-export", "--log-key", log_key, "--witnesses", "pki/officer/witnesses.toml", "--state", "officer-state"), 2,
+         ["no-such-export/checkpoint"]),
+        (("audit", "verify", "export", "--log-key", "no-such.vkey", "--witnesses", "pki/officer/witnesses.toml", "--state", "officer-state"), 2,
+         ["no-such.vkey: no such log key"]),
+        (("audit", "verify", "export", "--log-key", log_key, "--witnesses", "pki/officer/witnesses.toml", "--state", "officer-state"), 4,
          ["audit log does NOT verify", "event 0"]),
         (("coordinator", "serve", "--listen", address, "--pki", "pki", "--database", "other.sqlite"), 2,
          [f"cannot listen on {address}: the port is in use"]),
@@ -86,10 +86,13 @@ def mistakes(address: str, config: Path):
     ]
 
 
-def test_every_common_mistake_is_one_message_and_its_exit_code(site):
+def test_every_common_mistake_is_one_message_and_its_exit_code(site, coordinator):
     folder, address, config = site
     wrong = []
-    for args, code, says in mistakes(address, config):
+    from fedlink.audit import vkey_path
+
+    log_key = vkey_path(coordinator.audit_key)  # this log's key, pinned
+    for args, code, says in mistakes(address, config, log_key):
         done = fedlink(*args, cwd=folder)
         # One line of ours; gRPC's C core may say something first, in its own format.
         # The coordinator's own operations log (timestamped lines) is on stderr too, by design.

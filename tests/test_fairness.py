@@ -53,7 +53,7 @@ def test_a_misbehaving_agent_cannot_delay_another_department_or_the_health_check
                 health_pb2.HealthCheckResponse.SERVING
             assert other._call(other.stub.GetProject, pb.GetProjectRequest(project_id="pilot"),
                                timeout=10).project_id == "pilot"
-            assert other._call(other.stub.GetTreeHead, pb.GetTreeHeadRequest(), timeout=10).tree_size > 0
+            assert other._call(other.stub.GetCheckpoint, pb.GetCheckpointRequest(), timeout=10).checkpoint
         held = [s for s in idle if not s.get("done")]
         assert held, "the idle streams were all gone before the other calls were made"
         refused = [s for s in idle if s.get("done")]

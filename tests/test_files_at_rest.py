@@ -15,13 +15,37 @@ import pytest
 from dbutil import BACKEND
 
 from fedlink.operator import Operator
+from agents.secret import new_secret
+from bench.harness import officer_witnesses
+from fedlink.audit import vkey_path
 from fedlink.schema import Project
 from procs import FEDLINK, CoordinatorProcess, agent_toml
 
 DEPARTMENTS = ("population", "medical_insurance")
-# Public by design (certificates, the audit key's public half, the CA's list of revoked serials): no
-# personal data, no secret.
-PUBLIC = ("-----BEGIN CERTIFICATE-----", "-----BEGIN PUBLIC KEY-----", "-----BEGIN X509 CRL-----")
+# Public by design (certificates, the CRL, the audit key's public half): no personal data, no secret.
+PUBLIC = ("-----BEGIN CERTIFICATE-----", "-----BEGIN X509 CRL-----", "-----BEGIN PUBLIC KEY-----")
+
+
+def public(path: Path) -> bool:
+    """A file every party receives in its bundle: a PEM above, the log's verifier key
+    (audit-signing.vkey) or the project's witnesses file (public keys and the quorum)."""
+    from fedlink.note import NoteError, VerifierKey
+    from fedlink.witnessing import Roster
+
+    text = path.read_text(errors="replace")
+    if text.startswith(PUBLIC):
+        return True
+    if path.suffix == ".vkey":
+        try:
+            return VerifierKey.parse(text) is not None
+        except NoteError:
+            return False
+    if path.name == "witnesses.toml":
+        try:
+            return Roster.load(path) is not None
+        except ValueError:
+            return False
+    return False
 
 pytestmark = pytest.mark.skipif(BACKEND != "sqlite", reason="the coordinator's file store is SQLite")
 
@@ -48,8 +72,6 @@ def test_every_file_fedlink_writes_is_private(tmp_path):
         pki, scenario = tmp_path / "pki", tmp_path / "scenario"
         fedlink("pki", "init", str(pki), "--departments", ",".join(DEPARTMENTS), cwd=tmp_path)
         fedlink("synth", str(scenario), "--persons", "150", "--seed", "5", cwd=tmp_path)
-        from agents.secret import new_secret
-
         (tmp_path / "inputs").mkdir()
         secret = new_secret(tmp_path / "inputs" / "project.secret")
         configs = {d: agent_toml(tmp_path / "inputs", pki, d, "127.0.0.1:0", scenario / f"{d}.csv", secret)
@@ -61,6 +83,9 @@ def test_every_file_fedlink_writes_is_private(tmp_path):
                 config.write_text(config.read_text().replace("127.0.0.1:0", coordinator.address))
             with Operator.connect(coordinator.address, pki) as op:
                 op.create_project(Project.default("pilot", departments=DEPARTMENTS, reference_date="2025-06-30"))
+            # The quorum (1): the officer witnesses first, so that the first uploader finds a cosignature.
+            officer_witnesses(coordinator.address, pki, vkey_path(coordinator.audit_key))
+            with Operator.connect(coordinator.address, pki) as op:
                 for config in configs.values():
                     fedlink("agent", "upload", "--config", str(config), "--quiet", cwd=tmp_path)
                 assert op.watch(op.start_run("pilot", "2025-06-30")) == "done"
@@ -86,7 +111,7 @@ def test_every_file_fedlink_writes_is_private(tmp_path):
         if path.is_dir():
             if mode != 0o700:
                 loose[path] = oct(mode)
-        elif mode != 0o600 and not (mode == 0o644 and path.read_text(errors="replace").startswith(PUBLIC)):
+        elif mode != 0o600 and not (mode == 0o644 and public(path)):
             loose[path] = oct(mode)
     assert not loose, f"{len(loose)} of {len(written)} paths are not private: {loose}"
 

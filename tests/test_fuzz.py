@@ -71,8 +71,9 @@ toml_values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
     max_leaves=6)
 CONFIG_KEYS = ["department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
-               "batch_size", "tls", "insecure", "columns", "sql", "audit_public_key", "retries", "encoding", "sheet",
-               "language", "max_removed_share", "max_unreadable_share", "max_blank_share", "unknown"]
+               "batch_size", "tls", "insecure", "columns", "sql", "audit_key", "witnesses", "witness_key", "retries",
+               "encoding", "sheet", "language", "trust_on_first_use", "max_removed_share", "max_unreadable_share",
+               "max_blank_share", "unknown"]
 
 
 @FUZZ

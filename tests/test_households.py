@@ -15,7 +15,9 @@ from agents.households import household_key, household_tokens
 from fedlink.rules import RuleError, default_text, load_rulepack
 from server.pipeline.needs import apply_households, evaluate, household_labels
 from fedlink.schema import DEPARTMENTS
+from conftest import log_key_for
 from dbutil import new_database, query
+from fedlink.audit import vkey_path
 from test_privacy import Capture
 
 PACK = load_rulepack()
@@ -132,13 +134,15 @@ def test_household_tokens_only_where_declared_and_no_household_number_on_the_wir
 
     capture = Capture()
     db = new_database(tmp_path)
-    running = start("127.0.0.1:0", db, credentials=credentials_for(pki, "coordinator"), interceptors=(capture,))
+    running = start("127.0.0.1:0", db, credentials=credentials_for(pki, "coordinator"), interceptors=(capture,),
+                    audit_key=log_key_for(tmp_path), witnesses=pki / "coordinator" / "witnesses.toml")
     address = f"127.0.0.1:{running.port}"
     try:
         with Operator.connect(address, pki) as op:
             op.create_project(Project.default("pilot", reference_date="2025-06-30"))
         for d in ("population", "civil_affairs", "housing"):
-            config = agent_folder(tmp_path / d, d, scenario / f"{d}.csv", address, pki, secret_file)
+            config = agent_folder(tmp_path / d, d, scenario / f"{d}.csv", address, pki, secret_file,
+                                  log_key=vkey_path(log_key_for(tmp_path)))
             with Agent(load_config(config), show_progress=False) as agent:
                 agent.upload()
     finally:

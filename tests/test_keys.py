@@ -60,18 +60,26 @@ def client(site: Path, party: str, address: str, **kwargs) -> CoordinatorClient:
 
 
 def head(c: CoordinatorClient) -> int:
-    return c._call(c.stub.GetTreeHead, pb.GetTreeHeadRequest(), timeout=10).tree_size
+    """The size of the coordinator's latest checkpoint."""
+    from fedlink.checkpoint import parse_checkpoint
+    from fedlink.note import parse
+
+    note = c._call(c.stub.GetCheckpoint, pb.GetCheckpointRequest(), timeout=10).checkpoint
+    return parse_checkpoint(parse(note).text).size
 
 
 def test_each_folder_holds_only_its_own_keys(ceremony):
     assert sorted(p.name for p in (ceremony / "coordinator").iterdir()) == [
-        "audit-signing.key", "audit-signing.pub", "ca.pem", "coordinator.csr", "coordinator.key", "coordinator.pem",
-        "crl.pem"]
+        "audit-signing.key", "audit-signing.pub", "audit-signing.vkey", "ca.pem", "coordinator.csr", "coordinator.key",
+        "coordinator.pem", "crl.pem"]
     assert sorted(p.name for p in (ceremony / "agent-population").glob("*.key")) == ["agent-population.key"]
-    # Every bundle carries the audit key agents pin, the coordinator's own.
-    audit = (ceremony / "coordinator" / "audit-signing.pub").read_bytes()
-    for party in ("officer", "agent-population", "agent-civil_affairs"):
-        assert (ceremony / party / "audit-signing.pub").read_bytes() == audit
+    # Every bundle carries the log key every party pins: the coordinator's own audit key, named for the
+    # origin its checkpoints carry (its certificate's host name).
+    from fedlink.audit import log_signing_key
+
+    log_key = log_signing_key(ceremony / "coordinator" / "audit-signing.key", f"{HOST}/fedlink-audit").verifier()
+    for party in ("coordinator", "officer", "agent-population", "agent-civil_affairs"):
+        assert (ceremony / party / "audit-signing.vkey").read_text() == log_key.encode() + "\n"
     assert list(ceremony.glob("ca/*.key")) == [ceremony / "ca" / "ca.key"]
 
 

@@ -23,7 +23,8 @@ def limited(pki, tmp_path, request):
     from server.serve import start
 
     database = new_database(tmp_path, "limited")
-    running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"), limits=request.param)
+    running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"), limits=request.param,
+                    audit_key=tmp_path / "log" / "audit-signing.key", witnesses=pki / "coordinator" / "witnesses.toml")
     running.address = f"127.0.0.1:{running.port}"
     running.database = database
     with Operator.connect(running.address, pki) as op:

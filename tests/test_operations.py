@@ -143,12 +143,13 @@ def test_the_log_has_a_line_for_each_thing_and_no_personal_data(served, scenario
     assert refs and not any(bytes(r).hex() in text or base64.b64encode(bytes(r)).decode() in text for r in refs)
 
 
-def test_health_says_not_serving_while_stopping(pki, database):
+def test_health_says_not_serving_while_stopping(pki, database, tmp_path):
     from fedlink.pki import credentials_for
     from server.serve import start
 
     running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"),
-                    health_address="127.0.0.1:0")
+                    health_address="127.0.0.1:0", audit_key=tmp_path / "log" / "audit-signing.key",
+                    witnesses=pki / "coordinator" / "witnesses.toml")
     try:
         url = f"http://127.0.0.1:{running.health_port}/healthz"
         assert urllib.request.urlopen(url, timeout=10).status == 200
@@ -216,7 +217,7 @@ def test_a_port_in_use_is_refused_not_shared(coordinator, pki, database, tmp_pat
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match="--health-port: cannot listen"):
             start("127.0.0.1:0", tmp_path / "third.sqlite", credentials=credentials_for(pki, "coordinator"),
-                  health_address=f"127.0.0.1:{port}")
+                  health_address=f"127.0.0.1:{port}", audit_key=tmp_path / "log" / "audit-signing.key")
 
 
 def test_database_errors_are_counted(coordinator):

@@ -13,7 +13,9 @@ from agents.config import load_config
 from agents.normalise import normalise_record
 from fedlink.schema import DEPARTMENTS
 
+from conftest import log_key_for
 from dbutil import new_database, stored_bytes
+from fedlink.audit import vkey_path
 
 
 class Capture(grpc.ServerInterceptor):
@@ -68,7 +70,8 @@ def test_nothing_identifying_crosses_the_wire_or_reaches_logs_or_the_store(pki, 
 
     capture = Capture()
     db = new_database(tmp_path)
-    running = start("127.0.0.1:0", db, credentials=credentials_for(pki, "coordinator"), interceptors=(capture,))
+    running = start("127.0.0.1:0", db, credentials=credentials_for(pki, "coordinator"), interceptors=(capture,),
+                    audit_key=log_key_for(tmp_path), witnesses=pki / "coordinator" / "witnesses.toml")
     address = f"127.0.0.1:{running.port}"
     caplog.set_level(logging.DEBUG)
     try:
@@ -76,7 +79,8 @@ def test_nothing_identifying_crosses_the_wire_or_reaches_logs_or_the_store(pki, 
             op.create_project(Project.default("pilot", reference_date="2025-06-30"))
         raw = set()
         for d in DEPARTMENTS:
-            config = agent_folder(tmp_path / d, d, scenario / f"{d}.csv", address, pki, secret_file)
+            config = agent_folder(tmp_path / d, d, scenario / f"{d}.csv", address, pki, secret_file,
+                                  log_key=vkey_path(log_key_for(tmp_path)))
             with Agent(load_config(config), show_progress=False) as agent:
                 agent.upload()
             raw |= identifiers(read_extract(scenario / f"{d}.csv", d))
@@ -148,14 +152,15 @@ def test_a_department_never_receives_another_departments_filters_or_scores(pki, 
 
     responses = Responses()
     running = start("127.0.0.1:0", new_database(tmp_path), credentials=credentials_for(pki, "coordinator"),
-                    interceptors=(responses,))
+                    interceptors=(responses,), audit_key=log_key_for(tmp_path), witnesses=pki / "coordinator" / "witnesses.toml")
     address = f"127.0.0.1:{running.port}"
     try:
         with Operator.connect(address, pki) as op:
             op.create_project(Project.default("pilot", reference_date="2025-06-30"))
         configs = {}
         for d in DEPARTMENTS:
-            config = agent_folder(tmp_path / d, d, scenario / f"{d}.csv", address, pki, secret_file)
+            config = agent_folder(tmp_path / d, d, scenario / f"{d}.csv", address, pki, secret_file,
+                                  log_key=vkey_path(log_key_for(tmp_path)))
             configs[d] = load_config(config)
             with Agent(configs[d], show_progress=False) as agent:
                 agent.upload()

@@ -46,4 +46,4 @@ def test_the_readme_hand_run_section_makes_a_pilot_with_worklists(tmp_path):
         assert {"need", "explanation", "match_scores"} <= set(worklist.columns)
     flagged = sum(len(pd.read_csv(tmp_path / d / "worklist.csv", dtype=str)) for d in DEPARTMENTS)
     assert flagged > 0
-    assert (tmp_path / "population" / "agent.toml").read_text().count("pki/") == 4  # relative, delivered paths
+    assert (tmp_path / "population" / "agent.toml").read_text().count("pki/") == 5  # relative, delivered paths (tls, audit_key, witnesses)

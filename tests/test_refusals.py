@@ -28,12 +28,13 @@ from server.serve import start
 
 
 @pytest.fixture
-def serve(pki, database):
+def serve(pki, database, tmp_path):
     started = []
 
     def make(**limits):
         running = start("127.0.0.1:0", database, credentials=credentials_for(pki, "coordinator"),
-                        limits=Limits(**limits))
+                        limits=Limits(**limits), audit_key=tmp_path / "log" / "audit-signing.key",
+                        witnesses=pki / "coordinator" / "witnesses.toml")
         running.address = f"127.0.0.1:{running.port}"
         project = Project.default("pilot", reference_date="2025-06-30")
         running.coordinator.projects.create(_operator(), project)
@@ -76,9 +77,9 @@ def test_a_certificate_without_a_fedlink_identity_is_refused_and_audited(serve, 
     nobody = CoordinatorClient(running.address, Credentials(tmp_path / "x.pem", tmp_path / "x.key", pki / "ca" / "ca.pem"))
     for _ in range(20):
         with pytest.raises(grpc.RpcError) as refused:
-            nobody._call(nobody.stub.GetTreeHead, pb.GetTreeHeadRequest())
+            nobody._call(nobody.stub.GetCheckpoint, pb.GetCheckpointRequest())
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    first, repeats = refusals(running, "GetTreeHead")
+    first, repeats = refusals(running, "GetCheckpoint")
     assert first["actor"] == "unauthenticated" and "not issued as a fedlink identity" in first["details"]["reason"]
     assert first["details"]["peer"].startswith("ipv4:127.0.0.1:")
     assert repeats["kind"] == "call.refused.repeated" and repeats["details"]["count"] == 19
@@ -101,15 +102,15 @@ def test_a_flood_over_the_rate_limit_is_one_event_and_a_count(serve, pki):
     codes = []
     for _ in range(40):
         try:
-            agent._call(agent.stub.GetTreeHead, pb.GetTreeHeadRequest())
+            agent._call(agent.stub.GetCheckpoint, pb.GetCheckpointRequest())
             codes.append("OK")
         except grpc.RpcError as e:
             codes.append(e.code().name)
     assert codes.count("OK") == 3 and codes.count("RESOURCE_EXHAUSTED") == 37
-    first, repeats = refusals(running, "GetTreeHead")
+    first, repeats = refusals(running, "GetCheckpoint")
     assert "--max-calls-per-minute" in first["details"]["reason"]
     assert repeats["details"]["count"] == 36
-    # The three head reads that went through: one event, then a count.
+    # The three checkpoint reads that went through: one event, then a count.
     reads = [json.loads(b) for _, b in running.coordinator.context.audit_log.events(kind="audit.read")]
     reads += [json.loads(b) for _, b in running.coordinator.context.audit_log.events(kind="audit.read.repeated")]
     assert [r["kind"] for r in reads] == ["audit.read", "audit.read.repeated"] and reads[1]["details"]["count"] == 2

@@ -15,6 +15,7 @@ from dbutil import BACKEND, new_database, query, scalar
 
 from agents.client import Agent
 from agents.config import load_config
+from fedlink.audit import vkey_path
 from fedlink.operator import Operator
 from fedlink.pki import credentials_for
 
@@ -30,12 +31,13 @@ def extracts(scenario, tmp_path) -> list:
     return out
 
 
-def three_runs(address: str, pki, configs: dict, population: list) -> tuple[list[str], list[str], dict]:
+def three_runs(address: str, pki, configs: dict, population: list,
+               log_key=None) -> tuple[list[str], list[str], dict]:
     """Upload, run, re-upload, run, re-upload, run. Returns the population upload ids, the run ids, and the
     flags (need, status, since, ref) each department pulled right after each run."""
     def agent(department: str, extract=None) -> Agent:
-        # Another coordinator is another log: the agent keeps its tree heads apart.
-        config = replace(configs[department], coordinator=address,
+        # Another coordinator is another log, with its own key: the agent witnesses it apart.
+        config = replace(configs[department], coordinator=address, audit_key=log_key or configs[department].audit_key,
                          state_dir=configs[department].state_dir.with_name(f"state-{department}-{address}"))
         return Agent(replace(config, extract=extract) if extract else config, show_progress=False)
 
@@ -95,13 +97,14 @@ def test_uploads_no_kept_run_used_are_deleted_and_the_rest_is_unchanged(
         assert scalar(db, "pragma auto_vacuum") == 2 and scalar(db, "pragma freelist_count") == 0
 
     # The same uploads on a coordinator that keeps everything: the kept runs' flags are the same.
+    keeper_key = tmp_path / "keeper-log" / "audit-signing.key"  # another log, another audit key
     keeper = start("127.0.0.1:0", new_database(tmp_path, "keeper"), credentials=credentials_for(pki, "coordinator"),
-                   keep_runs=0)
+                   keep_runs=0, audit_key=keeper_key, witnesses=pki / "coordinator" / "witnesses.toml")
     try:
         address = f"127.0.0.1:{keeper.port}"
         with Operator.connect(address, pki) as op:
             op.create_project(Project.default("pilot", reference_date="2025-06-30"))
-        _, kept_runs, kept_flags = three_runs(address, pki, configs, population)
+        _, kept_runs, kept_flags = three_runs(address, pki, configs, population, vkey_path(keeper_key))
     finally:
         keeper.stop(grace=1)
     for mine, theirs in zip(runs[1:], kept_runs[1:]):

@@ -103,7 +103,8 @@ def test_a_due_schedule_starts_a_run_and_survives_a_restart(pki, tmp_path, agent
     # A new coordinator on the same database finds the schedule; moved due again, it starts the next run.
     coordinator.stop(grace=2)
     execute(coordinator.database, "update schedules set next_due = '2025-07-01T02:00:00Z'")
-    again = start("127.0.0.1:0", coordinator.database, credentials=credentials_for(pki, "coordinator"))
+    again = start("127.0.0.1:0", coordinator.database, credentials=credentials_for(pki, "coordinator"),
+                  audit_key=coordinator.audit_key)
     try:
         second = _wait_for_scheduled_run(again.coordinator, after=run_id)
         with Operator.connect(f"127.0.0.1:{again.port}", pki) as op:

@@ -61,7 +61,8 @@ def pki_request(
     csr = request(out, role, name=name, department=department, hostnames=[*dns, *ip])
     print(f"key written to {csr.with_suffix('.key')} (mode 0600; it never leaves {out})")
     console.print(f"send {csr} to the CA operator" + (
-        f", with {out / 'audit-signing.pub'} (the audit key agents will pin)" if role == "coordinator" else ""))
+        f", with {out / 'audit-signing.pub'} (its audit key: the CA makes the log key every party pins from it)"
+        if role == "coordinator" else ""))
 
 
 @app.command("sign")
@@ -69,8 +70,8 @@ def pki_sign(
     request_file: Path = typer.Argument(..., metavar="REQ.csr"),
     ca: Path = typer.Option(..., help="The CA folder (ca.pem, ca.key)"),
     out: Path = typer.Option(..., help="Certificate to write"),
-    audit_key: Path = typer.Option(None, help="With the coordinator's request: its audit-signing.pub, kept for "
-                                              "the bundles"),
+    audit_key: Path = typer.Option(None, help="With the coordinator's request: its audit-signing.pub; the log "
+                                              "key made from it (audit-signing.vkey) goes in every bundle"),
     days: int = typer.Option(365, help="Validity"),
 ):
     """Sign a party's request: the certificate carries the role, department and host names it asked for."""
@@ -89,7 +90,8 @@ def pki_bundle(
     ca: Path = typer.Option(..., help="The CA folder"),
     out: Path = typer.Option(..., help="A folder, or a file ending in .tar.gz"),
 ):
-    """What a party receives: its certificate, the CA certificate, the CRL and the pinned audit key."""
+    """What a party receives: its certificate, the CA certificate, the CRL, the log key to pin
+    (audit-signing.vkey) and the project's witnesses file (witnesses.toml), when the CA folder has it."""
     from fedlink.pki import bundle
 
     written = bundle(cert, ca, out)

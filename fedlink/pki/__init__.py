@@ -5,7 +5,8 @@ Every party -- the coordinator, each department's agent, operators and
 officers -- makes its own ECDSA P-256 key and a certificate request
 (``ceremony.request``); the CA operator signs it (``ceremony.sign``) and sends
 back a bundle (``ceremony.bundle``): the certificate, the CA certificate, the
-CRL and the coordinator's audit public key, which agents pin. A private key is
+CRL, the coordinator's log key (``audit-signing.vkey``), which every party
+pins, and the project's witnesses file (``witnesses.toml``). A private key is
 written once, mode 0600, in its owner's folder. Revoking a certificate writes
 a new CRL (``revocation.revoke``), which the coordinator reloads without a
 restart (``revocation.RevocationList``).
@@ -23,21 +24,22 @@ from fedlink.pki.ceremony import AUDIT_KEY_FILE, Request, bundle, read_request, 
 from fedlink.pki.certificates import CA_DAYS, KEY_ALGORITHM, LEAF_DAYS
 from fedlink.pki.channels import channel_credentials, server_credentials
 from fedlink.pki.files import (
-    AUDIT_PUBLIC_FILE, CA_CERT_FILE, CA_KEY_FILE, CRL_FILE, Credentials, agent_party_name, credentials_for,
-    party_folder,
+    AUDIT_VKEY_FILE, CA_CERT_FILE, CA_KEY_FILE, CRL_FILE, WITNESSES_FILE, Credentials, agent_party_name,
+    credentials_for, party_folder,
 )
 from fedlink.pki.issuing import CA_FOLDER, init_pki, new_ca
 from fedlink.pki.revocation import RevocationList, revoke
 
 __all__ = [
     "AUDIT_KEY_FILE",
-    "AUDIT_PUBLIC_FILE",
+    "AUDIT_VKEY_FILE",
     "CA_CERT_FILE",
     "CA_FOLDER",
     "CA_KEY_FILE",
     "CA_DAYS",
     "CRL_FILE",
     "LEAF_DAYS",
+    "WITNESSES_FILE",
     "KEY_ALGORITHM",
     "Credentials",
     "Request",

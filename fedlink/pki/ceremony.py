@@ -1,7 +1,8 @@
 """The key ceremony: each party makes its own key and a certificate request
 (`request`), the CA operator signs the request (`sign`) and sends back a
-bundle (`bundle`): the certificate, the CA certificate, the CRL and the public
-key the coordinator signs its audit log with, which agents pin. A private key
+bundle (`bundle`): the certificate, the CA certificate, the CRL, the log key
+the coordinator signs its audit log's checkpoints with (`audit-signing.vkey`),
+which every party pins, and the project's witnesses file (`witnesses.toml`). A private key
 is written once, in its owner's folder, and never copied by any of these."""
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from fedlink.files import write_atomic
 from fedlink.identity import IDENTITY_URI_PREFIX, ROLES, IdentityError, identity_from_certificate, validate_label
 from fedlink.pki.certificates import LEAF_DAYS, make_leaf, make_request, new_key
 from fedlink.pki.files import (
-    AUDIT_PUBLIC_FILE, CA_CERT_FILE, CRL_FILE, ISSUED_FILE, agent_party_name, check_not_existing, load_ca,
-    write_cert, write_key,
+    AUDIT_VKEY_FILE, CA_CERT_FILE, CRL_FILE, ISSUED_FILE, WITNESSES_FILE, agent_party_name, check_not_existing,
+    load_ca, write_cert, write_key,
 )
 
 AUDIT_KEY_FILE = "audit-signing.key"
@@ -101,7 +102,9 @@ def sign(csr_path: Path | str, ca_dir: Path | str, out: Path | str, *, days: int
     department and host names the request asked for (the CA operator reads them
     back before sending the certificate). Each certificate issued is listed in
     the CA's `issued.jsonl`. Signing the coordinator's request with its audit
-    public key (`audit_key`) keeps that key in the CA folder for the bundles."""
+    public key (`audit_key`, audit-signing.pub) keeps the log key every party pins
+    in the CA folder for the bundles: `audit-signing.vkey`, named for the log's
+    default origin (fedlink.audit.default_origin of this certificate)."""
     ca_dir, out = Path(ca_dir), Path(out)
     csr, asked = read_request(csr_path)
     ca_key, ca_cert = load_ca(ca_dir)
@@ -120,24 +123,42 @@ def sign(csr_path: Path | str, ca_dir: Path | str, out: Path | str, *, days: int
     if audit_key is not None:
         if asked.role != "coordinator":
             raise ValueError("--audit-key goes with the coordinator's request: it is the coordinator's key")
-        write_atomic(ca_dir / AUDIT_PUBLIC_FILE, Path(audit_key).read_bytes(), 0o644)
+        write_atomic(ca_dir / AUDIT_VKEY_FILE, (log_key_of(Path(audit_key), out).encode() + "\n").encode(), 0o644)
     return cert, asked
+
+
+def log_key_of(public_pem: Path, coordinator_cert: Path):
+    """The log's verifier key: the coordinator's audit public key under its default origin."""
+    from Crypto.PublicKey import ECC
+
+    from fedlink.audit import default_origin
+    from fedlink.note import ED25519, VerifierKey
+
+    try:
+        key = ECC.import_key(public_pem.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{public_pem}: no such public key (the coordinator's audit-signing.pub)") from None
+    except ValueError as e:
+        raise ValueError(f"{public_pem}: not an Ed25519 public key ({e})") from None
+    if key.curve != "Ed25519":
+        raise ValueError(f"{public_pem}: the audit key is Ed25519, this one is {key.curve}")
+    return VerifierKey(default_origin(coordinator_cert), ED25519, key.export_key(format="raw"))
 
 
 def bundle(cert_path: Path | str, ca_dir: Path | str, out: Path | str) -> Path:
     """What the CA operator sends a party: its certificate, the CA certificate,
-    the CRL and the audit public key, as a folder or (for a name ending in
+    the CRL, the log key and the project's witnesses file, as a folder or (for a name ending in
     .tar.gz) one archive; the party adds them to the folder holding its key."""
     cert_path, ca_dir, out = Path(cert_path), Path(ca_dir), Path(out)
     who = identity_from_certificate(cert_path.read_bytes())
     party = who.name
     files = {f"{party}.pem": cert_path.read_bytes(), CA_CERT_FILE: (ca_dir / CA_CERT_FILE).read_bytes()}
-    for extra in (CRL_FILE, AUDIT_PUBLIC_FILE):
+    for extra in (CRL_FILE, AUDIT_VKEY_FILE, WITNESSES_FILE):
         if (ca_dir / extra).exists():
             files[extra] = (ca_dir / extra).read_bytes()
-    if AUDIT_PUBLIC_FILE not in files and who.role != "coordinator":
-        raise FileNotFoundError(f"{ca_dir / AUDIT_PUBLIC_FILE} not found: sign the coordinator's request with "
-                                "--audit-key first, so that every bundle carries the key agents pin")
+    if AUDIT_VKEY_FILE not in files and who.role != "coordinator":
+        raise FileNotFoundError(f"{ca_dir / AUDIT_VKEY_FILE} not found: sign the coordinator's request with "
+                                "--audit-key first, so that every bundle carries the log key every party pins")
     if out.name.endswith(".tar.gz"):
         out.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(out, "w:gz") as tar:

@@ -15,7 +15,8 @@ from fedlink.files import write_atomic
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
 CRL_FILE = "crl.pem"
-AUDIT_PUBLIC_FILE = "audit-signing.pub"  # the key the coordinator signs its log with, which agents pin
+AUDIT_VKEY_FILE = "audit-signing.vkey"  # the log key the coordinator signs checkpoints with, which every party pins
+WITNESSES_FILE = "witnesses.toml"  # the project's witnesses and quorum, kept by the CA operator
 ISSUED_FILE = "issued.jsonl"  # the CA's index of the certificates it signed
 
 

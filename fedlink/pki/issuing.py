@@ -1,9 +1,14 @@
 """A whole demo deployment in one folder: the key ceremony of `ceremony`,
 played for every party at once (tests, `fedlink demo`, a pilot's first day).
 
-    DIR/ca/            ca.pem ca.key crl.pem issued.jsonl audit-signing.pub   (the CA operator's, offline)
-    DIR/coordinator/   coordinator.pem/.key ca.pem crl.pem audit-signing.key/.pub
-    DIR/<party>/       <party>.pem/.key ca.pem crl.pem audit-signing.pub      (each agent, operator, officer)
+    DIR/ca/            ca.pem ca.key crl.pem issued.jsonl audit-signing.vkey witnesses.toml  (the CA operator's, offline)
+    DIR/coordinator/   coordinator.pem/.key ca.pem crl.pem audit-signing.key/.pub/.vkey witnesses.toml
+    DIR/<party>/       <party>.pem/.key ca.pem crl.pem audit-signing.vkey witnesses.toml  (each agent, operator, officer)
+
+The witnesses file starts with the default quorum and no witness: each
+department and officer sends its witness key, the CA operator lists them
+(`fedlink audit witnesses DIR/ca/witnesses.toml --add ...`) and delivers the
+file again.
 
 Each party's folder holds its own key and public files only: the CA key is
 never in the coordinator's folder, nor any key in another party's."""
@@ -16,7 +21,7 @@ from pathlib import Path
 from fedlink.identity import validate_label
 from fedlink.pki.ceremony import AUDIT_KEY_FILE, bundle, request, sign
 from fedlink.pki.certificates import CA_DAYS, LEAF_DAYS, make_ca
-from fedlink.pki.files import CA_CERT_FILE, CA_KEY_FILE, Credentials, agent_party_name, write_cert, write_key
+from fedlink.pki.files import CA_CERT_FILE, CA_KEY_FILE, WITNESSES_FILE, Credentials, agent_party_name, write_cert, write_key
 from fedlink.pki.revocation import write_crl
 
 CA_FOLDER = "ca"
@@ -78,6 +83,9 @@ def init_pki(
         shutil.rmtree(folder)
 
     ca_dir = new_ca(directory / CA_FOLDER, days=ca_days)
+    from fedlink.witnessing import DEFAULT_QUORUM, Roster
+
+    Roster(ca_dir / WITNESSES_FILE, DEFAULT_QUORUM, ()).write()
     coordinator = directory / "coordinator"
     result: dict[str, Credentials] = {}
     for party, role, department in parties:  # the coordinator first: its audit key goes in every bundle

@@ -619,25 +619,31 @@ class Flag(_message.Message):
     rests_on_first_seen: bool
     def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., transition_until: _Optional[str] = ..., match_departments: _Optional[_Iterable[str]] = ..., explanation_zh: _Optional[str] = ..., rests_on_first_seen: _Optional[bool] = ...) -> None: ...
 
-class GetTreeHeadRequest(_message.Message):
+class GetCheckpointRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class SignedTreeHead(_message.Message):
-    __slots__ = ("tree_size", "root_hash", "timestamp_ms", "signature", "key_id", "public_key_pem")
-    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
-    ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
-    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
-    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
-    KEY_ID_FIELD_NUMBER: _ClassVar[int]
-    PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
-    tree_size: int
-    root_hash: bytes
-    timestamp_ms: int
-    signature: bytes
-    key_id: bytes
-    public_key_pem: str
-    def __init__(self, tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[bytes] = ..., public_key_pem: _Optional[str] = ...) -> None: ...
+class CheckpointReply(_message.Message):
+    __slots__ = ("checkpoint", "witnessed", "log_key")
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    WITNESSED_FIELD_NUMBER: _ClassVar[int]
+    LOG_KEY_FIELD_NUMBER: _ClassVar[int]
+    checkpoint: str
+    witnessed: _containers.RepeatedScalarFieldContainer[str]
+    log_key: str
+    def __init__(self, checkpoint: _Optional[str] = ..., witnessed: _Optional[_Iterable[str]] = ..., log_key: _Optional[str] = ...) -> None: ...
+
+class AddCosignatureRequest(_message.Message):
+    __slots__ = ("cosigned",)
+    COSIGNED_FIELD_NUMBER: _ClassVar[int]
+    cosigned: str
+    def __init__(self, cosigned: _Optional[str] = ...) -> None: ...
+
+class AddCosignatureReply(_message.Message):
+    __slots__ = ("witnesses",)
+    WITNESSES_FIELD_NUMBER: _ClassVar[int]
+    witnesses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, witnesses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetConsistencyProofRequest(_message.Message):
     __slots__ = ("old_size", "new_size")

@@ -119,10 +119,15 @@ class CoordinatorStub:
                 request_serializer=fedlink_dot_v1_dot_coordinator__pb2.RecordOutcomeRequest.SerializeToString,
                 response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.RecordOutcomeResponse.FromString,
                 _registered_method=True)
-        self.GetTreeHead = channel.unary_unary(
-                '/fedlink.v1.Coordinator/GetTreeHead',
-                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetTreeHeadRequest.SerializeToString,
-                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.SignedTreeHead.FromString,
+        self.GetCheckpoint = channel.unary_unary(
+                '/fedlink.v1.Coordinator/GetCheckpoint',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.CheckpointReply.FromString,
+                _registered_method=True)
+        self.AddCosignature = channel.unary_unary(
+                '/fedlink.v1.Coordinator/AddCosignature',
+                request_serializer=fedlink_dot_v1_dot_coordinator__pb2.AddCosignatureRequest.SerializeToString,
+                response_deserializer=fedlink_dot_v1_dot_coordinator__pb2.AddCosignatureReply.FromString,
                 _registered_method=True)
         self.GetConsistencyProof = channel.unary_unary(
                 '/fedlink.v1.Coordinator/GetConsistencyProof',
@@ -277,12 +282,20 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetTreeHead(self, request, context):
-        """The audit log: an RFC 6962 Merkle tree of every event, with signed tree
-        heads. Everyone may read the tree head and consistency proofs (agents
-        check at every contact that history was not rewritten); events and
-        inclusion proofs are for privacy officers.
+    def GetCheckpoint(self, request, context):
+        """The audit log: an RFC 6962 Merkle tree of every event. Its tree heads
+        are C2SP checkpoints (tlog-checkpoint) signed by the audit key, which
+        every agent and officer cosigns as a witness (tlog-cosignature) after
+        checking it extends the last one it cosigned, then hands back with
+        AddCosignature. Everyone may read checkpoints and consistency proofs;
+        events and inclusion proofs are for privacy officers.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddCosignature(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -416,10 +429,15 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.RecordOutcomeRequest.FromString,
                     response_serializer=fedlink_dot_v1_dot_coordinator__pb2.RecordOutcomeResponse.SerializeToString,
             ),
-            'GetTreeHead': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetTreeHead,
-                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.GetTreeHeadRequest.FromString,
-                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.SignedTreeHead.SerializeToString,
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.CheckpointReply.SerializeToString,
+            ),
+            'AddCosignature': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCosignature,
+                    request_deserializer=fedlink_dot_v1_dot_coordinator__pb2.AddCosignatureRequest.FromString,
+                    response_serializer=fedlink_dot_v1_dot_coordinator__pb2.AddCosignatureReply.SerializeToString,
             ),
             'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
                     servicer.GetConsistencyProof,
@@ -922,7 +940,7 @@ class Coordinator:
             _registered_method=True)
 
     @staticmethod
-    def GetTreeHead(request,
+    def GetCheckpoint(request,
             target,
             options=(),
             channel_credentials=None,
@@ -935,9 +953,36 @@ class Coordinator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedlink.v1.Coordinator/GetTreeHead',
-            fedlink_dot_v1_dot_coordinator__pb2.GetTreeHeadRequest.SerializeToString,
-            fedlink_dot_v1_dot_coordinator__pb2.SignedTreeHead.FromString,
+            '/fedlink.v1.Coordinator/GetCheckpoint',
+            fedlink_dot_v1_dot_coordinator__pb2.GetCheckpointRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.CheckpointReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCosignature(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlink.v1.Coordinator/AddCosignature',
+            fedlink_dot_v1_dot_coordinator__pb2.AddCosignatureRequest.SerializeToString,
+            fedlink_dot_v1_dot_coordinator__pb2.AddCosignatureReply.FromString,
             options,
             channel_credentials,
             insecure,

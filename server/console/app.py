@@ -105,7 +105,7 @@ def create_app(source: CoordinatorSource) -> Starlette:
             source, f, _epoch(f["since"]), _epoch(f["until"], end=True)))
 
     async def checkpoint(request: Request):
-        return await page(request, "officer", "checkpoint.html", lambda: {"head": source.latest_head()})
+        return await page(request, "officer", "checkpoint.html", lambda: {"checkpoint": source.latest_checkpoint()})
 
     async def inclusion(request: Request):
         raw = request.query_params.get("seq", "").strip()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -23,7 +24,12 @@ def console_url(listen: str) -> str:
 def console_serve(
     coordinator: str = typer.Option("127.0.0.1:50051", help="The coordinator's host:port"),
     pki: Path = typer.Option(..., help="PKI folder from `fedlink pki init`: the CA people's certificates are "
-                                       "checked against, the console's certificates, the audit public key"),
+                                       "checked against, the console's certificates, the log key and the "
+                                       "witnesses file delivered to the officer"),
+    log_key: Optional[Path] = typer.Option(None, help="The coordinator's log key (default: audit-signing.vkey in "
+                                                      "the officer's folder)"),
+    witnesses: Optional[Path] = typer.Option(None, help="The project's witnesses file (default: witnesses.toml in "
+                                                        "the officer's folder)"),
     listen: str = typer.Option("127.0.0.1:8443", help="host:port the console serves HTTPS on"),
     operator: str = typer.Option("operator", help="Certificate in the PKI folder the console reads operator "
                                                   "pages with"),
@@ -36,7 +42,7 @@ def console_serve(
     (operator or officer) from the same PKI; every page they open is an audit event."""
     import uvicorn
 
-    from fedlink.pki import credentials_for
+    from fedlink.pki import AUDIT_VKEY_FILE, WITNESSES_FILE, credentials_for, party_folder
     from server.console.app import create_app
     from server.console.auth import CertificateH11Protocol, server_tls
     from server.console.source import CoordinatorSource
@@ -45,10 +51,9 @@ def console_serve(
     if not host or not port.isdigit():
         raise ValueError(f"--listen {listen!r}: use host:port, e.g. 127.0.0.1:8443")
     served = credentials_for(pki, server_cert)
-    officer_files = credentials_for(pki, officer)
-    # The pinned audit key comes with the officer's bundle, beside its certificate.
-    source = CoordinatorSource(coordinator, credentials_for(pki, operator), officer_files,
-                               officer_files.cert.parent / "audit-signing.pub")
+    delivered = party_folder(pki, officer)
+    source = CoordinatorSource(coordinator, credentials_for(pki, operator), credentials_for(pki, officer),
+                               log_key or delivered / AUDIT_VKEY_FILE, witnesses or delivered / WITNESSES_FILE)
     print(f"console at {console_url(listen)} (coordinator {coordinator})", flush=True)
     try:
         uvicorn.run(create_app(source), host=host, port=int(port), http=CertificateH11Protocol, log_level=log_level,

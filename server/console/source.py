@@ -8,26 +8,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from fedlink.audit import AuditError, event_leaf, load_public_key, verify_tree_head
+from fedlink.audit import AuditError, event_leaf, load_log_key
+from fedlink.checkpoint import CheckpointError, cosigners, open_checkpoint
 from fedlink.client import message_dict
 from fedlink.merkle import ProofError, verify_inclusion
+from fedlink.note import NoteError
 from fedlink.officer import Officer, access_report
 from fedlink.operator import Operator
 from fedlink.pki import Credentials
 from fedlink.v1 import coordinator_pb2 as pb
+from fedlink.witnessing import Roster
 
 
 @dataclass(frozen=True)
-class HeadCheck:
-    """The latest signed tree head and whether its signature verified under the pinned key."""
+class CheckpointCheck:
+    """The latest checkpoint as served (the signed note), whether the log's signature
+    verified under the pinned log key, and the witnesses' cosignatures that verified."""
 
+    origin: str
     tree_size: int
     root_hash: str
-    timestamp_ms: int
     key_id: str
+    note: str
     verified: bool
     problem: str
-    cosignatures: tuple[str, ...] = ()  # witnesses' names, once the coordinator serves cosigned checkpoints
+    cosignatures: tuple[str, ...] = ()  # "witness (size N)": each listed witness's latest verified cosignature
 
 
 @dataclass(frozen=True)
@@ -41,13 +46,15 @@ class InclusionCheck:
 
 
 class CoordinatorSource:
-    """The console's reads. `audit_key` is the coordinator's audit public key,
-    pinned from the PKI folder: a head signed by any other key fails the check."""
+    """The console's reads. `log_key` is the coordinator's log key (audit-signing.vkey),
+    pinned from the PKI folder: a checkpoint signed by any other key fails the check.
+    `witnesses` is the project's witnesses file, whose cosignatures are verified."""
 
-    def __init__(self, address: str, operator: Credentials, officer: Credentials, audit_key: Path):
+    def __init__(self, address: str, operator: Credentials, officer: Credentials, log_key: Path, witnesses: Path):
+        self.log_key = load_log_key(log_key)
+        self.roster = Roster.load(witnesses)
         self.operator = Operator(address, operator)
         self.officer = Officer(address, officer)
-        self.audit_key = load_public_key(audit_key)
 
     def close(self) -> None:
         self.operator.close()
@@ -93,41 +100,54 @@ class CoordinatorSource:
         """Audit events matching the filters, newest first, their bodies parsed."""
         return [json.loads(body) for _, body in reversed(self.officer.events(**filters))]
 
-    def latest_head(self) -> HeadCheck:
-        """The one source of the checkpoint page: today the coordinator's signed
-        tree head (GetTreeHead), verified under the pinned key. When the
-        coordinator serves witnessed C2SP checkpoints, read and verify the
-        cosigned checkpoint here (fedlink/checkpoint.py, `cosigners`)."""
-        head = self.officer.tree_head()
+    def latest_checkpoint(self) -> CheckpointCheck:
+        """The one source of the checkpoint page: the coordinator's latest checkpoint
+        (GetCheckpoint), its log signature verified under the pinned log key, and every
+        listed witness's latest cosignature (on it or on an earlier checkpoint) verified."""
+        reply = self.officer.checkpoint()
         try:
-            verify_tree_head(head, self.audit_key)
-            verified, problem = True, ""
-        except AuditError as e:
-            verified, problem = False, str(e)
-        return HeadCheck(head.tree_size, head.root_hash.hex(), head.timestamp_ms, head.key_id.hex(), verified,
-                         problem)
+            checkpoint, note = open_checkpoint(reply.checkpoint, self.log_key)
+        except (CheckpointError, NoteError) as e:
+            return CheckpointCheck("", 0, "", self.log_key.key_id.hex(), reply.checkpoint, False, str(e))
+        found: dict[str, int] = {}
+        try:
+            for text in [reply.checkpoint, *reply.witnessed]:
+                cosigned = cosigners(text, self.log_key, self.roster.keys)
+                for name in cosigned.names:
+                    found[name] = max(found.get(name, 0), cosigned.checkpoint.size)
+        except (CheckpointError, NoteError) as e:
+            return CheckpointCheck(checkpoint.origin, checkpoint.size, checkpoint.root.hex(),
+                                   self.log_key.key_id.hex(), str(note), False, f"a cosignature does not verify: {e}")
+        return CheckpointCheck(checkpoint.origin, checkpoint.size, checkpoint.root.hex(), self.log_key.key_id.hex(),
+                               str(note), True, "", tuple(f"{n} (size {size})" for n, size in sorted(found.items())))
+
+    def _signed(self):
+        """The latest checkpoint, verified under the pinned log key (AuditError if it does not verify)."""
+        try:
+            checkpoint, _ = open_checkpoint(self.officer.checkpoint().checkpoint, self.log_key)
+        except (CheckpointError, NoteError) as e:
+            raise AuditError(f"the checkpoint does not verify with the pinned log key: {e}") from None
+        return checkpoint
 
     def inclusion(self, seq: int) -> InclusionCheck:
-        """Is event `seq` in the log the latest signed head covers? The proof is checked here, not trusted."""
-        head = self.officer.tree_head()
+        """Is event `seq` in the log the latest checkpoint covers? The proof is checked here, not trusted."""
         try:
-            verify_tree_head(head, self.audit_key)
+            checkpoint = self._signed()
         except AuditError as e:
-            return InclusionCheck(seq, head.tree_size, False, str(e))
-        if seq >= head.tree_size:
-            return InclusionCheck(seq, head.tree_size, False, f"event {seq} is not below the signed size "
-                                                              f"{head.tree_size}")
+            return InclusionCheck(seq, 0, False, str(e))
+        size, root = checkpoint.size, checkpoint.root
+        if seq >= size:
+            return InclusionCheck(seq, size, False, f"event {seq} is not below the signed size {size}")
         found = self.officer.events(start=seq, end=seq + 1)
         if not found:
-            return InclusionCheck(seq, head.tree_size, False, f"the coordinator returned no event {seq}")
+            return InclusionCheck(seq, size, False, f"the coordinator returned no event {seq}")
         body = found[0][1]
         event = json.loads(body)
         try:
-            verify_inclusion(event_leaf(body), seq, head.tree_size, self.officer.inclusion_proof(seq, head.tree_size),
-                             head.root_hash)
-            return InclusionCheck(seq, head.tree_size, True, "", event["kind"], event["actor"])
+            verify_inclusion(event_leaf(body), seq, size, self.officer.inclusion_proof(seq, size), root)
+            return InclusionCheck(seq, size, True, "", event["kind"], event["actor"])
         except ProofError as e:
-            return InclusionCheck(seq, head.tree_size, False, str(e), event["kind"], event["actor"])
+            return InclusionCheck(seq, size, False, str(e), event["kind"], event["actor"])
 
     def access(self, department: str = "", run_id: str = "") -> dict:
         """Who read what (fedlink/officer.py, access_report), for one department or run when given."""
