@@ -349,6 +349,19 @@ class Store:
                                                   department=department, body=body))
         return _Appended(seq, body, ts)
 
+    def keep_cosignature(self, conn, witness: str, size: int, checkpoint: str, line: str) -> bool:
+        """Keep a witness's cosignature if it is its latest (a witness never cosigns a smaller log)."""
+        c = cosignatures.c
+        held = conn.execute(select(c.size).where(c.witness == witness)).scalar()
+        row = {"size": size, "checkpoint": checkpoint, "line": line, "received_at": time.time()}
+        if held is None:
+            conn.execute(cosignatures.insert().values(witness=witness, **row))
+        elif size >= held:
+            conn.execute(cosignatures.update().where(c.witness == witness).values(**row))
+        else:
+            return False
+        return True
+
 
 @dataclass(frozen=True)
 class _Appended:
@@ -381,19 +394,6 @@ class EventClock:
                         "last time until it catches up (check NTP)", last - now)
         return last, (last - now) if news else 0.0
 
-
-    def keep_cosignature(self, conn, witness: str, size: int, checkpoint: str, line: str) -> bool:
-        """Keep a witness's cosignature if it is its latest (a witness never cosigns a smaller log)."""
-        c = cosignatures.c
-        held = conn.execute(select(c.size).where(c.witness == witness)).scalar()
-        row = {"size": size, "checkpoint": checkpoint, "line": line, "received_at": time.time()}
-        if held is None:
-            conn.execute(cosignatures.insert().values(witness=witness, **row))
-        elif size >= held:
-            conn.execute(cosignatures.update().where(c.witness == witness).values(**row))
-        else:
-            return False
-        return True
 
 
 class _NoLock:
