@@ -13,29 +13,18 @@ from dbutil import BACKEND, execute, query, scalar
 
 from agents.client import Agent
 from agents.config import load_config
+from bench.demo import wider_routing
 from fedlink.officer import Officer
 from fedlink.operator import Operator
 from fedlink.rules import default_text
 from fedlink.schema import Project
 
 # The issue's attack: a rule on major illness alone, its flags routed to the population register
-# with the illness shown by name.
-RULE = '''
-[[rules]]
-name = "major_illness_to_population"
-need = "medical_hardship"
-tier = 3
-when = "medical_insurance.major_illness"
-explain = "a major illness"
-'''
-
-
+# with the illness shown by name (the demo proposes the same change).
 def to_population(text: str) -> str:
-    widened = text.replace('[disclosure.medical_hardship]\nrecipients = ["medical_insurance"]\n',
-                           '[disclosure.medical_hardship]\nrecipients = ["population", "medical_insurance"]\n'
-                           'evidence.population = ["medical_insurance.major_illness"]\n')
-    assert widened != text
-    return widened + RULE
+    widened = wider_routing(text)
+    assert "evidence.population" in widened and "major_illness_to_population" in widened
+    return widened
 
 
 TO_POPULATION = to_population(default_text())
