@@ -102,9 +102,9 @@ def _chunks(file, lines: _Lines, reader, header: list[str], where: str, rows: in
             if len(records) == rows:
                 yield _frame(records, starts, header)
                 records, starts = [], []
-    problems.raise_any()
     if records:
         yield _frame(records, starts, header)
+    problems.raise_any()
 
 
 def _frame(records: list[list[str]], starts: list[int], header: list[str]) -> pd.DataFrame:

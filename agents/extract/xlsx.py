@@ -64,9 +64,9 @@ def _chunks(book, cells, header: list[str], where: str, rows: int) -> Iterator[p
                 records, lines = [], []
     finally:
         book.close()
-    problems.raise_any()
     if records:
         yield _frame(records, lines, header)
+    problems.raise_any()
 
 
 def _frame(records: list[list[str]], lines: list[int], header: list[str]) -> pd.DataFrame:
