@@ -22,6 +22,13 @@ free space.
 
 Nothing else changes: the real code runs, only later.
 
+    FEDLINK_FAULT_MACHINE=elsewhere fedlink coordinator serve ...
+
+makes the coordinator take its lease (server/ownership.py) as if it ran on
+another machine named so: its peers on this machine cannot check its pid and
+must wait for its lease to expire, as they would for a coordinator on another
+host sharing the PostgreSQL database.
+
     FEDLINK_FAULT_FORK=civil_affairs:20 fedlink coordinator serve ...
 
 makes the coordinator fork its log for one department (the witness tests'
@@ -48,6 +55,11 @@ def pause(point: str) -> None:
         with open(mark, "a", encoding="utf-8") as fh:
             fh.write(point + "\n")
     time.sleep(float(os.environ.get("FEDLINK_FAULT_PAUSE_S", "120")))
+
+
+def machine() -> str | None:
+    """The machine identity a fault test gave this coordinator's lease, if any."""
+    return os.environ.get("FEDLINK_FAULT_MACHINE") or None
 
 
 def sqlite_page_limit() -> int | None:
