@@ -23,7 +23,7 @@ def test_a_foreign_lease_is_respected_until_it_expires(uploaded, tmp_path, pki):
     a = CoordinatorProcess(tmp_path, pki, uploaded, args=("--lease-seconds", "4"), env={
         "FEDLINK_FAULT_MACHINE": "another-host", "FEDLINK_FAULT_PAUSE": "run.rules", "FEDLINK_FAULT_FILE": str(mark)})
     (tmp_path / "b").mkdir()
-    b = CoordinatorProcess(tmp_path / "b", pki, uploaded, args=("--lease-seconds", "4"))
+    b = CoordinatorProcess(tmp_path / "b", pki, uploaded, args=("--lease-seconds", "4"), audit_key=a.audit_key)
     try:
         with Operator.connect(a.address, pki) as op:
             run_id = op.start_run("pilot", REFERENCE_DATE)
