@@ -17,6 +17,7 @@ from datetime import date
 
 from fedlink.rules import idle_rules, load_rulepack
 from fedlink.schema import DEPARTMENTS, Project
+from server import queries as q
 from server import store as t
 from server.engine.base import Engine
 from server.pipeline.flags import route_flags, track_over_time
@@ -25,6 +26,10 @@ from server.pipeline.needs import find_needs
 from server.pipeline.probes import first_seen, previous_run_uploads, probe_signals, short_lived_records
 from server.pipeline.report import build_report
 from server.store import Store
+
+
+class RunEnded(RuntimeError):
+    """The run was failed (stalled, recovered) while its worker computed: a late result is not stored."""
 
 
 def execute_run(store: Store, project: Project, run_id: str, as_of: date, used: dict[str, str], engine: Engine,
@@ -50,6 +55,8 @@ def execute_run(store: Store, project: Project, run_id: str, as_of: date, used: 
     ref_of = {int(i): ref for d in departments for i, ref in zip(d.ids.tolist(), d.refs)}
     progress("store", 0, len(flag_rows), "storing links and flags")
     with store.write() as conn:
+        if q.run(conn, run_id).state not in ("queued", "running"):  # failed as stalled, or recovered, meanwhile
+            raise RunEnded(f"run {run_id} was ended while it computed; its links and flags are not stored")
         flag_rows = track_over_time(conn, project.project_id, run_id, as_of, flag_rows, ref_of, pack)
         report = build_report(linkage, flag_rows, pack.suppression_k, facts)
         # What this run could not look for: rules reading departments it had no upload from.
