@@ -346,7 +346,8 @@ def _proposals(session, source) -> tuple[str, str]:
     return wider.proposal_id, higher.proposal_id
 
 
-def test_approvals_shown_to_both_roles_and_decided_by_the_officer_signed_in(browser, consoles, bench, source):
+def test_approvals_shown_to_both_roles_and_decided_by_the_officer_signed_in(browser, consoles, bench, source,
+                                                                           tmp_path):
     """An operator sees the pending proposal and its diff, not a form; an officer who did not propose it
     rejects or approves it on the page, the coordinator recording the decision as that officer's (via the
     console); the officer who proposed it (by name) gets no form, and a POST without the CSRF token is refused."""
@@ -371,6 +372,7 @@ def test_approvals_shown_to_both_roles_and_decided_by_the_officer_signed_in(brow
         forged = httpx.post(f"{wang.url}/approvals/decide", data={"proposal_id": rejected, "verdict": "approve"})
         assert forged.status_code == 403 and "csrf" in forged.text.lower()
         browser.get(f"{wang.url}/approvals/{rejected}")
+        _shoot(browser, "proposal", tmp_path)
         browser.find_element(By.NAME, "note").send_keys("not needed")
         browser.find_element(By.ID, "reject").click()
         assert browser.find_element(By.ID, "state").text == "rejected"
