@@ -330,6 +330,17 @@ def test_a_person_signs_in_with_the_browser_file_of_pki_p12(served, tmp_path):
     assert page.status_code == 200 and "officer:officer" in page.text
 
 
+def _submit(browser, button: str) -> None:
+    """Click a form's button and wait for the page it leads to (the old page's elements go stale)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    old = browser.find_element(By.ID, button)
+    old.click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
+
+
 def _proposals(session, source) -> tuple[str, str]:
     """The demo's widening (to be rejected: the rules stay as they are for the next browser) and a
     threshold a hundredth higher (to be approved)."""
@@ -374,11 +385,11 @@ def test_approvals_shown_to_both_roles_and_decided_by_the_officer_signed_in(brow
         browser.get(f"{wang.url}/approvals/{rejected}")
         _shoot(browser, "proposal", tmp_path)
         browser.find_element(By.NAME, "note").send_keys("not needed")
-        browser.find_element(By.ID, "reject").click()
+        _submit(browser, "reject")
         assert browser.find_element(By.ID, "state").text == "rejected"
         assert browser.find_element(By.ID, "decided-by").text.startswith("officer:wang")
         browser.get(f"{wang.url}/approvals/{approved}")
-        browser.find_element(By.ID, "approve").click()
+        _submit(browser, "approve")
         assert browser.find_element(By.ID, "state").text == "approved"
     finally:
         wang.stop()
