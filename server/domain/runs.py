@@ -144,6 +144,7 @@ class Report:
     persons_by_department_count: tuple[CountCell, ...] = ()
     flags_per_need: tuple[CountCell, ...] = ()
     flags_per_status: tuple[CountCell, ...] = ()
+    flags_per_need_tier: tuple[CountCell, ...] = ()  # "need/tier": each flagged person at their need's tier
     absence_uncertain: tuple[CountCell, ...] = ()
     threshold_per_department_pair: dict[str, float] = field(default_factory=dict)
     outcomes_per_rule: tuple[CountCell, ...] = ()  # caseworkers' review feedback, "rule/outcome"
