@@ -71,6 +71,7 @@ class Context:
     ownership: object = None  # this instance's claim on the database (server/ownership.py)
     bursts: BurstLog | None = None  # refusals and head reads, one event per burst (server/bursts.py)
     keep_runs: int = 2  # retention: the runs whose uploads are kept (server/domain/retention.py); 0 keeps all
+    incremental: bool = True  # runs re-score only what changed since the last (server/pipeline/increments.py)
 
     def __post_init__(self):
         if self.bursts is None:

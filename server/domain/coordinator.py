@@ -22,8 +22,9 @@ from server.store import Store
 
 class Coordinator:
     def __init__(self, store: Store, audit: AuditLog, ownership: Ownership, engine=None, limits: Limits | None = None,
-                 keep_runs: int = DEFAULT_KEEP_RUNS):
-        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits(), ownership, keep_runs=keep_runs)
+                 keep_runs: int = DEFAULT_KEEP_RUNS, incremental: bool = True):
+        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits(), ownership, keep_runs=keep_runs,
+                               incremental=incremental)
         self.context.bursts.start()
         self.projects = Projects(self.context)
         self.uploads = Uploads(self.context)
