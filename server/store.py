@@ -194,6 +194,12 @@ audit_events = Table(
     # it names the previous event's leaf hash, so an edit is pinned to one event
 )
 
+log_signers = Table(
+    "log_signers", metadata,                         # the audit key the log is signed with (server/audit.py):
+    Column("vkey", String(512), primary_key=True),   # the first coordinator's, which every other must share
+    Column("recorded_at", Float, nullable=False),
+)
+
 cosignatures = Table(
     "cosignatures", metadata,
     Column("witness", String(256), primary_key=True),  # the witness's verifier key (name+id+key)

@@ -62,8 +62,6 @@ def run_state(database, run_id: str):
 
 
 @pytest.mark.skipif(BACKEND != "postgresql" or not PGDIR, reason="needs the PostgreSQL server of scripts/test")
-@pytest.mark.xfail(strict=True, reason="regressed when witnessed checkpoints landed: the agent's witness contact "
-                   "at every call meets the outage and its retries end before PostgreSQL is back (issue 19, open)")
 def test_postgresql_down_while_a_run_stores_its_results(tmp_path, pki, database, scenario, secret_file):
     mark = tmp_path / "fault"
     site = CoordinatorProcess(tmp_path, pki, database, env={
