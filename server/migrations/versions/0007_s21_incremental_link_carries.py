@@ -1,16 +1,16 @@
 """link_carries: the scored pairs a run leaves the next, so that it re-links only what changed
 (branch s21-incremental)
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02 17:00:00
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
