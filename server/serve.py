@@ -95,7 +95,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
           limits: Limits | None = None, schedule_poll: float = 30.0,
           health_address: str | None = None, crl: Path | None = None, keep_runs: int = DEFAULT_KEEP_RUNS,
           lease_seconds: float = LEASE_TTL_S, log_origin: str | None = None,
-          witnesses: Path | None = None, run_stall_seconds: float = DEFAULT_RUN_STALL_S) -> Running:
+          witnesses: Path | None = None, run_stall_seconds: float = DEFAULT_RUN_STALL_S,
+          full_runs: bool = False) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
     else one beside the database; it is created on first start. Its
@@ -105,7 +106,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     last signed. Callers are checked against the CRL `crl` (default `crl.pem` beside the certificate),
     re-read whenever it changes. `health_address` (host:port) serves plain HTTP
     GET /healthz, with no certificate, for a load balancer; `metrics_port`
-    serves /metrics on the host of `address`."""
+    serves /metrics on the host of `address`. `full_runs`: every run re-links
+    everything (server/pipeline/increments.py)."""
     host, _, _ = address.rpartition(":")
     if credentials is not None and insecure:
         # With TLS on, the caller's identity is its certificate's, never a header it sends.
@@ -176,7 +178,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         server.stop(0)
         store.engine.dispose()
         raise
-    coordinator = Coordinator(store, audit_log, ownership, match_engine, limits, keep_runs, run_stall_seconds)
+    coordinator = Coordinator(store, audit_log, ownership, match_engine, limits, keep_runs, run_stall_seconds,
+                              incremental=not full_runs)
     for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.

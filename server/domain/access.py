@@ -72,6 +72,7 @@ class Context:
     bursts: BurstLog | None = None  # refusals and head reads, one event per burst (server/bursts.py)
     keep_runs: int = 2  # retention: the runs whose uploads are kept (server/domain/retention.py); 0 keeps all
     run_stall_s: float = DEFAULT_RUN_STALL_S  # a run with no progress for this long is failed (server/domain/runs.py)
+    incremental: bool = True  # runs re-score only what changed since the last (server/pipeline/increments.py)
 
     def __post_init__(self):
         if self.bursts is None:

@@ -308,7 +308,7 @@ class Runs:
             with self.ctx.store.write() as conn:
                 q.set_run_state(conn, run.run_id, "running")
             report = execute_run(self.ctx.store, run.project, run.run_id, run.as_of, run.uploads, self.ctx.engine,
-                                 progress)
+                                 progress, incremental=self.ctx.incremental)
             faults.pause("run.finishing")
             return report, "done", ""
         except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
