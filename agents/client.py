@@ -64,7 +64,9 @@ class Agent(CoordinatorClient):
         self._witnessing().record_acted(self.witness())
 
     def project(self) -> Project:
-        return project_from_pb(self._call(self.stub.GetProject, pb.GetProjectRequest(project_id=self.config.project)))
+        """The project's settings, fetched through a coordinator or store outage like every other call."""
+        request = pb.GetProjectRequest(project_id=self.config.project)
+        return self._retrying("", lambda: project_from_pb(self._call(self.stub.GetProject, request)))
 
     # -- upload --------------------------------------------------------------
 
@@ -94,7 +96,7 @@ class Agent(CoordinatorClient):
         (agents/guards.py) refuse, with UploadRefused, an extract too
         unreadable to send or one that would remove too many current records."""
         self._retrying("the upload resumes where it stopped", self.require_witnessed)
-        project = project or self._retrying("", self.project)
+        project = project or self.project()
         prepared = prepared or self.prepare(project)
         refusals = quality_refusals(prepared.quality, self.config) if prepared.quality and not force else []
         if refusals:

@@ -18,9 +18,12 @@ and answered to every later call, until the operator restores the database.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -42,6 +45,10 @@ log = logging.getLogger("fedlink.coordinator")
 
 class LogTampered(AuditError):
     """The stored log is not the one this coordinator signed; nothing is signed or served until it is restored."""
+
+
+class LogKeyMismatch(ValueError):
+    """The database's log is signed with another audit key than this coordinator's."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,8 @@ class AuditLog:
         write_vkey(key_path, origin)
         self._checkpoint_path = key_path.with_suffix(".checkpoint")
         self._leaves_path = key_path.with_suffix(".leaves")
+        self._state_lock = key_path.with_suffix(".lock")
+        self._claim(key_path)
         self.roster = Roster.watch(witnesses) if witnesses else None  # None: keeps no cosignature
         self.on_alarm = on_alarm
         self.alarm: str | None = None
@@ -91,6 +100,23 @@ class AuditLog:
     @property
     def origin(self) -> str:
         return self.log_key.name
+
+    def _claim(self, key_path: Path) -> None:
+        """One log, one signing key. Coordinators sharing a PostgreSQL database sign
+        one log, so agents pinning its key verify whichever instance answers; the
+        first one records its key, and one started with another key is refused."""
+        vkey = self.log_key.encode()
+        with self.store.write() as conn:
+            held = conn.execute(select(t.log_signers.c.vkey)).scalars().all()
+            if not held:
+                conn.execute(t.log_signers.insert().values(vkey=vkey, recorded_at=time.time()))
+            elif vkey not in held:
+                raise LogKeyMismatch(
+                    f"this database's audit log is signed by {held[0].split('+')[0]} with key "
+                    f"{held[0].split('+')[1]}, this coordinator's audit key {key_path} is "
+                    f"{self.origin} {vkey.split('+')[1]}: every coordinator of one database signs with the same "
+                    "key and origin; copy the first coordinator's audit key (and its .checkpoint and .leaves "
+                    "beside it) here, or give --audit-key and --log-origin as on the first")
 
     # -- checking itself ---------------------------------------------------------
 
@@ -105,9 +131,11 @@ class AuditLog:
             tree = walk_chain(self._rows())
         except AuditError as e:
             self._raise_alarm(f"the stored audit log is broken: {e}")
-        last = self._last_signed()
+        with self._locked_state():  # another coordinator sharing this folder may be writing it
+            last = self._last_signed()
+            signed = self._signed_leaves(last) if last is not None else b""
         if last is not None:
-            self._compare(tree, self._signed_leaves(last), last)
+            self._compare(tree, signed, last)
         elif tree.size:
             log.warning("no checkpoint of this log on file beside the audit key (%s): the %d stored events are "
                         "taken as they are; from now on every checkpoint is kept there", self._checkpoint_path,
@@ -178,23 +206,48 @@ class AuditLog:
 
     def _record(self, signed_before: int, rewrite: bool = False) -> None:
         """Keep the new checkpoint and its leaves beside the audit key: leaves first, so a
-        crash between the two leaves more leaves than the checkpoint covers, never fewer."""
+        crash between the two leaves more leaves than the checkpoint covers, never fewer.
+        Coordinators sharing the key's folder take turns (a file lock), and the file
+        never goes back: one that signed less than is on file leaves it as it is."""
         size = self._tree.size
         if size == self._signed and not rewrite:
             return
-        leaves = b"".join(self._tree.leaf_hash_at(i) for i in range(0 if rewrite else signed_before, size))
-        if rewrite:
-            files.write_atomic(self._leaves_path, leaves)
-        else:
-            with self._leaves_path.open("r+b") as f:
-                f.truncate(signed_before * merkle.HASH_SIZE)
-                f.seek(signed_before * merkle.HASH_SIZE)
-                f.write(leaves)
-                f.flush()
-                os.fsync(f.fileno())
-        note = sign_checkpoint(Checkpoint(self.origin, size, self._tree.root(size)), self._key)
-        files.write_atomic(self._checkpoint_path, str(note).encode())
+        with self._locked_state():
+            on_file = self._size_on_file()
+            if on_file > size or (on_file == size and not rewrite):
+                self._signed = size
+                return
+            start = 0 if rewrite else min(signed_before, on_file)
+            leaves = b"".join(self._tree.leaf_hash_at(i) for i in range(start, size))
+            if rewrite:
+                files.write_atomic(self._leaves_path, leaves)
+            else:
+                with self._leaves_path.open("r+b") as f:
+                    f.truncate(start * merkle.HASH_SIZE)
+                    f.seek(start * merkle.HASH_SIZE)
+                    f.write(leaves)
+                    f.flush()
+                    os.fsync(f.fileno())
+            note = sign_checkpoint(Checkpoint(self.origin, size, self._tree.root(size)), self._key)
+            files.write_atomic(self._checkpoint_path, str(note).encode())
         self._signed = size
+
+    @contextmanager
+    def _locked_state(self):
+        with open(self._state_lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _size_on_file(self) -> int:
+        """The size of the checkpoint on file (0 when none); its signature was checked at start."""
+        try:
+            first = self._checkpoint_path.read_text().split("\n")
+        except FileNotFoundError:
+            return 0
+        return int(first[1]) if len(first) > 1 and first[1].isdigit() else 0
 
     def _raise_alarm(self, reason: str):
         """Stop signing and serving, loudly: a CRITICAL log line, an audit event, and the reason to every caller."""

@@ -194,6 +194,12 @@ audit_events = Table(
     # it names the previous event's leaf hash, so an edit is pinned to one event
 )
 
+log_signers = Table(
+    "log_signers", metadata,                         # the audit key the log is signed with (server/audit.py):
+    Column("vkey", String(512), primary_key=True),   # the first coordinator's, which every other must share
+    Column("recorded_at", Float, nullable=False),
+)
+
 cosignatures = Table(
     "cosignatures", metadata,
     Column("witness", String(256), primary_key=True),  # the witness's verifier key (name+id+key)
@@ -201,6 +207,19 @@ cosignatures = Table(
     Column("checkpoint", Text, nullable=False),        # the checkpoint text it cosigned last
     Column("line", Text, nullable=False),              # its cosignature line over that text
     Column("received_at", Float, nullable=False),
+)
+
+
+link_carries = Table(
+    "link_carries", metadata,                         # what a run leaves the next (server/pipeline/increments.py)
+    Column("run_id", String(64), ForeignKey("runs.run_id"), primary_key=True),
+    Column("left_department", String(64), primary_key=True),
+    Column("right_department", String(64), primary_key=True),
+    Column("blocking", String(64), nullable=False),   # how the pair was compared: exact, lsh:bands:rows:seed:max_bucket
+    Column("floor", Float, nullable=False),           # the scores kept reach this (the project's threshold)
+    Column("bucket_bound", Integer, nullable=False),  # at least the largest LSH bucket of the run's blocked pass
+    Column("pairs", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),      # zlib: left, right record ids (int32), scores (float32)
 )
 
 

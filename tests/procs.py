@@ -26,13 +26,14 @@ class CoordinatorProcess:
     """`fedlink coordinator serve` on loopback with mutual TLS."""
 
     def __init__(self, work: Path, pki: Path, database, *, port: int | None = None, env: dict | None = None,
-                 args: tuple[str, ...] = (), witnesses: Path | None = None):
+                 args: tuple[str, ...] = (), witnesses: Path | None = None, audit_key: Path | None = None):
         self.work, self.pki, self.database = Path(work), Path(pki), database
         from fedlink.pki import WITNESSES_FILE, party_folder
 
         self.witnesses = witnesses or party_folder(self.pki, "coordinator") / WITNESSES_FILE
         self.port = port or free_port()
-        self.audit_key = self.work / "log" / "audit-signing.key"  # one key per log, as deployed
+        # One key per log, as deployed: coordinators sharing a database share it.
+        self.audit_key = audit_key or self.work / "log" / "audit-signing.key"
         self.address = f"127.0.0.1:{self.port}"
         self.starts = 0
         self.proc: subprocess.Popen | None = None

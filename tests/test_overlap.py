@@ -20,6 +20,7 @@ from agents.client import Agent
 from agents.config import load_config
 from conftest import REFERENCE_DATE
 from dbutil import BACKEND, new_database, query, scalar
+from fedlink.audit import load_log_key, vkey_path
 from fedlink.officer import Officer, verify_export
 from fedlink.operator import Operator
 from fedlink.schema import Project
@@ -73,7 +74,7 @@ def test_a_second_coordinator_never_wipes_a_finishing_run(uploaded, tmp_path, pk
             assert "Traceback" not in second.stderr
         else:
             (tmp_path / "b").mkdir()
-            b = CoordinatorProcess(tmp_path / "b", pki, uploaded, port=port)
+            b = CoordinatorProcess(tmp_path / "b", pki, uploaded, port=port, audit_key=a.audit_key)
             try:  # B serves reads while A's run is still its own
                 assert query(uploaded, "select state from runs where run_id = :r", r=run_id) == [("running",)]
                 assert flags_of(uploaded, run_id) == stored
@@ -112,7 +113,7 @@ def test_the_lock_goes_with_the_process_even_after_kill_9(tmp_path, pki, databas
 def test_two_coordinators_never_run_one_project_twice_at_once(uploaded, tmp_path, pki):
     a = CoordinatorProcess(tmp_path, pki, uploaded)
     (tmp_path / "b").mkdir()
-    b = CoordinatorProcess(tmp_path / "b", pki, uploaded)
+    b = CoordinatorProcess(tmp_path / "b", pki, uploaded, audit_key=a.audit_key)
     try:
         for _ in range(3):
             outcomes, barrier = [], threading.Barrier(2)
@@ -144,18 +145,15 @@ def test_two_coordinators_never_run_one_project_twice_at_once(uploaded, tmp_path
 
 
 @postgresql_only
-@pytest.mark.xfail(strict=True, reason="regressed when witnessed checkpoints landed: coordinators sharing one "
-                   "PostgreSQL log each sign with their own audit key and check the log against their own "
-                   "checkpoint file; they must share the key and the signed state (issue 19, open)")
 def test_a_schedule_fires_once_from_the_oldest_lease(uploaded, tmp_path, pki):
     a = CoordinatorProcess(tmp_path, pki, uploaded, args=("--schedule-poll", "0.3"))
     (tmp_path / "b").mkdir()
-    b = CoordinatorProcess(tmp_path / "b", pki, uploaded, args=("--schedule-poll", "0.3"))
+    b = CoordinatorProcess(tmp_path / "b", pki, uploaded, audit_key=a.audit_key, args=("--schedule-poll", "0.3"))
     try:
         leases = [i for (i,) in query(uploaded, "select instance_id from coordinator_leases order by started_at")]
         assert len(leases) == 2
         with Operator.connect(b.address, pki) as op:
-            op.set_schedule("pilot", "1mo", day=1, at="02:00", start="2025-06-01")
+            op.set_schedule("pilot", "1mo", day=1, at="02:00", start="2025-06-01", start_now=True)
         started = wait_for(lambda: query(uploaded, "select body from audit_events where kind = 'run.start'"),
                            "the scheduled run")
         time.sleep(3)  # ten polls of each coordinator: a double fire would have happened by now
@@ -168,14 +166,11 @@ def test_a_schedule_fires_once_from_the_oldest_lease(uploaded, tmp_path, pki):
 
 
 @postgresql_only
-@pytest.mark.xfail(strict=True, reason="regressed when witnessed checkpoints landed: coordinators sharing one "
-                   "PostgreSQL log each sign with their own audit key and check the log against their own "
-                   "checkpoint file; they must share the key and the signed state (issue 19, open)")
 def test_audited_calls_on_two_coordinators_get_one_sequence(uploaded, tmp_path, pki):
     """The finding: a quarter of audited calls failed with UNIQUE constraint failed: audit_events.seq."""
     a = CoordinatorProcess(tmp_path, pki, uploaded)
     (tmp_path / "b").mkdir()
-    b = CoordinatorProcess(tmp_path / "b", pki, uploaded)
+    b = CoordinatorProcess(tmp_path / "b", pki, uploaded, audit_key=a.audit_key)
     failures = []
 
     def hammer(c):
@@ -198,10 +193,28 @@ def test_audited_calls_on_two_coordinators_get_one_sequence(uploaded, tmp_path, 
         assert seqs == list(range(len(seqs))) and len(seqs) == before + 100
         with Officer.connect(b.address, pki) as officer:
             officer.export(tmp_path / "audit")
-        verify_export(tmp_path / "audit", pki / "audit-signing.pub", tmp_path / "heads.jsonl")
+        # One log under one key, whichever instance signed its checkpoints: the pinned key verifies it.
+        assert verify_export(tmp_path / "audit", load_log_key(vkey_path(a.audit_key))).checkpoint.size >= len(seqs)
+        # Both kept the signed state in one folder, in turns: it still matches the log at the next start.
+        b.stop()
+        a.stop()
+        a.start()
+        assert a.proc.poll() is None
     finally:
         a.kill()
         b.kill()
+
+
+@postgresql_only
+def test_a_coordinator_with_another_audit_key_is_refused(uploaded, tmp_path, pki):
+    """Two keys on one log would leave agents pinning one of them unable to verify the other's checkpoints."""
+    (tmp_path / "b").mkdir()
+    second = subprocess.run(serve_args(uploaded, free_port(), pki, "--audit-key", str(tmp_path / "b" / "other.key")),
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2, second.stderr
+    said = " ".join(second.stderr.split())
+    assert "this database's audit log is signed by" in said and "every coordinator of one database signs" in said
+    assert "Traceback" not in second.stderr
 
 
 @postgresql_only
@@ -210,7 +223,7 @@ def test_a_killed_coordinators_run_is_ended_by_the_other(uploaded, tmp_path, pki
     a = CoordinatorProcess(tmp_path, pki, uploaded, args=("--lease-seconds", "3"), env={
         "FEDLINK_FAULT_PAUSE": "run.rules", "FEDLINK_FAULT_FILE": str(mark)})
     (tmp_path / "b").mkdir()
-    b = CoordinatorProcess(tmp_path / "b", pki, uploaded, args=("--lease-seconds", "3"))
+    b = CoordinatorProcess(tmp_path / "b", pki, uploaded, audit_key=a.audit_key, args=("--lease-seconds", "3"))
     try:
         with Operator.connect(a.address, pki) as op:
             run_id = op.start_run("pilot", REFERENCE_DATE)
