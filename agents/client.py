@@ -20,6 +20,7 @@ from agents.guards import UploadRefused, quality_refusals, removal_refusal
 from agents.prepare import PreparedUpload, prepare
 from agents.quality import QualitySummary, QualityTally, column_kinds
 from agents.refs import RefCipher, load_key
+from agents.uploads import UploadCopies, say_missing
 from fedlink.audit import load_log_key
 from fedlink.client import CoordinatorClient
 from fedlink.files import keep_private
@@ -103,9 +104,12 @@ class Agent(CoordinatorClient):
         if refusals:
             raise UploadRefused(prepared.department, refusals, sent=False)
         check = key_check(self.config.secret(), project.project_id)
+        copies = UploadCopies(self.config.state_dir)
+        copies.save(prepared.digest.hex(), self._own_rows())  # before sending: a worklist may need it
 
         def once() -> pb.UploadSummary:
             summary = self._upload_once(project, prepared, check, force)
+            copies.committed(summary.upload_id, prepared.digest.hex())
             self._acted()
             return summary
 
@@ -166,14 +170,29 @@ class Agent(CoordinatorClient):
 
         return self._retrying("the flags are pulled again whole", once)
 
+    def _own_rows(self) -> Extract:
+        """The department's whole rows, as a worklist shows them."""
+        c = self.config
+        return Extract(c.extract, c.department, c.columns, c.sql, identity=None, encoding=c.encoding, sheet=c.sheet)
+
     def write_worklist(self, out: Path, run_id: str = "") -> int:
-        """Decrypt this department's references and join the flags to its own rows (agents/worklist.py)."""
+        """Decrypt this department's references and join the flags to its own rows (agents/worklist.py):
+        those of the upload the flag's run used, from the agent's copy (agents/uploads.py), or, where
+        that copy is gone, the current extract's, saying so once."""
         c = self.config
         flags = self.pull_flags(run_id)
         cipher = RefCipher(load_key(c.ref_key_file), c.project, c.department)
-        frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=None, encoding=c.encoding,
-                             sheet=c.sheet).set_index("record_id", drop=False)
-        worklist.write(out, frame, [(cipher.decrypt(f.ref), f) for f in flags], c.language)
+        copies = UploadCopies(c.state_dir)
+        frames = {u: copies.rows(u) if u else None for u in dict.fromkeys(f.upload_id for f in flags)}
+        missing = [u for u, frame in frames.items() if frame is None]
+        if missing or not flags:  # the current extract is read only where it is needed
+            for upload_id in missing:
+                say_missing(upload_id, copies.folder)
+            current = read_extract(c.extract, c.department, c.columns, c.sql, identity=None,
+                                   encoding=c.encoding, sheet=c.sheet).set_index("record_id", drop=False)
+            frames = {u: current if frame is None else frame for u, frame in frames.items()} or {"": current}
+        columns = list(next(iter(frames.values())).columns)
+        worklist.write(out, columns, [(cipher.decrypt(f.ref), f, frames[f.upload_id]) for f in flags], c.language)
         return len(flags)
 
     def record_outcome(self, record_id: str, need: str, outcome: str, run_id: str) -> str:

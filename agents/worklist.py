@@ -57,16 +57,19 @@ def flag_cells(flag, language: str) -> list:
             int(flag.rests_on_first_seen)]
 
 
-def write(out: Path, frame: pd.DataFrame, rows: list[tuple[str, object]], language: str) -> None:
-    """`rows`: (record_id, flag) in delivery order; `frame`: the extract indexed by record_id."""
+def write(out: Path, columns: list[str], rows: list[tuple[str, object, pd.DataFrame]], language: str) -> None:
+    """`rows`: (record_id, flag, frame) in delivery order, `frame` the rows the flag is joined to (the agent's
+    copy of the upload its run used, or the current extract), indexed by record_id; `columns`: record_id first."""
     out = Path(out)
-    table = [header(list(frame.columns), language)]
+    table = [header(columns, language)]
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".xlsx"):
         raise ExtractError(f"{out}: a worklist is written as .csv or .xlsx, not {suffix or 'a file without suffix'}")
-    for record_id, flag in rows:
+    for record_id, flag, frame in rows:
         held = record_id in frame.index
-        own = frame.loc[record_id].tolist() if held else [record_id] + [""] * (len(frame.columns) - 1)
+        # A column the other frame lacks (the extract's columns changed since the upload) is left blank.
+        own = frame.loc[record_id].reindex(columns, fill_value="").tolist() if held \
+            else [record_id] + [""] * (len(columns) - 1)
         table.append(own + flag_cells(flag, language) + [("是" if language == "zh" else "yes") if held
                                                           else NOT_IN_EXTRACT[language]])
     if suffix == ".xlsx":

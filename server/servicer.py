@@ -317,7 +317,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                 departments_linked=f.departments_linked, match_scores=f.match_scores,
                 explanation=f.explanation, status=f.status, since=f.since, transition_until=f.transition_until,
                 match_departments=f.match_departments, explanation_zh=f.explanation_zh,
-                rests_on_first_seen=f.rests_on_first_seen)
+                rests_on_first_seen=f.rests_on_first_seen, upload_id=f.upload_id)
 
     @rpc
     def RecordOutcome(self, request, context, who):

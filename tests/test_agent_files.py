@@ -86,36 +86,6 @@ def test_a_damaged_witness_state_is_named_with_its_repair(delivered):
     assert f"{path}: the witness state is unreadable" in said and "restore it from a backup" in said
 
 
-def test_rows_whose_record_left_the_extract_are_marked(agent_config, operator, project, scenario, tmp_path):
-    import csv
-
-    extract = tmp_path / "population.csv"
-    extract.write_bytes((scenario / "population.csv").read_bytes())
-    configs = {d: agent_config(d, extract=extract if d == "population" else None) for d in DEPARTMENTS}
-    for config in configs.values():
-        with Agent(load_config(config), show_progress=False) as agent:
-            agent.upload()
-    assert operator.watch(operator.start_run("pilot", REFERENCE_DATE)) == "done"
-    out = tmp_path / "worklist.csv"
-    with Agent(load_config(configs["population"]), show_progress=False) as agent:
-        agent.write_worklist(out)
-    with out.open(encoding="utf-8-sig") as fh:
-        before = list(csv.DictReader(fh))
-    assert before and {r["in_extract"] for r in before} == {"yes"}
-    gone = before[0]["record_id"]
-    with extract.open(encoding="utf-8", newline="") as fh:  # the department's register drops that record
-        rows = list(csv.reader(fh))
-    with extract.open("w", encoding="utf-8", newline="") as fh:
-        csv.writer(fh).writerows([r for r in rows if r[0] != gone])
-    assert len(rows) > 2 and rows[0][0] == "record_id"
-    with Agent(load_config(configs["population"]), show_progress=False) as agent:
-        agent.write_worklist(out)
-    with out.open(encoding="utf-8-sig") as fh:
-        after = {r["record_id"]: r for r in csv.DictReader(fh)}
-    assert after[gone]["in_extract"].startswith("no: the record is not in the current extract")
-    assert all(r["in_extract"] == "yes" for k, r in after.items() if k != gone)
-
-
 def witness_once(config) -> None:
     done = agent_cli("witness", "--config", str(config))
     assert done.returncode == 0, done.stderr

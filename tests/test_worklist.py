@@ -5,7 +5,9 @@ where the disclosure policy shows departments (and only the weakest, bare,
 where it does not), as CSV or .xlsx by the --out suffix."""
 from __future__ import annotations
 
+import json
 import re
+import stat
 import subprocess
 from dataclasses import replace
 
@@ -112,3 +114,71 @@ def test_a_worklist_with_another_suffix_is_refused_with_the_reason(pilot_run, tm
     done = subprocess.run([*FEDLINK, "agent", "flags", "--config", str(configs["housing"]), "--out",
                            str(tmp_path / "w.txt")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "a worklist is written as .csv or .xlsx" in " ".join(done.stderr.split())
+
+
+def _rows(config, out, *extra):
+    """The worklist by record_id, and what the agent said on stderr."""
+    done = subprocess.run([*FEDLINK, "agent", "flags", "--config", str(config), "--out", str(out), *extra],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    wl = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    return {r["record_id"]: r for r in wl.to_dict("records")}, " ".join(done.stderr.split())
+
+
+def test_a_worklist_shows_the_rows_of_the_upload_its_run_used(agent_config, operator, project, scenario, tmp_path):
+    """Upload A, run, upload B that changes one flagged row and removes another: the run's worklist
+    shows A's rows (from the agent's copy of A); with that copy gone it falls back to the current
+    extract, says so once, and marks the row whose record left it."""
+    extract = tmp_path / "civil_affairs.csv"
+    extract.write_bytes((scenario / "civil_affairs.csv").read_bytes())
+    configs = {d: agent_config(d, extract=extract if d == "civil_affairs" else None)
+               for d in ("population", "civil_affairs", "medical_insurance")}
+    for config in configs.values():
+        with Agent(load_config(config), show_progress=False) as agent:
+            agent.upload()
+    run = operator.start_run("pilot")
+    assert operator.watch(run) == "done"
+    civil = configs["civil_affairs"]  # the default policy routes it flags
+    a = pd.read_csv(extract, dtype=str, keep_default_na=False).set_index("record_id", drop=False)
+    flagged, _ = _rows(civil, tmp_path / "a.csv", "--run", run)
+    changed, gone = list(dict.fromkeys(flagged))[:2]
+    b = a.drop(index=gone)
+    b.loc[changed, "address"] = "moved away"
+    b.to_csv(extract, index=False)
+    with Agent(load_config(civil), show_progress=False) as agent:
+        assert agent.upload().records_removed == 1
+
+    rows, said = _rows(civil, tmp_path / "worklist.csv", "--run", run)
+    assert set(rows) == set(flagged) and "no longer holds" not in said
+    for record_id in (changed, gone):
+        assert rows[record_id]["address"] == a.loc[record_id, "address"] != ""
+        assert rows[record_id]["name"] == a.loc[record_id, "name"] and rows[record_id]["in_extract"] == "yes"
+
+    uploads = load_config(civil).state_dir / "uploads"
+    index = json.loads((uploads / "index.json").read_text())["uploads"]
+    assert [stat.S_IMODE(p.stat().st_mode) for p in uploads.iterdir()] == [0o600] * 3  # two copies and the index
+    (uploads / f"{index[0]['digest']}.parquet").unlink()  # A's copy, the one the run used
+    rows, said = _rows(civil, tmp_path / "worklist.csv", "--run", run)
+    assert said.count("no longer holds its copy of upload") == 1 and "current extract" in said
+    assert rows[changed]["address"] == "moved away" and rows[changed]["in_extract"] == "yes"
+    assert rows[gone]["in_extract"].startswith("no: the record is not in the current extract")
+    assert rows[gone]["name"] == ""
+
+
+def test_the_agent_keeps_the_last_uploads_copies_and_prunes_the_rest(scenario, tmp_path):
+    """Copies of the last KEEP committed uploads stay; older ones, and one never committed, go."""
+    from agents.extract import Extract
+    from agents.uploads import KEEP, UploadCopies
+
+    copies = UploadCopies(tmp_path / "state")
+    source = lambda: Extract(scenario / "civil_affairs.csv", "civil_affairs", identity=None)  # noqa: E731
+    for n in range(KEEP + 2):
+        copies.save(f"{n:02x}", source())
+        if n != KEEP:  # this upload's commit never happened
+            copies.committed(f"upload-{n}", f"{n:02x}")
+    held = sorted(p.name for p in copies.folder.glob("*.parquet"))
+    assert held == [f"{n:02x}.parquet" for n in (1, 2, 4)]
+    assert copies.rows("upload-0") is None
+    rows = copies.rows("upload-4")
+    whole = pd.read_csv(scenario / "civil_affairs.csv", dtype=str, keep_default_na=False)
+    assert list(rows.columns) == list(whole.columns) and rows["name"].tolist() == whole["name"].tolist()

@@ -592,7 +592,7 @@ class Reason(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., indicators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Flag(_message.Message):
-    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation", "status", "since", "transition_until", "match_departments", "explanation_zh", "rests_on_first_seen")
+    __slots__ = ("ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation", "status", "since", "transition_until", "match_departments", "explanation_zh", "rests_on_first_seen", "upload_id")
     REF_FIELD_NUMBER: _ClassVar[int]
     NEED_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -607,6 +607,7 @@ class Flag(_message.Message):
     MATCH_DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_ZH_FIELD_NUMBER: _ClassVar[int]
     RESTS_ON_FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     ref: bytes
     need: str
     tier: int
@@ -621,7 +622,8 @@ class Flag(_message.Message):
     match_departments: _containers.RepeatedScalarFieldContainer[str]
     explanation_zh: str
     rests_on_first_seen: bool
-    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., transition_until: _Optional[str] = ..., match_departments: _Optional[_Iterable[str]] = ..., explanation_zh: _Optional[str] = ..., rests_on_first_seen: _Optional[bool] = ...) -> None: ...
+    upload_id: str
+    def __init__(self, ref: _Optional[bytes] = ..., need: _Optional[str] = ..., tier: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., departments_linked: _Optional[int] = ..., match_scores: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., explanation: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., transition_until: _Optional[str] = ..., match_departments: _Optional[_Iterable[str]] = ..., explanation_zh: _Optional[str] = ..., rests_on_first_seen: _Optional[bool] = ..., upload_id: _Optional[str] = ...) -> None: ...
 
 class GetCheckpointRequest(_message.Message):
     __slots__ = ()

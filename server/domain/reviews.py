@@ -46,13 +46,14 @@ class Flag:
     match_departments: tuple[str, ...] = ()  # the department of each match score, where the policy shows it
     explanation_zh: str = ""      # the explanation in Chinese
     rests_on_first_seen: bool = False  # part of the evidence is another department's new records
+    upload_id: str = ""           # the department's upload the run used (the agent joins its copy of it)
 
 
-def _flag(run_id: str, row, seen: FlagView) -> Flag:
+def _flag(run_id: str, upload_id: str, row, seen: FlagView) -> Flag:
     return Flag(row.ref, row.need, row.tier, run_id, row.status, row.since, row.transition_until or "",
                 tuple(Reason(rule, terms) for rule, terms in seen.reasons), seen.departments_linked,
                 seen.match_scores, seen.explanation, seen.match_departments, seen.explanation_zh,
-                seen.rests_on_first_seen)
+                seen.rests_on_first_seen, upload_id)
 
 
 class Reviews:
@@ -87,7 +88,8 @@ class Reviews:
             self.ctx.store.audit(conn, str(who), "flags.deliver", project_id=project_id,
                                  department=who.department, run_id=run.run_id, flags=len(rows),
                                  disclosed=disclosed, rests_on_first_seen=sum(v.rests_on_first_seen for v in views))
-        return [_flag(run.run_id, r, v) for r, v in zip(rows, views)]
+        upload_id = (run.uploads or {}).get(who.department, "")  # the upload of this department the run used
+        return [_flag(run.run_id, upload_id, r, v) for r, v in zip(rows, views)]
 
     @guarded("RecordOutcome", "agent")
     def record_outcome(self, who: Identity, project_id: str, ref: bytes, need: str, outcome: str,
