@@ -15,10 +15,10 @@ from dataclasses import replace
 from agents import worklist
 from agents.config import AgentConfig
 from agents.encoding import key_check
-from agents.extract import read_extract
+from agents.extract import Extract, read_extract
 from agents.guards import UploadRefused, quality_refusals, removal_refusal
 from agents.prepare import PreparedUpload, prepare
-from agents.quality import QualitySummary, column_kinds, summarise
+from agents.quality import QualitySummary, QualityTally, column_kinds
 from agents.refs import RefCipher, load_key
 from fedlink.audit import load_log_key
 from fedlink.client import CoordinatorClient
@@ -70,22 +70,23 @@ class Agent(CoordinatorClient):
 
     # -- upload --------------------------------------------------------------
 
-    def read(self, project: Project):
-        """The extract as read (agents/extract) and its data-quality summary (agents/quality.py)."""
+    def extract(self, project: Project) -> Extract:
+        """The extract, read frame by frame as it is iterated (agents/extract)."""
         c = self.config
-        frame = read_extract(c.extract, c.department, c.columns, c.sql, identity=schema_columns(project.schema),
-                             encoding=c.encoding, sheet=c.sheet)
-        return frame, summarise(frame, column_kinds((f.kind, f.column) for f in project.schema.fields))
+        return Extract(c.extract, c.department, c.columns, c.sql, identity=schema_columns(project.schema),
+                       encoding=c.encoding, sheet=c.sheet)
 
     def prepare(self, project: Project) -> PreparedUpload:
-        """Read, normalise and encode the extract, with its quality summary; nothing is sent."""
+        """Read, normalise and encode the extract, with its quality summary; nothing is sent.
+        Only the batches' digests are held: the batches are made again as they are sent."""
         c = self.config
-        frame, quality = self.read(project)
+        tally = QualityTally(column_kinds((f.kind, f.column) for f in project.schema.fields))
         with self._progress() as bar:
-            task = bar.add_task(f"encoding {c.department}", total=len(frame))
-            prepared = prepare(frame, c.department, project, c.secret(), load_key(c.ref_key_file), c.batch_size,
-                               source=str(c.extract), progress=lambda n: bar.advance(task, n), script=c.script)
-        return replace(prepared, quality=quality)
+            task = bar.add_task(f"encoding {c.department}", total=None)
+            prepared = prepare(lambda: self.extract(project), c.department, project, c.secret(),
+                               load_key(c.ref_key_file), c.batch_size, source=str(c.extract),
+                               progress=lambda n: bar.advance(task, n), script=c.script, observe=tally.add)
+        return replace(prepared, quality=tally.summary())
 
     def upload(self, project: Project | None = None, prepared: PreparedUpload | None = None, *,
                force: bool = False) -> pb.UploadSummary:
@@ -120,13 +121,16 @@ class Agent(CoordinatorClient):
         commit = pb.CommitUploadRequest(upload_id=session.upload_id)
         if session.committed:
             return self._call(self.stub.CommitUpload, commit)
-        todo = [b for b in prepared.batches if b.seq not in stored]
+        sizes = prepared.batches.sizes
         with self._progress() as bar:
             task = bar.add_task(f"sending {prepared.department}", total=prepared.record_count,
-                                completed=sum(len(b) for b in prepared.batches if b.seq in stored))
-            sizes = {b.seq: len(b) for b in prepared.batches}
-            for ack in self._call(self.stub.UploadBatches, self._batches(session.upload_id, todo), timeout=None):
-                bar.advance(task, sizes[ack.seq])
+                                completed=sum(sizes[s] for s in stored if s < len(sizes)))
+            requests = _Requests(self._batches(session.upload_id, prepared.batches.without(stored)))
+            try:
+                for ack in self._call(self.stub.UploadBatches, iter(requests), timeout=None):
+                    bar.advance(task, sizes[ack.seq])
+            finally:
+                requests.reraise()  # the extract failed while sending: its error, not gRPC's CANCELLED
             if not force:  # a dry run first: what the commit would remove from the current upload
                 dry = self._call(self.stub.CommitUpload,
                                  pb.CommitUploadRequest(upload_id=session.upload_id, dry_run=True))
@@ -190,6 +194,25 @@ class Agent(CoordinatorClient):
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=Console(stderr=True), disable=not self.show_progress, transient=False) as bar:
             yield bar
+
+
+class _Requests:
+    """A request stream that keeps the exception it stopped on: gRPC reads the
+    stream on its own thread and reports a failure there only as CANCELLED."""
+
+    def __init__(self, requests: Iterator):
+        self._requests, self._failure = requests, None
+
+    def __iter__(self):
+        try:
+            yield from self._requests
+        except Exception as e:
+            self._failure = e
+            raise
+
+    def reraise(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
 
 def quality_to_pb(summary: QualitySummary | None) -> pb.UploadQuality | None:

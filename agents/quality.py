@@ -11,7 +11,8 @@ links on most of its digits, but gives no age and vouches for nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import pandas as pd
 
@@ -76,26 +77,53 @@ class QualitySummary:
         return round(count / self.records, 4) if self.records else 0.0
 
 
+class QualityTally:
+    """The summary built frame by frame as an extract is read (agents.extract.Extract):
+    counts per column, so it needs no more of the extract than the frame in hand."""
+
+    def __init__(self, kinds: Mapping[str, str] = IDENTITY_KINDS):
+        self.kinds = dict(kinds)
+        self.records = 0
+        self._counts: dict[str, dict[str, int]] = {}
+
+    def add(self, frame: pd.DataFrame) -> None:
+        self.records += len(frame)
+        converted = frame.attrs.get("converted", {})
+        for column, kind in self.kinds.items():
+            if column in frame:
+                tally = self._counts.setdefault(column, dict.fromkeys(_COUNTS, 0))
+                for what, n in _field(frame[column], kind).items():
+                    tally[what] += n
+                tally["converted"] += converted.get(column, 0)
+
+    def summary(self) -> QualitySummary:
+        return QualitySummary(self.records, tuple(FieldQuality(column, self.kinds[column], **counts)
+                                                  for column, counts in self._counts.items()))
+
+
 def summarise(frame: pd.DataFrame, kinds: Mapping[str, str] = IDENTITY_KINDS) -> QualitySummary:
-    """The summary of an extract read by agents.extract.read_extract (stripped strings, '' = blank)."""
-    converted = frame.attrs.get("converted", {})
-    fields = tuple(replace(_field(frame[column], column, kind), converted=converted.get(column, 0))
-                   for column, kind in kinds.items() if column in frame)
-    return QualitySummary(len(frame), fields)
+    """The summary of a whole extract read by agents.extract.read_extract (stripped strings, '' = blank)."""
+    tally = QualityTally(kinds)
+    tally.add(frame)
+    return tally.summary()
 
 
-def _field(values: pd.Series, column: str, kind: str) -> FieldQuality:
+_COUNTS = ("blank", "unreadable", "invalid_ids", "pinyin_only", "converted")
+
+
+def _field(values: pd.Series, kind: str) -> dict[str, int]:
     # Each distinct value is judged once: registers repeat few values many times, IDs never.
     counts = values.value_counts()
-    blank = int(counts.get("", 0))
-    tally = {"unreadable": 0, "invalid_ids": 0, "pinyin_only": 0}
+    tally = {"blank": int(counts.get("", 0)), "unreadable": 0, "invalid_ids": 0, "pinyin_only": 0}
     for value, n in counts.items():
         if value:
             for what in _judge(value, kind):
                 tally[what] += int(n)
-    return FieldQuality(column, kind, blank, **tally)
+    return tally
 
 
+# Judgements kept across frames, bounded: names and dates repeat from frame to frame, IDs do not.
+@lru_cache(maxsize=1 << 16)
 def _judge(value: str, kind: str) -> tuple[str, ...]:
     if kind == "resident_id":
         rid = parse_resident_id(value)

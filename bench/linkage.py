@@ -21,7 +21,7 @@ from agents.extract import read_extract
 from agents.hardening import HardenedEncoder
 from agents.normalise import feature_columns
 from bench.harness import resolve_scenario, scenario_departments, scenario_settings
-from bench.metrics import pairwise_quality
+from bench.metrics import fairness_by_group, pairwise_quality
 from fedlink.schema import LinkageSchema, schema_from_dict
 from server.engine.local import LocalEngine
 from server.matching import pack_filters
@@ -66,8 +66,12 @@ def measure(scenario: Path, comparison: str, hardening: str) -> dict:
     truth = pd.read_csv(scenario / "truth.csv", dtype=str)
     quality = pairwise_quality(links, truth)
     thresholds = list(linkage.thresholds.values())
-    return {"comparison": comparison, "hardening": hardening, **quality,
-            "threshold_min": min(thresholds), "threshold_max": max(thresholds)}
+    out = {"comparison": comparison, "hardening": hardening, **quality,
+           "threshold_min": min(thresholds), "threshold_max": max(thresholds)}
+    if (scenario / "groups.csv").exists():  # a realistic scenario: recall per group
+        fairness = fairness_by_group(links, truth, pd.read_csv(scenario / "groups.csv", dtype=str))
+        out["recall_by_group"] = {g: r["recall"] for g, r in fairness.items()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -110,6 +110,10 @@ class CoordinatorClient:
             problem = certificate_problem(e, self.address, self.server_name)
             if problem:
                 raise CoordinatorCertificateError(problem) from e
+            if e.code() == grpc.StatusCode.UNAVAILABLE and self._certificate_times(e):
+                # A certificate outside its validity by one side's clock: retrying cannot help, naming it does.
+                raise CoordinatorUnavailable(f"the coordinator at {self.address} cannot be reached: "
+                                             f"{self._diagnosed}") from e
             raise
 
     def _retrying(self, resumes: str, fn: Callable[[], T]) -> T:
@@ -136,6 +140,11 @@ class CoordinatorClient:
                             why[:300], wait, attempt, self.retries, f", {resumes}" if resumes else "")
                 time.sleep(wait)
 
+    def _certificate_times(self, error: grpc.RpcError) -> bool:
+        """Whether a failed connection is explained by a certificate's validity (diagnose)."""
+        self.diagnose(error)
+        return bool(self._diagnosed)
+
     def diagnose(self, error: grpc.RpcError) -> str:
         """What a failed call says, and, when the connection itself failed, a
         certificate that this machine's clock finds not yet valid or expired
@@ -145,9 +154,11 @@ class CoordinatorClient:
         if error.code() != grpc.StatusCode.UNAVAILABLE or self.credentials is None or "database" in said:
             return said
         if self._diagnosed is None:
-            from fedlink.pki.validity import credential_problems, peer_problem
+            from fedlink.pki.validity import credential_problems, peer_problem, refusal_problem
 
             problems = credential_problems(self.credentials) + [p for p in [peer_problem(self.address)] if p]
+            if not problems:  # all valid here: does the coordinator refuse our certificate (its clock)?
+                problems = [p for p in [refusal_problem(self.address, self.credentials)] if p]
             self._diagnosed = "; ".join(problems)
         return f"{said}; {self._diagnosed}" if self._diagnosed else said
 

@@ -88,7 +88,7 @@ def print_report(report: dict, console: Console) -> None:
     console.print(f"run {report['run_id']}: {report['state']}, {report.get('persons', 0)} persons; "
                   f"cells under {report.get('suppression_k', 5)} suppressed")
     for section in ("records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count",
-                    "flags_per_need", "flags_per_status", "outcomes_per_rule"):
+                    "flags_per_need", "flags_per_need_tier", "flags_per_status", "outcomes_per_rule"):
         table = Table(title=section.replace("_", " "))
         table.add_column("")
         table.add_column("count", justify="right")

@@ -1,7 +1,13 @@
 """A witness: cosigns a log's checkpoint only if it is consistent with the last one it cosigned.
 
 Every agent and officer runs one. Its memory is one small file: per log
-origin, the size and root of the last checkpoint it cosigned. A checkpoint
+origin, the size and root of the last checkpoint it cosigned, and that
+checkpoint as the log signed it. Before it judges a new checkpoint against
+that memory it re-verifies the saved one: a saved checkpoint whose signature
+fails, or that disagrees with the size and root beside it, is damage on this
+machine (a flipped block, a bad edit) and is named as such (StateFileError),
+never blamed on the coordinator. Only a validly signed saved checkpoint can
+show the log was rewritten. A checkpoint
 that shrinks the log (rollback), shows another root at the same size (split
 view), or comes with a consistency proof that does not link it to that
 memory is refused with a WitnessError saying which. Because the state is
@@ -17,13 +23,13 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from fedlink import files, merkle
 from fedlink.checkpoint import Checkpoint, CheckpointError, cosign, open_checkpoint
-from fedlink.note import COSIGNATURE_V1, Note, Signature, SigningKey, VerifierKey
+from fedlink.note import COSIGNATURE_V1, Note, NoteError, Signature, SigningKey, VerifierKey
 
 
 class Refusal(enum.Enum):
@@ -51,6 +57,7 @@ class SeenHead:
 
     size: int
     root: bytes
+    checkpoint: str = field(default="", compare=False)  # the checkpoint note, as the log signed it ("" in a state from before they were kept)
 
 
 # -- the key file ------------------------------------------------------------------
@@ -106,11 +113,34 @@ class Witness:
             raise WitnessError(Refusal.BAD_SIGNATURE, str(e)) from None
         with self._locked():
             state = self._read()
-            _check_extends(state.get(checkpoint.origin), checkpoint, consistency_proof)
+            last = state.get(checkpoint.origin)
+            if last is not None:
+                self._verify_saved(checkpoint.origin, last, log_key)
+            _check_extends(last, checkpoint, consistency_proof)
             signature = cosign(note, self.key, int(self._clock())).signatures[-1]
-            state[checkpoint.origin] = SeenHead(checkpoint.size, checkpoint.root)
+            state[checkpoint.origin] = SeenHead(checkpoint.size, checkpoint.root, str(note))
             self._write(state)
         return signature
+
+    def _verify_saved(self, origin: str, seen: SeenHead, log_key: VerifierKey) -> None:
+        """The saved head as the log signed it, or StateFileError: this machine's damage, not the log's."""
+        if not seen.checkpoint:  # a state from before checkpoints were kept: the next cosignature keeps one
+            return
+        try:
+            saved, _ = open_checkpoint(seen.checkpoint, log_key)
+        except (CheckpointError, NoteError) as e:
+            raise StateFileError(self._damaged(f"the checkpoint of {origin} saved in it does not verify with the "
+                                               f"log key ({e})")) from None
+        if (saved.origin, saved.size, saved.root) != (origin, seen.size, seen.root):
+            raise StateFileError(self._damaged(
+                f"the size and root it holds for {origin} ({seen.size}, {base64.b64encode(seen.root).decode()}) "
+                f"are not those of the signed checkpoint saved with them ({saved.size}, "
+                f"{base64.b64encode(saved.root).decode()})"))
+
+    def _damaged(self, why: str) -> str:
+        return (f"{self.state_path}: the witness state is damaged: {why}. The file was damaged on this machine, "
+                "not by the coordinator: restore it from a backup, never delete it (a fresh state would cosign "
+                "any history)")
 
     # -- state file ---------------------------------------------------------------
 
@@ -129,17 +159,20 @@ class Witness:
     def _read(self) -> dict[str, SeenHead]:
         try:
             logs = json.loads(self.state_path.read_text())["logs"]
-            return {origin: SeenHead(v["size"], base64.b64decode(v["root"])) for origin, v in logs.items()}
+            return {origin: SeenHead(v["size"], base64.b64decode(v["root"], validate=True), v.get("checkpoint", ""))
+                    for origin, v in logs.items()}
         except FileNotFoundError:
             return {}
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             # Starting afresh would cosign any history: refuse until someone restores the file.
-            raise StateFileError(f"{self.state_path}: the witness state is unreadable ({e!r}); restore it from a "
-                                 "backup, never delete it") from None
+            raise StateFileError(f"{self.state_path}: the witness state is unreadable ({e!r}): torn or overwritten "
+                                 "on this machine, not by the coordinator; restore it from a backup, never delete "
+                                 "it (a fresh state would cosign any history)") from None
 
     def _write(self, state: dict[str, SeenHead]) -> None:
-        logs = {origin: {"size": c.size, "root": base64.b64encode(c.root).decode()} for origin, c in state.items()}
-        files.write_atomic(self.state_path, (json.dumps({"version": 1, "logs": logs}, indent=1) + "\n").encode())
+        logs = {origin: {"size": c.size, "root": base64.b64encode(c.root).decode(), "checkpoint": c.checkpoint}
+                for origin, c in state.items()}
+        files.write_atomic(self.state_path, (json.dumps({"version": 2, "logs": logs}, indent=1) + "\n").encode())
 
 
 def _check_extends(last: SeenHead | None, new: Checkpoint, proof: Sequence[bytes]) -> None:

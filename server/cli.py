@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fedlink.cli.base import INPUT, Failure, Invocation
 from fedlink.pki import Credentials, credentials_for
-from server.limits import Limits
+from server.limits import DEFAULT_RUN_STALL_S, Limits
 from server.store import safe_url
 from server.ownership import LEASE_TTL_S, DatabaseInUse
 
@@ -79,7 +79,12 @@ def coordinator_serve(
     keep_runs: int = typer.Option(2, help="Retention: keep the uploads (filters, indicators) the last N runs of a "
                                           "project used and the current ones; older ones are deleted after "
                                           "each run (0: keep everything)"),
+    full_runs: bool = typer.Option(False, "--full-runs", help="Every run re-links every record; by default a run "
+                                                              "re-scores only the records new or changed since "
+                                                              "the project's last run (docs/scale.md)"),
     schedule_poll: float = typer.Option(30.0, help="Seconds between checks for a schedule that fell due"),
+    run_stall_seconds: float = typer.Option(DEFAULT_RUN_STALL_S, help="Fail a run whose phase reports no "
+                                            "progress for this many seconds (a hung engine or store call)"),
     lease_seconds: float = typer.Option(LEASE_TTL_S, help="PostgreSQL: how long this coordinator's lease lasts "
                                                           "without a heartbeat before others recover its runs"),
     audit_key: Optional[Path] = typer.Option(None, help="The audit log's signing key (default: "
@@ -100,7 +105,8 @@ def coordinator_serve(
     health = None if health_port is None else f"{health_host or listen.rpartition(':')[0]}:{health_port}"
     running = start(listen, database, credentials=_server_credentials(pki, cert, key, ca), insecure=insecure,
                     engine=engine, metrics_port=metrics_port, limits=limits, health_address=health, crl=crl,
-                    keep_runs=keep_runs, schedule_poll=schedule_poll, lease_seconds=lease_seconds,
+                    keep_runs=keep_runs, full_runs=full_runs, schedule_poll=schedule_poll, lease_seconds=lease_seconds,
+                    run_stall_seconds=run_stall_seconds,
                     audit_key=audit_key, log_origin=log_origin, witnesses=witnesses)
     serve_forever(running, grace)
 

@@ -5,7 +5,9 @@ environment turns them on:
 
 makes the coordinator, on reaching that point, write the point's name to
 FEDLINK_FAULT_FILE and stop there (for FEDLINK_FAULT_PAUSE_S seconds, 120 by
-default), so that a test can kill -9 the process at a known place. Points:
+default), so that a test can kill -9 the process at a known place, or find
+it stuck there (with FEDLINK_FAULT_PAUSE_ONCE=1 only the first time each
+point is reached, so a later run goes through). Points:
 
 - `run.<phase>`: a run entering a phase, as its progress reports them:
   load, compare, cluster, rules, store;
@@ -21,6 +23,13 @@ grow past it; a test writes the file to fill the "disk" and empties it to
 free space.
 
 Nothing else changes: the real code runs, only later.
+
+    FEDLINK_FAULT_MACHINE=elsewhere fedlink coordinator serve ...
+
+makes the coordinator take its lease (server/ownership.py) as if it ran on
+another machine named so: its peers on this machine cannot check its pid and
+must wait for its lease to expire, as they would for a coordinator on another
+host sharing the PostgreSQL database.
 
     FEDLINK_FAULT_FORK=civil_affairs:20 fedlink coordinator serve ...
 
@@ -39,15 +48,27 @@ from dataclasses import dataclass
 from fedlink import merkle
 
 
+_paused: set[str] = set()
+
+
 def pause(point: str) -> None:
     wanted = os.environ.get("FEDLINK_FAULT_PAUSE", "")
     if not wanted or point not in wanted.split(","):
         return
+    if os.environ.get("FEDLINK_FAULT_PAUSE_ONCE") == "1":
+        if point in _paused:
+            return
+        _paused.add(point)
     mark = os.environ.get("FEDLINK_FAULT_FILE")
     if mark:
         with open(mark, "a", encoding="utf-8") as fh:
             fh.write(point + "\n")
     time.sleep(float(os.environ.get("FEDLINK_FAULT_PAUSE_S", "120")))
+
+
+def machine() -> str | None:
+    """The machine identity a fault test gave this coordinator's lease, if any."""
+    return os.environ.get("FEDLINK_FAULT_MACHINE") or None
 
 
 def sqlite_page_limit() -> int | None:

@@ -32,6 +32,9 @@ import time
 from dataclasses import dataclass, field
 
 MIB = 1024 * 1024
+# A run whose phase reports no progress for this long is failed (server/domain/runs.py): every phase
+# reports within minutes at the 20M-record limit; a hung engine or store call reports never.
+DEFAULT_RUN_STALL_S = 1800.0
 # Columns holding counts are 32-bit integers on both databases.
 INT32_MAX = 2**31 - 1
 

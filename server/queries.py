@@ -296,6 +296,7 @@ def delete_run_results(conn, run_ids: list[str]) -> None:
     """An old run's links and flags (per person, per record); its report of counts stays."""
     conn.execute(t.flags.delete().where(t.flags.c.run_id.in_(run_ids)))
     conn.execute(t.links.delete().where(t.links.c.run_id.in_(run_ids)))
+    conn.execute(t.link_carries.delete().where(t.link_carries.c.run_id.in_(run_ids)))
     conn.execute(update(t.runs).where(t.runs.c.run_id.in_(run_ids)).values(purged_at=time.time()))
 
 
@@ -387,6 +388,7 @@ def set_run_state(conn, run_id: str, state: str, *, owner: str | None = None, **
 
 
 def discard_run_results(conn, run_id: str) -> None:
+    conn.execute(t.link_carries.delete().where(t.link_carries.c.run_id == run_id))
     conn.execute(t.flags.delete().where(t.flags.c.run_id == run_id))
     conn.execute(t.links.delete().where(t.links.c.run_id == run_id))
 

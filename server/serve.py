@@ -20,6 +20,7 @@ from fedlink.files import keep_private
 from fedlink.pki import AUDIT_KEY_FILE, CRL_FILE, Credentials, RevocationList, server_credentials
 from fedlink.v1 import coordinator_pb2 as pb
 from server.admission import StreamWatch
+from server.limits import DEFAULT_RUN_STALL_S
 from server.audit import AuditLog
 from server.domain.coordinator import Coordinator
 from server.domain.retention import DEFAULT_KEEP_RUNS
@@ -94,7 +95,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
           limits: Limits | None = None, schedule_poll: float = 30.0,
           health_address: str | None = None, crl: Path | None = None, keep_runs: int = DEFAULT_KEEP_RUNS,
           lease_seconds: float = LEASE_TTL_S, log_origin: str | None = None,
-          witnesses: Path | None = None) -> Running:
+          witnesses: Path | None = None, run_stall_seconds: float = DEFAULT_RUN_STALL_S,
+          full_runs: bool = False) -> Running:
     """Start serving. The audit log's Ed25519 signing key is `audit_key`, else
     `audit-signing.key` in the PKI folder the coordinator's certificate is in,
     else one beside the database; it is created on first start. Its
@@ -104,7 +106,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
     last signed. Callers are checked against the CRL `crl` (default `crl.pem` beside the certificate),
     re-read whenever it changes. `health_address` (host:port) serves plain HTTP
     GET /healthz, with no certificate, for a load balancer; `metrics_port`
-    serves /metrics on the host of `address`."""
+    serves /metrics on the host of `address`. `full_runs`: every run re-links
+    everything (server/pipeline/increments.py)."""
     host, _, _ = address.rpartition(":")
     if credentials is not None and insecure:
         # With TLS on, the caller's identity is its certificate's, never a header it sends.
@@ -156,6 +159,9 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
                       "not this machine's")
     if keep_runs < 0:
         raise ValueError(f"--keep-runs {keep_runs}: the number of runs whose uploads are kept, 0 to keep all")
+    if not run_stall_seconds > 0:
+        raise ValueError(f"--run-stall-seconds {run_stall_seconds}: the seconds without progress after which a run "
+                         "is failed must be more than 0")
     store = Store(database)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
 
@@ -172,7 +178,8 @@ def start(address: str, database: str | Path, *, credentials: Credentials | None
         server.stop(0)
         store.engine.dispose()
         raise
-    coordinator = Coordinator(store, audit_log, ownership, match_engine, limits, keep_runs)
+    coordinator = Coordinator(store, audit_log, ownership, match_engine, limits, keep_runs, run_stall_seconds,
+                              incremental=not full_runs)
     for run_id in coordinator.runs.recover_interrupted():
         log.warning("run %s was interrupted by the last stop; marked failed: start it again", run_id)
     # Requests that do not parse are refused with INVALID_ARGUMENT, not gRPC's INTERNAL.

@@ -293,6 +293,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             linked_pairs_per_department_pair=_cells(r.linked_pairs_per_department_pair),
             persons_by_department_count=_cells(r.persons_by_department_count),
             flags_per_need=_cells(r.flags_per_need), flags_per_status=_cells(r.flags_per_status),
+            flags_per_need_tier=_cells(r.flags_per_need_tier),
             outcomes_per_rule=_cells(r.outcomes_per_rule),
             encoding_health=[_encoding_health(h) for h in r.encoding_health],
             idle_rules=[_idle_rule(i) for i in r.idle_rules],
@@ -345,11 +346,13 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def ApproveProposal(self, request, context, who):
-        return _proposal(self.coordinator.approvals.approve(who, request.proposal_id, request.note))
+        return _proposal(self.coordinator.approvals.approve(who, request.proposal_id, request.note,
+                                                                 request.on_behalf_of))
 
     @rpc
     def RejectProposal(self, request, context, who):
-        return _proposal(self.coordinator.approvals.reject(who, request.proposal_id, request.note))
+        return _proposal(self.coordinator.approvals.reject(who, request.proposal_id, request.note,
+                                                                request.on_behalf_of))
 
     @rpc
     def SetSchedule(self, request, context, who):

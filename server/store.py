@@ -210,6 +210,19 @@ cosignatures = Table(
 )
 
 
+link_carries = Table(
+    "link_carries", metadata,                         # what a run leaves the next (server/pipeline/increments.py)
+    Column("run_id", String(64), ForeignKey("runs.run_id"), primary_key=True),
+    Column("left_department", String(64), primary_key=True),
+    Column("right_department", String(64), primary_key=True),
+    Column("blocking", String(64), nullable=False),   # how the pair was compared: exact, lsh:bands:rows:seed:max_bucket
+    Column("floor", Float, nullable=False),           # the scores kept reach this (the project's threshold)
+    Column("bucket_bound", Integer, nullable=False),  # at least the largest LSH bucket of the run's blocked pass
+    Column("pairs", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),      # zlib: left, right record ids (int32), scores (float32)
+)
+
+
 def safe_url(url: str | Path) -> str:
     """A database URL without its password, for messages and the log."""
     if "://" not in str(url):

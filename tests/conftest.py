@@ -4,6 +4,7 @@ names a server, see tests/dbutil.py), real agents, and a small synthetic
 scenario."""
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -13,6 +14,32 @@ from fedlink.schema import DEPARTMENTS, Project
 
 SMALL_PERSONS = 400
 REFERENCE_DATE = "2025-06-30"
+
+
+def _touches_the_store(item) -> bool:
+    """Whether a test reaches the coordinator's database: through the `database`
+    fixture (every coordinator fixture needs it) or dbutil's own databases."""
+    if "database" in getattr(item, "fixturenames", ()):
+        return True
+    source = _module_sources.setdefault(item.path, item.path.read_text(encoding="utf-8"))
+    return "new_database(" in source or "database_on(" in source
+
+
+_module_sources: dict = {}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The PostgreSQL pass runs the tests that reach the database; the rest run the
+    same code either way and ran in the SQLite pass (FEDLINK_TEST_EVERYTHING=1
+    runs them here too)."""
+    from dbutil import BACKEND
+
+    if BACKEND != "postgresql" or os.environ.get("FEDLINK_TEST_EVERYTHING") == "1":
+        return
+    elsewhere = [item for item in items if not _touches_the_store(item)]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if _touches_the_store(item)]
 
 
 def pytest_report_header(config):

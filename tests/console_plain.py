@@ -19,7 +19,7 @@ from server.console.auth import IDENTITY_KEY
 
 class PlainConsole:
     def __init__(self, source, who: Identity, port: int):
-        app = create_app(source)
+        app = create_app(source, https=False)
 
         async def as_fixed_identity(scope, receive, send):
             scope[IDENTITY_KEY] = who

@@ -65,6 +65,21 @@ def new_database(tmp_path: Path, name: str = "coordinator") -> str | Path:
     return _url(database)
 
 
+def database_on(server: str, name: str = "coordinator") -> str:
+    """A fresh coordinator database on another PostgreSQL server (a test's own), migrated."""
+    from server.store import connect
+
+    url = make_url(server).set(drivername="postgresql+psycopg")
+    database = f"t_{name[:20]}_{secrets.token_hex(5)}".lower()
+    admin = create_engine(url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{database}"'))
+    admin.dispose()
+    target = url.set(database=database).render_as_string(hide_password=False)
+    connect(target).dispose()
+    return target
+
+
 def engine(database: str | Path) -> Engine:
     database = str(database)
     if "://" not in database:

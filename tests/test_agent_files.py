@@ -3,9 +3,12 @@ coordinator: a worklist is replaced whole or not at all (a kill -9 or a
 failure while writing leaves the previous one intact); a torn last line of
 the tree-head file is skipped with a warning; garbage, or a saved head that no
 longer verifies, is named as this machine's damage (file, line, how to
-repair), never blamed on the coordinator, and never a traceback."""
+repair), never blamed on the coordinator, and never a traceback; only a
+validly signed saved head that the coordinator's log does not extend is
+"history was rewritten"."""
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -17,7 +20,7 @@ from agents.client import Agent
 from agents.config import load_config
 from agents.refs import new_key
 from conftest import REFERENCE_DATE
-from procs import FEDLINK
+from procs import FEDLINK, CoordinatorProcess, agent_toml
 
 DEPARTMENTS = ("population", "civil_affairs", "medical_insurance")
 
@@ -111,3 +114,63 @@ def test_rows_whose_record_left_the_extract_are_marked(agent_config, operator, p
         after = {r["record_id"]: r for r in csv.DictReader(fh)}
     assert after[gone]["in_extract"].startswith("no: the record is not in the current extract")
     assert all(r["in_extract"] == "yes" for k, r in after.items() if k != gone)
+
+
+def witness_once(config) -> None:
+    done = agent_cli("witness", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+
+
+def _flip_saved(config, edit) -> tuple:
+    path = witness_state(config)
+    state = json.loads(path.read_text())
+    (saved,) = state["logs"].values()
+    edit(saved)
+    path.write_text(json.dumps(state))
+    return path, path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["signature", "torn"])
+def test_a_saved_head_damaged_on_this_machine_is_not_blamed_on_the_coordinator(agent_config, project, damage):
+    config = agent_config("population")
+    witness_once(config)
+    if damage == "signature":  # a flipped block in the saved checkpoint's signature line
+        def flip(saved):
+            text, _, signature = saved["checkpoint"].rpartition("\u2014 ")
+            saved["checkpoint"] = f"{text}\u2014 {signature[:30]}{'B' if signature[30] == 'A' else 'A'}{signature[31:]}"
+        path, before = _flip_saved(config, flip)
+    else:  # a power cut on a disk that reorders writes: half a file
+        path = witness_state(config)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        before = path.read_bytes()
+    done = agent_cli("witness", "--config", str(config))
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"{path}: the witness state is" in said and "restore it from a backup, never delete it" in said
+    assert "on this machine, not by the coordinator" in said and "rewritten" not in said
+    assert path.read_bytes() == before  # nothing cosigned over the damage
+
+
+def test_a_validly_saved_head_the_coordinator_rewrote_is_history_rewritten(tmp_path, pki, database, scenario,
+                                                                          secret_file):
+    """An agent, its saved head intact, then shown a log whose first event differs (FEDLINK_FAULT_FORK)."""
+    from fedlink.operator import Operator
+    from fedlink.schema import Project
+
+    site = CoordinatorProcess(tmp_path, pki, database)
+    try:
+        with Operator.connect(site.address, pki) as op:
+            op.create_project(Project.default("pilot", reference_date=REFERENCE_DATE))
+        config = agent_toml(tmp_path, pki, "population", site.address, scenario / "population.csv", secret_file)
+        witness_once(config)
+        site.kill()
+        site.start(env={"FEDLINK_FAULT_FORK": "population:0"})
+        saved = witness_state(config).read_bytes()
+        done = agent_cli("witness", "--config", str(config))
+    finally:
+        site.kill()
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 4 and "Traceback" not in done.stderr, done.stderr
+    assert "history was rewritten" in said and str(witness_state(config)) in said
+    assert "on this machine" not in said
+    assert witness_state(config).read_bytes() == saved

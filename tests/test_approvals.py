@@ -136,6 +136,31 @@ def test_no_one_decides_on_their_own_proposal(project, coordinator, pki, tmp_pat
     assert "linkage.update" in kinds(coordinator.database)
 
 
+def test_a_console_decides_for_the_officer_signed_in_to_it_and_dual_control_holds(project, coordinator, operator,
+                                                                                 officer):
+    """The console relays a person's decision (on_behalf_of): the decision is that officer's, with the
+    console's certificate as `via`; it cannot be made for an operator, nor for the proposer by name."""
+    proposal = operator.propose_linkage("pilot", 0.5, False, reason="more links")
+    pid = proposal.proposal_id
+    assert "only an officer" in refused(lambda: officer.approve(pid, on_behalf_of="operator:wang"),
+                                        grpc.StatusCode.PERMISSION_DENIED)
+    assert "another officer" in refused(lambda: officer.approve(pid, on_behalf_of="officer:operator"),
+                                        grpc.StatusCode.PERMISSION_DENIED)
+    refused(lambda: officer.reject(pid, on_behalf_of="officer:no one"), grpc.StatusCode.INVALID_ARGUMENT)
+    # An operator's certificate relays nothing: ApproveProposal needs the officer role whatever it names.
+    refused(lambda: Officer.approve(operator, pid, on_behalf_of="officer:wang"), grpc.StatusCode.PERMISSION_DENIED)
+    decided = officer.approve(pid, "fine by me", on_behalf_of="officer:wang")
+    assert decided.state == "approved" and decided.decided_by == "officer:wang"
+    (body,) = [b for (k, b) in query(coordinator.database, "select kind, body from audit_events order by seq")
+               if k == "proposal.approve"]
+    event = json.loads(body)
+    assert event["actor"] == "officer:wang" and event["details"]["via"] == "officer:officer"
+    assert event["details"]["note"] == "fine by me"
+    (update,) = [json.loads(b) for (k, b) in query(coordinator.database, "select kind, body from audit_events")
+                 if k == "linkage.update"]
+    assert update["actor"] == "officer:wang"
+
+
 def test_rejected_expired_and_superseded_proposals_change_nothing(project, coordinator, operator, officer):
     first = operator.propose_rules("pilot", default_text().replace("= 20000", "= 15000"))
     second = operator.propose_rules("pilot", default_text().replace("= 20000", "= 10000"))

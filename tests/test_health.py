@@ -89,6 +89,7 @@ def _with_filters(prepared, filters_of):
     """The agent's prepared upload with its filters replaced (digests recomputed, as an agent would)."""
     from dataclasses import replace
 
+    from agents.prepare import Batches
     from fedlink.wire import batch_digest, upload_digest
 
     batches, start = [], 0
@@ -97,7 +98,7 @@ def _with_filters(prepared, filters_of):
         start += len(b)
         rows = zip(b.refs, clks, b.indicators, *([b.households] if b.households else []))
         batches.append(replace(b, clks=clks, digest=batch_digest(rows)))
-    return replace(prepared, batches=batches,
+    return replace(prepared, batches=Batches.held(batches),
                    digest=upload_digest(prepared.schema_digest, [b.digest for b in batches]))
 
 

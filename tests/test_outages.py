@@ -6,9 +6,10 @@ with UNAVAILABLE (the database) or RESOURCE_EXHAUSTED (the store is full),
 never INTERNAL; an agent retries the former and finishes."""
 from __future__ import annotations
 
-import os
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,19 +20,34 @@ import pytest
 from agents.client import Agent
 from agents.config import load_config
 from conftest import REFERENCE_DATE
-from dbutil import BACKEND, query
+from dbutil import BACKEND, database_on, query
 from fedlink.operator import Operator
 from fedlink.schema import Project
 from procs import FEDLINK, CoordinatorProcess, agent_toml, wait_for
 
 DEPARTMENTS = ("population", "civil_affairs", "medical_insurance")
-PGDIR = os.environ.get("FEDLINK_TEST_PGDIR", "")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def postgres(command: str) -> None:
-    subprocess.run([str(ROOT / "scripts" / "postgres"), command, PGDIR], check=True, capture_output=True,
-                   timeout=120)
+def postgres(command: str, folder: Path) -> str:
+    return subprocess.run([str(ROOT / "scripts" / "postgres"), command, str(folder)], check=True,
+                          capture_output=True, text=True, timeout=120).stdout.strip()
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL server of this test's own, to stop and start: the suite's server
+    is shared by parallel workers, whose tests must not see this outage. Outside
+    the 0700 pytest folder, since the server runs as the postgres user under root."""
+    folder = Path(tempfile.mkdtemp(prefix="fedlink-outage-pg."))
+    folder.chmod(0o755)
+    try:
+        url = postgres("start", folder / "cluster")
+        yield folder / "cluster", database_on(url)
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "postgres"), "stop", str(folder / "cluster")], capture_output=True,
+                       timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def upload(site, pki, tmp_path, scenario, secret_file, departments=DEPARTMENTS) -> dict:
@@ -61,8 +77,9 @@ def run_state(database, run_id: str):
     return query(database, "select state, error from runs where run_id = :r", r=run_id)[0]
 
 
-@pytest.mark.skipif(BACKEND != "postgresql" or not PGDIR, reason="needs the PostgreSQL server of scripts/test")
-def test_postgresql_down_while_a_run_stores_its_results(tmp_path, pki, database, scenario, secret_file):
+@pytest.mark.skipif(BACKEND != "postgresql", reason="the PostgreSQL pass's outage")
+def test_postgresql_down_while_a_run_stores_its_results(tmp_path, pki, own_postgres, scenario, secret_file):
+    cluster, database = own_postgres
     mark = tmp_path / "fault"
     site = CoordinatorProcess(tmp_path, pki, database, env={
         "FEDLINK_FAULT_PAUSE": "run.store", "FEDLINK_FAULT_FILE": str(mark), "FEDLINK_FAULT_PAUSE_S": "2"})
@@ -74,7 +91,7 @@ def test_postgresql_down_while_a_run_stores_its_results(tmp_path, pki, database,
             run_id = op.start_run("pilot", REFERENCE_DATE)
         watcher = Watcher(site.address, pki, run_id)
         wait_for(lambda: mark.exists(), "the run to be about to store its results")
-        postgres("pause")
+        postgres("pause", cluster)
         try:
             with Operator.connect(site.address, pki) as op, pytest.raises(grpc.RpcError) as e:
                 op.schedule("pilot")
@@ -89,7 +106,7 @@ def test_postgresql_down_while_a_run_stores_its_results(tmp_path, pki, database,
             time.sleep(4)  # the run's store transaction failed by now; its outcome waits for the database
             assert watcher.is_alive()
         finally:
-            postgres("resume")
+            postgres("resume", cluster)
         _, err = agent.communicate(timeout=180)
         assert agent.returncode == 0, err
         assert "retrying in" in err and "database" in err

@@ -29,11 +29,14 @@ def _relations(report: dict) -> list[dict]:
            {**{("records_per_department", d): 1 for d in cells("records_per_department")},
             **{("persons_by_department_count", f"{c} departments"): -c for c in range(1, n + 1)}},
            {**{("flags_per_need", x): 1 for x in cells("flags_per_need")},
-            **{("flags_per_status", s): -1 for s in ("new", "continuing") if s in cells("flags_per_status")}}]
+            **{("flags_per_status", s): -1 for s in ("new", "continuing") if s in cells("flags_per_status")}},
+           # A need's tiers add up to the need.
+           *({("flags_per_need", x): 1, **{("flags_per_need_tier", k): -1 for k in cells("flags_per_need_tier")
+                                          if k.rpartition("/")[0] == x}} for x in cells("flags_per_need"))]
     # Each table's own total, as if a reader had it from elsewhere (the tables whose true values the test
     # can recompute from the store; test_random_tables covers the rest of the rule).
     for table in ("records_per_department", "persons_by_department_count", "flags_per_need", "flags_per_status",
-                  "t"):
+                  "flags_per_need_tier", "t"):
         if len(report.get(table, [])) > 1:
             rel.append({**{(table, c): 1 for c in cells(table)}, (table, "total"): -1})
     return rel
@@ -67,7 +70,7 @@ def derived(report: dict, truth: dict[tuple[str, str], int]) -> list[tuple[str, 
 
 def truth_tables(report: dict) -> list[str]:
     return [t for t in ("records_per_department", "persons_by_department_count", "flags_per_need",
-                        "flags_per_status", "t") if t in report]
+                        "flags_per_status", "flags_per_need_tier", "t") if t in report]
 
 
 @pytest.fixture
@@ -99,18 +102,23 @@ def _truth(coordinator, run_id: str) -> dict:
             t.records, t.records.c.id == t.links.c.record_id).join(
             t.uploads, t.uploads.c.upload_id == t.records.c.upload_id).where(t.links.c.run_id == run_id)
             .group_by(t.uploads.c.department)).all()
-        flags = conn.execute(select(t.flags.c.need, t.flags.c.status, t.flags.c.person).where(
+        flags = conn.execute(select(t.flags.c.need, t.flags.c.status, t.flags.c.person, t.flags.c.tier).where(
             t.flags.c.run_id == run_id)).all()
     truth = {("persons", "persons"): len(sizes)}
     for c in range(1, len(DEPARTMENTS) + 1):
         truth[("persons_by_department_count", f"{c} departments")] = sum(1 for _, n in sizes if n == c)
     truth.update({("records_per_department", d): n for d, n in per_dept})
+    tiers: dict[tuple[str, int], int] = {}  # (need, person) -> the most urgent tier
     for f in flags:
         if f.status == "held":
             continue
         truth[("flags_per_status", f.status)] = truth.get(("flags_per_status", f.status), 0) + 1
         if f.person >= 0:
             truth[("flags_per_need", f.need)] = truth.get(("flags_per_need", f.need), 0) + 1
+            tiers[(f.need, f.person)] = min(tiers.get((f.need, f.person), f.tier), f.tier)
+    for (need, _), tier in tiers.items():
+        key = ("flags_per_need_tier", f"{need}/{tier}")
+        truth[key] = truth.get(key, 0) + 1
     return truth
 
 

@@ -175,6 +175,30 @@ def test_bad_extract_is_refused_before_anything_is_sent(project, agent_config, c
     assert stored_records(coordinator) == 0
 
 
+def test_an_extract_changed_between_reading_and_sending_is_refused_and_not_committed(
+        project, agent_config, coordinator, scenario, tmp_path):
+    """The agent holds only the batches' digests after its first reading and makes each
+    batch again as it sends it: a file rewritten in between is named, not sent mixed."""
+    from agents.prepare import ExtractChanged
+
+    extract = tmp_path / "housing.csv"
+    lines = (scenario / "housing.csv").read_text(encoding="utf-8").splitlines()
+    extract.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with Agent(load_config(agent_config("housing", extract=extract, batch_size=20)), show_progress=False) as agent:
+        prepared = agent.prepare(agent.project())
+        assert len(prepared.batches) > 4
+        lines[66] = lines[66].replace(lines[66].split(",")[1], "王改名", 1)  # record 65's name: batch 3
+        extract.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with pytest.raises(ExtractChanged, match=r"housing\.csv: the extract changed while it was being uploaded "
+                                                 r"\(batch 3 differs"):
+            agent.upload(agent.project(), prepared)
+        with coordinator.coordinator.store.read() as conn:
+            assert conn.execute(select(t.uploads.c.state)).scalars().all() == ["open"]
+        assert stored_records(coordinator) <= 3 * 20  # none of the changed batch; those before kept to resume
+        summary = agent.upload()  # read again, the final file uploads whole
+    assert summary.committed and summary.record_count == len(lines) - 1
+
+
 def test_invalid_utf8_extract_names_the_row(project, agent_config, scenario, tmp_path):
     from agents.extract import ExtractError, read_extract
 

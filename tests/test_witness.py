@@ -9,7 +9,8 @@ import pytest
 from fedlink import files, merkle
 from fedlink.checkpoint import Checkpoint, CheckpointError, cosigners, require_quorum, sign_checkpoint
 from fedlink.note import COSIGNATURE_V1, ED25519, SigningKey
-from fedlink.witness import Refusal, SeenHead, Witness, WitnessError, load_witness_key, new_witness_key
+from fedlink.witness import (Refusal, SeenHead, StateFileError, Witness, WitnessError, load_witness_key,
+                             new_witness_key)
 
 ORIGIN = "fedlink.example.gov.cn/pilot-2025"
 LOG = SigningKey.generate(ORIGIN, ED25519)
@@ -71,6 +72,47 @@ def test_an_unreadable_state_is_refused_not_forgotten(make_witness):
     w.state_path.write_text('{"logs": {"x": ')
     with pytest.raises(ValueError, match="never delete it"):
         cosign_from_last(w, log)
+
+
+def _edit_saved(w: Witness, edit) -> None:
+    import json
+
+    state = json.loads(w.state_path.read_text())
+    edit(state["logs"][ORIGIN])
+    w.state_path.write_text(json.dumps(state))
+
+
+def _flip_signature(saved: dict) -> None:
+    text, _, signature = saved["checkpoint"].rpartition("\u2014 ")
+    saved["checkpoint"] = text + "\u2014 " + signature[:20] + ("A" if signature[20] != "A" else "B") + signature[21:]
+
+
+@pytest.mark.parametrize("damage", ["signature", "root", "size"])
+def test_a_saved_head_damaged_on_this_machine_is_named_not_blamed_on_the_log(make_witness, damage):
+    """Re-verified before it judges the log: a saved checkpoint whose signature fails, or whose size or
+    root beside it changed, is this file's damage; the honest log's next checkpoint is not "rewritten"."""
+    import base64
+
+    w, log = make_witness(), tree(9)
+    cosign_from_last(w, log, 5)
+    _edit_saved(w, {"signature": _flip_signature,
+                    "root": lambda s: s.update(root=base64.b64encode(bytes(32)).decode()),
+                    "size": lambda s: s.update(size=4)}[damage])
+    with pytest.raises(StateFileError) as caught:
+        cosign_from_last(w, log)
+    said = str(caught.value)
+    assert said.startswith(f"{w.state_path}: the witness state is damaged") and "restore it from a backup" in said
+    assert "damaged on this machine, not by the coordinator" in said and "rewritten" not in said
+
+
+def test_a_state_from_before_checkpoints_were_kept_is_read_and_upgraded(make_witness):
+    import json
+
+    w, log = make_witness(), tree(6)
+    cosign_from_last(w, log, 4)
+    _edit_saved(w, lambda s: s.pop("checkpoint"))
+    cosign_from_last(w, log)
+    assert json.loads(w.state_path.read_text())["logs"][ORIGIN]["checkpoint"].startswith(ORIGIN + "\n6\n")
 
 
 def test_rollback_is_refused_and_changes_nothing(make_witness):

@@ -9,6 +9,7 @@ UTF-8 file, not GBK: GB18030 would decode it into plausible nonsense.
 from __future__ import annotations
 
 import codecs
+from pathlib import Path
 
 from agents.extract.problems import ExtractError
 
@@ -20,22 +21,55 @@ _AS_GB18030 = {"gbk", "gb2312", "gb18030", "cp936", "euc_cn", "hz"}
 _UTF8_EVIDENCE = 4
 
 
-def decode(raw: bytes, where: str, encoding: str | None = None) -> str:
-    """The file's text; `encoding` None tries UTF-8, then GB18030."""
+BLOCK = 1 << 20  # bytes read at a time: the file is checked, never held whole
+
+
+def detect(path: Path, where: str, encoding: str | None = None) -> str:
+    """The codec the file's text is in, after checking every byte of it in
+    blocks; `encoding` None tries UTF-8, then GB18030. A byte that decodes in
+    neither is an ExtractError naming its row."""
     if encoding is not None:
-        return _decode_as(raw, where, _codec(encoding, where))
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as utf8:
-        if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            raise ExtractError(f"{where}: row 1: UTF-16 text (Excel's 'Unicode text'); "
-                               "save the extract as CSV UTF-8") from None
-        if _looks_utf8(raw[:utf8.start]):
-            raise _undecodable(raw, where, utf8, "UTF-8") from None
-        try:
-            return raw.decode("gb18030")
-        except UnicodeDecodeError as gb:  # not UTF-8, so where GB18030 fails is the byte to fix
-            raise _undecodable(raw, where, gb, "UTF-8 nor GB18030/GBK") from None
+        codec = _codec(encoding, where)
+        _check(path, where, codec, codec)
+        return codec
+    with path.open("rb") as f:
+        head = f.read(2)
+    if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raise ExtractError(f"{where}: row 1: UTF-16 text (Excel's 'Unicode text'); save the extract as CSV UTF-8")
+    failed = _check(path, where, "utf-8-sig", None)
+    if failed is None:
+        return "utf-8-sig"
+    _check(path, where, "gb18030", "UTF-8 nor GB18030/GBK")  # not UTF-8, so where GB18030 fails is the byte to fix
+    return "gb18030"
+
+
+def _check(path: Path, where: str, codec: str, what: str | None) -> int | None:
+    """Decode the whole file in blocks. On the first bad byte: an ExtractError
+    (`what` names the encoding tried), or, for `what` None (UTF-8 tried first),
+    its offset, unless enough UTF-8 came before it to call the file damaged UTF-8."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    offset, lines, non_ascii = 0, 0, 0
+    with path.open("rb") as f:
+        while True:
+            block = f.read(BLOCK)
+            pending = decoder.getstate()[0]
+            try:
+                text = decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                start = offset - len(pending) + e.start  # into the file
+                if what is None and non_ascii < _UTF8_EVIDENCE:
+                    before = (pending + block)[:e.start]
+                    if _non_ascii((before).decode(codec, errors="ignore")) + non_ascii < _UTF8_EVIDENCE:
+                        return start
+                line = lines + (pending + block)[:e.start].count(b"\n") + 1
+                raise ExtractError(f"{where}: row {line}: not valid {what or 'UTF-8'} (byte {start}); "
+                                   "save the extract as UTF-8 or set its encoding") from None
+            if non_ascii < _UTF8_EVIDENCE:
+                non_ascii += _non_ascii(text)
+            if not block:
+                return None
+            lines += block.count(b"\n")
+            offset += len(block)
 
 
 def _codec(encoding: str, where: str) -> str:
@@ -47,19 +81,5 @@ def _codec(encoding: str, where: str) -> str:
     return "gb18030" if name in _AS_GB18030 else "utf-8-sig" if name == "utf-8" else name
 
 
-def _decode_as(raw: bytes, where: str, codec: str) -> str:
-    try:
-        return raw.decode(codec)
-    except UnicodeDecodeError as e:
-        raise _undecodable(raw, where, e, codec) from None
-
-
-def _looks_utf8(prefix: bytes) -> bool:
-    text = prefix.decode("utf-8-sig", errors="ignore")
-    return sum(not ch.isascii() for ch in text) >= _UTF8_EVIDENCE
-
-
-def _undecodable(raw: bytes, where: str, e: UnicodeDecodeError, what: str) -> ExtractError:
-    line = raw[:e.start].count(b"\n") + 1
-    return ExtractError(f"{where}: row {line}: not valid {what} (byte {e.start}); "
-                        "save the extract as UTF-8 or set its encoding")
+def _non_ascii(text: str) -> int:
+    return len(text) - len(text.encode("ascii", "ignore"))

@@ -57,8 +57,14 @@ Targets
     python -m bench.attacks --persons 5000 [--hardening salt]
     python -m bench.attacks --table SCENARIO --out DIR   # docs/hardening.md's table
 
+On the realistic population (``--realism cn``, bench.attacks.realistic): complement-pair
+recovery, a clique attack on surnames, a classifier reading sex, and the name attacks above
+on the un-balanced filters.
+
+    python -m bench.attacks --realism cn --persons 5000 [--hardening none]
+
 Layout: ``encodings`` (the targets and their public tokenisations), ``census``,
-``methods`` (the attacks and the scoring), ``harness`` (``run_attacks``), ``table``
+``methods`` (the attacks and the scoring), ``harness`` (``run_attacks``), ``realistic`` (``run_realistic``), ``table``
 (docs/hardening.md's table and the command line).
 """
 

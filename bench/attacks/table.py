@@ -73,12 +73,20 @@ def main(argv=None) -> None:
     ap.add_argument("--census-persons", type=int, default=None)
     ap.add_argument("--table", type=Path, default=None, metavar="SCENARIO",
                     help="measure every option: bench F1 on SCENARIO and every attack (docs/hardening.md)")
+    ap.add_argument("--realism", choices=["cn"], default=None,
+                    help="the realistic population's attacks (bench.attacks.realistic)")
     ap.add_argument("--out", type=Path, default=Path("hardening-bench"), help="bench folders of --table")
     a = ap.parse_args(argv)
     if a.table:
         rows = hardening_table(a.table, a.out, a.persons, a.seed)
         (a.out / "hardening.json").write_text(json.dumps(rows, indent=2) + "\n")
         print(markdown(rows))
+        return
+    if a.realism:
+        from bench.attacks.realistic import run_realistic
+
+        r = run_realistic(a.persons, a.seed, a.hardening, census_persons=a.census_persons)
+        print(json.dumps(r, ensure_ascii=False, indent=2))
         return
     r = run_attacks(a.persons, a.seed, a.hardening, department=a.department, census_persons=a.census_persons)
     print(json.dumps(r, ensure_ascii=False, indent=2))

@@ -2,7 +2,10 @@
 valid or expired makes every TLS handshake fail, which gRPC reports only as
 "unavailable". These checks name the certificate, its validity and the clock
 instead, so an operator fixes the clock or renews the certificate rather than
-the network."""
+the network. When this machine finds every certificate valid but the peer
+still closes the connection once it has this party's certificate, the peer's
+clock is the likely culprit: said with the certificate's window and this
+clock (a gRPC server sends no TLS alert that would say why)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -51,3 +54,35 @@ def peer_problem(address: str, timeout: float = 3.0) -> str | None:
         return None
     pem = ssl.DER_cert_to_PEM_cert(der).encode()
     return time_problem(pem, f"the coordinator's certificate at {address}")
+
+
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def refusal_problem(address: str, creds: Credentials, timeout: float = 3.0) -> str | None:
+    """Whether the TLS server at `address` closes a mutual-TLS connection made
+    with this party's certificate instead of answering HTTP/2 (as a gRPC server
+    whose clock finds that certificate expired or not yet valid does)."""
+    host, _, port = address.rpartition(":")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    context.load_cert_chain(creds.cert, creds.key)
+    try:
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    except (OSError, ValueError):
+        return None  # nothing listens there: truly unreachable
+    try:
+        with sock, context.wrap_socket(sock, server_hostname=host.strip("[]") or None) as tls:
+            tls.sendall(_H2_PREFACE)
+            if tls.recv(9):  # the server's SETTINGS frame: it took the certificate
+                return None
+    except (ssl.SSLError, OSError):
+        pass
+    cert = x509.load_pem_x509_certificate(creds.cert.read_bytes())
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return (f"the coordinator at {address} closed the connection once it had this party's certificate {creds.cert} "
+            f"(valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} "
+            f"UTC; this machine's clock says {now:%Y-%m-%d %H:%M} UTC, inside that window): the coordinator's "
+            "clock is most likely outside that window (or it trusts another CA); ask its operator to check the "
+            "coordinator's clock (NTP)")

@@ -193,12 +193,14 @@ class GetProposalRequest(_message.Message):
     def __init__(self, proposal_id: _Optional[str] = ...) -> None: ...
 
 class DecideProposalRequest(_message.Message):
-    __slots__ = ("proposal_id", "note")
+    __slots__ = ("proposal_id", "note", "on_behalf_of")
     PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    ON_BEHALF_OF_FIELD_NUMBER: _ClassVar[int]
     proposal_id: str
     note: str
-    def __init__(self, proposal_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+    on_behalf_of: str
+    def __init__(self, proposal_id: _Optional[str] = ..., note: _Optional[str] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
 
 class SetScheduleRequest(_message.Message):
     __slots__ = ("project_id", "every", "day", "at", "start", "start_now")
@@ -454,7 +456,7 @@ class CountCell(_message.Message):
     def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ..., suppressed: _Optional[bool] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health", "idle_rules", "upload_quality", "probe_signals", "pair_scores", "retention")
+    __slots__ = ("run_id", "state", "records_per_department", "linked_pairs_per_department_pair", "persons_by_department_count", "flags_per_need", "suppression_k", "persons", "flags_per_status", "outcomes_per_rule", "encoding_health", "idle_rules", "upload_quality", "probe_signals", "pair_scores", "retention", "flags_per_need_tier")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RECORDS_PER_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
@@ -471,6 +473,7 @@ class Report(_message.Message):
     PROBE_SIGNALS_FIELD_NUMBER: _ClassVar[int]
     PAIR_SCORES_FIELD_NUMBER: _ClassVar[int]
     RETENTION_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_PER_NEED_TIER_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: str
     records_per_department: _containers.RepeatedCompositeFieldContainer[CountCell]
@@ -487,7 +490,8 @@ class Report(_message.Message):
     probe_signals: _containers.RepeatedCompositeFieldContainer[ProbeSignals]
     pair_scores: _containers.RepeatedCompositeFieldContainer[PairScores]
     retention: Retention
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ..., upload_quality: _Optional[_Iterable[_Union[UploadQuality, _Mapping]]] = ..., probe_signals: _Optional[_Iterable[_Union[ProbeSignals, _Mapping]]] = ..., pair_scores: _Optional[_Iterable[_Union[PairScores, _Mapping]]] = ..., retention: _Optional[_Union[Retention, _Mapping]] = ...) -> None: ...
+    flags_per_need_tier: _containers.RepeatedCompositeFieldContainer[CountCell]
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., records_per_department: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., linked_pairs_per_department_pair: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., persons_by_department_count: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., flags_per_need: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., suppression_k: _Optional[int] = ..., persons: _Optional[int] = ..., flags_per_status: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., outcomes_per_rule: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ..., encoding_health: _Optional[_Iterable[_Union[EncodingHealth, _Mapping]]] = ..., idle_rules: _Optional[_Iterable[_Union[IdleRule, _Mapping]]] = ..., upload_quality: _Optional[_Iterable[_Union[UploadQuality, _Mapping]]] = ..., probe_signals: _Optional[_Iterable[_Union[ProbeSignals, _Mapping]]] = ..., pair_scores: _Optional[_Iterable[_Union[PairScores, _Mapping]]] = ..., retention: _Optional[_Union[Retention, _Mapping]] = ..., flags_per_need_tier: _Optional[_Iterable[_Union[CountCell, _Mapping]]] = ...) -> None: ...
 
 class ProbeSignals(_message.Message):
     __slots__ = ("department", "records_first_seen", "records_short_lived", "flags_on_first_seen_records", "flags_held")

@@ -49,8 +49,10 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket):
     others.  A run of equal keys is a bucket; within it rows come party by
     party.  A party pair is skipped in a bucket holding more than
     ``max_bucket`` rows of either party, exactly as the two-party pass
-    decides.  Returns (codes, buckets skipped, pairs skipped), the last two
-    summed over party pairs.
+    decides.  Returns (codes, buckets skipped, pairs skipped, largest
+    bucket), the skips summed over party pairs, the largest bucket the most
+    rows of one party under one key (an incremental run needs it to know
+    that ``max_bucket`` skipped nothing: server/pipeline/increments.py).
     """
     key_shift = np.uint64(32)
     party_mask = np.uint64((1 << _PARTY_BITS) - 1)
@@ -60,6 +62,7 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket):
     bounds = np.zeros(n_parties + 1, np.int64)
     skipped_buckets = 0
     skipped_pairs = 0
+    largest = 0
     codes = np.empty(0, np.int64)
     total = 0
     for sweep in range(2):  # count, then fill
@@ -72,6 +75,11 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket):
             key = packed[s] >> key_shift
             while e < n and (packed[e] >> key_shift) == key:
                 e += 1
+            if sweep == 0 and e - s > largest:  # one party's rows, or more: bounds below
+                first = (packed[s] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
+                last = (packed[e - 1] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
+                if first == last:
+                    largest = e - s
             if e - s > 1:
                 first = (packed[s] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
                 last = (packed[e - 1] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
@@ -85,6 +93,7 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket):
                     bounds[n_parties] = e
                     for a in range(n_parties):
                         ca = bounds[a + 1] - bounds[a]
+                        largest = max(largest, ca)
                         if ca == 0:
                             continue
                         for b in range(a + 1, n_parties):
@@ -107,7 +116,7 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket):
                             else:
                                 total += ca * cb
             s = e
-    return codes, skipped_buckets, skipped_pairs
+    return codes, skipped_buckets, skipped_pairs, largest
 
 
 def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bucket, positions):
@@ -121,13 +130,13 @@ def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bu
     pairs reaching their pair's threshold leave: what is kept grows with the
     links, not with the candidates (a true pair is a candidate in about half
     of the bands).  Returns (pair-tagged codes, scores, candidates scored,
-    buckets skipped, pairs skipped).
+    buckets skipped, pairs skipped, largest bucket).
     """
     sizes = np.array([len(f) for f in filters], np.int64)
     offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     packed = np.empty(offsets[-1], np.uint64)
     found = Dedup(4 * int(offsets[-1]))
-    buckets = skipped = 0
+    buckets = skipped = largest = 0
     for b0 in range(0, positions.shape[0], KEY_BANDS):
         chunk = positions[b0:b0 + KEY_BANDS]
         keys = np.empty((chunk.shape[0], offsets[-1]), np.uint32)
@@ -136,9 +145,10 @@ def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bu
         for b in range(chunk.shape[0]):
             _pack_multi(keys[b], offsets, packed)
             packed.sort()
-            codes, nb, ns = _emit_band_multi(packed, sizes, pair_index, max_bucket)
+            codes, nb, ns, big = _emit_band_multi(packed, sizes, pair_index, max_bucket)
             buckets += nb
             skipped += ns
+            largest = max(largest, big)
             found.add(codes)
     codes = found.result()
     del found
@@ -152,7 +162,7 @@ def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bu
                                    left_counts=counts[pa], right_counts=counts[pb])
         kept_codes.append(tag + passing.left * m + passing.right)
         kept_scores.append(passing.score)
-    return np.concatenate(kept_codes), np.concatenate(kept_scores), len(codes), buckets, skipped
+    return np.concatenate(kept_codes), np.concatenate(kept_scores), len(codes), buckets, skipped, largest
 
 
 
@@ -205,13 +215,14 @@ def lsh_links_multi(
     work = tasks.run(multi_slice_links, (local, counts, pair_index, pair_keys, thresholds, params.max_bucket),
                      [(positions[b0:b1],) for b0, b1 in slices], [b1 - b0 for b0, b1 in slices], progress)
     codes, scores = [], []
-    compared = buckets = skipped = 0
-    for c, sc, n_scored, nb, ns in work:
+    compared = buckets = skipped = largest = 0
+    for c, sc, n_scored, nb, ns, big in work:
         codes.append(c)
         scores.append(sc)
         compared += int(n_scored)
         buckets += int(nb)
         skipped += int(ns)
+        largest = max(largest, int(big))
     codes = np.concatenate(codes) if codes else np.empty(0, np.int64)
     scores = np.concatenate(scores) if scores else np.empty(0, np.float32)
     codes, first = np.unique(codes, return_index=True)  # a link found by several slices
@@ -225,5 +236,6 @@ def lsh_links_multi(
     if stats is not None:
         stats.add(BlockingStats(
             pairs_total=sum(sizes[pa] * sizes[pb] for pa, pb in pair_keys),
-            pairs_compared=compared, buckets_skipped=buckets, pairs_skipped=skipped, calls=len(order)))
+            pairs_compared=compared, buckets_skipped=buckets, pairs_skipped=skipped, calls=len(order),
+            largest_bucket=largest))
     return out

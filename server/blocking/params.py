@@ -160,6 +160,7 @@ class BlockingStats:
     buckets_skipped: int = 0  # (band, bucket)s over max_bucket, not expanded
     pairs_skipped: int = 0  # pairs those buckets would have emitted (with repeats across bands)
     calls: int = 0
+    largest_bucket: int = 0  # the most rows of one department under one key in one band (multi-party pass)
 
     @property
     def fraction(self) -> float:
@@ -168,4 +169,5 @@ class BlockingStats:
 
     def add(self, other: BlockingStats) -> None:
         for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+            combine = max if f.name == "largest_bucket" else (lambda x, y: x + y)
+            setattr(self, f.name, combine(getattr(self, f.name), getattr(other, f.name)))

@@ -44,10 +44,18 @@ def score_candidates(
     li, rj, score = li[near], rj[near], score[near]
     left_counts = popcounts(left) if left_counts is None else left_counts
     right_counts = popcounts(right) if right_counts is None else right_counts
-    total = left_counts[li].astype(np.int64) + right_counts[rj]
-    overlap = np.rint(score.astype(np.float64) * total / 2.0).astype(np.int64)
-    keep = overlap >= need_table(threshold, left.shape[1] * 64)[total]
-    return ScoredPairs(li[keep], rj[keep], score[keep])
+    return at_threshold(ScoredPairs(li, rj, score), threshold, left_counts, right_counts, left.shape[1] * 64)
+
+
+def at_threshold(pairs: ScoredPairs, threshold: float, left_counts: np.ndarray, right_counts: np.ndarray,
+                 filter_bits: int) -> ScoredPairs:
+    """The pairs (scored at a lower threshold, or candidates) that reach ``threshold``, decided as the
+    exact kernel decides: their overlap, recovered exactly from the float32 score, against the least
+    passing overlap for ``|A| + |B|``."""
+    total = left_counts[pairs.left].astype(np.int64) + right_counts[pairs.right]
+    overlap = np.rint(pairs.score.astype(np.float64) * total / 2.0).astype(np.int64)
+    keep = overlap >= need_table(check_threshold(threshold), filter_bits)[total]
+    return ScoredPairs(pairs.left[keep], pairs.right[keep], pairs.score[keep])
 
 
 def lsh_links(

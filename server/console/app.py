@@ -5,10 +5,12 @@ audited is not shown), then the data over gRPC (source.py)."""
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
+from asgi_csrf import asgi_csrf
 from starlette.applications import Starlette
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
@@ -25,6 +27,8 @@ from server.console.source import CoordinatorSource
 
 HERE = Path(__file__).parent
 LANG_COOKIE = "fedlink-lang"
+DECIDE_PATH = "/approvals/decide"  # the one page that changes anything: CSRF-checked whatever the request carries
+PROPOSAL_STATES = ("pending", "approved", "rejected", "expired", "superseded", "")
 
 
 def _iso(epoch_ms: float) -> str:
@@ -44,25 +48,28 @@ def _epoch(day: str, end: bool = False) -> float:
     return moment.timestamp() + (86400 if end and len(day) == 10 else 0)
 
 
-def create_app(source: CoordinatorSource) -> Starlette:
+def create_app(source: CoordinatorSource, https: bool = True):
+    """The console's ASGI app. `https`: its cookies are marked Secure (the test-only plain
+    listener, tests/console_plain.py, is the one caller that passes False)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
 
-    async def page(request: Request, role: str, template: str, load) -> Response:
+    async def page(request: Request, role: str | tuple[str, ...], template: str, load) -> Response:
         who = _viewer(request, role)
         language = pick_language(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
         t = translator(language)
         await run_in_threadpool(source.record_view, str(who), request.url.path)
         context = await run_in_threadpool(load)
         return templates.TemplateResponse(request, template, {
-            "t": t, "lang": language, "languages": LANGUAGES, "who": who, "iso": _iso, **context})
+            "t": t, "lang": language, "languages": LANGUAGES, "who": who, "iso": _iso,
+            "csrftoken": request.scope["csrftoken"], **context})
 
-    def _viewer(request: Request, role: str) -> Identity:
+    def _viewer(request: Request, role: str | tuple[str, ...]) -> Identity:
         who = request.scope.get(IDENTITY_KEY)
         if not isinstance(who, Identity):
             raise Refused(401, f"no usable client certificate: {who}")
         if who.role not in VIEWER_ROLES:
             raise Refused(403, f"the console is for operators and privacy officers; your certificate says {who.role}")
-        if who.role != role:
+        if who.role not in (role if isinstance(role, tuple) else (role,)):
             raise Refused(403, f"this page is for the {role} role; your certificate says {who.role}")
         return who
 
@@ -120,12 +127,38 @@ def create_app(source: CoordinatorSource) -> Starlette:
         return await page(request, "officer", "access.html", lambda: {
             "department": department, "run_id": run_id, "report": source.access(department, run_id)})
 
+    async def approvals(request: Request):
+        project_id = request.query_params.get("project", "").strip()[:64]
+        state = request.query_params.get("state", "pending")
+        if state not in PROPOSAL_STATES:
+            raise Refused(400, f"state {state[:20]!r}: one of {', '.join(s for s in PROPOSAL_STATES if s)}, or empty")
+        role = _viewer(request, VIEWER_ROLES).role
+        return await page(request, VIEWER_ROLES, "approvals.html", lambda: {
+            "project_id": project_id, "state": state, "states": PROPOSAL_STATES,
+            "proposals": source.proposals(role, project_id, state)})
+
+    async def proposal(request: Request):
+        pid = request.path_params["proposal_id"]
+        role = _viewer(request, VIEWER_ROLES).role
+        return await page(request, VIEWER_ROLES, "proposal.html", lambda: {"p": source.proposal(role, pid)})
+
+    async def decide(request: Request):
+        """An officer's approval or rejection, from the form on a proposal's page (CSRF-checked by
+        asgi_csrf before it gets here); the coordinator records it as that officer's decision."""
+        who = _viewer(request, "officer")
+        form = await request.form()
+        pid, verdict = str(form.get("proposal_id", ""))[:64], form.get("verdict")
+        if verdict not in ("approve", "reject"):
+            raise Refused(400, "verdict: approve or reject")
+        await run_in_threadpool(source.decide, pid, verdict, str(form.get("note", ""))[:500], str(who))
+        return RedirectResponse(f"/approvals/{pid}", 303)
+
     async def language(request: Request):
         code = request.path_params["code"]
         back = request.query_params.get("next", "/")
         response = RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/", 303)
         if code in LANGUAGES:
-            response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, secure=request.url.scheme == "https",
+            response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, secure=https,
                                 httponly=True, samesite="strict")
         return response
 
@@ -134,7 +167,7 @@ def create_app(source: CoordinatorSource) -> Starlette:
 
     async def rpc_failed(request: Request, exc: grpc.RpcError):
         status = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.PERMISSION_DENIED: 403,
-                  grpc.StatusCode.INVALID_ARGUMENT: 400}.get(exc.code(), 502)
+                  grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 409}.get(exc.code(), 502)
         return _error_page(templates, request, status, f"{exc.code().name}: {exc.details()}")
 
     routes = [
@@ -142,10 +175,24 @@ def create_app(source: CoordinatorSource) -> Starlette:
         Route("/runs/{run_id}", run), Route("/runs/{run_id}/progress", progress),
         Route("/runs/{run_id}/events", progress_events),
         Route("/audit", audit), Route("/audit/checkpoint", checkpoint), Route("/audit/inclusion", inclusion),
-        Route("/audit/access", access), Route("/lang/{code}", language),
+        Route("/audit/access", access), Route("/approvals", approvals),
+        Route(DECIDE_PATH, decide, methods=["POST"]), Route("/approvals/{proposal_id}", proposal),
+        Route("/lang/{code}", language),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={Refused: refused, grpc.RpcError: rpc_failed})
+    app = Starlette(routes=routes, exception_handlers={Refused: refused, grpc.RpcError: rpc_failed})
+    # Double-submit token (signed cookie and form field) on every POST, the decision's path even without a
+    # cookie: a browser carries the person's certificate to any site's form, so the certificate alone is no proof.
+    return asgi_csrf(app, signing_secret=secrets.token_hex(32), always_protect={DECIDE_PATH}, cookie_secure=https,
+                     cookie_samesite="Strict", send_csrf_failed=_csrf_failed)
+
+
+async def _csrf_failed(scope, send, reason) -> None:
+    await send({"type": "http.response.start", "status": 403,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+    await send({"type": "http.response.body", "body": b"refused: the form's CSRF token is missing or does not match "
+                b"(a form from another site, or a page from before the console restarted): open the proposal again "
+                b"and decide there"})
 
 
 def _error_page(templates, request: Request, status: int, message: str) -> Response:

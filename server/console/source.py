@@ -64,7 +64,7 @@ class CoordinatorSource:
 
     def record_view(self, viewer: str, page: str) -> int:
         """The audit event of `viewer` opening `page` (by the console's identity of the viewer's role)."""
-        client = self.officer if viewer.startswith("officer:") else self.operator
+        client = self._as(viewer.partition(":")[0])
         reply = client._call(client.stub.RecordView, pb.RecordViewRequest(viewer=viewer, page=page), timeout=30)
         return reply.seq
 
@@ -93,6 +93,29 @@ class CoordinatorSource:
                 yield message_dict(p)
         finally:
             call.cancel()
+
+    # -- approvals (both roles see them; an officer decides) ---------------------
+
+    def _as(self, role: str):
+        """The console's client of the viewer's role: its reads are the ones that role may make."""
+        return self.officer if role == "officer" else self.operator
+
+    def proposals(self, role: str, project_id: str = "", state: str = "pending") -> list[dict]:
+        client = self._as(role)
+        reply = client._call(client.stub.ListProposals, pb.ListProposalsRequest(project_id=project_id, state=state),
+                             timeout=30)
+        return [message_dict(p) for p in reply.proposals]
+
+    def proposal(self, role: str, proposal_id: str) -> dict:
+        client = self._as(role)
+        return message_dict(client._call(client.stub.GetProposal, pb.GetProposalRequest(proposal_id=proposal_id),
+                                         timeout=30))
+
+    def decide(self, proposal_id: str, verdict: str, note: str, officer: str) -> dict:
+        """`officer` (officer:NAME, from their certificate) approves or rejects: the coordinator records the
+        decision as theirs, made via the console's certificate, and refuses it if they proposed it."""
+        decide = self.officer.approve if verdict == "approve" else self.officer.reject
+        return message_dict(decide(proposal_id, note, on_behalf_of=officer))
 
     # -- officer pages ----------------------------------------------------------
 

@@ -21,20 +21,23 @@ def project_page(source: CoordinatorSource, project_id: str) -> dict:
         raise Refused(404, f"project {project_id!r} does not exist")
     runs = source.runs(project_id)
     return {"project": project, "runs": runs, "schedule": source.schedule(project_id),
-            "flags": flags_over_runs(source, runs)}
+            "flags": flags_over_runs(source, runs), "proposals": source.proposals("operator", project_id)}
 
 
 def flags_over_runs(source: CoordinatorSource, runs: list[dict]) -> dict:
-    """Flags per need and per status across the latest finished runs, oldest first (suppressed cells stay so)."""
+    """Flags per need, per need and tier, and per status across the latest finished runs, oldest first
+    (suppressed cells stay so; runs from before tiers were reported have none)."""
     done = [r for r in runs if r["state"] == "done"][:RUNS_CHARTED][::-1]
-    columns, needs, statuses = [], {}, {}
+    columns, needs, tiers, statuses = [], {}, {}, {}
     for r in done:
         report = source.report(r["run_id"])
         columns.append(r)
-        for table, into in (("flags_per_need", needs), ("flags_per_status", statuses)):
+        for table, into in (("flags_per_need", needs), ("flags_per_need_tier", tiers),
+                            ("flags_per_status", statuses)):
             for c in report.get(table, []):
                 into.setdefault(c["key"], {})[r["run_id"]] = c
-    return {"runs": columns, "needs": dict(sorted(needs.items())), "statuses": dict(sorted(statuses.items()))}
+    return {"runs": columns, "needs": dict(sorted(needs.items())), "tiers": dict(sorted(tiers.items())),
+            "statuses": dict(sorted(statuses.items()))}
 
 
 def outcomes_per_rule(report: dict) -> list[dict]:

@@ -17,7 +17,7 @@ from server import queries as q
 from server.audit import AuditLog
 from server.admission import WriteQueue
 from server.bursts import BurstLog
-from server.limits import Limits
+from server.limits import DEFAULT_RUN_STALL_S, Limits
 from server.store import Store
 
 log = logging.getLogger("fedlink.coordinator")
@@ -72,6 +72,8 @@ class Context:
     ownership: object = None  # this instance's claim on the database (server/ownership.py)
     bursts: BurstLog | None = None  # refusals and head reads, one event per burst (server/bursts.py)
     keep_runs: int = 2  # retention: the runs whose uploads are kept (server/domain/retention.py); 0 keeps all
+    run_stall_s: float = DEFAULT_RUN_STALL_S  # a run with no progress for this long is failed (server/domain/runs.py)
+    incremental: bool = True  # runs re-score only what changed since the last (server/pipeline/increments.py)
 
     def __post_init__(self):
         if self.bursts is None:

@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 
-from fedlink.identity import Identity
+from fedlink.identity import Identity, IdentityError, validate_label
 from fedlink.rules import load_rulepack
 from fedlink.schema import Project, SchemaError
 from server import queries as q
@@ -131,36 +131,38 @@ class Approvals:
             return _proposal(self._row(conn, proposal_id))
 
     @guarded("ApproveProposal", "officer")
-    def approve(self, who: Identity, proposal_id: str, note: str = "") -> Proposal:
+    def approve(self, who: Identity, proposal_id: str, note: str = "", on_behalf_of: str = "") -> Proposal:
         self.expire_overdue()
+        acting, via = _acting(who, on_behalf_of)
         with self.ctx.store.write() as conn:
-            row = self._pending(conn, who, proposal_id, "approve")
+            row = self._pending(conn, who, proposal_id, "approve", acting)
             project = existing_project(conn, row.project_id)
             if _base(conn, project, row.kind) == row.base:
                 self._check(conn, project, row.kind, dict(row.change))  # the floor holds at approval too
-                q.decide_proposal(conn, proposal_id, "approved", str(who), note)
-                self.ctx.store.audit(conn, str(who), "proposal.approve", project_id=row.project_id,
+                q.decide_proposal(conn, proposal_id, "approved", str(acting), note)
+                self.ctx.store.audit(conn, str(acting), "proposal.approve", project_id=row.project_id,
                                      proposal_id=proposal_id, change=row.kind, proposed_by=row.proposed_by,
-                                     note=note or None)
-                self._apply(conn, who, project, row)
+                                     note=note or None, **via)
+                self._apply(conn, acting, project, row)
                 return _proposal(q.proposal(conn, proposal_id))
             # Committed before the refusal below: the proposal is superseded for good.
             q.decide_proposal(conn, proposal_id, "superseded", "coordinator",
                               f"the project's {row.kind} changed after it was proposed")
             self.ctx.store.audit(conn, "coordinator", "proposal.superseded", project_id=row.project_id,
-                                 proposal_id=proposal_id, change=row.kind, attempted_by=str(who))
+                                 proposal_id=proposal_id, change=row.kind, attempted_by=str(acting), **via)
         raise FailedPrecondition(f"proposal {proposal_id} was made against {row.kind} settings that changed "
                                  "since; what it shows is no longer what it would do: propose it again")
 
     @guarded("RejectProposal", "officer")
-    def reject(self, who: Identity, proposal_id: str, note: str = "") -> Proposal:
+    def reject(self, who: Identity, proposal_id: str, note: str = "", on_behalf_of: str = "") -> Proposal:
         self.expire_overdue()
+        acting, via = _acting(who, on_behalf_of)
         with self.ctx.store.write() as conn:
-            row = self._pending(conn, who, proposal_id, "reject")
-            q.decide_proposal(conn, proposal_id, "rejected", str(who), note)
-            self.ctx.store.audit(conn, str(who), "proposal.reject", project_id=row.project_id,
+            row = self._pending(conn, who, proposal_id, "reject", acting)
+            q.decide_proposal(conn, proposal_id, "rejected", str(acting), note)
+            self.ctx.store.audit(conn, str(acting), "proposal.reject", project_id=row.project_id,
                                  proposal_id=proposal_id, change=row.kind, proposed_by=row.proposed_by,
-                                 note=note or None)
+                                 note=note or None, **via)
             return _proposal(q.proposal(conn, proposal_id))
 
     def expire_overdue(self) -> None:
@@ -179,12 +181,13 @@ class Approvals:
             raise NotFound(f"proposal {proposal_id!r} does not exist")
         return row
 
-    def _pending(self, conn, who: Identity, proposal_id: str, verb: str):
+    def _pending(self, conn, who: Identity, proposal_id: str, verb: str, acting: Identity):
         row = self._row(conn, proposal_id)
         if row.state != "pending":
             raise FailedPrecondition(f"proposal {proposal_id} is {row.state}"
                                      + (f" (by {row.decided_by})" if row.decided_by else "") + f"; cannot {verb} it")
-        if _name(row.proposed_by) == who.name:
+        # Neither the deciding officer nor a console relaying for them may be the proposer.
+        if _name(row.proposed_by) in (who.name, acting.name):
             raise PermissionDenied(f"proposal {proposal_id} was made by {row.proposed_by}; another officer must "
                                    f"{verb} it (no one decides on their own proposal)")
         return row
@@ -211,6 +214,20 @@ class Approvals:
             withdrawn = q.withdraw_committed_uploads(conn, pid)
             self.ctx.store.audit(conn, actor, "project.key_check_reset", project_id=pid, proposal_id=row.proposal_id,
                                  proposed_by=row.proposed_by, was_pinned_by=was, uploads_withdrawn=withdrawn)
+
+
+def _acting(who: Identity, on_behalf_of: str) -> tuple[Identity, dict]:
+    """Who decides: the caller, or the officer signed in to the console that relays the
+    decision (officer:NAME from their certificate), with the console recorded as `via`."""
+    if not on_behalf_of:
+        return who, {}
+    role, _, name = on_behalf_of.partition(":")
+    if role != "officer":
+        raise PermissionDenied(f"on_behalf_of {on_behalf_of[:80]!r}: only an officer decides on a proposal")
+    try:
+        return Identity("officer", validate_label(name, "officer name")), {"via": str(who)}
+    except IdentityError as e:
+        raise InvalidArgument(f"on_behalf_of: {e}") from None
 
 
 def _check_floor(project: Project, k: int) -> None:

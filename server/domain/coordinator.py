@@ -14,7 +14,7 @@ from server.domain.runs import Runs
 from server.domain.schedules import Schedules
 from server.domain.uploads import Uploads
 from server.engine import LocalEngine
-from server.limits import Limits
+from server.limits import DEFAULT_RUN_STALL_S, Limits
 from server.ownership import Ownership
 from server.schedule import Scheduler
 from server.store import Store
@@ -22,8 +22,9 @@ from server.store import Store
 
 class Coordinator:
     def __init__(self, store: Store, audit: AuditLog, ownership: Ownership, engine=None, limits: Limits | None = None,
-                 keep_runs: int = DEFAULT_KEEP_RUNS):
-        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits(), ownership, keep_runs=keep_runs)
+                 keep_runs: int = DEFAULT_KEEP_RUNS, run_stall_s: float = DEFAULT_RUN_STALL_S, incremental: bool = True):
+        self.context = Context(store, audit, engine or LocalEngine(), limits or Limits(), ownership, keep_runs=keep_runs,
+                               run_stall_s=run_stall_s, incremental=incremental)
         self.context.bursts.start()
         self.projects = Projects(self.context)
         self.uploads = Uploads(self.context)

@@ -27,7 +27,6 @@ from server.pipeline.report import suppress
 
 log = logging.getLogger("fedlink.coordinator")
 FINAL_STATES = ("done", "failed")
-log = logging.getLogger("fedlink.coordinator")
 
 
 @dataclass(frozen=True)
@@ -47,17 +46,33 @@ class RunStatus:
     went; within a phase a slow watcher gets the latest counts."""
 
     run_id: str
+    project_id: str = ""
     events: list[RunEvent] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
+    progressed: float = field(default_factory=time.monotonic)  # the last report, for the stall watchdog
 
     def publish(self, state: str, phase: str, done: int, total: int, message: str) -> None:
+        """A progress report; none after the run ended (a stuck worker woken after its run was failed)."""
         event = RunEvent(self.run_id, state, phase, done, total, message)
         with self.cond:
+            if self.ended():
+                return
+            self.progressed = time.monotonic()
             if self.events and self.events[-1].phase == phase and self.events[-1].state == state:
                 self.events[-1] = event
             else:
                 self.events.append(event)
             self.cond.notify_all()
+
+    def ended(self) -> bool:
+        return bool(self.events) and self.events[-1].state in FINAL_STATES
+
+    def stalled(self, limit: float) -> str | None:
+        """The phase a run has reported nothing in for `limit` seconds, if so."""
+        with self.cond:
+            if self.events and not self.ended() and time.monotonic() - self.progressed > limit:
+                return self.events[-1].phase
+        return None
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,7 @@ class Report:
     persons_by_department_count: tuple[CountCell, ...] = ()
     flags_per_need: tuple[CountCell, ...] = ()
     flags_per_status: tuple[CountCell, ...] = ()
+    flags_per_need_tier: tuple[CountCell, ...] = ()  # "need/tier": each flagged person at their need's tier
     absence_uncertain: tuple[CountCell, ...] = ()
     threshold_per_department_pair: dict[str, float] = field(default_factory=dict)
     outcomes_per_rule: tuple[CountCell, ...] = ()  # caseworkers' review feedback, "rule/outcome"
@@ -187,6 +203,7 @@ class Runs:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._closing = threading.Event()  # the coordinator stops: outcome retries give up
+        self._watchdog: threading.Thread | None = None
 
     @guarded("StartRun", "operator")
     def start(self, who: Identity, project_id: str, as_of: str = "", *, wait: bool = False) -> str:
@@ -223,10 +240,13 @@ class Runs:
         return QueuedRun(run_id, project, day, used)
 
     def launch(self, run: QueuedRun, *, wait: bool = False) -> str:
-        status = RunStatus(run.run_id)
+        status = RunStatus(run.run_id, run.project.project_id)
         status.publish("queued", "queued", 0, 0, "")
         with self._lock:
             self._status[run.run_id] = status
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch_stalls, name="run-watchdog", daemon=True)
+                self._watchdog.start()
         worker = threading.Thread(target=self._execute, args=(run, status), name=f"run-{run.run_id}", daemon=True)
         self._threads.append(worker)
         worker.start()
@@ -240,11 +260,42 @@ class Runs:
             report, final, error = self._compute(run, status, phases)
         except BaseException as e:  # noqa: BLE001 - the thread must not end with its run left "running"
             report, final, error = None, "failed", f"the run's worker ended: {type(e).__name__}: {e}"
-        self._record_outcome(run, status, final, report, error)
+        if not self._record_outcome(run, status, final, report, error):
+            return
         phases.end(final, (report or {}).get("persons"), error)
         if report is not None:
             self._retain(run, report)
         status.publish(final, final, 0, 0, error or "finished")
+
+    def _watch_stalls(self) -> None:
+        """Fail a run whose worker is alive but reports nothing (a hung engine, a store call that
+        never returns) for `run_stall_s`: otherwise it stays "running" for ever and holds its project."""
+        limit = self.ctx.run_stall_s
+        while not self._closing.wait(min(5.0, limit / 4)):
+            for status in list(self._status.values()):
+                phase = status.stalled(limit)
+                if phase is None:
+                    continue
+                try:
+                    self._fail_stalled(status, phase, limit)
+                except Exception as e:  # the store is down: the next round tries again
+                    log.warning("run %s stalled in phase %s, but failing it did not reach the store (%s)",
+                                status.run_id, phase, store_problem(e, self.ctx.store.name) or e)
+
+    def _fail_stalled(self, status: RunStatus, phase: str, limit: float) -> None:
+        error = (f"no progress in phase {phase} for {limit:g} s: the run's worker is stuck (a hung engine or store "
+                 "call); start the run again, and see the coordinator's log (--run-stall-seconds sets the limit)")
+        with self.ctx.store.write() as conn:
+            if not q.set_run_state(conn, status.run_id, "failed", owner=self.ctx.ownership.instance_id, error=error):
+                return  # it ended, or was recovered, meanwhile
+            q.discard_run_results(conn, status.run_id)  # stored by a worker stuck after its store phase
+            self.ctx.store.audit(conn, "coordinator", "run.failed", project_id=status.project_id,
+                                 run_id=status.run_id, persons=None, error=error, stalled_phase=phase)
+        log.error("run %s of %s failed: %s", status.run_id, status.project_id, error,
+                  extra={"event": "run.stalled", "run_id": status.run_id, "project_id": status.project_id,
+                         "phase": phase})
+        RUNS.labels("failed").inc()
+        status.publish("failed", "failed", 0, 0, error)
 
     def _compute(self, run: QueuedRun, status: RunStatus, phases: "PhaseClock") -> tuple[dict | None, str, str]:
 
@@ -257,7 +308,7 @@ class Runs:
             with self.ctx.store.write() as conn:
                 q.set_run_state(conn, run.run_id, "running")
             report = execute_run(self.ctx.store, run.project, run.run_id, run.as_of, run.uploads, self.ctx.engine,
-                                 progress)
+                                 progress, incremental=self.ctx.incremental)
             faults.pause("run.finishing")
             return report, "done", ""
         except Exception as e:  # the run fails cleanly: recorded, watchers told, nothing half-written
@@ -266,29 +317,31 @@ class Runs:
             return None, "failed", store_problem(e, self.ctx.store.name) or f"{type(e).__name__}: {e}"
 
     def _record_outcome(self, run: QueuedRun, status: RunStatus, final: str, report: dict | None,
-                        error: str) -> None:
+                        error: str) -> bool:
         """Mark the run done or failed, retrying until the store takes it (a
         database restart, an outage, a full disk): a run never stays "running"
-        because its last write failed. Watchers see each retry."""
+        because its last write failed. Watchers see each retry. False when the
+        run was ended meanwhile (the stall watchdog, another coordinator's
+        recovery): this late outcome is discarded."""
         delay = 0.5
         while True:
             try:
                 with self.ctx.store.write() as conn:
                     if not q.set_run_state(conn, run.run_id, final, owner=self.ctx.ownership.instance_id,
                                            report=report, error=error or None):
-                        log.warning("run %s was recovered by another coordinator while this one could not "
-                                    "reach the database; its outcome here (%s) is not recorded", run.run_id, final)
-                        return
+                        log.warning("run %s was ended meanwhile (failed as stalled, or recovered by another "
+                                    "coordinator); its late outcome here (%s) is discarded", run.run_id, final)
+                        return False
                     self.ctx.store.audit(conn, "coordinator", f"run.{final}", project_id=run.project.project_id,
                                          run_id=run.run_id, persons=(report or {}).get("persons"),
                                          error=error or None, probe_signals=(report or {}).get("probe_signals"))
-                return
+                return True
             except Exception as e:
                 why = store_problem(e, self.ctx.store.name) or f"{type(e).__name__}: {e}"
                 if self._closing.is_set():
                     log.error("run %s: its outcome (%s) was not recorded before the stop (%s); the next start "
                               "marks it failed", run.run_id, final, why)
-                    return
+                    return False
                 log.warning("run %s: recording its outcome (%s) failed (%s); retrying in %.1f s",
                             run.run_id, final, why, delay)
                 status.publish("running", "store", 0, 0, f"recording the outcome ({final}): {why}; retrying")

@@ -174,7 +174,8 @@ class Engine(ABC):
         return result
 
     def compare_all(self, filters: list[np.ndarray], thresholds: dict[tuple[int, int], float],
-                    progress: Progress | None = None) -> dict[tuple[int, int], ScoredPairs]:
+                    progress: Progress | None = None,
+                    stats: BlockingStats | None = None) -> dict[tuple[int, int], ScoredPairs]:
         """``compare`` for several department pairs, each with its own threshold.
 
         Each pair's result is identical to ``compare(filters[a], filters[b],
@@ -182,7 +183,8 @@ class Engine(ABC):
         the same parameters share one multi-party pass
         (``lsh_links_multi``: one sort per band over all their departments'
         records, instead of one per pair); exact pairs run one by one.
-        ``progress(done, total)`` over the sum of n * m of all the pairs.
+        ``progress(done, total)`` over the sum of n * m of all the pairs;
+        ``stats``, when given, gets what this call's blocking did (``self.stats`` too).
         """
         sizes = {pair: len(filters[pair[0]]) * len(filters[pair[1]]) for pair in thresholds}
         total = sum(sizes.values())
@@ -197,8 +199,12 @@ class Engine(ABC):
             done += sizes[(a, b)]
         for params, group in groups.items():
             span = sum(sizes[p] for p in group)
-            out.update(lsh_links_multi(filters, {p: thresholds[p] for p in group}, params, stats=self.stats,
+            mine = BlockingStats()
+            out.update(lsh_links_multi(filters, {p: thresholds[p] for p in group}, params, stats=mine,
                                        tasks=self, progress=_before_the_end(progress, done, total, span)))
+            self.stats.add(mine)
+            if stats is not None:
+                stats.add(mine)
             done += span
         if progress is not None:
             progress(total, total)

@@ -13,7 +13,9 @@ from sqlalchemy import select
 from fedlink.schema import LinkageSchema, Project
 from server import store as t
 from server.engine.base import Engine
-from server.matching import ScoredPairs, group_records, pack_filters
+from server.blocking.scoring import at_threshold
+from server.matching import ScoredPairs, group_records, pack_filters, popcounts
+from server.pipeline.increments import Carried, Previous, compare_at_floor
 from server.pipeline.segments import link_segments
 from server.threshold import score_profile, threshold_from_scores
 
@@ -65,6 +67,7 @@ class Linkage:
     thresholds: dict[tuple[int, int], float]         # the threshold each department pair was linked at
     best_scores: dict[tuple[int, int], np.ndarray] = None  # sampled records' best scores (-1 under histogram_floor)
     histogram_floor: float = 0.0
+    carried: Carried | None = None                   # the pairs at the floor, for the next run (increments.py)
 
     @property
     def persons(self) -> int:
@@ -99,9 +102,10 @@ def _duration(seconds: float) -> str:
 
 
 def link(departments: list[DepartmentRecords], threshold: float, engine: Engine, progress: PhaseProgress,
-         auto: bool = False, schema: LinkageSchema | None = None) -> Linkage:
+         auto: bool = False, schema: LinkageSchema | None = None, previous: Previous | None = None) -> Linkage:
     """With auto, `threshold` is the floor each pair's threshold is raised from (server/threshold.py).
-    A segmented schema links by segments (server/pipeline/segments.py)."""
+    A segmented schema links by segments (server/pipeline/segments.py). With `previous`, the pairs
+    of records unchanged since that run keep their scores (server/pipeline/increments.py)."""
     if schema is not None and schema.comparison == "segments":
         return link_by_segments(departments, schema, engine, progress)
     n = [len(d.ids) for d in departments]
@@ -128,15 +132,22 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
         # Counts and ETA first: `fedlink run watch` shows the first 60 characters.
         progress("compare", at, total, f"{_count(at)} of {_count(total)} pairs compared{eta}: all department pairs")
 
-    # All pairs in one call: blocked pairs share one pass over the bands
-    # (server/engine/base.py), the links are the same as pair by pair.
-    pairs = engine.compare_all([d.filters for d in departments], thresholds, progress=compared)
-    progress("compare", total, total, f"{sum(len(p) for p in pairs.values()):,} candidate links")
+    # Every pair at the floor (blocked pairs in one pass over the bands, server/engine/base.py; or
+    # kept from the previous run where unchanged), then cut at each pair's threshold as the kernel
+    # decides: the links are those of comparing at the thresholds, and the next run can keep them.
+    carried = compare_at_floor(departments, threshold, engine, previous, progress=compared)
+    counts = [popcounts(d.filters) for d in departments]
+    bits = departments[0].filters.shape[1] * 64 if departments else 0
+    pairs = {(a, b): at_threshold(p, thresholds[(a, b)], counts[a], counts[b], bits)
+             for (a, b), p in carried.pairs.items()}
+    kept = carried.summary["department_pairs_kept"]
+    progress("compare", total, total, f"{sum(len(p) for p in pairs.values()):,} candidate links"
+             + (f" ({kept} department pairs kept from run {previous.run_id})" if kept else ""))
     progress("cluster", 0, sum(n), "grouping records into persons")
     labels = group_records(n, pairs)
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
     return Linkage(departments, offsets, labels, pairs, thresholds,
-                   {pair: best for pair, (best, _) in profiles.items()}, reach)
+                   {pair: best for pair, (best, _) in profiles.items()}, reach, carried)
 
 
 def link_by_segments(departments: list[DepartmentRecords], schema: LinkageSchema, engine: Engine,

@@ -14,6 +14,7 @@ as statistical offices do it). Every table's own total is taken as known too.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,15 +123,19 @@ def build_report(linkage: Linkage, flag_rows: list[dict], k: int, facts: dict | 
     pair_counts = {f"{names[a]}~{names[b]}": int(linkage.linked_pairs(a, b).sum()) for a, b in linkage.pairs}
     size = np.bincount(linkage.labels, minlength=linkage.persons) if linkage.persons else np.array([], int)
     by_count = {f"{c} departments": int((size == c).sum()) for c in range(1, len(names) + 1)}
-    need_persons: dict[str, set] = {}
+    need_persons: dict[str, dict[int, int]] = {}  # need -> person -> the most urgent tier they were flagged at
     statuses: dict[str, int] = {}
     for r in flag_rows:
         if r["status"] == "held":
             continue  # not a flag until its record persists; counted in the probe signals
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
         if r["person"] >= 0:
-            need_persons.setdefault(r["need"], set()).add(r["person"])
+            tiers = need_persons.setdefault(r["need"], {})
+            tiers[r["person"]] = min(tiers.get(r["person"], r["tier"]), r["tier"])
     per_need = {need: len(p) for need, p in sorted(need_persons.items())}
+    # Each person once per need, at one tier: a need's tiers add up to the need's cell.
+    per_tier = {f"{need}/{tier}": n for need, p in sorted(need_persons.items())
+                for tier, n in sorted(Counter(p.values()).items())}
     tables = {
         "persons": {"persons": linkage.persons},
         "records_per_department": per_dept,
@@ -138,6 +143,7 @@ def build_report(linkage: Linkage, flag_rows: list[dict], k: int, facts: dict | 
         "persons_by_department_count": by_count,
         "flags_per_need": per_need,
         "flags_per_status": statuses,
+        "flags_per_need_tier": per_tier,
         # Per department: persons with no record there but near one nobody's linked to,
         # whom absence rules do not count as absent (possible_presence).
         "absence_uncertain": {key.removeprefix("possible:"): int(np.count_nonzero(v))
@@ -150,6 +156,8 @@ def build_report(linkage: Linkage, flag_rows: list[dict], k: int, facts: dict | 
         # One flag row per person and need (one recipient), new or continuing: both tables add up alike.
         Relation({**{("flags_per_need", n): 1 for n in per_need},
                   **{("flags_per_status", s): -1 for s in ("new", "continuing") if s in statuses}}),
+        *(Relation({("flags_per_need", need): 1, **{("flags_per_need_tier", key): -1 for key in per_tier
+                                                     if key.rpartition("/")[0] == need}}) for need in per_need),
     ]
     for name, counts in tables.items():
         if name != "persons" and counts:

@@ -1,0 +1,289 @@
+"""Monthly runs that redo only what changed (issue 18).
+
+A run keeps, per department pair, every scored pair at or above the
+project's threshold (the floor every automatic threshold is raised from),
+with how the pair was compared, exactly or LSH-blocked (``link_carries``).
+The next run matches each department's records to the previous run's by
+their stable reference: a record is unchanged when its filter is the same
+bytes. Its pairs with other unchanged records keep their scores (a Dice
+score depends on the two filters only); only the pairs with a new or changed
+record are scored, against the whole other side. The thresholds are chosen
+from the sampled profile exactly as a full run chooses them
+(server/pipeline/link.py), and the links at them are cut from the merged
+pairs at the floor, so the links, the persons and the flags are a full
+run's.
+
+Blocked pairs: a full run's blocked pair is the exact result restricted to
+the LSH candidates, and two records are candidates when their keys agree in
+some band whose bucket holds at most ``max_bucket`` records of each side.
+The new pairs are therefore scored exactly and kept where the keys agree in
+some band; the bucket rule is inert when no bucket of either run can exceed
+``max_bucket``. A run keeps a bound on its largest bucket: measured by a
+full pass, and after an incremental one the previous bound plus the most
+new or changed records of one department under one key in one band (a
+bucket grows by at most the records that came into it). A pair whose bound could pass ``max_bucket``, whose
+blocking changed (the sizes crossed the engine's exact limit, another
+engine) or that has no previous pairs is compared in full.
+
+The new pairs are found with the exact kernel: (c x m) + (n x c') pairs for
+c, c' new or changed records, so the saving is the unchanged share squared
+against an exact run, and against the blocked pass it shrinks as the
+departments grow (docs/scale.md gives the measured figure and the limit).
+"""
+from __future__ import annotations
+
+import itertools
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import and_, select
+
+from server import store as t
+from server.blocking.keys import band_positions, sampled_keys
+from server.blocking.params import BlockingStats, LshParams
+from server.matching import ScoredPairs, dice_scores_above
+
+_PAIRS_PER_CHUNK = 4096  # pairs whose band keys are compared at once (bands x pairs booleans)
+_BANDS_PER_CHUNK = 100  # bands whose keys of the changed records are sorted at once
+
+
+@dataclass(frozen=True)
+class PairCarry:
+    """One department pair's scored pairs at the floor, by record id, as a run left them."""
+
+    blocking: str
+    left_ids: np.ndarray
+    right_ids: np.ndarray
+    score: np.ndarray
+
+
+@dataclass
+class Previous:
+    """The newest finished run's pairs, and which of this run's records are unchanged since it."""
+
+    run_id: str
+    floor: float
+    bucket_bound: int
+    pairs: dict[tuple[str, str], PairCarry]
+    # Per department: this run's row indices of the unchanged records and the ids they had in that run.
+    unchanged: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class Carried:
+    """What a run leaves the next: its pairs at the floor (indices into its departments)."""
+
+    floor: float
+    bucket_bound: int
+    blocking: dict[tuple[int, int], str]
+    pairs: dict[tuple[int, int], ScoredPairs]
+    summary: dict = field(default_factory=dict)  # for the run's report
+
+
+def blocking_name(params: LshParams | None) -> str:
+    if params is None:
+        return "exact"
+    return f"lsh:{params.bands}:{params.rows}:{params.seed}:{params.max_bucket}"
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+
+def load_previous(conn, project_id: str, run_id: str, departments, used: dict[str, str]) -> Previous | None:
+    """The newest done run of the project that left pairs, with this run's records matched to its."""
+    row = conn.execute(
+        select(t.runs.c.run_id, t.runs.c.uploads)
+        .where(t.runs.c.project_id == project_id, t.runs.c.state == "done", t.runs.c.run_id != run_id,
+               t.runs.c.run_id.in_(select(t.link_carries.c.run_id)))
+        .order_by(t.runs.c.number.desc()).limit(1)).first()
+    if row is None:
+        return None
+    pairs, floor, bound = {}, None, 0
+    for c in conn.execute(select(t.link_carries).where(t.link_carries.c.run_id == row.run_id)).all():
+        raw = zlib.decompress(c.data)
+        ids = np.frombuffer(raw, np.int64, count=2 * c.pairs)
+        score = np.frombuffer(raw, np.float32, offset=16 * c.pairs, count=c.pairs)
+        pairs[(c.left_department, c.right_department)] = PairCarry(c.blocking, ids[:c.pairs], ids[c.pairs:], score)
+        floor, bound = c.floor, max(bound, c.bucket_bound)
+    before = row.uploads or {}
+    unchanged = {d.department: _unchanged(conn, d, before.get(d.department), used[d.department])
+                 for d in departments}
+    return Previous(row.run_id, floor, bound, pairs, unchanged)
+
+
+def _unchanged(conn, dept, previous_upload: str | None, upload: str) -> tuple[np.ndarray, np.ndarray]:
+    """This run's rows whose reference and filter are in the previous run's upload, and their ids there."""
+    if previous_upload is None:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    if previous_upload == upload:
+        return np.arange(len(dept.ids), dtype=np.int64), dept.ids
+    cur, prev = t.records.alias("cur"), t.records.alias("prev")
+    rows = conn.execute(
+        select(cur.c.id, prev.c.id.label("previous"))
+        .select_from(cur.join(prev, and_(prev.c.upload_id == previous_upload, prev.c.ref == cur.c.ref)))
+        .where(cur.c.upload_id == upload, prev.c.clk == cur.c.clk)).all()
+    current = np.fromiter((r.id for r in rows), np.int64, count=len(rows))
+    earlier = np.fromiter((r.previous for r in rows), np.int64, count=len(rows))
+    order = np.argsort(current)
+    return np.searchsorted(dept.ids, current[order]), earlier[order]
+
+
+def pair_carries(departments, carried: Carried) -> dict[tuple[str, str], PairCarry]:
+    """A run's pairs at the floor by record id: what the next run reads back (``load_previous``)."""
+    return {(departments[a].department, departments[b].department):
+            PairCarry(carried.blocking[(a, b)], departments[a].ids[p.left].astype(np.int64),
+                      departments[b].ids[p.right].astype(np.int64), p.score.astype(np.float32))
+            for (a, b), p in carried.pairs.items()}
+
+
+def store_carried(conn, project_id: str, run_id: str, departments, carried: Carried) -> None:
+    """This run's pairs for the next; the project's older ones go (a run reads only the newest)."""
+    runs = select(t.runs.c.run_id).where(t.runs.c.project_id == project_id)
+    conn.execute(t.link_carries.delete().where(t.link_carries.c.run_id.in_(runs)))
+    rows = [{"run_id": run_id, "left_department": left, "right_department": right, "blocking": p.blocking,
+             "floor": carried.floor, "bucket_bound": carried.bucket_bound, "pairs": len(p.score),
+             "data": zlib.compress(p.left_ids.tobytes() + p.right_ids.tobytes() + p.score.tobytes(), 1)}
+            for (left, right), p in pair_carries(departments, carried).items()]
+    if rows:
+        conn.execute(t.link_carries.insert(), rows)
+
+
+# -- the comparison -------------------------------------------------------------------------------
+
+
+def compare_at_floor(departments, floor: float, engine, previous: Previous | None, progress=None) -> Carried:
+    """Every department pair's scored pairs at ``floor``: kept from ``previous`` where they can be, the
+    rest compared in full in one pass (``Engine.compare_all``)."""
+    filters = [d.filters for d in departments]
+    combos = list(itertools.combinations(range(len(departments)), 2))
+    params = {(a, b): engine._params_for(len(filters[a]), len(filters[b])) for a, b in combos}
+    changed = _changed_rows(departments, previous)
+    growth = {p: _largest_bucket(departments, changed, p) for p in set(params.values()) if p is not None}
+    reuse = _reusable(departments, combos, params, floor, previous, growth)
+    sizes = {(a, b): len(filters[a]) * len(filters[b]) for a, b in combos}
+    total, full = sum(sizes.values()), [pair for pair in combos if pair not in reuse]
+    stats = BlockingStats()
+    pairs = engine.compare_all(filters, {pair: floor for pair in full}, stats=stats,
+                               progress=_partial(progress, 0, total)) if full else {}
+    done = sum(sizes[pair] for pair in full)
+    for (a, b), carry in reuse.items():
+        pairs[(a, b)] = _redo_changed(departments[a], departments[b], previous, carry, changed[a], changed[b],
+                                      floor, params[(a, b)])
+        done += sizes[(a, b)]
+        if progress is not None:
+            progress(done, total)
+    bound = max([stats.largest_bucket] + [previous.bucket_bound + growth[params[pair]]
+                                          for pair in reuse if params[pair] is not None])
+    summary = {"from_run": previous.run_id if previous else None, "department_pairs_kept": len(reuse),
+               "department_pairs": len(combos), "records": sum(len(d.ids) for d in departments),
+               "records_new_or_changed": int(sum(len(c) for c in changed))}
+    return Carried(floor, int(bound), {pair: blocking_name(params[pair]) for pair in combos},
+                   {pair: pairs[pair] for pair in combos}, summary)
+
+
+def _partial(progress, base: int, total: int):
+    return None if progress is None else (lambda d, _t: progress(base + d, total) if d < _t else None)
+
+
+def _changed_rows(departments, previous: Previous | None) -> list[np.ndarray]:
+    out = []
+    for d in departments:
+        keep = np.zeros(len(d.ids), bool)
+        if previous is not None:
+            keep[previous.unchanged[d.department][0]] = True
+        out.append(np.flatnonzero(~keep))
+    return out
+
+
+def _largest_bucket(departments, changed: list[np.ndarray], params: LshParams) -> int:
+    """The most new or changed records of one department under one key in one band: what any bucket
+    can have grown by since the previous run."""
+    positions = band_positions(departments[0].filters.shape[1] * 64, params.bands, params.rows, params.seed)
+    most = 0
+    for d, rows in zip(departments, changed):
+        if len(rows) <= 1:
+            most = max(most, len(rows))
+            continue
+        filters = np.ascontiguousarray(d.filters[rows])
+        for b0 in range(0, len(positions), _BANDS_PER_CHUNK):
+            keys = np.sort(sampled_keys(filters, positions[b0:b0 + _BANDS_PER_CHUNK]), axis=1)
+            # Runs of equal keys in a sorted row: where a run starts, per band.
+            starts = np.ones(keys.shape, bool)
+            starts[:, 1:] = keys[:, 1:] != keys[:, :-1]
+            at = np.flatnonzero(np.concatenate([starts.ravel(), [True]]))
+            runs = np.diff(at)
+            # A run never spans two bands: each band's first key starts one.
+            most = max(most, int(runs.max()))
+    return most
+
+
+def _reusable(departments, combos, params, floor, previous, growth) -> dict[tuple[int, int], PairCarry]:
+    """The department pairs whose previous pairs a full run's would contain (module doc)."""
+    if previous is None or previous.floor != floor:
+        return {}
+    out = {}
+    for a, b in combos:
+        carry = previous.pairs.get((departments[a].department, departments[b].department))
+        p = params[(a, b)]
+        if carry is None or carry.blocking != blocking_name(p):
+            continue
+        if p is not None and previous.bucket_bound + growth[p] > p.max_bucket:
+            continue  # a bucket may have been, or may now be, skipped: the candidates could differ
+        out[(a, b)] = carry
+    return out
+
+
+def _to_rows(ids: np.ndarray, unchanged: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Previous record ids as this run's row indices, -1 for a record removed or changed since."""
+    rows, earlier = unchanged
+    if not len(earlier):
+        return np.full(len(ids), -1, np.int64)
+    order = np.argsort(earlier)
+    rows, earlier = rows[order], earlier[order]
+    at = np.minimum(np.searchsorted(earlier, ids), len(earlier) - 1)
+    return np.where(earlier[at] == ids, rows[at], -1)
+
+
+def _redo_changed(left, right, previous: Previous, carry: PairCarry, changed_left: np.ndarray,
+                  changed_right: np.ndarray, floor: float, params: LshParams | None) -> ScoredPairs:
+    """One department pair: the previous pairs of unchanged records, and the pairs of the others scored."""
+    li, rj = _to_rows(carry.left_ids, previous.unchanged[left.department]), \
+        _to_rows(carry.right_ids, previous.unchanged[right.department])
+    kept = (li >= 0) & (rj >= 0)
+    parts = [(li[kept], rj[kept], carry.score[kept])]
+    same_left = np.setdiff1d(np.arange(len(left.ids)), changed_left, assume_unique=True)
+    fresh = []
+    if len(changed_left):  # changed left records against every right one
+        p = dice_scores_above(np.ascontiguousarray(left.filters[changed_left]), right.filters, floor)
+        fresh.append((changed_left[p.left], p.right, p.score))
+    if len(changed_right) and len(same_left):  # unchanged left records against the changed right ones
+        p = dice_scores_above(np.ascontiguousarray(left.filters[same_left]),
+                              np.ascontiguousarray(right.filters[changed_right]), floor)
+        fresh.append((same_left[p.left], changed_right[p.right], p.score))
+    for fl, fr, fs in fresh:
+        if params is not None:
+            agree = _keys_agree(left.filters, right.filters, fl, fr, params)
+            fl, fr, fs = fl[agree], fr[agree], fs[agree]
+        parts.append((fl, fr, fs))
+    lefts, rights, scores = (np.concatenate(column) for column in zip(*parts))
+    order = np.lexsort((rights, lefts))  # a full run's order: by (left, right)
+    return ScoredPairs(lefts[order].astype(np.int64), rights[order].astype(np.int64),
+                       scores[order].astype(np.float32))
+
+
+def _keys_agree(left: np.ndarray, right: np.ndarray, li: np.ndarray, rj: np.ndarray,
+                params: LshParams) -> np.ndarray:
+    """Whether each pair's sampled bits agree in some band: an LSH candidate, the bucket rule aside."""
+    agree = np.zeros(len(li), bool)
+    if not len(li):
+        return agree
+    positions = band_positions(left.shape[1] * 64, params.bands, params.rows, params.seed)
+    rows_l, at_l = np.unique(li, return_inverse=True)
+    rows_r, at_r = np.unique(rj, return_inverse=True)
+    keys_l = sampled_keys(np.ascontiguousarray(left[rows_l]), positions)
+    keys_r = sampled_keys(np.ascontiguousarray(right[rows_r]), positions)
+    for s in range(0, len(li), _PAIRS_PER_CHUNK):
+        e = s + _PAIRS_PER_CHUNK
+        agree[s:e] = (keys_l[:, at_l[s:e]] == keys_r[:, at_r[s:e]]).any(axis=0)
+    return agree
