@@ -9,7 +9,8 @@
     script = "hk2s"                             # traditional characters to simplified: t2s (default), hk2s, tw2s
     secret_file = "project.secret"              # the project secret (fedlink secret new), shared out of band
     ref_key_file = "medical_insurance.refkey"   # this department's own key (fedlink agent keygen)
-    state_dir = "state"                         # this agent's witness key and state (audit-log consistency)
+    state_dir = "state"                         # this agent's witness key and state (audit-log consistency),
+                                                # and its copies of its last uploads' rows, for worklists
     audit_key = "pki/audit-signing.vkey"        # the coordinator's log key, pinned (from the bundle)
     witnesses = "pki/witnesses.toml"            # the project's witnesses and quorum (from the bundle)
     batch_size = 1000
