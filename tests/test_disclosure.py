@@ -28,7 +28,8 @@ from server.pipeline.wording import fact
 PROBES = 40
 # Every field of a delivered flag: a new one must be judged here before it ships.
 FLAG_FIELDS = {"ref", "need", "tier", "reasons", "departments_linked", "match_scores", "run_id", "explanation",
-               "status", "since", "transition_until", "rests_on_first_seen", "explanation_zh"}
+               "status", "since", "transition_until", "rests_on_first_seen", "explanation_zh",
+               "upload_id"}  # the caller's own upload the run used, which its UploadSummary already named
 # The operator's widening the finding describes: illness routed to civil affairs, by name.
 WIDENED = default_text().replace('[disclosure.medical_hardship]\nrecipients = ["medical_insurance"]',
                                  '[disclosure.medical_hardship]\nrecipients = ["civil_affairs", "medical_insurance"]\n'
