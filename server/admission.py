@@ -1,13 +1,11 @@
 """Who may make a call, and how much of the coordinator one caller may hold:
 the caller's identity (its verified, unrevoked certificate; a self-named
 header only when the coordinator runs plaintext on loopback), and the watch
-on open streams that closes one whose client stopped sending or reading,
-and the turns in which upload batches from many agents are written."""
+on open streams that closes one whose client stopped sending or reading."""
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -116,80 +114,3 @@ def _cancel(context, code: str, details: str) -> None:
         context._rpc_event.call.cancel(getattr(cygrpc.StatusCode, code), details)
     except AttributeError:  # another gRPC's internals: a plain cancel still frees the thread
         context.cancel()
-
-
-@dataclass
-class _Write:
-    work: object  # (conn) -> result, run in the writer's transaction
-    done: threading.Event = field(default_factory=threading.Event)
-    result: object = None
-    error: BaseException | None = None
-
-
-class WriteQueue:
-    """Upload batches from many agents, written in turns and committed together.
-
-    Each department has its own queue; one writer thread takes the oldest
-    batch of each department in turn (a round), so a department with many
-    streams, or many batches waiting, gets one turn per round like any other
-    and cannot starve the rest. A round's batches share one transaction (one
-    commit, one fsync: group commit), each inside a savepoint, so a refused
-    batch (a repeated reference) is rolled back alone and the others still land.
-    A caller's batch is acknowledged only once its round has committed."""
-
-    def __init__(self, store, most_per_round: int = 64):
-        self.store, self.most_per_round = store, most_per_round
-        self._queues: dict[str, deque[_Write]] = {}
-        self._turn: deque[str] = deque()  # departments with batches waiting, in the order of their next turn
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, department: str, work):
-        """Run `work(conn)` in the writer's next round; its result, or what it raised."""
-        item = _Write(work)
-        with self._wake:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="upload-writer", daemon=True)
-                self._thread.start()
-            queue = self._queues.setdefault(department, deque())
-            if not queue:
-                self._turn.append(department)
-            queue.append(item)
-            self._wake.notify()
-        item.done.wait()
-        if item.error is not None:
-            raise item.error
-        return item.result
-
-    def _next_round(self) -> list[_Write]:
-        """The oldest batch of each waiting department, in turn (at most `most_per_round`)."""
-        with self._wake:
-            while not self._turn:
-                self._wake.wait()
-            taken = []
-            for _ in range(min(len(self._turn), self.most_per_round)):
-                department = self._turn.popleft()
-                queue = self._queues[department]
-                taken.append(queue.popleft())
-                if queue:
-                    self._turn.append(department)  # its next batch waits for the next round
-            return taken
-
-    def _run(self) -> None:
-        while True:
-            self._write(self._next_round())
-
-    def _write(self, taken: list[_Write]) -> None:
-        try:
-            with self.store.write() as conn:
-                for item in taken:
-                    try:
-                        with conn.begin_nested():
-                            item.result = item.work(conn)
-                    except Exception as e:  # this batch only: its savepoint is rolled back
-                        item.error = e
-        except Exception as e:  # the commit (or the transaction) failed: no batch of the round is stored
-            for item in taken:
-                item.result, item.error = None, item.error or e
-        for item in taken:
-            item.done.set()
