@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,20 +21,13 @@ from pathlib import Path
 FEDLINK = [sys.executable, "-m", "fedlink.cli"]
 
 
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def measure(out: Path, extract: Path, department: str, database: str | None = None, batch_size: int = 2000) -> dict:
     from agents.secret import new_secret
     from bench.harness import officer_witnesses, write_agent_config
-    from bench.load import _free_port, _wait_serving
+    from bench.load import _peak_rss_mib, serving_coordinator
     from fedlink.audit import vkey_path
     from fedlink.operator import Operator
-    from fedlink.pki import WITNESSES_FILE, init_pki, party_folder
+    from fedlink.pki import init_pki
     from fedlink.schema import Project
 
     out = Path(out).resolve()
@@ -48,16 +40,7 @@ def measure(out: Path, extract: Path, department: str, database: str | None = No
     if not (out / "project.secret").exists():
         new_secret(out / "project.secret")
     database = database or str(out / "coordinator.sqlite")
-    address = f"127.0.0.1:{_free_port()}"
-    audit_key = out / "log" / "audit-signing.key"
-    log = out / "coordinator.log"
-    with log.open("w") as fh:
-        coordinator = subprocess.Popen([*FEDLINK, "coordinator", "serve", "--listen", address, "--pki", str(pki),
-                                        "--database", database, "--audit-key", str(audit_key),
-                                        "--witnesses", str(party_folder(pki, "coordinator") / WITNESSES_FILE)],
-                                       stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        _wait_serving(address, pki, coordinator, log)
+    with serving_coordinator(out, pki, database) as (coordinator, address, audit_key):
         with Operator.connect(address, pki) as op:
             op.create_project(Project.default("pilot", departments=(department,), reference_date="2025-06-30"))
         officer_witnesses(address, pki, vkey_path(audit_key))
@@ -77,17 +60,10 @@ def measure(out: Path, extract: Path, department: str, database: str | None = No
         summary = json.loads(done.stdout.strip().splitlines()[-1])
         figures = {"extract": str(extract), "records": int(summary.get("record_count", 0)),
                    "agent_peak_rss_mib": round(int(peak.group(1)) / 1024, 1), "upload_seconds": round(seconds, 1),
-                   "coordinator_peak_rss_mib": round(_rss_mib(coordinator.pid), 1), "batch_size": batch_size,
+                   "coordinator_peak_rss_mib": round(_peak_rss_mib(coordinator.pid), 1), "batch_size": batch_size,
                    "database": "postgresql" if "://" in database else "sqlite"}
         (out / "agent_memory.json").write_text(json.dumps(figures, indent=2))
         return figures
-    finally:
-        if coordinator.poll() is None:
-            coordinator.send_signal(signal.SIGINT)
-            try:
-                coordinator.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                coordinator.kill()
 
 
 def main(argv: list[str] | None = None) -> None:

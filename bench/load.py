@@ -18,6 +18,7 @@ import hashlib
 import json
 import signal
 import socket
+from contextlib import contextmanager
 import subprocess
 import sys
 import time
@@ -60,6 +61,33 @@ def agent_main(config: str, go: str, result: str) -> None:
         "sent": digests, "start": start, "end": end}))
 
 
+@contextmanager
+def serving_coordinator(out: Path, pki: Path, database: str):
+    """`fedlink coordinator serve` on a free loopback port with mutual TLS, its log and
+    audit key in `out` (one key per log), until the block ends: the process, its address
+    and its audit key. Stopped with SIGINT, killed if it does not end in 30 s."""
+    from fedlink.pki import WITNESSES_FILE, party_folder
+
+    address = f"127.0.0.1:{_free_port()}"
+    log = out / "coordinator.log"
+    audit_key = out / "log" / "audit-signing.key"
+    with log.open("w") as fh:
+        coordinator = subprocess.Popen([*FEDLINK, "coordinator", "serve", "--listen", address, "--pki", str(pki),
+                                        "--database", database, "--audit-key", str(audit_key),
+                                        "--witnesses", str(party_folder(pki, "coordinator") / WITNESSES_FILE)],
+                                       stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        _wait_serving(address, pki, coordinator, log)
+        yield coordinator, address, audit_key
+    finally:
+        if coordinator.poll() is None:
+            coordinator.send_signal(signal.SIGINT)
+            try:
+                coordinator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                coordinator.kill()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,7 +119,7 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
     from bench.harness import officer_witnesses, register_witness
     from fedlink.audit import vkey_path
     from fedlink.operator import Operator
-    from fedlink.pki import WITNESSES_FILE, init_pki, party_folder
+    from fedlink.pki import init_pki
     from fedlink.schema import Project
 
     out = Path(out)
@@ -103,78 +131,63 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
     if not (pki / "ca" / "ca.pem").exists():
         init_pki(pki, PER_PROJECT)
     database = database or str(out / "coordinator.sqlite")
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    log = out / "coordinator.log"
-    audit_key = out / "log" / "audit-signing.key"  # this database's log: one key per log
     register_witness(pki, "officer")
-    with log.open("w") as fh:
-        coordinator = subprocess.Popen([*FEDLINK, "coordinator", "serve", "--listen", address, "--pki", str(pki),
-                                        "--database", database, "--audit-key", str(audit_key),
-                                        "--witnesses", str(party_folder(pki, "coordinator") / WITNESSES_FILE)],
-                                       stdout=fh, stderr=subprocess.STDOUT)
     procs: list[subprocess.Popen] = []
-    try:
-        _wait_serving(address, pki, coordinator, log)
-        projects = [f"load-{i}" for i in range((agents + len(PER_PROJECT) - 1) // len(PER_PROJECT))]
-        secret = out / "project.secret"
-        if not secret.exists():
-            new_secret(secret)
-        with Operator.connect(address, pki) as op:
-            for p in projects:
-                op.create_project(Project.default(p, departments=PER_PROJECT, reference_date="2025-06-30"))
-        officer_witnesses(address, pki, vkey_path(audit_key))  # the first uploaders find a cosignature
-        go = out / "go"
-        go.unlink(missing_ok=True)
-        results = []
-        for i in range(agents):
-            project, department = projects[i // len(PER_PROJECT)], PER_PROJECT[i % len(PER_PROJECT)]
-            config = _agent_config(out / f"agent-{i:02d}", pki, department, project, address,
-                                   scenario / f"{department}.csv", secret, batch_size, vkey_path(audit_key))
-            result = out / f"agent-{i:02d}" / "result.json"
-            result.unlink(missing_ok=True)
-            results.append(result)
-            procs.append(subprocess.Popen([sys.executable, "-m", "bench.load", "agent", str(config), str(go),
-                                           str(result)], stdout=subprocess.DEVNULL,
-                                          stderr=(out / f"agent-{i:02d}" / "agent.log").open("w")))
-        deadline = time.monotonic() + limit_s
-        while not all(Path(str(r) + ".ready").exists() for r in results):
+    with serving_coordinator(out, pki, database) as (coordinator, address, audit_key):
+        try:
+            projects = [f"load-{i}" for i in range((agents + len(PER_PROJECT) - 1) // len(PER_PROJECT))]
+            secret = out / "project.secret"
+            if not secret.exists():
+                new_secret(secret)
+            with Operator.connect(address, pki) as op:
+                for p in projects:
+                    op.create_project(Project.default(p, departments=PER_PROJECT, reference_date="2025-06-30"))
+            officer_witnesses(address, pki, vkey_path(audit_key))  # the first uploaders find a cosignature
+            go = out / "go"
+            go.unlink(missing_ok=True)
+            results = []
+            for i in range(agents):
+                project, department = projects[i // len(PER_PROJECT)], PER_PROJECT[i % len(PER_PROJECT)]
+                config = _agent_config(out / f"agent-{i:02d}", pki, department, project, address,
+                                       scenario / f"{department}.csv", secret, batch_size, vkey_path(audit_key))
+                result = out / f"agent-{i:02d}" / "result.json"
+                result.unlink(missing_ok=True)
+                results.append(result)
+                procs.append(subprocess.Popen([sys.executable, "-m", "bench.load", "agent", str(config), str(go),
+                                               str(result)], stdout=subprocess.DEVNULL,
+                                              stderr=(out / f"agent-{i:02d}" / "agent.log").open("w")))
+            deadline = time.monotonic() + limit_s
+            while not all(Path(str(r) + ".ready").exists() for r in results):
+                for p in procs:
+                    if p.poll() not in (None, 0):
+                        raise RuntimeError(f"an agent failed while encoding (exit {p.returncode}); see {out}/agent-*")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("agents did not finish encoding in time")
+                time.sleep(0.05)
+            rss_before = _peak_rss_mib(coordinator.pid)
+            go.write_text("go")
             for p in procs:
-                if p.poll() not in (None, 0):
-                    raise RuntimeError(f"an agent failed while encoding (exit {p.returncode}); see {out}/agent-*")
-            if time.monotonic() > deadline:
-                raise RuntimeError("agents did not finish encoding in time")
-            time.sleep(0.05)
-        rss_before = _peak_rss_mib(coordinator.pid)
-        go.write_text("go")
-        for p in procs:
-            p.wait(timeout=max(1.0, deadline - time.monotonic()))
-            if p.returncode != 0:
-                raise RuntimeError(f"an agent failed (exit {p.returncode}); see {out}/agent-*/agent.log")
-        peak = _peak_rss_mib(coordinator.pid)
-        sent = [json.loads(r.read_text()) for r in results]
-        per_upload = stored_against_sent(database, sent)
-        records = sum(s["records"] for s in sent)
-        seconds = max(s["end"] for s in sent) - min(s["start"] for s in sent)
-        figures = {"agents": agents, "projects": len(projects), "records": records, "seconds": round(seconds, 2),
-                   "records_per_s": round(records / seconds, 1), "coordinator_peak_rss_mib": round(peak, 1),
-                   "coordinator_rss_before_uploads_mib": round(rss_before, 1), "batch_size": batch_size,
-                   "database": "postgresql" if "://" in database else "sqlite",
-                   "lost": sum(u["lost"] for u in per_upload.values()),
-                   "uploads_differing": sum(not u["upload_matches"] for u in per_upload.values()),
-                   "per_upload": per_upload}
-        (out / "load.json").write_text(json.dumps(figures, indent=2))
-        return figures
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        if coordinator.poll() is None:
-            coordinator.send_signal(signal.SIGINT)
-            try:
-                coordinator.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                coordinator.kill()
+                p.wait(timeout=max(1.0, deadline - time.monotonic()))
+                if p.returncode != 0:
+                    raise RuntimeError(f"an agent failed (exit {p.returncode}); see {out}/agent-*/agent.log")
+            peak = _peak_rss_mib(coordinator.pid)
+            sent = [json.loads(r.read_text()) for r in results]
+            per_upload = stored_against_sent(database, sent)
+            records = sum(s["records"] for s in sent)
+            seconds = max(s["end"] for s in sent) - min(s["start"] for s in sent)
+            figures = {"agents": agents, "projects": len(projects), "records": records, "seconds": round(seconds, 2),
+                       "records_per_s": round(records / seconds, 1), "coordinator_peak_rss_mib": round(peak, 1),
+                       "coordinator_rss_before_uploads_mib": round(rss_before, 1), "batch_size": batch_size,
+                       "database": "postgresql" if "://" in database else "sqlite",
+                       "lost": sum(u["lost"] for u in per_upload.values()),
+                       "uploads_differing": sum(not u["upload_matches"] for u in per_upload.values()),
+                       "per_upload": per_upload}
+            (out / "load.json").write_text(json.dumps(figures, indent=2))
+            return figures
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
 
 
 def stored_against_sent(database: str, sent: list[dict]) -> dict[str, dict]:
