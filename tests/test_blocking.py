@@ -278,8 +278,8 @@ def test_engine_from_url():
     dask = engine_from_url("dask://127.0.0.1:8786")
     assert isinstance(dask, DaskEngine) and dask.address == "tcp://127.0.0.1:8786"
     assert dask.auto and dask.name == "dask"  # the same per-pair choice as "local"
-    assert dask._params_for(10**6, 10**6) == default._params_for(10**6, 10**6) != None  # noqa: E711
-    assert dask._params_for(3000, 3000) is None
+    assert dask.params_for(10**6, 10**6) == default.params_for(10**6, 10**6) != None  # noqa: E711
+    assert dask.params_for(3000, 3000) is None
     dask_exact = engine_from_url("dask+exact://127.0.0.1:8786")
     assert dask_exact.blocking is None and not dask_exact.auto
     dask_lsh = engine_from_url("dask+lsh://scheduler.example:9000?rows=18&bands=400")

@@ -102,6 +102,6 @@ def test_dask_url_chooses_exact_or_blocked_per_pair_as_the_local_default_does(cl
             assert_same(engine.compare(left, right, 0.8), local.compare(left, right, 0.8))
     finally:
         engine.close()
-    assert local._params_for(len(big[0]), len(big[1])) is not None  # the big pair was blocked
-    assert local._params_for(len(small[0]), len(small[1])) is None
+    assert local.params_for(len(big[0]), len(big[1])) is not None  # the big pair was blocked
+    assert local.params_for(len(small[0]), len(small[1])) is None
     assert engine.stats.pairs_compared > 0 and local.stats.pairs_compared > 0

@@ -42,8 +42,23 @@ def _pack_multi(keys, offsets, out):
 
 
 @njit(**_jit)
-def _emit_band_multi(packed, sizes, pair_index, max_bucket):
+def _flagged(packed, start, end, changed, offset):
+    """How many of the sorted rows start..end (one party's, at ``offset``) are changed."""
+    row_mask = np.uint64((1 << _MULTI_ROW_BITS) - 1)
+    count = 0
+    for x in range(start, end):
+        count += changed[offset + np.int64(packed[x] & row_mask)]
+    return count
+
+
+@njit(**_jit)
+def _emit_band_multi(packed, sizes, pair_index, max_bucket, offsets, changed):
     """Codes ``pair << 48 | i * m_b + j`` of the cross-party pairs of each bucket of one sorted band.
+
+    ``changed`` (one flag per record, all parties' rows at ``offsets``), when
+    not empty, keeps only the pairs with a changed record: an incremental
+    run's new pairs (server/pipeline/increments.py); the buckets, and so the
+    ``max_bucket`` rule, are still those of all the records.
 
     ``pair_index[a, b]`` (a < b) numbers the party pairs wanted, -1 for the
     others.  A run of equal keys is a bucket; within it rows come party by
@@ -65,6 +80,7 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket):
     largest = 0
     codes = np.empty(0, np.int64)
     total = 0
+    only_changed = changed.shape[0] > 0
     for sweep in range(2):  # count, then fill
         if sweep == 1:
             codes = np.empty(total, np.int64)
@@ -109,17 +125,25 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket):
                                 tag = np.int64(pair_index[a, b]) << _PAIR_SHIFT
                                 m = sizes[b]
                                 for x in range(bounds[a], bounds[a + 1]):
-                                    base = tag | (np.int64(packed[x] & row_mask) * m)
+                                    row_x = np.int64(packed[x] & row_mask)
+                                    base = tag | (row_x * m)
+                                    keep_all = not only_changed or changed[offsets[a] + row_x]
                                     for y in range(bounds[b], bounds[b + 1]):
-                                        codes[total] = base + np.int64(packed[y] & row_mask)
-                                        total += 1
+                                        row_y = np.int64(packed[y] & row_mask)
+                                        if keep_all or changed[offsets[b] + row_y]:
+                                            codes[total] = base + row_y
+                                            total += 1
+                            elif only_changed:
+                                total += ca * cb - (ca - _flagged(packed, bounds[a], bounds[a + 1], changed,
+                                                                  offsets[a])) * \
+                                    (cb - _flagged(packed, bounds[b], bounds[b + 1], changed, offsets[b]))
                             else:
                                 total += ca * cb
             s = e
     return codes, skipped_buckets, skipped_pairs, largest
 
 
-def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bucket, positions):
+def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bucket, changed, positions):
     """One slice of bands over all parties at once: its candidates, scored; the passing ones.
 
     The multi-party form of ``slice_candidates`` followed by
@@ -145,7 +169,7 @@ def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bu
         for b in range(chunk.shape[0]):
             _pack_multi(keys[b], offsets, packed)
             packed.sort()
-            codes, nb, ns, big = _emit_band_multi(packed, sizes, pair_index, max_bucket)
+            codes, nb, ns, big = _emit_band_multi(packed, sizes, pair_index, max_bucket, offsets, changed)
             buckets += nb
             skipped += ns
             largest = max(largest, big)
@@ -174,6 +198,7 @@ def lsh_links_multi(
     stats: BlockingStats | None = None,
     progress: Callable[[int, int], None] | None = None,
     tasks: Tasks = THREADS,
+    changed: list[np.ndarray] | None = None,
 ) -> dict[tuple[int, int], ScoredPairs]:
     """``lsh_links`` for several party pairs in one pass over the bands.
 
@@ -185,7 +210,9 @@ def lsh_links_multi(
     appears in n_parties - 1 pairs).  The slices of bands run as ``tasks``;
     ``progress(bands done, bands)`` as they finish.  In ``stats``,
     ``pairs_compared`` counts a candidate once per slice of bands that scored
-    it (the work done).
+    it (the work done).  With ``changed`` (a bool mask per party of
+    ``filters``), each pair's result keeps only its pairs with a changed
+    record (``_emit_band_multi``).
     """
     params = params or LshParams()
     parties = sorted({p for pair in pairs for p in pair})
@@ -212,7 +239,10 @@ def lsh_links_multi(
     # candidates (memory bounded by the links: see multi_slice_links).
     cuts = np.linspace(0, params.bands, min(params.bands, tasks.parts()) + 1).round().astype(int)
     slices = [(int(a), int(b)) for a, b in itertools.pairwise(cuts) if b > a]
-    work = tasks.run(multi_slice_links, (local, counts, pair_index, pair_keys, thresholds, params.max_bucket),
+    flags = np.concatenate([np.asarray(changed[p], np.uint8) for p in parties]) if changed is not None \
+        else np.empty(0, np.uint8)
+    work = tasks.run(multi_slice_links,
+                     (local, counts, pair_index, pair_keys, thresholds, params.max_bucket, flags),
                      [(positions[b0:b1],) for b0, b1 in slices], [b1 - b0 for b0, b1 in slices], progress)
     codes, scores = [], []
     compared = buckets = skipped = largest = 0

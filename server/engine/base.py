@@ -1,7 +1,7 @@
 """The engine seam: one algorithm, backends that only say how tasks run.
 
 ``Engine`` owns what is computed: exact or LSH-blocked per department pair
-(``_params_for``), ``compare`` (one pair), ``compare_all`` (every department
+(``params_for``), ``compare`` (one pair), ``compare_all`` (every department
 pair, the blocked ones in one multi-party pass), ``best_two`` (for the
 automatic threshold) and ``close``.  A backend supplies only ``parts`` and
 ``run`` (a ``server.blocking.tasks.Tasks``): the thread pool in process
@@ -94,6 +94,27 @@ def _before_the_end(progress: Progress | None, base: int, total: int, span: int 
     return lambda d, t: progress(base + span * d // t, total) if d < t else None
 
 
+def _exact_changed(left: np.ndarray, right: np.ndarray, threshold: float, changed_left: np.ndarray,
+                   changed_right: np.ndarray) -> ScoredPairs:
+    """The pairs at ``threshold`` with a changed record: changed left rows against every right one,
+    the other left rows against the changed right ones; by (left, right)."""
+    rows_left, rows_right = np.flatnonzero(changed_left), np.flatnonzero(changed_right)
+    same_left = np.flatnonzero(~changed_left)
+    parts = []
+    if len(rows_left) and len(right):
+        p = dice_scores_above(np.ascontiguousarray(left[rows_left]), right, threshold)
+        parts.append((rows_left[p.left], p.right, p.score))
+    if len(rows_right) and len(same_left):
+        p = dice_scores_above(np.ascontiguousarray(left[same_left]), np.ascontiguousarray(right[rows_right]),
+                              threshold)
+        parts.append((same_left[p.left], rows_right[p.right], p.score))
+    if not parts:
+        return ScoredPairs.empty()
+    lefts, rights, scores = (np.concatenate(column) for column in zip(*parts))
+    order = np.lexsort((rights, lefts))
+    return ScoredPairs(lefts[order].astype(np.int64), rights[order].astype(np.int64), scores[order])
+
+
 class Engine(ABC):
     """Compares departments' filters: the scored pairs at or above a threshold,
     ordered by (left, right), scores as float32.
@@ -146,7 +167,7 @@ class Engine(ABC):
 
     # -- the algorithm -------------------------------------------------------------
 
-    def _params_for(self, n: int, m: int) -> LshParams | None:
+    def params_for(self, n: int, m: int) -> LshParams | None:
         """The blocking ``compare`` uses for n x m records (None: exact)."""
         pairs = n * m
         if self.blocking is None:
@@ -161,7 +182,7 @@ class Engine(ABC):
         threshold = check_threshold(threshold)
         n, m = left.shape[0], right.shape[0]
         total = n * m
-        params = self._params_for(n, m)
+        params = self.params_for(n, m)
         if n == 0 or m == 0:
             result = ScoredPairs.empty()
         elif params is None:
@@ -174,8 +195,8 @@ class Engine(ABC):
         return result
 
     def compare_all(self, filters: list[np.ndarray], thresholds: dict[tuple[int, int], float],
-                    progress: Progress | None = None,
-                    stats: BlockingStats | None = None) -> dict[tuple[int, int], ScoredPairs]:
+                    progress: Progress | None = None, stats: BlockingStats | None = None,
+                    changed: list[np.ndarray] | None = None) -> dict[tuple[int, int], ScoredPairs]:
         """``compare`` for several department pairs, each with its own threshold.
 
         Each pair's result is identical to ``compare(filters[a], filters[b],
@@ -185,23 +206,32 @@ class Engine(ABC):
         records, instead of one per pair); exact pairs run one by one.
         ``progress(done, total)`` over the sum of n * m of all the pairs;
         ``stats``, when given, gets what this call's blocking did (``self.stats`` too).
+
+        ``changed`` (a bool mask per department) keeps only each pair's pairs
+        with a changed record: an incremental run's new pairs
+        (server/pipeline/increments.py).  A blocked pair is still blocked on
+        all the records' buckets; an exact pair scores only the changed rows.
         """
         sizes = {pair: len(filters[pair[0]]) * len(filters[pair[1]]) for pair in thresholds}
         total = sum(sizes.values())
         groups: dict[LshParams | None, list[tuple[int, int]]] = {}
         for pair in sorted(thresholds):
-            groups.setdefault(self._params_for(len(filters[pair[0]]), len(filters[pair[1]])), []).append(pair)
+            groups.setdefault(self.params_for(len(filters[pair[0]]), len(filters[pair[1]])), []).append(pair)
         out: dict[tuple[int, int], ScoredPairs] = {}
         done = 0
         for a, b in groups.pop(None, []):
-            out[(a, b)] = self.compare(filters[a], filters[b], thresholds[(a, b)],
-                                       _before_the_end(progress, done, total))
+            if changed is None:
+                out[(a, b)] = self.compare(filters[a], filters[b], thresholds[(a, b)],
+                                           _before_the_end(progress, done, total))
+            else:
+                out[(a, b)] = _exact_changed(filters[a], filters[b], thresholds[(a, b)], changed[a], changed[b])
             done += sizes[(a, b)]
         for params, group in groups.items():
             span = sum(sizes[p] for p in group)
             mine = BlockingStats()
             out.update(lsh_links_multi(filters, {p: thresholds[p] for p in group}, params, stats=mine,
-                                       tasks=self, progress=_before_the_end(progress, done, total, span)))
+                                       tasks=self, progress=_before_the_end(progress, done, total, span),
+                                       changed=changed))
             self.stats.add(mine)
             if stats is not None:
                 stats.add(mine)

@@ -19,7 +19,7 @@ def _warm_up() -> bool:
     positions = band_positions(1024, 2, 8)
     slice_candidates(filters, filters, 1000, positions)
     multi_slice_links([filters, filters], [popcounts(filters)] * 2, np.array([[-1, 0], [-1, -1]]), [(0, 1)], [0.5],
-                      1000, positions)
+                      1000, np.empty(0, np.uint8), positions)
     return True
 
 

@@ -16,19 +16,19 @@ run's.
 Blocked pairs: a full run's blocked pair is the exact result restricted to
 the LSH candidates, and two records are candidates when their keys agree in
 some band whose bucket holds at most ``max_bucket`` records of each side.
-The new pairs are therefore scored exactly and kept where the keys agree in
-some band; the bucket rule is inert when no bucket of either run can exceed
-``max_bucket``. A run keeps a bound on its largest bucket: measured by a
-full pass, and after an incremental one the previous bound plus the most
-new or changed records of one department under one key in one band (a
-bucket grows by at most the records that came into it). A pair whose bound could pass ``max_bucket``, whose
-blocking changed (the sizes crossed the engine's exact limit, another
-engine) or that has no previous pairs is compared in full.
-
-The new pairs are found with the exact kernel: (c x m) + (n x c') pairs for
-c, c' new or changed records, so the saving is the unchanged share squared
-against an exact run, and against the blocked pass it shrinks as the
-departments grow (docs/scale.md gives the measured figure and the limit).
+The new pairs come from the same multi-party pass as a full run's, over all
+the records' buckets, emitting only the candidates with a new or changed
+record (``Engine.compare_all`` with ``changed``): the keys and the sort per
+band are a full run's, the candidates scored about the changed share of
+them. The kept pairs were cut by the previous run's buckets, so the bucket
+rule must be inert in both runs: a run keeps its largest bucket (measured by
+the pass), and the next keeps a department pair only when that plus the
+most new or changed records of one department under one key in one band (a
+bucket grows by at most the records that came into it) stays within
+``max_bucket``. A pair whose blocking changed (the sizes crossed the
+engine's exact limit, another engine) or that has no previous pairs is
+compared in full. An exact pair scores its changed rows against the other
+side, (c x m) + (n x c') pairs.
 """
 from __future__ import annotations
 
@@ -42,9 +42,8 @@ from sqlalchemy import and_, select
 from server import store as t
 from server.blocking.keys import band_positions, sampled_keys
 from server.blocking.params import BlockingStats, LshParams
-from server.matching import ScoredPairs, dice_scores_above
+from server.matching import ScoredPairs
 
-_PAIRS_PER_CHUNK = 4096  # pairs whose band keys are compared at once (bands x pairs booleans)
 _BANDS_PER_CHUNK = 100  # bands whose keys of the changed records are sorted at once
 
 
@@ -157,7 +156,7 @@ def compare_at_floor(departments, floor: float, engine, previous: Previous | Non
     rest compared in full in one pass (``Engine.compare_all``)."""
     filters = [d.filters for d in departments]
     combos = list(itertools.combinations(range(len(departments)), 2))
-    params = {(a, b): engine._params_for(len(filters[a]), len(filters[b])) for a, b in combos}
+    params = {(a, b): engine.params_for(len(filters[a]), len(filters[b])) for a, b in combos}
     changed = _changed_rows(departments, previous)
     growth = {p: _largest_bucket(departments, changed, p) for p in set(params.values()) if p is not None}
     reuse = _reusable(departments, combos, params, floor, previous, growth)
@@ -167,14 +166,19 @@ def compare_at_floor(departments, floor: float, engine, previous: Previous | Non
     pairs = engine.compare_all(filters, {pair: floor for pair in full}, stats=stats,
                                progress=_partial(progress, 0, total)) if full else {}
     done = sum(sizes[pair] for pair in full)
-    for (a, b), carry in reuse.items():
-        pairs[(a, b)] = _redo_changed(departments[a], departments[b], previous, carry, changed[a], changed[b],
-                                      floor, params[(a, b)])
-        done += sizes[(a, b)]
+    if reuse:  # the pairs with a new or changed record, in one pass (blocked ones over all records' buckets)
+        masks = [np.zeros(len(f), bool) for f in filters]
+        for mask, rows in zip(masks, changed):
+            mask[rows] = True
+        fresh = engine.compare_all(filters, {pair: floor for pair in reuse}, stats=stats, changed=masks,
+                                   progress=_partial(progress, done, total))
+        for (a, b), carry in reuse.items():
+            pairs[(a, b)] = _merge(departments[a], departments[b], previous, carry, fresh[(a, b)])
+        done += sum(sizes[pair] for pair in reuse)
         if progress is not None:
             progress(done, total)
-    bound = max([stats.largest_bucket] + [previous.bucket_bound + growth[params[pair]]
-                                          for pair in reuse if params[pair] is not None])
+    # Both passes sort all the records of their departments in every band: the largest bucket is measured.
+    bound = stats.largest_bucket
     summary = {"from_run": previous.run_id if previous else None, "department_pairs_kept": len(reuse),
                "department_pairs": len(combos), "records": sum(len(d.ids) for d in departments),
                "records_new_or_changed": int(sum(len(c) for c in changed))}
@@ -245,45 +249,15 @@ def _to_rows(ids: np.ndarray, unchanged: tuple[np.ndarray, np.ndarray]) -> np.nd
     return np.where(earlier[at] == ids, rows[at], -1)
 
 
-def _redo_changed(left, right, previous: Previous, carry: PairCarry, changed_left: np.ndarray,
-                  changed_right: np.ndarray, floor: float, params: LshParams | None) -> ScoredPairs:
-    """One department pair: the previous pairs of unchanged records, and the pairs of the others scored."""
+def _merge(left, right, previous: Previous, carry: PairCarry, fresh: ScoredPairs) -> ScoredPairs:
+    """One department pair: the previous pairs of unchanged records and the fresh pairs of the others,
+    in a full run's order (by left, right)."""
     li, rj = _to_rows(carry.left_ids, previous.unchanged[left.department]), \
         _to_rows(carry.right_ids, previous.unchanged[right.department])
     kept = (li >= 0) & (rj >= 0)
-    parts = [(li[kept], rj[kept], carry.score[kept])]
-    same_left = np.setdiff1d(np.arange(len(left.ids)), changed_left, assume_unique=True)
-    fresh = []
-    if len(changed_left):  # changed left records against every right one
-        p = dice_scores_above(np.ascontiguousarray(left.filters[changed_left]), right.filters, floor)
-        fresh.append((changed_left[p.left], p.right, p.score))
-    if len(changed_right) and len(same_left):  # unchanged left records against the changed right ones
-        p = dice_scores_above(np.ascontiguousarray(left.filters[same_left]),
-                              np.ascontiguousarray(right.filters[changed_right]), floor)
-        fresh.append((same_left[p.left], changed_right[p.right], p.score))
-    for fl, fr, fs in fresh:
-        if params is not None:
-            agree = _keys_agree(left.filters, right.filters, fl, fr, params)
-            fl, fr, fs = fl[agree], fr[agree], fs[agree]
-        parts.append((fl, fr, fs))
-    lefts, rights, scores = (np.concatenate(column) for column in zip(*parts))
-    order = np.lexsort((rights, lefts))  # a full run's order: by (left, right)
+    lefts = np.concatenate([li[kept], fresh.left])
+    rights = np.concatenate([rj[kept], fresh.right])
+    scores = np.concatenate([carry.score[kept], fresh.score])
+    order = np.lexsort((rights, lefts))
     return ScoredPairs(lefts[order].astype(np.int64), rights[order].astype(np.int64),
                        scores[order].astype(np.float32))
-
-
-def _keys_agree(left: np.ndarray, right: np.ndarray, li: np.ndarray, rj: np.ndarray,
-                params: LshParams) -> np.ndarray:
-    """Whether each pair's sampled bits agree in some band: an LSH candidate, the bucket rule aside."""
-    agree = np.zeros(len(li), bool)
-    if not len(li):
-        return agree
-    positions = band_positions(left.shape[1] * 64, params.bands, params.rows, params.seed)
-    rows_l, at_l = np.unique(li, return_inverse=True)
-    rows_r, at_r = np.unique(rj, return_inverse=True)
-    keys_l = sampled_keys(np.ascontiguousarray(left[rows_l]), positions)
-    keys_r = sampled_keys(np.ascontiguousarray(right[rows_r]), positions)
-    for s in range(0, len(li), _PAIRS_PER_CHUNK):
-        e = s + _PAIRS_PER_CHUNK
-        agree[s:e] = (keys_l[:, at_l[s:e]] == keys_r[:, at_r[s:e]]).any(axis=0)
-    return agree
