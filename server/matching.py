@@ -739,33 +739,36 @@ def group_records(
 
 @njit(inline="always", **_jit)
 def _top_two(out, j0, j1):
-    """The two largest of out[j0:j1] (-1 where there are fewer)."""
+    """The two largest of out[j0:j1] and where they are (-1 where there are fewer)."""
     c1 = -1
     c2 = -1
+    at1 = -1
+    at2 = -1
     for j in range(np.uint64(j0), np.uint64(j1)):
         c = out[j]
         if c > c2:
             if c > c1:
-                c2 = c1
-                c1 = c
+                c2, at2 = c1, at1
+                c1, at1 = c, np.int64(j)
             else:
-                c2 = c
-    return c1, c2
+                c2, at2 = c, np.int64(j)
+    return c1, at1, c2, at2
 
 
 @njit(inline="always", **_jit)
-def _keep_two(s, b1, b2):
-    """Insert score s into the running best two (b1 >= b2)."""
+def _keep_two(s, at, b1, a1, b2, a2):
+    """Insert score s of column ``at`` into the running best two (b1 >= b2) and their columns."""
     if s > b1:
-        return s, b1
+        return s, at, b1, a1
     if s > b2:
-        return b1, s
-    return b1, b2
+        return b1, a1, s, at
+    return b1, a1, b2, a2
 
 
 @njit(**_jit)
 def _best_two_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
-    """Best and second-best passing Dice (float32 as float64; -1: none) of sorted left rows r0..r1.
+    """Best and second-best passing Dice (float32 as float64; -1: none) of sorted left rows r0..r1,
+    and their columns of the sorted right side (-1: none).
 
     The same tiles and count ranges as ``_scan_block``; within a run of equal
     popcounts Dice rises with the overlap, so a run's two largest overlaps
@@ -775,6 +778,8 @@ def _best_two_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
     width = tiles.shape[2]
     best = np.full(r1 - r0, -1.0)
     second = np.full(r1 - r0, -1.0)
+    best_at = np.full(r1 - r0, -1, np.int64)
+    second_at = np.full(r1 - r0, -1, np.int64)
     out = np.empty(width, np.int64)
     for b0 in range(r0, r1, _BLOCK_ROWS):
         b_end = min(b0 + _BLOCK_ROWS, r1)
@@ -791,41 +796,54 @@ def _best_two_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
                     continue
                 _tile_counts(left[i], tiles[t], j0, j1, out)
                 ca = left_counts[i]
-                s1 = best[i - r0]
-                s2 = second[i - r0]
+                s1, a1 = best[i - r0], best_at[i - r0]
+                s2, a2 = second[i - r0], second_at[i - r0]
                 j = j0
                 while j < j1:
                     end = min(run_end[t, j], j1)
                     total = ca + tile_counts[t, j]
                     least = need[total]
-                    c1, c2 = _top_two(out, j, end)
+                    c1, at1, c2, at2 = _top_two(out, j, end)
                     if c1 >= least:
-                        s1, s2 = _keep_two(np.float64(_dice(c1, total)), s1, s2)
+                        s1, a1, s2, a2 = _keep_two(np.float64(_dice(c1, total)), base + at1, s1, a1, s2, a2)
                         if c2 >= least:
-                            s1, s2 = _keep_two(np.float64(_dice(c2, total)), s1, s2)
+                            s1, a1, s2, a2 = _keep_two(np.float64(_dice(c2, total)), base + at2, s1, a1, s2, a2)
                     j = end
-                best[i - r0] = s1
-                second[i - r0] = s2
-    return best, second
+                best[i - r0], best_at[i - r0] = s1, a1
+                second[i - r0], second_at[i - r0] = s2, a2
+    return best, second, best_at, second_at
 
 
-def dice_best_two(left: np.ndarray, right: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """For each left row, its best and second-best Dice among the right rows at or above ``threshold``.
+def dice_best_two(left: np.ndarray, right: np.ndarray, threshold: float) -> tuple[np.ndarray, ...]:
+    """For each left row, its best and second-best Dice among the right rows at or above ``threshold``,
+    and the right rows that have them.
 
     The same values as taking ``dice_scores_above(left, right, threshold)``
     and keeping each row's two highest scores (float32 scores as float64;
-    -1 where a row has fewer than one or two), without building the pairs:
-    at a low threshold on 0.5-fill filters a tenth of all pairs pass, which
-    for 2,000 rows against a million is 2e8 pairs.  Runs on the comparison
-    kernel's tiles and threads.
+    -1 where a row has fewer than one or two, and then row -1), without
+    building the pairs: at a low threshold on 0.5-fill filters a tenth of
+    all pairs pass, which for 2,000 rows against a million is 2e8 pairs.
+    Of tied right rows, which one is named is unspecified (an incremental
+    run needs only that it scores so: server/pipeline/profiles.py).  Runs
+    on the comparison kernel's tiles and threads.
     """
     left, right = check_pair(left, right)
     threshold = check_threshold(threshold)
     n = left.shape[0]
-    best = np.full(n, -1.0)
-    second = np.full(n, -1.0)
+    best, second = np.full(n, -1.0), np.full(n, -1.0)
+    best_row, second_row = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
     if n == 0 or right.shape[0] == 0:
-        return best, second
+        return best, second, best_row, second_row
+    results, left_order, right_order = _run_chunks(_best_two_chunk, left, right, threshold, popcounts(left),
+                                                   popcounts(right))
+    if results:
+        best[left_order] = np.concatenate([r[0] for r in results])
+        second[left_order] = np.concatenate([r[1] for r in results])
+        # Sorted columns back to the caller's right rows.
+        for out, k in ((best_row, 2), (second_row, 3)):
+            at = np.concatenate([r[k] for r in results])
+            out[left_order] = np.where(at >= 0, right_order[np.maximum(at, 0)], -1)
+    return best, second, best_row, second_row
     results, left_order, _ = _run_chunks(_best_two_chunk, left, right, threshold, popcounts(left), popcounts(right))
     if results:
         best[left_order] = np.concatenate([b for b, _ in results])

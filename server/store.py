@@ -219,7 +219,7 @@ link_carries = Table(
     Column("floor", Float, nullable=False),           # the scores kept reach this (the project's threshold)
     Column("bucket_bound", Integer, nullable=False),  # at least the largest LSH bucket of the run's blocked pass
     Column("pairs", Integer, nullable=False),
-    Column("data", LargeBinary, nullable=False),      # zlib: left, right record ids (int32), scores (float32)
+    Column("data", LargeBinary, nullable=False),      # zlib: left, right ids (int64), scores (float32), profile
 )
 
 

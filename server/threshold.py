@@ -24,6 +24,8 @@ partner, at the floor.
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 
@@ -32,27 +34,19 @@ SAMPLE = 2000  # records per side whose best and runner-up are measured
 GRID = 0.005
 
 
-def _sample(n: int) -> np.ndarray:
-    # Evenly spaced rows: deterministic, so a rerun on the same uploads links the same.
-    return np.unique(np.linspace(0, n - 1, min(SAMPLE, n)).astype(np.int64))
+def sample_rows(refs: list[bytes]) -> np.ndarray:
+    """The rows of the SAMPLE records whose references hash lowest, in row order.
 
-
-def score_profile(left: np.ndarray, right: np.ndarray, floor: float, engine) -> tuple[np.ndarray, np.ndarray]:
-    """Best and runner-up scores of sampled records of both sides against the other side."""
-    bests, seconds = [], []
-    for a, b in ((left, right), (right, left)):
-        if not len(a) or not len(b):
-            continue
-        rows = _sample(len(a))
-        # The two highest scores per sampled row, without building the pairs:
-        # at a floor of 0.6 on balanced filters ~10% of pairs pass, 2e8 pairs
-        # for 2,000 rows against a million records (docs/scale.md).
-        best, second = engine.best_two(np.ascontiguousarray(a[rows]), b, floor)
-        bests.append(best)
-        seconds.append(second)
-    if not bests:
-        return np.empty(0), np.empty(0)
-    return np.concatenate(bests), np.concatenate(seconds)
+    By reference, not by position: a record's membership depends on its own
+    reference and on the few lowest hashes, so across uploads the sample
+    keeps its records (an incremental run keeps their scores:
+    server/pipeline/profiles.py), and a rerun on the same uploads links the same.
+    """
+    if len(refs) <= SAMPLE:
+        return np.arange(len(refs), dtype=np.int64)
+    keys = np.fromiter((int.from_bytes(hashlib.blake2b(r, digest_size=8).digest(), "big") for r in refs),
+                       np.uint64, count=len(refs))
+    return np.sort(np.argsort(keys, kind="stable")[:SAMPLE]).astype(np.int64)
 
 
 def threshold_from_scores(best: np.ndarray, second: np.ndarray, floor: float, alpha: float = ALPHA) -> float:
@@ -68,9 +62,3 @@ def threshold_from_scores(best: np.ndarray, second: np.ndarray, floor: float, al
     accepted = np.maximum((best[None, :] >= grid[:, None]).sum(axis=1), 1)
     ok = np.nonzero(pi0 * best.size * null_above / accepted <= alpha)[0]
     return round(float(grid[ok[0]]), 4) if ok.size else 1.0
-
-
-def auto_threshold(left: np.ndarray, right: np.ndarray, floor: float, engine) -> float:
-    """The threshold for one department pair, from the best two scores ``engine`` finds."""
-    best, second = score_profile(left, right, floor, engine)
-    return threshold_from_scores(best, second, floor)

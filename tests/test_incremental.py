@@ -10,6 +10,7 @@ import json
 from collections import defaultdict
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from dbutil import new_database, query
@@ -129,3 +130,37 @@ def test_an_incremental_run_links_and_flags_as_a_full_run(engine, kept, scenario
     assert mine[0] == theirs[0] and len(mine[0]) > 0            # the same persons
     assert mine[1] == theirs[1] and len(mine[1]) == 3            # the same thresholds
     assert mine[2] == theirs[2] and any(mine[2].values())        # the same flags, statuses and dates
+    # The same sampled profile: the score histograms of the report agree.
+    assert mine[3]["score_histogram_per_department_pair"] == theirs[3]["score_histogram_per_department_pair"]
+
+
+def test_the_kept_profile_and_pairs_are_a_full_runs_where_the_sample_moves():
+    """In process, departments over the threshold's sample (2,000 records): records leave, change and
+    come in, so the sample by reference loses and gains records; the thresholds, the sampled best and
+    second scores, the pairs and the persons of the incremental link are a full link's."""
+    from bench.incremental import FLOOR, identical, month_one, month_two
+    from server.engine import engine_from_url
+    from server.pipeline.increments import Previous, pair_carries
+    from server.pipeline.link import link
+
+    def quiet(*_):
+        pass
+
+    engine = engine_from_url("local+lsh")
+    before = month_one(2600, seed=5)
+    assert min(len(d.ids) for d in before) > 2000
+    first = link(before, FLOOR, engine, quiet, auto=True)
+    after, unchanged = month_two(before, 2600, changed=0.05, removed=0.02, seed=5)
+    previous = Previous("month-1", FLOOR, first.carried.bucket_bound, pair_carries(before, first.carried), unchanged)
+    full = link(after, FLOOR, engine, quiet, auto=True)
+    incremental = link(after, FLOOR, engine, quiet, auto=True, previous=previous)
+    assert incremental.carried.summary["department_pairs_kept"] == 15
+    assert identical(full, incremental)
+    # Some sampled records were kept from month one and some re-scored: both paths ran.
+    kept = [np.isin(p[0].ids, after[a].ids[previous.unchanged[after[a].department][0]]).mean()
+            for (a, b), p in incremental.carried.profiles.items()]
+    assert 0 < min(kept) and max(kept) < 1
+    # ... and unchanged records came into the sample (records with lower hashes left).
+    rows, earlier = previous.unchanged[after[0].department]
+    sampled_now = earlier[np.isin(after[0].ids[rows], incremental.carried.profiles[(0, 1)][0].ids)]
+    assert not np.isin(sampled_now, first.carried.profiles[(0, 1)][0].ids).all()

@@ -357,10 +357,19 @@ def test_best_two_equals_the_two_highest_of_all_pairs_above(threshold):
     right = pack_filters(np.packbits(rng.random((9000, 1024)) < 0.5, axis=1), 1024)
     right[5000] = right[17] = left[3]  # ties at the top
     right[6000] = left[4] ^ (right[6000] & np.uint64(0x0F0F))  # a near match
-    best, second = dice_best_two(left, right, threshold)
+    best, second, best_row, second_row = dice_best_two(left, right, threshold)
     pairs = dice_scores_above(left, right, threshold)
     for i in range(len(left)):
         scores = np.sort(pairs.score[pairs.left == i].astype(np.float64))[::-1]
         assert best[i] == (scores[0] if len(scores) else -1.0)
         assert second[i] == (scores[1] if len(scores) > 1 else -1.0)
+        # The rows named score so, and are two rows (an incremental run keeps them: server/pipeline/profiles.py).
+        for score, row in ((best[i], best_row[i]), (second[i], second_row[i])):
+            if score < 0:
+                assert row == -1
+            else:
+                assert np.float64(dice_scores_above(left[i:i + 1], right[row:row + 1], 0.0).score[0]) == score
+        if second[i] >= 0:
+            assert best_row[i] != second_row[i]
+    assert {best_row[3], second_row[3]} == {5000, 17}
     assert best[3] == second[3] == 1.0

@@ -240,9 +240,9 @@ class Engine(ABC):
             progress(total, total)
         return out
 
-    def best_two(self, left: np.ndarray, right: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
-        """Each left row's best and second-best Dice against ``right`` at or above ``floor``
-        (``server.matching.dice_best_two``; the automatic threshold reads them).
+    def best_two(self, left: np.ndarray, right: np.ndarray, floor: float) -> tuple[np.ndarray, ...]:
+        """Each left row's best and second-best Dice against ``right`` at or above ``floor``, and the
+        right rows that have them (``server.matching.dice_best_two``; the automatic threshold reads them).
 
         In process on every backend: it runs on 2,000 sampled rows, less
         work than sending a department to a cluster.

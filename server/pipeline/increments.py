@@ -43,6 +43,7 @@ from server import store as t
 from server.blocking.keys import band_positions, sampled_keys
 from server.blocking.params import BlockingStats, LshParams
 from server.matching import ScoredPairs
+from server.pipeline.profiles import PairProfile, SideProfile, to_rows
 
 _BANDS_PER_CHUNK = 100  # bands whose keys of the changed records are sorted at once
 
@@ -55,6 +56,7 @@ class PairCarry:
     left_ids: np.ndarray
     right_ids: np.ndarray
     score: np.ndarray
+    profile: PairProfile | None = None  # the sampled score profile (server/pipeline/profiles.py)
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Carried:
     blocking: dict[tuple[int, int], str]
     pairs: dict[tuple[int, int], ScoredPairs]
     summary: dict = field(default_factory=dict)  # for the run's report
+    profiles: dict[tuple[int, int], PairProfile] = field(default_factory=dict)  # set by link()
 
 
 def blocking_name(params: LshParams | None) -> str:
@@ -103,7 +106,12 @@ def load_previous(conn, project_id: str, run_id: str, departments, used: dict[st
         raw = zlib.decompress(c.data)
         ids = np.frombuffer(raw, np.int64, count=2 * c.pairs)
         score = np.frombuffer(raw, np.float32, offset=16 * c.pairs, count=c.pairs)
-        pairs[(c.left_department, c.right_department)] = PairCarry(c.blocking, ids[:c.pairs], ids[c.pairs:], score)
+        profile = None
+        if len(raw) > 20 * c.pairs:  # the pair's profile follows its pairs: left side, then right
+            left, at = SideProfile.unpack(raw, 20 * c.pairs)
+            profile = (left, SideProfile.unpack(raw, at)[0])
+        pairs[(c.left_department, c.right_department)] = PairCarry(c.blocking, ids[:c.pairs], ids[c.pairs:], score,
+                                                                   profile)
         floor, bound = c.floor, max(bound, c.bucket_bound)
     before = row.uploads or {}
     unchanged = {d.department: _unchanged(conn, d, before.get(d.department), used[d.department])
@@ -132,7 +140,8 @@ def pair_carries(departments, carried: Carried) -> dict[tuple[str, str], PairCar
     """A run's pairs at the floor by record id: what the next run reads back (``load_previous``)."""
     return {(departments[a].department, departments[b].department):
             PairCarry(carried.blocking[(a, b)], departments[a].ids[p.left].astype(np.int64),
-                      departments[b].ids[p.right].astype(np.int64), p.score.astype(np.float32))
+                      departments[b].ids[p.right].astype(np.int64), p.score.astype(np.float32),
+                      carried.profiles.get((a, b)))
             for (a, b), p in carried.pairs.items()}
 
 
@@ -142,7 +151,8 @@ def store_carried(conn, project_id: str, run_id: str, departments, carried: Carr
     conn.execute(t.link_carries.delete().where(t.link_carries.c.run_id.in_(runs)))
     rows = [{"run_id": run_id, "left_department": left, "right_department": right, "blocking": p.blocking,
              "floor": carried.floor, "bucket_bound": carried.bucket_bound, "pairs": len(p.score),
-             "data": zlib.compress(p.left_ids.tobytes() + p.right_ids.tobytes() + p.score.tobytes(), 1)}
+             "data": zlib.compress(p.left_ids.tobytes() + p.right_ids.tobytes() + p.score.tobytes()
+                                   + (b"".join(side.pack() for side in p.profile) if p.profile else b""), 1)}
             for (left, right), p in pair_carries(departments, carried).items()]
     if rows:
         conn.execute(t.link_carries.insert(), rows)
@@ -238,22 +248,11 @@ def _reusable(departments, combos, params, floor, previous, growth) -> dict[tupl
     return out
 
 
-def _to_rows(ids: np.ndarray, unchanged: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Previous record ids as this run's row indices, -1 for a record removed or changed since."""
-    rows, earlier = unchanged
-    if not len(earlier):
-        return np.full(len(ids), -1, np.int64)
-    order = np.argsort(earlier)
-    rows, earlier = rows[order], earlier[order]
-    at = np.minimum(np.searchsorted(earlier, ids), len(earlier) - 1)
-    return np.where(earlier[at] == ids, rows[at], -1)
-
-
 def _merge(left, right, previous: Previous, carry: PairCarry, fresh: ScoredPairs) -> ScoredPairs:
     """One department pair: the previous pairs of unchanged records and the fresh pairs of the others,
     in a full run's order (by left, right)."""
-    li, rj = _to_rows(carry.left_ids, previous.unchanged[left.department]), \
-        _to_rows(carry.right_ids, previous.unchanged[right.department])
+    li, rj = to_rows(carry.left_ids, previous.unchanged[left.department]), \
+        to_rows(carry.right_ids, previous.unchanged[right.department])
     kept = (li >= 0) & (rj >= 0)
     lefts = np.concatenate([li[kept], fresh.left])
     rights = np.concatenate([rj[kept], fresh.right])

@@ -17,7 +17,8 @@ from server.blocking.scoring import at_threshold
 from server.matching import ScoredPairs, group_records, pack_filters, popcounts
 from server.pipeline.increments import Carried, Previous, compare_at_floor
 from server.pipeline.segments import link_segments
-from server.threshold import score_profile, threshold_from_scores
+from server.pipeline.profiles import pair_profile
+from server.threshold import threshold_from_scores
 
 # The score histogram (the console's) reaches this far below the threshold.
 HISTOGRAM_REACH = 0.2
@@ -115,9 +116,13 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     # threshold reads the part at or above its floor (as if measured from
     # there), the report keeps a histogram of the best scores.
     reach = max(0.0, round(threshold - HISTOGRAM_REACH, 4))
-    profiles = {pair: score_profile(departments[pair[0]].filters, departments[pair[1]].filters, reach, engine)
+    profiles = {pair: pair_profile(departments[pair[0]], departments[pair[1]], reach, engine,
+                                   _kept_profile(departments, pair, threshold, previous),
+                                   previous.unchanged if previous else {})
                 for pair in combos}
-    thresholds = {pair: threshold_from_scores(*(np.where(s >= threshold, s, -1.0) for s in profiles[pair]),
+    scores = {pair: [np.concatenate([side.best for side in p]), np.concatenate([side.second for side in p])]
+              for pair, p in profiles.items()}
+    thresholds = {pair: threshold_from_scores(*(np.where(s >= threshold, s, -1.0) for s in scores[pair]),
                                               threshold) if auto else threshold for pair in combos}
     started, last = time.monotonic(), [0.0]  # the ETA is the compare's own rate, not the thresholds'
 
@@ -136,6 +141,7 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     # kept from the previous run where unchanged), then cut at each pair's threshold as the kernel
     # decides: the links are those of comparing at the thresholds, and the next run can keep them.
     carried = compare_at_floor(departments, threshold, engine, previous, progress=compared)
+    carried.profiles = profiles
     counts = [popcounts(d.filters) for d in departments]
     bits = departments[0].filters.shape[1] * 64 if departments else 0
     pairs = {(a, b): at_threshold(p, thresholds[(a, b)], counts[a], counts[b], bits)
@@ -147,7 +153,15 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     labels = group_records(n, pairs)
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
     return Linkage(departments, offsets, labels, pairs, thresholds,
-                   {pair: best for pair, (best, _) in profiles.items()}, reach, carried)
+                   {pair: best for pair, (best, _) in scores.items()}, reach, carried)
+
+
+def _kept_profile(departments, pair: tuple[int, int], floor: float, previous: Previous | None):
+    """The previous run's profile of the pair, where it was taken at the same floor."""
+    if previous is None or previous.floor != floor:
+        return None
+    carry = previous.pairs.get((departments[pair[0]].department, departments[pair[1]].department))
+    return carry.profile if carry else None
 
 
 def link_by_segments(departments: list[DepartmentRecords], schema: LinkageSchema, engine: Engine,
