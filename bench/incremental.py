@@ -36,6 +36,7 @@ from server.matching import pack_filters
 from server.pipeline.increments import Previous, pair_carries
 from server.pipeline.link import HISTOGRAM_REACH, DepartmentRecords, link
 from server.pipeline.profiles import pair_profile
+from server.threshold import sample_rows
 
 FLOOR = LinkageSchema().threshold
 
@@ -89,10 +90,11 @@ def timed_link(departments, engine, previous=None):
 
 def profiles_time(departments, engine, previous) -> float:
     start = time.perf_counter()
+    samples = [sample_rows(d.refs) for d in departments]
     for a, b in itertools.combinations(range(len(departments)), 2):
         kept = previous.pairs[(departments[a].department, departments[b].department)].profile if previous else None
-        pair_profile(departments[a], departments[b], max(0.0, round(FLOOR - HISTOGRAM_REACH, 4)), engine, kept,
-                     previous.unchanged if previous else {})
+        pair_profile(departments[a], departments[b], (samples[a], samples[b]),
+                     max(0.0, round(FLOOR - HISTOGRAM_REACH, 4)), engine, kept, previous.unchanged if previous else {})
     return time.perf_counter() - start
 
 

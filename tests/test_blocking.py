@@ -338,6 +338,28 @@ def test_multi_party_pass_equals_pair_by_pair(max_bucket):
     assert multi_stats.pairs_compared >= pair_stats.pairs_compared
 
 
+@pytest.mark.parametrize("max_bucket", [1000, 3])
+def test_multi_party_pass_of_changed_records_is_the_full_pass_restricted_to_them(max_bucket):
+    # An incremental run's new pairs (server/pipeline/increments.py): the buckets, and which are
+    # skipped for max_bucket, are those of all the records; only the pairs with a changed record are kept.
+    from server.blocking.multi import lsh_links_multi
+    from bench.scale import population
+
+    filters, _ = population(1500, departments=4, max_flip=0.12, seed=5)
+    filters[2] = np.concatenate([filters[2], np.repeat(filters[2][:1], 5, axis=0)])  # a crowded bucket
+    params = LshParams(bands=60, rows=12, seed=4, max_bucket=max_bucket)
+    thresholds = {(0, 1): 0.8, (0, 2): 0.75, (1, 3): 0.85, (2, 3): 0.8}
+    changed = [np.random.default_rng(k).random(len(f)) < 0.1 for k, f in enumerate(filters)]
+    changed[2][-3:] = True  # in the crowded bucket
+    full = lsh_links_multi(filters, thresholds, params)
+    only = lsh_links_multi(filters, thresholds, params, changed=changed)
+    for a, b in thresholds:
+        keep = changed[a][full[(a, b)].left] | changed[b][full[(a, b)].right]
+        for column in ("left", "right", "score"):
+            np.testing.assert_array_equal(getattr(only[(a, b)], column), getattr(full[(a, b)], column)[keep])
+        assert 0 < keep.sum() < len(keep)
+
+
 def test_compare_all_equals_compare_pair_by_pair():
     from bench.scale import population
 

@@ -52,13 +52,27 @@ def _flagged(packed, start, end, changed, offset):
 
 
 @njit(**_jit)
+def _any_changed(packed, start, end, changed, offsets):
+    """Whether any of the sorted rows start..end (of any party) is changed: most buckets hold none."""
+    party_mask = np.uint64((1 << _PARTY_BITS) - 1)
+    row_mask = np.uint64((1 << _MULTI_ROW_BITS) - 1)
+    for x in range(start, end):
+        party = np.int64((packed[x] >> np.uint64(_MULTI_ROW_BITS)) & party_mask)
+        if changed[offsets[party] + np.int64(packed[x] & row_mask)]:
+            return True
+    return False
+
+
+@njit(**_jit)
 def _emit_band_multi(packed, sizes, pair_index, max_bucket, offsets, changed):
     """Codes ``pair << 48 | i * m_b + j`` of the cross-party pairs of each bucket of one sorted band.
 
     ``changed`` (one flag per record, all parties' rows at ``offsets``), when
     not empty, keeps only the pairs with a changed record: an incremental
     run's new pairs (server/pipeline/increments.py); the buckets, and so the
-    ``max_bucket`` rule, are still those of all the records.
+    ``max_bucket`` rule, are still those of all the records, and a bucket
+    without a changed record is passed over (so the largest bucket returned
+    is only that of the single-party ones and of those with a changed record).
 
     ``pair_index[a, b]`` (a < b) numbers the party pairs wanted, -1 for the
     others.  A run of equal keys is a bucket; within it rows come party by
@@ -99,7 +113,7 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket, offsets, changed):
             if e - s > 1:
                 first = (packed[s] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
                 last = (packed[e - 1] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
-                if first != last:
+                if first != last and (not only_changed or _any_changed(packed, s, e, changed, offsets)):
                     # Where each party's rows start in this run.
                     k = s
                     for p in range(n_parties):

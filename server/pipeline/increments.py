@@ -20,9 +20,11 @@ The new pairs come from the same multi-party pass as a full run's, over all
 the records' buckets, emitting only the candidates with a new or changed
 record (``Engine.compare_all`` with ``changed``): the keys and the sort per
 band are a full run's, the candidates scored about the changed share of
-them. The kept pairs were cut by the previous run's buckets, so the bucket
-rule must be inert in both runs: a run keeps its largest bucket (measured by
-the pass), and the next keeps a department pair only when that plus the
+them, and the buckets without one are passed over. The kept pairs were cut
+by the previous run's buckets, so the bucket rule must be inert in both
+runs: a run keeps a bound on its largest bucket (measured by a full pass,
+after an incremental one the previous bound plus the growth below), and the
+next keeps a department pair only when that plus the
 most new or changed records of one department under one key in one band (a
 bucket grows by at most the records that came into it) stays within
 ``max_bucket``. A pair whose blocking changed (the sizes crossed the
@@ -187,8 +189,10 @@ def compare_at_floor(departments, floor: float, engine, previous: Previous | Non
         done += sum(sizes[pair] for pair in reuse)
         if progress is not None:
             progress(done, total)
-    # Both passes sort all the records of their departments in every band: the largest bucket is measured.
-    bound = stats.largest_bucket
+    # The full pass measures its largest bucket; the kept pairs' pass skips the buckets without a changed
+    # record, so there the bound is the previous one plus what a bucket can have grown by.
+    bound = max([stats.largest_bucket] + [previous.bucket_bound + growth[params[pair]]
+                                          for pair in reuse if params[pair] is not None])
     summary = {"from_run": previous.run_id if previous else None, "department_pairs_kept": len(reuse),
                "department_pairs": len(combos), "records": sum(len(d.ids) for d in departments),
                "records_new_or_changed": int(sum(len(c) for c in changed))}

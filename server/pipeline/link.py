@@ -18,7 +18,7 @@ from server.matching import ScoredPairs, group_records, pack_filters, popcounts
 from server.pipeline.increments import Carried, Previous, compare_at_floor
 from server.pipeline.segments import link_segments
 from server.pipeline.profiles import pair_profile
-from server.threshold import threshold_from_scores
+from server.threshold import sample_rows, threshold_from_scores
 
 # The score histogram (the console's) reaches this far below the threshold.
 HISTOGRAM_REACH = 0.2
@@ -116,7 +116,9 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     # threshold reads the part at or above its floor (as if measured from
     # there), the report keeps a histogram of the best scores.
     reach = max(0.0, round(threshold - HISTOGRAM_REACH, 4))
-    profiles = {pair: pair_profile(departments[pair[0]], departments[pair[1]], reach, engine,
+    samples = [sample_rows(d.refs) for d in departments]
+    profiles = {pair: pair_profile(departments[pair[0]], departments[pair[1]], (samples[pair[0]], samples[pair[1]]),
+                                   reach, engine,
                                    _kept_profile(departments, pair, threshold, previous),
                                    previous.unchanged if previous else {})
                 for pair in combos}

@@ -2,7 +2,7 @@
 
 The automatic threshold reads the best and second-best scores of sampled
 records of each side against the whole other side. The sample is chosen by
-encrypted reference (``server.threshold.sample_rows``), so a record that
+encrypted reference (``server.threshold.sample_rows``, once per department), so a record that
 was sampled last month is sampled again unless records with smaller hashes
 came in. A run keeps, per sampled record, its two scores and the records
 that have them (``SideProfile``, stored with the run's pairs by
@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from server.threshold import sample_rows
 
 _HEADER = np.dtype(np.int64).itemsize
 
@@ -51,16 +49,18 @@ class SideProfile:
 PairProfile = tuple[SideProfile, SideProfile]  # the left side's sampled records, then the right's
 
 
-def pair_profile(left, right, floor: float, engine, kept: PairProfile | None, unchanged: dict) -> PairProfile:
-    """The pair's profile at ``floor`` (``left``, ``right``: DepartmentRecords); with ``kept``, the
-    previous run's at the same floor, and ``unchanged`` (per department: this run's rows of the
-    unchanged records and their previous ids), re-scoring only what changed (module doc)."""
-    return tuple(_side(a, b, floor, engine, None if kept is None else kept[k], unchanged)
-                 for k, (a, b) in enumerate(((left, right), (right, left))))
+def pair_profile(left, right, samples: tuple[np.ndarray, np.ndarray], floor: float, engine,
+                 kept: PairProfile | None, unchanged: dict) -> PairProfile:
+    """The pair's profile at ``floor`` (``left``, ``right``: DepartmentRecords; ``samples``: their
+    ``sample_rows``); with ``kept``, the previous run's at the same floor, and ``unchanged`` (per
+    department: this run's rows of the unchanged records and their previous ids), re-scoring only
+    what changed (module doc)."""
+    return tuple(_side(a, b, rows, floor, engine, None if kept is None else kept[k], unchanged)
+                 for k, (a, b, rows) in enumerate(((left, right, samples[0]), (right, left, samples[1]))))
 
 
-def _side(a, b, floor: float, engine, kept: SideProfile | None, unchanged: dict) -> SideProfile:
-    rows = sample_rows(a.refs) if len(b.ids) else np.empty(0, np.int64)
+def _side(a, b, rows: np.ndarray, floor: float, engine, kept: SideProfile | None, unchanged: dict) -> SideProfile:
+    rows = rows if len(b.ids) else np.empty(0, np.int64)
     n = len(rows)
     best, second = np.full(n, -1.0), np.full(n, -1.0)
     best_row, second_row = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
