@@ -70,7 +70,7 @@ EVENT_KINDS = (
     "proposal.superseded", "report.read", "retention.failed", "retention.purge", "review.outcome", "rules.update",
     "run.done", "run.failed", "run.list", "run.start", "run.watch", "schedule.clear", "schedule.read",
     "schedule.set", "schedule.skipped", "upload.batch", "upload.batches", "upload.begin", "upload.commit",
-    "upload.expired", "upload.health", "upload.resume",
+    "upload.expired", "upload.health", "upload.purged", "upload.resume",
 )
 
 

@@ -253,16 +253,31 @@ def withdraw_committed_uploads(conn, project_id: str) -> dict[str, str]:
 
 # -- retention -----------------------------------------------------------------
 
+def uploads_of_runs_in_use(conn, project_id: str) -> set[str]:
+    """Uploads a run still refers to: a queued or running run's, and a finished run's whose links and flags
+    retention has not deleted (its links point at the upload's records, its carry at their ids)."""
+    linked = select(t.links.c.run_id).where(t.links.c.run_id == t.runs.c.run_id).exists()
+    in_use = (t.runs.c.state.in_(ACTIVE_RUN_STATES) | ((t.runs.c.state == "done") & t.runs.c.purged_at.is_(None))
+              | ((t.runs.c.state == "failed") & linked))  # a run failed after storing its links
+    rows = conn.execute(select(t.runs.c.run_id, t.runs.c.uploads).where(and_(
+        t.runs.c.project_id == project_id, in_use))).all()
+    kept = {u for r in rows for u in (r.uploads or {}).values()}
+    return kept | uploads_flagged_in(conn, [r.run_id for r in rows])
+
+
 def done_runs(conn, project_id: str):
     """(run_id, uploads, purged_at) of a project's finished runs, newest first."""
     return conn.execute(select(t.runs.c.run_id, t.runs.c.uploads, t.runs.c.purged_at).where(and_(
         t.runs.c.project_id == project_id, t.runs.c.state == "done")).order_by(t.runs.c.number.desc())).all()
 
 
-def superseded_uploads(conn, project_id: str):
-    """(upload_id, department, records) of the uploads no department uses now."""
-    return conn.execute(select(t.uploads.c.upload_id, t.uploads.c.department, t.uploads.c.record_count).where(and_(
-        t.uploads.c.project_id == project_id, t.uploads.c.state == "superseded"))).all()
+def superseded_uploads(conn, project_id: str, department: str | None = None):
+    """(upload_id, department, records) of the uploads no department (or not `department`) uses now."""
+    where = [t.uploads.c.project_id == project_id, t.uploads.c.state == "superseded"]
+    if department is not None:
+        where.append(t.uploads.c.department == department)
+    return conn.execute(select(t.uploads.c.upload_id, t.uploads.c.department, t.uploads.c.record_count)
+                        .where(and_(*where))).all()
 
 
 def uploads_flagged_in(conn, run_ids: list[str]) -> set[str]:
