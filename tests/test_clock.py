@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -164,7 +165,6 @@ def test_an_expired_agent_certificate_is_named_with_its_date(coordinator, projec
                                                              tmp_path):
     """An agent certificate whose window ended yesterday: the coordinator refuses it in the handshake, and
     the agent says which file expired on which date, exit 5 (unreachable), at once, no traceback."""
-    from dataclasses import replace
     from datetime import datetime, timezone
 
     from procs import FEDLINK
@@ -181,3 +181,36 @@ def test_an_expired_agent_certificate_is_named_with_its_date(coordinator, projec
     assert done.returncode == 5 and "Traceback" not in done.stderr, done.stderr
     assert f"the certificate {expired} expired on {now - timedelta(days=1):%Y-%m-%d %H:%M} UTC" in said, said
     assert "renew it" in said
+
+
+def test_the_agent_names_the_coordinators_clock_read_from_its_health_endpoint(tmp_path, pki, database, scenario,
+                                                                            secret_file, libfaketime):
+    """As above, with the coordinator's plain /healthz in the agent's config: the agent reads the
+    coordinator's clock from its HTTP Date header (no certificate needed) and says it reads two days before
+    the certificate's window, so the operator knows which clock to fix."""
+    from datetime import datetime, timezone
+
+    from procs import FEDLINK, free_port
+
+    offset = tmp_path / "clock-offset"
+    offset.write_text("+0\n")
+    env = {"LD_PRELOAD": libfaketime, "FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_NO_CACHE": "1",
+           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    health = free_port()
+    site = CoordinatorProcess(tmp_path, pki, database, env=env, args=("--health-port", str(health)))
+    try:
+        config = load_config(agent_toml(tmp_path, pki, "population", site.address, scenario / "population.csv",
+                                        secret_file, retries=1))
+        url = f"http://127.0.0.1:{health}/healthz"
+        path = replace(config, coordinator_health=url).write()
+        offset.write_text("-2d\n")
+        done = subprocess.run([*FEDLINK, "agent", "upload", "--quiet", "--config", str(path)], capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        site.kill()
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 5 and "Traceback" not in done.stderr, done.stderr
+    assert f"closed the connection once it had this party's certificate {config.tls.cert} (valid from" in said
+    theirs = (datetime.now(timezone.utc) - timedelta(days=2)).strftime("%Y-%m-%d")
+    assert f"the coordinator's clock reads {theirs}" in said and f"({url}), before that window" in said, said
+    assert "set the coordinator's clock right (NTP)" in said
