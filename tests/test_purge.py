@@ -157,3 +157,34 @@ def test_a_superseded_upload_no_run_needs_is_purged_at_the_next_commit(scenario,
         full.running.stop(grace=1)
     assert persons == full_persons and len(persons) > 0
     assert flags == full_flags and any(flags.values())
+
+
+def test_the_upload_of_a_run_still_computing_survives_re_uploads(scenario, agent_config, pki, tmp_path,
+                                                                monkeypatch):
+    """The run is held in its compare phase (FEDLINK_FAULT_PAUSE, server/faults.py) while the department
+    uploads three more times: the upload the run is computing on is neither current nor the one before, and
+    still stays; the run then finishes on it. (About 10 s: the hold is a fixed pause.)"""
+    from procs import wait_for
+
+    mark = tmp_path / "paused"
+    for name, value in (("PAUSE", "run.compare"), ("FILE", str(mark)), ("PAUSE_S", "8")):
+        monkeypatch.setenv(f"FEDLINK_FAULT_{name}", value)
+    configs = {d: load_config(agent_config(d)) for d in DEPARTMENTS}
+    p = population_extracts(scenario, tmp_path)
+    mine = Coordinator(pki, tmp_path, "computing")
+    try:
+        mine.upload(configs["medical_insurance"])
+        ups = [mine.upload(configs["population"], p[0])]
+        with Operator.connect(mine.address, pki) as op:
+            run_id = op.start_run("pilot", "2025-06-28")
+            wait_for(mark.exists, "the run to reach its compare phase", every=0.05)
+            ups += [mine.upload(configs["population"], extract) for extract in p[1:]]
+            assert scalar(mine.database, "select state from runs where run_id = :r", r=run_id) == "running"
+            assert records_of(mine.database, ups[0]) > 0 and records_of(mine.database, ups[1]) == 0
+            purged = [json.loads(b)["details"]["upload_id"]
+                      for (b,) in query(mine.database, "select body from audit_events where kind = 'upload.purged'")]
+            assert purged == [ups[1]]
+            assert op.watch(run_id) == "done"
+        assert scalar(mine.database, "select count(*) from links where run_id = :r", r=run_id) > 0
+    finally:
+        mine.running.stop(grace=1)
