@@ -1,8 +1,8 @@
 """Superseded uploads purged at commit (server/domain/superseded.py), against real coordinators on loopback
-and real agents: population uploads, a run, then three re-uploads. The upload no run used and that is not
-the one before the current (the probe trace keeps that one) is deleted at the next commit, audited, and on
-SQLite the file shrinks; the upload the kept run used survives; the next run still works, and, incremental
-from the first, links and flags as a full run of the same uploads does."""
+and real agents: population uploads, a run, then two re-uploads. The upload no run used is deleted at the
+next commit, audited, and on SQLite the file shrinks; the upload the kept run used survives, and so does the
+upload of a run still computing; the next run still works, and, incremental from the first, links and flags
+as a full run of the same uploads does."""
 from __future__ import annotations
 
 import csv
@@ -33,7 +33,7 @@ def _write(path: Path, columns, rows) -> Path:
 
 def population_extracts(scenario: Path, tmp_path: Path) -> list[Path]:
     """P0 the register; P1 it with another scenario's persons added by mistake; P2 the register without its
-    last row; P3 without its last two."""
+    last row."""
     from bench.synth import write_scenario
 
     others = tmp_path / "others"
@@ -44,7 +44,7 @@ def population_extracts(scenario: Path, tmp_path: Path) -> list[Path]:
     with open(others / "population.csv", encoding="utf-8", newline="") as f:
         extra = [{**r, "record_id": f"X{r['record_id']}"} for r in csv.DictReader(f)]
     return [_write(tmp_path / "p0.csv", columns, rows), _write(tmp_path / "p1.csv", columns, rows + extra),
-            _write(tmp_path / "p2.csv", columns, rows[:-1]), _write(tmp_path / "p3.csv", columns, rows[:-2])]
+            _write(tmp_path / "p2.csv", columns, rows[:-1])]
 
 
 def file_bytes(database) -> int:
@@ -112,13 +112,13 @@ def test_a_superseded_upload_no_run_needs_is_purged_at_the_next_commit(scenario,
         mine.upload(configs["medical_insurance"])
         ups = [mine.upload(configs["population"], p[0])]
         first = mine.run(pki, "2025-06-28")
-        ups += [mine.upload(configs["population"], p[1]), mine.upload(configs["population"], p[2])]
-        # P0 is the kept run's, P1 the one before the current: nothing went yet.
+        ups.append(mine.upload(configs["population"], p[1]))
+        # P0 is the kept run's: nothing went yet.
         assert records_of(mine.database, ups[0]) > 0 and records_of(mine.database, ups[1]) > 0
         assert not query(mine.database, "select seq from audit_events where kind = 'upload.purged'")
         before = file_bytes(mine.database) if BACKEND == "sqlite" else records_bytes(mine.database)
 
-        ups.append(mine.upload(configs["population"], p[3]))
+        ups.append(mine.upload(configs["population"], p[2]))
         assert records_of(mine.database, ups[1]) == 0
         assert scalar(mine.database, "select count(*) from uploads where upload_id = :u", u=ups[1]) == 0
         assert scalar(mine.database, "select count(*) from batches where upload_id = :u", u=ups[1]) == 0
@@ -126,10 +126,10 @@ def test_a_superseded_upload_no_run_needs_is_purged_at_the_next_commit(scenario,
         event = json.loads(body)
         p1_rows = len(p[1].read_text(encoding="utf-8").splitlines()) - 1
         assert event["department"] == "population" and event["project_id"] == "pilot"
-        assert event["details"] == {"upload_id": ups[1], "records": p1_rows, "superseded_by": ups[3]}
-        # The kept run's upload and the one before the current stay.
+        assert event["details"] == {"upload_id": ups[1], "records": p1_rows, "superseded_by": ups[2]}
+        # The kept run's upload stays, and the current.
         assert records_of(mine.database, ups[0]) > 0 and records_of(mine.database, ups[2]) > 0
-        if BACKEND == "sqlite":  # P3's records came in, P1's larger ones went, and the pages were given back
+        if BACKEND == "sqlite":  # P2's records came in, P1's more went, and the pages were given back
             after = file_bytes(mine.database)
             assert scalar(mine.database, "pragma freelist_count") == 0 and after < before
             print(f"SQLite file {before} -> {after} bytes after the purge of {p1_rows} records")
@@ -141,7 +141,7 @@ def test_a_superseded_upload_no_run_needs_is_purged_at_the_next_commit(scenario,
         report = scalar(mine.database, "select report from runs where run_id = :r", r=second)
         report = report if isinstance(report, dict) else json.loads(report)
         assert report["incremental"]["from_run"] == first
-        persons, flags = mine.outcome(configs, p[3], second)
+        persons, flags = mine.outcome(configs, p[2], second)
         assert records_of(mine.database, ups[0]) > 0  # both runs are kept: the first's upload still
     finally:
         mine.running.stop(grace=1)
@@ -151,8 +151,8 @@ def test_a_superseded_upload_no_run_needs_is_purged_at_the_next_commit(scenario,
         full.upload(configs["medical_insurance"])
         full.upload(configs["population"], p[0])
         full.run(pki, "2025-06-28")
-        full.upload(configs["population"], p[3])
-        full_persons, full_flags = full.outcome(configs, p[3], full.run(pki, "2025-07-28"))
+        full.upload(configs["population"], p[2])
+        full_persons, full_flags = full.outcome(configs, p[2], full.run(pki, "2025-07-28"))
     finally:
         full.running.stop(grace=1)
     assert persons == full_persons and len(persons) > 0
@@ -162,8 +162,9 @@ def test_a_superseded_upload_no_run_needs_is_purged_at_the_next_commit(scenario,
 def test_the_upload_of_a_run_still_computing_survives_re_uploads(scenario, agent_config, pki, tmp_path,
                                                                 monkeypatch):
     """The run is held in its compare phase (FEDLINK_FAULT_PAUSE, server/faults.py) while the department
-    uploads three more times: the upload the run is computing on is neither current nor the one before, and
-    still stays; the run then finishes on it. (About 10 s: the hold is a fixed pause.)"""
+    uploads twice more: the upload the run is computing on is no longer current and no finished run used it,
+    and still stays; the one in between goes; the run then finishes on its upload. (About 15 s: the hold is
+    a fixed pause, long enough for the two uploads on a loaded machine.)"""
     from procs import wait_for
 
     mark = tmp_path / "paused"
@@ -188,3 +189,34 @@ def test_the_upload_of_a_run_still_computing_survives_re_uploads(scenario, agent
         assert scalar(mine.database, "select count(*) from links where run_id = :r", r=run_id) > 0
     finally:
         mine.running.stop(grace=1)
+
+
+def test_migration_0008_marks_the_records_that_came_with_each_current_upload(tmp_path):
+    """A database from before: each department's current upload is marked against the upload committed
+    before it, so the first commit after the upgrade counts the records that came and went as before."""
+    from sqlalchemy import create_engine
+
+    from server import migrations
+    from server.store import Store
+
+    path = tmp_path / "before.sqlite"
+    engine = create_engine(f"sqlite:///{path}")
+    migrations.upgrade(engine, "0007")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO projects (project_id, spec, rules_toml, schema_digest, created_by, "
+                             "created_at) VALUES ('pilot', '{}', '', 'd', 'operator', 0)")
+        for i, (upload_id, state, refs) in enumerate((("old", "superseded", b"ab"), ("new", "committed", b"bcd"),
+                                                      ("alone", "committed", b"x"))):
+            department = "civil_affairs" if upload_id == "alone" else "population"
+            conn.exec_driver_sql(
+                "INSERT INTO uploads (upload_id, project_id, department, upload_digest, schema_digest, record_count, "
+                "batch_count, state, created_at, committed_at) VALUES (?, 'pilot', ?, ?, 'd', ?, 1, ?, ?, ?)",
+                (upload_id, department, upload_id.encode(), len(refs), state, i, i))
+            for ref in refs:
+                conn.exec_driver_sql("INSERT INTO records (upload_id, seq, ref, clk, indicators) VALUES "
+                                     "(?, 0, ?, x'00', '{}')", (upload_id, bytes([ref]) * 17))
+    engine.dispose()
+    Store(path).engine.dispose()  # a start brings it to head
+    marks = dict(query(path, "select hex(ref), came_with from records"))
+    assert {bytes.fromhex(ref)[:1]: mark for ref, mark in marks.items()} == {
+        b"a": None, b"b": None, b"c": 1, b"d": 1, b"x": None}

@@ -59,11 +59,10 @@ def purge(store: Store, conn, project_id: str, keep_runs: int) -> Retention:
 
 
 def kept_uploads(conn, project_id: str) -> set[str]:
-    """The uploads a superseded one must be among to stay: those of the runs not finished or whose links
-    and flags are kept (retention deletes the others' at the end of each run), and each department's upload
-    before its current one: the next commit counts the records that came with the current one and went
-    again against it (a probe's trace, server/pipeline/probes.py)."""
-    return q.uploads_of_runs_in_use(conn, project_id) | q.uploads_before_current(conn, project_id)
+    """The uploads a superseded one must be among to stay: those of the runs not finished, or finished
+    with their links and flags kept (retention deletes the others' at the end of each run), and those
+    holding a kept flag's record."""
+    return q.uploads_of_runs_in_use(conn, project_id)
 
 
 def reclaim(store: Store) -> None:

@@ -8,9 +8,10 @@ go and autovacuum makes their space reusable.
 What stays is what retention keeps (server/domain/retention.py,
 `kept_uploads`): the uploads of queued and running runs, of the finished runs
 whose links and flags are kept (their worklists, the incremental carry of
-server/pipeline/increments.py), those holding a kept flag's record, and the
-upload before the current one (the probe trace). A coordinator keeping every
-run (`--keep-runs 0`) purges nothing."""
+server/pipeline/increments.py), and those holding a kept flag's record. The
+probe trace needs no older upload: a commit marks the records that came with
+it (`records.came_with`). A coordinator keeping every run (`--keep-runs 0`)
+purges nothing."""
 from __future__ import annotations
 
 import logging

@@ -383,9 +383,9 @@ class Uploads:
         previous, short_lived = comparison["replaced_upload_id"], 0
         if previous:
             # Records that came with the previous upload and are gone again: what a probe leaves behind.
-            before = q.upload_before(conn, up.project_id, up.department, previous)
-            short_lived = q.records_only_in(conn, previous, up.upload_id, before) if before else 0
+            short_lived = q.records_short_lived(conn, previous, up.upload_id)
             q.set_upload_state(conn, previous, "superseded")
+        q.mark_came_with(conn, up.upload_id, previous or None, again=reinstated)
         q.set_upload_state(conn, up.upload_id, "committed")
         batches = [(b.seq, b.digest) for b in q.stored_batches(conn, up.upload_id)]
         self.ctx.store.audit(conn, str(who), "upload.commit", project_id=up.project_id, department=up.department,
