@@ -23,6 +23,8 @@ from fedlink.witnessing import Roster, Witnessing, witness_at
 # Event kinds that are someone reading data, for the access report.
 READ_KINDS = ("flags.deliver", "report.read", "audit.read", "project.read", "run.watch", "project.list", "run.list",
               "console.view")
+# What the access report reads: the reads, and the runs' ends (their probe signals).
+REPORT_KINDS = (*READ_KINDS, "run.done")
 
 
 def officer_witness(state: Path, name: str = "officer") -> Witness:
@@ -43,6 +45,12 @@ class Officer(CoordinatorClient):
     def events(self, **filters) -> list[tuple[int, str]]:
         request = pb.ListAuditEventsRequest(**{k: v for k, v in filters.items() if v})
         return [(e.seq, e.body) for e in self._call(self.stub.ListAuditEvents, request, timeout=600)]
+
+    def access(self, department: str = "", run_id: str = "", since: float = 0.0, until: float = 0.0) -> dict:
+        """The access report (access_report) of one department, run or period, or the whole log; the
+        coordinator returns only the events it counts."""
+        return access_report(self.events(kinds=REPORT_KINDS, department=department, run_id=run_id, since=since,
+                                         until=until))
 
     # Dual control: proposals an operator made, decided by an officer who did not make them.
     def proposals(self, project_id: str = "", state: str = "") -> list[pb.Proposal]:

@@ -385,7 +385,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def ListAuditEvents(self, request, context, who):
         for seq, body in self.coordinator.audit.events(
                 who, request.start, request.end, actor=request.actor, kind=request.kind,
-                department=request.department, since=request.since, until=request.until):
+                department=request.department, since=request.since, until=request.until, run_id=request.run_id,
+                kinds=tuple(request.kinds)):
             yield pb.AuditEvent(seq=seq, body=body)
 
     @rpc

@@ -674,7 +674,7 @@ class Proof(_message.Message):
     def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ListAuditEventsRequest(_message.Message):
-    __slots__ = ("start", "end", "actor", "kind", "department", "since", "until")
+    __slots__ = ("start", "end", "actor", "kind", "department", "since", "until", "run_id", "kinds")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -682,6 +682,8 @@ class ListAuditEventsRequest(_message.Message):
     DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
     start: int
     end: int
     actor: str
@@ -689,7 +691,9 @@ class ListAuditEventsRequest(_message.Message):
     department: str
     since: float
     until: float
-    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., actor: _Optional[str] = ..., kind: _Optional[str] = ..., department: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
+    run_id: str
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., actor: _Optional[str] = ..., kind: _Optional[str] = ..., department: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., run_id: _Optional[str] = ..., kinds: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
     __slots__ = ("seq", "body")

@@ -13,7 +13,7 @@ from fedlink.checkpoint import CheckpointError, cosigners, open_checkpoint
 from fedlink.client import message_dict
 from fedlink.merkle import ProofError, verify_inclusion
 from fedlink.note import NoteError
-from fedlink.officer import Officer, access_report
+from fedlink.officer import Officer
 from fedlink.operator import Operator
 from fedlink.pki import Credentials
 from fedlink.v1 import coordinator_pb2 as pb
@@ -173,8 +173,6 @@ class CoordinatorSource:
             return InclusionCheck(seq, size, False, str(e), event["kind"], event["actor"])
 
     def access(self, department: str = "", run_id: str = "") -> dict:
-        """Who read what (fedlink/officer.py, access_report), for one department or run when given."""
-        events = self.officer.events(department=department)
-        if run_id:
-            events = [(s, b) for s, b in events if json.loads(b)["details"].get("run_id") == run_id]
-        return access_report(events)
+        """Who read what (fedlink/officer.py, access_report), for one department or run when given: the
+        coordinator sends only the events the report counts, of that department and run."""
+        return self.officer.access(department, run_id)
