@@ -57,7 +57,8 @@ def bench(scenario, tmp_path_factory):
 def source(bench):
     session = bench[0]
     src = CoordinatorSource(session.address, credentials_for(session.pki, "operator"),
-                            credentials_for(session.pki, "officer"), vkey_path(session.audit_key),
+                            credentials_for(session.pki, "officer"), credentials_for(session.pki, "console"),
+                            vkey_path(session.audit_key),
                             session.pki / "officer" / "witnesses.toml")
     yield src
     src.close()
@@ -401,7 +402,7 @@ def test_approvals_shown_to_both_roles_and_decided_by_the_officer_signed_in(brow
         assert officer.proposal(approved).decided_by == "officer:wang"
     for pid, kind in ((rejected, "proposal.reject"), (approved, "proposal.approve")):
         assert decided[pid]["kind"] == kind and decided[pid]["actor"] == "officer:wang"
-        assert decided[pid]["details"]["via"] == "officer:officer"
+        assert decided[pid]["details"]["via"] == "console:console"
     assert decided[rejected]["details"]["note"] == "not needed"
 
 

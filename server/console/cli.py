@@ -34,6 +34,8 @@ def console_serve(
     operator: str = typer.Option("operator", help="Certificate in the PKI folder the console reads operator "
                                                   "pages with"),
     officer: str = typer.Option("officer", help="Certificate in the PKI folder the console reads officer pages with"),
+    relay: str = typer.Option("console", help="Certificate in the PKI folder of the console role: the console "
+                                              "records each page view and relays officers' decisions with it"),
     server_cert: str = typer.Option("coordinator", help="Certificate in the PKI folder the console serves HTTPS "
                                                         "with (its host names must match the address people open)"),
     log_level: str = typer.Option("info", help="debug, info, warning or error"),
@@ -53,6 +55,7 @@ def console_serve(
     served = credentials_for(pki, server_cert)
     delivered = party_folder(pki, officer)
     source = CoordinatorSource(coordinator, credentials_for(pki, operator), credentials_for(pki, officer),
+                               credentials_for(pki, relay),
                                log_key or delivered / AUDIT_VKEY_FILE, witnesses or delivered / WITNESSES_FILE)
     print(f"console at {console_url(listen)} (coordinator {coordinator})", flush=True)
     try:

@@ -130,7 +130,7 @@ class Approvals:
         with self.ctx.store.read() as conn:
             return _proposal(self._row(conn, proposal_id))
 
-    @guarded("ApproveProposal", "officer")
+    @guarded("ApproveProposal", "officer", "console")
     def approve(self, who: Identity, proposal_id: str, note: str = "", on_behalf_of: str = "") -> Proposal:
         self.expire_overdue()
         acting, via = _acting(who, on_behalf_of)
@@ -153,7 +153,7 @@ class Approvals:
         raise FailedPrecondition(f"proposal {proposal_id} was made against {row.kind} settings that changed "
                                  "since; what it shows is no longer what it would do: propose it again")
 
-    @guarded("RejectProposal", "officer")
+    @guarded("RejectProposal", "officer", "console")
     def reject(self, who: Identity, proposal_id: str, note: str = "", on_behalf_of: str = "") -> Proposal:
         self.expire_overdue()
         acting, via = _acting(who, on_behalf_of)
@@ -217,8 +217,15 @@ class Approvals:
 
 
 def _acting(who: Identity, on_behalf_of: str) -> tuple[Identity, dict]:
-    """Who decides: the caller, or the officer signed in to the console that relays the
-    decision (officer:NAME from their certificate), with the console recorded as `via`."""
+    """Who decides: an officer calling with their own certificate, or the officer signed in to the
+    console, whose decision only a console's certificate relays (`via`). An officer's certificate that
+    names another person is refused: it would let any officer decide in a colleague's name."""
+    if who.role == "officer" and on_behalf_of:
+        raise PermissionDenied(f"on_behalf_of is for the console's certificate (role console) alone; {who} decides "
+                               "only as itself: leave on_behalf_of out, or decide on the console")
+    if who.role == "console" and not on_behalf_of:
+        raise PermissionDenied(f"{who} decides for no one of its own: it relays the decision of the officer "
+                               "signed in to it (on_behalf_of officer:NAME)")
     if not on_behalf_of:
         return who, {}
     role, _, name = on_behalf_of.partition(":")

@@ -66,7 +66,7 @@ class Listings:
         return [RunSummary(r.run_id, r.project_id, r.state, r.as_of, r.started_by, r.created_at,
                            r.finished_at or 0.0, int((r.report or {}).get("persons", 0))) for r in rows]
 
-    @guarded("RecordView", "operator", "officer")
+    @guarded("RecordView", "console")
     def record_view(self, who: Identity, viewer: str, page: str) -> int:
         """A console page opened by `viewer` (role:name, as the console read it off their certificate)."""
         role, _, name = viewer.partition(":")
