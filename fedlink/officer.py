@@ -61,13 +61,13 @@ class Officer(CoordinatorClient):
         return self._call(self.stub.GetProposal, pb.GetProposalRequest(proposal_id=proposal_id))
 
     # `on_behalf_of`: the console relaying the decision of the officer signed in to it.
-    def approve(self, proposal_id: str, note: str = "", on_behalf_of: str = "") -> pb.Proposal:
+    def approve(self, proposal_id: str, note: str = "", on_behalf_of: str = "", oidc: str = "") -> pb.Proposal:
         return self._call(self.stub.ApproveProposal, pb.DecideProposalRequest(
-            proposal_id=proposal_id, note=note, on_behalf_of=on_behalf_of))
+            proposal_id=proposal_id, note=note, on_behalf_of=on_behalf_of, oidc=oidc))
 
-    def reject(self, proposal_id: str, note: str = "", on_behalf_of: str = "") -> pb.Proposal:
+    def reject(self, proposal_id: str, note: str = "", on_behalf_of: str = "", oidc: str = "") -> pb.Proposal:
         return self._call(self.stub.RejectProposal, pb.DecideProposalRequest(
-            proposal_id=proposal_id, note=note, on_behalf_of=on_behalf_of))
+            proposal_id=proposal_id, note=note, on_behalf_of=on_behalf_of, oidc=oidc))
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return list(self._call(self.stub.GetInclusionProof, pb.GetInclusionProofRequest(index=index, tree_size=size),

@@ -347,12 +347,12 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     @rpc
     def ApproveProposal(self, request, context, who):
         return _proposal(self.coordinator.approvals.approve(who, request.proposal_id, request.note,
-                                                                 request.on_behalf_of))
+                                                                 request.on_behalf_of, request.oidc))
 
     @rpc
     def RejectProposal(self, request, context, who):
         return _proposal(self.coordinator.approvals.reject(who, request.proposal_id, request.note,
-                                                                request.on_behalf_of))
+                                                                request.on_behalf_of, request.oidc))
 
     @rpc
     def SetSchedule(self, request, context, who):
@@ -406,7 +406,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def RecordView(self, request, context, who):
-        return pb.RecordViewResponse(seq=self.coordinator.listings.record_view(who, request.viewer, request.page))
+        return pb.RecordViewResponse(seq=self.coordinator.listings.record_view(who, request.viewer, request.page,
+                                                                               request.oidc))
 
 
 def _malformed(name: str, request, limits: Limits, where: str = "") -> DomainError | None:

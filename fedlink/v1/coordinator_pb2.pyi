@@ -193,14 +193,16 @@ class GetProposalRequest(_message.Message):
     def __init__(self, proposal_id: _Optional[str] = ...) -> None: ...
 
 class DecideProposalRequest(_message.Message):
-    __slots__ = ("proposal_id", "note", "on_behalf_of")
+    __slots__ = ("proposal_id", "note", "on_behalf_of", "oidc")
     PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
     ON_BEHALF_OF_FIELD_NUMBER: _ClassVar[int]
+    OIDC_FIELD_NUMBER: _ClassVar[int]
     proposal_id: str
     note: str
     on_behalf_of: str
-    def __init__(self, proposal_id: _Optional[str] = ..., note: _Optional[str] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
+    oidc: str
+    def __init__(self, proposal_id: _Optional[str] = ..., note: _Optional[str] = ..., on_behalf_of: _Optional[str] = ..., oidc: _Optional[str] = ...) -> None: ...
 
 class SetScheduleRequest(_message.Message):
     __slots__ = ("project_id", "every", "day", "at", "start", "start_now")
@@ -768,12 +770,14 @@ class RunList(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[RunSummary, _Mapping]]] = ...) -> None: ...
 
 class RecordViewRequest(_message.Message):
-    __slots__ = ("viewer", "page")
+    __slots__ = ("viewer", "page", "oidc")
     VIEWER_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
+    OIDC_FIELD_NUMBER: _ClassVar[int]
     viewer: str
     page: str
-    def __init__(self, viewer: _Optional[str] = ..., page: _Optional[str] = ...) -> None: ...
+    oidc: str
+    def __init__(self, viewer: _Optional[str] = ..., page: _Optional[str] = ..., oidc: _Optional[str] = ...) -> None: ...
 
 class RecordViewResponse(_message.Message):
     __slots__ = ("seq",)

@@ -68,10 +68,11 @@ class CoordinatorSource:
 
     # -- page views -------------------------------------------------------------
 
-    def record_view(self, viewer: str, page: str) -> int:
-        """The audit event of `viewer` opening `page` (recorded by the console's own certificate)."""
-        reply = self.relay._call(self.relay.stub.RecordView, pb.RecordViewRequest(viewer=viewer, page=page),
-                                 timeout=30)
+    def record_view(self, viewer: str, page: str, oidc: str = "") -> int:
+        """The audit event of `viewer` opening `page` (recorded by the console's own certificate);
+        `oidc`: "ISSUER SUBJECT" of a person signed in by OpenID Connect."""
+        reply = self.relay._call(self.relay.stub.RecordView,
+                                 pb.RecordViewRequest(viewer=viewer, page=page, oidc=oidc), timeout=30)
         return reply.seq
 
     # -- operator pages ---------------------------------------------------------
@@ -117,11 +118,11 @@ class CoordinatorSource:
         return message_dict(client._call(client.stub.GetProposal, pb.GetProposalRequest(proposal_id=proposal_id),
                                          timeout=30))
 
-    def decide(self, proposal_id: str, verdict: str, note: str, officer: str) -> dict:
+    def decide(self, proposal_id: str, verdict: str, note: str, officer: str, oidc: str = "") -> dict:
         """`officer` (officer:NAME, from their certificate) approves or rejects: the coordinator records the
         decision as theirs, made via the console's certificate, and refuses it if they proposed it."""
         decide = self.relay.approve if verdict == "approve" else self.relay.reject
-        return message_dict(decide(proposal_id, note, on_behalf_of=officer))
+        return message_dict(decide(proposal_id, note, on_behalf_of=officer, oidc=oidc))
 
     # -- officer pages ----------------------------------------------------------
 
