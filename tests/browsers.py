@@ -47,8 +47,8 @@ def _firefox(path: str, tmp_path_factory, insecure: bool):
     options.binary_location = path
     options.add_argument("-headless")
     for pref, value in (("app.update.enabled", False), ("browser.shell.checkDefaultBrowser", False),
-                        ("network.captive-portal-service.enabled", False), ("datareporting.policy.dataSubmissionEnabled",
-                                                                            False)):
+                        ("network.captive-portal-service.enabled", False),
+                        ("datareporting.policy.dataSubmissionEnabled", False)):
         options.set_preference(pref, value)
     options.accept_insecure_certs = insecure
     browser = webdriver.Firefox(options=options, service=Service(str(driver)))

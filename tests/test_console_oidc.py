@@ -273,3 +273,53 @@ def test_a_certificate_still_signs_in_beside_the_provider(site):
         assert agent.get(f"{site['console']}/projects").status_code == 403
     with _console_client(site) as anonymous:
         assert anonymous.get(f"{site['console']}/projects").headers["location"] == "/oidc/login"
+
+
+def test_the_configuration_names_roles_and_refuses_what_is_wrong(tmp_path):
+    """Who gets which role: a subject listed by [[person]] first, else the [[claim]] rules, never both
+    roles; a file with a mistake is refused naming the file and the field."""
+    from server.console.auth import Refused
+    from server.console.oidc import OidcConfig
+
+    path = tmp_path / "oidc.toml"
+    path.write_text('''issuer = "https://login.example.gov/"
+client_id = "console"
+client_secret = "s"
+
+[[person]]
+subject = "chen"
+role = "officer"
+
+[[claim]]
+claim = "groups"
+value = "ops"
+role = "operator"
+
+[[claim]]
+claim = "roles"
+value = "privacy"
+role = "officer"
+''')
+    config = OidcConfig.load(path)
+    assert config.issuer == "https://login.example.gov" and config.scope == "openid"
+    assert config.role_of({"sub": "chen", "groups": ["ops"]}) == "officer"
+    assert config.role_of({"sub": "sun", "groups": ["ops", "other"]}) == "operator"
+    assert config.role_of({"sub": "sun", "roles": "privacy"}) == "officer"
+    for claims, message in (({"sub": "sun", "groups": ["caseworkers"]}, "no role"),
+                            ({"sub": "sun", "groups": ["ops"], "roles": ["privacy"]}, "both roles")):
+        with pytest.raises(Refused) as refused:
+            config.role_of(claims)
+        assert refused.value.status == 403 and message in refused.value.message
+    for text, field in (('client_id = "c"\nclient_secret = "s"\n[[claim]]\nclaim="g"\nvalue="v"\nrole="officer"\n',
+                         "issuer"),
+                        ('issuer = "https://x"\nclient_id = "c"\nclient_secret = "s"\n[[person]]\nsubject = "a"\n'
+                         'role = "admin"\n', "person 1: role 'admin'"),
+                        ('issuer = "https://x"\nclient_id = "c"\nclient_secret = "s"\n', "no [[person]] or [[claim]]"),
+                        ('issuer = "https://x"\nclient_id = "c"\nclient_secret_file = "missing"\n',
+                         "client_secret_file"),
+                        ('issuer = "login.example.gov"\nclient_id = "c"\nclient_secret = "s"\n[[claim]]\nclaim = "g"\n'
+                         'value = "v"\nrole = "officer"\n', "not the provider's URL")):
+        path.write_text(text)
+        with pytest.raises(ValueError) as wrong:
+            OidcConfig.load(path)
+        assert str(path) in str(wrong.value) and field in str(wrong.value), str(wrong.value)

@@ -3,7 +3,7 @@ played for every party at once (tests, `fedlink demo`, a pilot's first day).
 
     DIR/ca/            ca.pem ca.key crl.pem issued.jsonl audit-signing.vkey witnesses.toml  (the CA operator's, offline)
     DIR/coordinator/   coordinator.pem/.key ca.pem crl.pem audit-signing.key/.pub/.vkey witnesses.toml
-    DIR/<party>/       <party>.pem/.key ca.pem crl.pem audit-signing.vkey witnesses.toml  (each agent, operator, officer, console)
+    DIR/<party>/       <party>.pem/.key ca.pem crl.pem audit-signing.vkey witnesses.toml  (every other party)
 
 The witnesses file starts with the default quorum and no witness: each
 department and officer sends its witness key, the CA operator lists them

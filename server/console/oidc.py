@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from authlib.common.errors import AuthlibBaseError
 from authlib.deprecate import AuthlibDeprecationWarning
 from joserfc.errors import JoseError
@@ -96,7 +97,10 @@ class OidcConfig:
                                  role(r, f"claim {i + 1}: ")) for i, r in enumerate(rules))
         if not subjects and not claims:
             raise ValueError(f"{path}: no [[person]] or [[claim]] gives anyone a role: no one could sign in")
-        return cls(field(doc, "issuer").rstrip("/"), field(doc, "client_id"), secret,
+        issuer = field(doc, "issuer").rstrip("/")
+        if not issuer.startswith(("https://", "http://")):
+            raise ValueError(f"{path}: issuer {issuer!r} is not the provider's URL (https://...)")
+        return cls(issuer, field(doc, "client_id"), secret,
                    str(doc.get("redirect_uri", "")), str(doc.get("scope", "openid")), subjects, claims)
 
     def role_of(self, claims: dict) -> str:
@@ -148,8 +152,9 @@ def oidc_routes(config: OidcConfig) -> list[Route]:
     async def login(request: Request):
         request.session.pop(SESSION_KEY, None)
         try:
-            return await client.authorize_redirect(request, config.redirect_uri or str(request.url_for("oidc_callback")))
-        except (AuthlibBaseError, OSError) as e:
+            back = config.redirect_uri or str(request.url_for("oidc_callback"))
+            return await client.authorize_redirect(request, back)
+        except (AuthlibBaseError, httpx.HTTPError) as e:
             raise Refused(502, f"the sign-in provider {config.issuer} could not be reached: {e}") from None
 
     async def callback(request: Request):
