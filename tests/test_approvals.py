@@ -269,3 +269,24 @@ def test_a_proposal_shows_every_change_to_the_pack():
     fewer = base.replace("catastrophic_oop_yuan = 20000", "catastrophic_oop_yuan = 30000")
     assert [(i.area, i.item) for i in rules_diff(base, fewer).items] == [("parameters",
                                                                           "parameters.catastrophic_oop_yuan")]
+
+
+def test_only_the_console_records_a_persons_page_view(project, coordinator, operator, officer, console):
+    """RecordView writes a console.view in a person's name: an operator's or officer's certificate may not;
+    the console's may, with an OpenID identity only when its subject is that person's name."""
+    from fedlink.v1 import coordinator_pb2 as pb
+
+    view = pb.RecordViewRequest(viewer="officer:wang", page="/audit")
+    for client in (operator, officer):
+        assert "console role" in refused(lambda: client._call(client.stub.RecordView, view),
+                                         grpc.StatusCode.PERMISSION_DENIED)
+    assert console._call(console.stub.RecordView, view).seq > 0
+    refused(lambda: console._call(console.stub.RecordView, pb.RecordViewRequest(
+        viewer="officer:wang", page="/audit", oidc="https://login.example.gov li")), grpc.StatusCode.INVALID_ARGUMENT)
+    seq = console._call(console.stub.RecordView, pb.RecordViewRequest(
+        viewer="officer:wang", page="/audit", oidc="https://login.example.gov wang")).seq
+    (body,) = [b for s, b in officer.events(start=seq, end=seq + 1)]
+    assert json.loads(body)["details"] == {"viewer": "officer:wang", "page": "/audit",
+                                           "oidc": "https://login.example.gov wang"}
+    pid = operator.propose_linkage("pilot", 0.5, False, reason="more links").proposal_id
+    refused(lambda: officer.approve(pid, oidc="https://login.example.gov officer"), grpc.StatusCode.INVALID_ARGUMENT)
