@@ -246,6 +246,7 @@ def test_one_run_s_access_report_reads_only_that_run_s_events(probe):
     # The read of the run's events is itself logged after the fixture took `events`: compare up to there.
     assert probe["run_events"][:len(named)] == named and len(probe["run_events"]) == len(named)
     assert len(named) < len(probe["events"]) / 2
+    print(f"the access page of run {run} reads {len(named)} of the log's {len(probe['events'])} events")
     whole = [(i, json.dumps(e)) for i, e in enumerate(probe["events"])]
     assert probe["access_run"]["departments"] == access_report(
         [(s, b) for s, b in whole if json.loads(b)["details"].get("run_id") == run])["departments"]
