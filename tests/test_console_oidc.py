@@ -301,7 +301,7 @@ value = "privacy"
 role = "officer"
 ''')
     config = OidcConfig.load(path)
-    assert config.issuer == "https://login.example.gov" and config.scope == "openid"
+    assert config.issuer == "https://login.example.gov/" and config.scope == "openid"
     assert config.role_of({"sub": "chen", "groups": ["ops"]}) == "officer"
     assert config.role_of({"sub": "sun", "groups": ["ops", "other"]}) == "operator"
     assert config.role_of({"sub": "sun", "roles": "privacy"}) == "officer"

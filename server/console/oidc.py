@@ -97,7 +97,7 @@ class OidcConfig:
                                  role(r, f"claim {i + 1}: ")) for i, r in enumerate(rules))
         if not subjects and not claims:
             raise ValueError(f"{path}: no [[person]] or [[claim]] gives anyone a role: no one could sign in")
-        issuer = field(doc, "issuer").rstrip("/")
+        issuer = field(doc, "issuer")  # exactly as the provider writes it: the ID token's `iss` must equal it
         if not issuer.startswith(("https://", "http://")):
             raise ValueError(f"{path}: issuer {issuer!r} is not the provider's URL (https://...)")
         return cls(issuer, field(doc, "client_id"), secret,
@@ -145,7 +145,7 @@ def with_oidc_person(app):
 def oidc_routes(config: OidcConfig) -> list[Route]:
     oauth = OAuth()
     oauth.register("site", client_id=config.client_id, client_secret=config.client_secret,
-                   server_metadata_url=f"{config.issuer}/.well-known/openid-configuration",
+                   server_metadata_url=f"{config.issuer.rstrip('/')}/.well-known/openid-configuration",
                    client_kwargs={"scope": config.scope, "code_challenge_method": "S256"})
     client = oauth.create_client("site")
 
@@ -163,6 +163,8 @@ def oidc_routes(config: OidcConfig) -> list[Route]:
         except (AuthlibBaseError, JoseError) as e:
             # A forged or replayed callback (state, nonce), a code or token of another client, a bad signature.
             raise Refused(403, f"sign-in refused: {e}") from None
+        except httpx.HTTPError as e:
+            raise Refused(502, f"the sign-in provider {config.issuer} could not be reached: {e}") from None
         claims = dict(token.get("userinfo") or {})
         if claims.get("iss") != config.issuer:
             raise Refused(403, f"sign-in refused: the ID token's issuer {claims.get('iss')!r} is not {config.issuer}")
