@@ -4,7 +4,7 @@ browser presented, which the TLS layer verified against the project's CA
 gets an HTTP request through; one with a certificate of another role (an
 agent's) gets a refusal page. The identity travels to the app in the ASGI
 scope under IDENTITY_KEY, set here from the handshake and nowhere else from
-anything a client sends.
+anything a client sends (but for the OpenID sign-in below).
 
 With a site's OpenID Connect provider (server/console/oidc.py) the handshake
 asks for a certificate without requiring one: a request without one gets the
