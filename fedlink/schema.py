@@ -153,8 +153,9 @@ class Segment:
 
 
 # Hardening options agents apply to their filters (agents/hardening.py; the
-# measured choice is in docs/hardening.md). "blip-R" flips bits with probability R.
-HARDENINGS = ("none", "salt", "balance", "xor", "blip-R")
+# measured choice is in docs/hardening.md). "blip-R" flips bits with probability R;
+# "diffuse-T" makes every position the XOR of T of them.
+HARDENINGS = ("none", "salt", "balance", "xor", "blip-R", "twin", "diffuse-T")
 
 
 def hardening_option(value: str) -> tuple[str, float]:
@@ -169,8 +170,10 @@ def hardening_option(value: str) -> tuple[str, float]:
             r = -1.0
         if 0.0 < r < 0.5:
             return name, r
+    if name == "diffuse" and rate.isdigit() and 2 <= int(rate) <= 8:
+        return name, float(rate)
     raise SchemaError(f"schema.hardening: {value!r} is not one of {', '.join(HARDENINGS)} "
-                      "(R a flip rate between 0 and 0.5, e.g. blip-0.02)")
+                      "(R a flip rate between 0 and 0.5, e.g. blip-0.02; T 2 to 8, e.g. diffuse-3)")
 
 
 @dataclass(frozen=True)

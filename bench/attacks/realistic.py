@@ -181,10 +181,13 @@ def full_name_attacks(bits: np.ndarray, truth: dict, census: Census) -> dict:
 
 
 def run_realistic(persons: int = 5000, seed: int = 0, hardening: str | None = None, *,
-                  census_persons: int | None = None, census_seed: int | None = None) -> dict:
-    """Every realistic attack on the population extract of a `persons`-person realistic world."""
+                  census_persons: int | None = None, census_seed: int | None = None,
+                  without: tuple[str, ...] = ()) -> dict:
+    """Every realistic attack on the population extract of a `persons`-person realistic world,
+    encoded with the default schema less the fields named in `without`."""
     t0 = time.perf_counter()
-    schema = replace(LinkageSchema(), hardening=hardening or LinkageSchema().hardening)
+    schema = replace(LinkageSchema(), hardening=hardening or LinkageSchema().hardening,
+                     fields=tuple(f for f in LinkageSchema().fields if f.name not in without))
     features, truth = _population(persons, seed)
     census_world = build_cn(census_persons or 8 * persons, seed + 7919 if census_seed is None else census_seed)
     census_surnames = census_world.world.fam.tolist()
@@ -197,7 +200,8 @@ def run_realistic(persons: int = 5000, seed: int = 0, hardening: str | None = No
     raw = unbalance(bits, pairs)
     name_hashes = next(f.hashes for f in schema.fields if f.name == "name")
     cliques = surname_cliques(raw, census_surnames, name_hashes)
-    return {"persons": persons, "seed": seed, "hardening": schema.hardening, "records": len(bits),
+    return {"persons": persons, "seed": seed, "hardening": schema.hardening, "without": list(without),
+            "records": len(bits),
             "complement_pairs": {"found": len(pairs), "of": bits.shape[1] // 2},
             "surname": surname_disclosure(raw, cliques, truth["surname"]),
             "sex": sex_attack(bits, truth["sex"], seed=seed),
