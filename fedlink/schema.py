@@ -159,7 +159,7 @@ HARDENINGS = ("none", "salt", "balance", "xor", "blip-R", "twin", "diffuse-T")
 
 
 def hardening_option(value: str) -> tuple[str, float]:
-    """(option, BLIP flip rate) of a schema's `hardening`; SchemaError says what is accepted."""
+    """(option, its parameter: the BLIP flip rate or the diffusion width T) of a schema's `hardening`; SchemaError says what is accepted."""
     name, _, rate = value.partition("-")
     if name in HARDENINGS and not rate:
         return name, 0.0
@@ -248,7 +248,7 @@ class LinkageSchema:
                               f"{PRESENCE_BITS}-bit presence word take {used}")
         if hardening_option(self.hardening)[0] in ("xor", "salt"):
             raise SchemaError(f"schema.hardening: {self.hardening!r} is not available with segments "
-                              "(none, balance or blip-R)")
+                              "(none, balance, twin, blip-R or diffuse-T)")
 
     @property
     def filter_bytes(self) -> int:
