@@ -76,9 +76,12 @@ def complement_pairs(bits: np.ndarray) -> list[tuple[int, int]]:
 
 def unbalance(bits: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
     """The filter under a balanced one: of each complement pair the rarer position (a Bloom
-    filter's bits are set less than half the time; its complement's more)."""
+    filter's bits are set less than half the time; its complement's more). Without pairs
+    (twin: the complement is of the record under other keys) every position set more than
+    half the time is taken for a complement's and inverted, so its token's positions
+    correlate positively with the first half's again."""
     if not pairs:
-        return bits
+        return np.where(bits.mean(axis=0) > 0.5, 1 - bits, bits).astype(bits.dtype)
     keep = [j if bits[:, j].mean() <= bits[:, k].mean() else k for j, k in pairs]
     return bits[:, keep]
 
