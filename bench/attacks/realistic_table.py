@@ -3,10 +3,10 @@ hardening on the same realistic population, one row per (hardening, seed).
 
 The attacks run on the population extract of `fedlink synth --realism cn --persons N --seed S`
 (the census another seed, as bench.attacks.realistic draws it); F1 is bench.linkage's
-record-level comparison of every department of that scenario, written under WORK.
+comparison (record-level by default) of every department of that scenario, written under WORK.
 
     python -m bench.attacks.realistic_table --persons 5000 --seeds 2 3 \\
-        --hardening none balance twin diffuse-3 [--without sex] [--work DIR]
+        --hardening none balance twin diffuse-3 [--without sex] [--comparison segments] [--work DIR]
 """
 from __future__ import annotations
 
@@ -18,18 +18,19 @@ from bench.attacks.realistic import run_realistic
 from bench.linkage import measure
 from bench.synth import write_scenario
 
-COLUMNS = ("hardening", "without", "seed", "F1", "pairs found", "surname disclosure", "sex read (vs commoner)",
+COLUMNS = ("hardening", "comparison", "without", "seed", "F1", "pairs found", "surname disclosure", "sex read (vs commoner)",
            "full name vs commonest")
 
 
-def row(persons: int, seed: int, hardening: str, without: tuple[str, ...], work: Path) -> dict:
+def row(persons: int, seed: int, hardening: str, without: tuple[str, ...], work: Path,
+        comparison: str = "record") -> dict:
     scenario = work / f"cn{persons}-s{seed}"
     if not (scenario / "truth.csv").exists():
         write_scenario(scenario, persons, seed=seed, realism="cn")
-    attack = run_realistic(persons, seed, hardening, without=without)
-    quality = measure(scenario, "record", hardening, without)
+    attack = run_realistic(persons, seed, hardening, without=without, comparison=comparison)
+    quality = measure(scenario, comparison, hardening, without)
     sex = attack["sex"]
-    return {"hardening": hardening, "without": ",".join(without) or "-", "seed": seed, "F1": round(quality["f1"], 5),
+    return {"hardening": hardening, "comparison": comparison, "without": ",".join(without) or "-", "seed": seed, "F1": round(quality["f1"], 5),
             "pairs found": f"{attack['complement_pairs']['found']} / {attack['complement_pairs']['of']}",
             "surname disclosure": f"{100 * attack['surname']['surname_disclosure']:.2f} %"
             + "".join(f" ({c['surname']})" for c in attack["surname"]["learned_correctly"]),
@@ -51,13 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[2, 3])
     ap.add_argument("--hardening", nargs="+", default=["none", "balance"])
     ap.add_argument("--without", default="", help="fields left out of the schema, comma-separated (e.g. sex)")
+    ap.add_argument("--comparison", choices=["record", "segments"], default="record")
     ap.add_argument("--work", type=Path, default=Path("bench-realistic"))
     args = ap.parse_args(argv)
     without = tuple(x for x in args.without.split(",") if x)
     rows = []
     for seed in args.seeds:
         for h in args.hardening:
-            rows.append(row(args.persons, seed, h, without, args.work))
+            rows.append(row(args.persons, seed, h, without, args.work, args.comparison))
             print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
     print(markdown(rows))
 
