@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 
 import numpy as np
 
@@ -65,12 +66,14 @@ def _where() -> str:
 
 def keys_task(block: Block, key_url: str, params: LshParams, filter_bits: int) -> dict:
     """A block's keys in every band of ``params``, band-major, at ``key_url``."""
+    started = time.perf_counter()
     filters = read_array(block.url)
     positions = band_positions(filter_bits, params.bands, params.rows, params.seed)
     chunks = (sampled_keys(filters, positions[b0:b0 + _KEY_CHUNK_BANDS], threaded=False)
               for b0 in range(0, params.bands, _KEY_CHUNK_BANDS))
     write_rows(key_url, (params.bands, block.rows), np.uint32, chunks)
-    return {"task": "keys", "worker": _where(), "read": [block.url], "wrote": [key_url]}
+    return {"task": "keys", "worker": _where(), "read": [block.url], "wrote": [key_url],
+            "seconds": time.perf_counter() - started}
 
 
 def candidates_task(key_urls: list[list[str]], b0: int, b1: int, sizes: list[int], starts: list[np.ndarray],
@@ -78,6 +81,7 @@ def candidates_task(key_urls: list[list[str]], b0: int, b1: int, sizes: list[int
     """Bands ``b0:b1`` of every party's key files: the unique candidates, grouped by (pair, left block,
     right block) in ``out_url`` with the groups' offsets in ``out_url``'s index file."""
     faults.worker_exit_once()
+    started = time.perf_counter()
     flat = [url for urls in key_urls for url in urls]
 
     def key_chunks():
@@ -92,7 +96,8 @@ def candidates_task(key_urls: list[list[str]], b0: int, b1: int, sizes: list[int
     write_array(index_url(out_url), np.concatenate(([0], np.cumsum(counts))).astype(np.int64))
     return {"task": "candidates", "worker": _where(), "bands": (b0, b1), "candidates": len(codes),
             "read": [(url, b0, b1) for url in flat], "wrote": [out_url, index_url(out_url)],
-            "buckets_skipped": int(buckets), "pairs_skipped": int(skipped), "largest_bucket": int(largest)}
+            "buckets_skipped": int(buckets), "pairs_skipped": int(skipped), "largest_bucket": int(largest),
+            "seconds": time.perf_counter() - started}
 
 
 def index_url(codes_url: str) -> str:
@@ -119,6 +124,7 @@ def _by_block_pair(codes: np.ndarray, sizes, starts, plan: PassPlan) -> tuple[np
 def score_task(left: Block, right: Block, k: int, group: int, m: int, slice_urls: list[str], threshold: float,
                _slices_done=None) -> tuple:
     """One (pair, left block, right block): its candidates from every slice, de-duplicated, scored."""
+    started = time.perf_counter()
     parts, read = [], [left.url, right.url]
     for url in slice_urls:
         lo, hi = read_leading(index_url(url), group, group + 2)
@@ -127,14 +133,17 @@ def score_task(left: Block, right: Block, k: int, group: int, m: int, slice_urls
     x = unique_sorted(parts) - (np.int64(k) << _PAIR_SHIFT)
     lf, rf = read_array(left.url), read_array(right.url)
     p = score_candidates(lf, rf, x // m - left.start, x % m - right.start, threshold)
-    info = {"task": "scores", "worker": _where(), "read": read, "candidates": len(x)}
+    info = {"task": "scores", "worker": _where(), "read": read, "candidates": len(x),
+            "seconds": time.perf_counter() - started}
     return p.left + left.start, p.right + right.start, p.score, info
 
 
 def exact_task(left: Block, right: Block, threshold: float) -> tuple:
     """One (pair, left block, right block) of an exactly compared pair."""
+    started = time.perf_counter()
     p = dice_scores_above(read_array(left.url), read_array(right.url), threshold)
-    info = {"task": "exact", "worker": _where(), "read": [left.url, right.url], "candidates": 0}
+    info = {"task": "exact", "worker": _where(), "read": [left.url, right.url], "candidates": 0,
+            "seconds": time.perf_counter() - started}
     return p.left + left.start, p.right + right.start, p.score, info
 
 
