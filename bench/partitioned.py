@@ -104,7 +104,8 @@ def _task_costs(reports: list[dict]) -> dict:
     for kind in ("keys", "candidates", "scores", "exact"):
         seconds = [r["seconds"] for r in reports if r["task"] == kind]
         if seconds:
-            out[kind] = {"tasks": len(seconds), "seconds": round(sum(seconds), 2), "max_s": round(max(seconds), 2)}
+            out[kind] = {"tasks": len(seconds), "seconds": round(sum(seconds), 2), "max_s": round(max(seconds), 2),
+                         "candidates": sum(r.get("candidates", 0) for r in reports if r["task"] == kind)}
     return out
 
 

@@ -139,3 +139,19 @@ def test_a_task_that_kills_every_worker_it_runs_on_fails_the_pass_with_the_reaso
         with pytest.raises(PartitionedPassFailed, match=r"failed: KilledWorker: .*candidates_task"):
             engine.compare_all(departments[:2], {(0, 1): 0.8})
     assert not any((tmp_path / "parts").iterdir())  # nothing left behind
+
+
+def test_partition_files_through_an_fsspec_url(departments):
+    # fsspec's in-memory filesystem stands in for an object store (s3://...): the same calls, by URL.
+    from server.engine.partitions import read_array, read_leading, remove, write_partitions, write_rows
+
+    parts = write_partitions("memory://fedlink/pass-t", departments[:2], 1000)
+    assert parts.sizes() == [len(departments[0]), len(departments[1])]
+    assert [b.rows for b in parts.blocks[0]] == [1000, 1000, len(departments[0]) - 2000]
+    np.testing.assert_array_equal(read_array(parts.blocks[0][1].url), departments[0][1000:2000])
+    keys = np.arange(5 * 7, dtype=np.uint32).reshape(5, 7)
+    write_rows("memory://fedlink/pass-t/k.npy", keys.shape, np.uint32, [keys[:2], keys[2:]])
+    np.testing.assert_array_equal(read_leading("memory://fedlink/pass-t/k.npy", 1, 4), keys[1:4])
+    with pytest.raises(ValueError, match="wrote 14 values for shape"):
+        write_rows("memory://fedlink/pass-t/short.npy", keys.shape, np.uint32, [keys[:2]])
+    remove("memory://fedlink/pass-t")
