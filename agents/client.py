@@ -33,7 +33,8 @@ from fedlink.witnessing import Contact, Roster, Witnessing, witness_at
 class Agent(CoordinatorClient):
     def __init__(self, config: AgentConfig, *, show_progress: bool = True, retries: int | None = None):
         super().__init__(config.coordinator, config.tls, dev_identity=f"agent:{config.department}",
-                         retries=config.retries if retries is None else retries, server_name=config.server_name)
+                         retries=config.retries if retries is None else retries, server_name=config.server_name,
+                         health_url=config.coordinator_health or "")
         self.config = config
         self.show_progress = show_progress
         keep_private()  # worklists, state and keys are the department's alone (fedlink/files.py)

@@ -15,6 +15,8 @@
     witnesses = "pki/witnesses.toml"            # the project's witnesses and quorum (from the bundle)
     batch_size = 1000
     retries = 5                                 # reconnect attempts, with backoff, when the coordinator is away
+    coordinator_health = "http://coordinator.example.gov:8081/healthz"  # optional: its plain /healthz, whose
+                                                # Date names the coordinator's clock when it refuses our certificate
     max_removed_share = 0.2                     # refuse an upload removing more of the current records
     max_unreadable_share = 0.05                 # refuse a field with more unreadable values than this
     max_blank_share = 0.5                       # refuse a name, date or ID field blank in more records
@@ -88,6 +90,7 @@ class AgentConfig:
     max_blank_share: float = 0.5
     trust_on_first_use: bool = False
     server_name: str = ""  # [tls] server_name: check the coordinator's certificate for this name
+    coordinator_health: str | None = None  # the coordinator's GET /healthz (http:// or https://)
 
     @property
     def witness_key_path(self) -> Path:
@@ -130,7 +133,7 @@ class AgentConfig:
 # Written as `key = value` before the tables, in this order.
 _SCALARS = ("department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
             "batch_size", "retries", "language", "script", "max_removed_share", "max_unreadable_share", "max_blank_share")
-_OPTIONAL = ("encoding", "sheet")
+_OPTIONAL = ("encoding", "sheet", "coordinator_health")
 LANGUAGES = ("en", "zh")
 _SHARES = ("max_removed_share", "max_unreadable_share", "max_blank_share")
 
@@ -144,7 +147,7 @@ def _toml_value(value: str | Path | int | float) -> str:
 
 _KEYS = {"department", "project", "coordinator", "extract", "secret_file", "ref_key_file", "state_dir",
          "batch_size", "tls", "insecure", "columns", "sql", "audit_key", "witnesses", "witness_key", "retries",
-         "encoding", "sheet", "language", "trust_on_first_use", "script", *_SHARES}
+         "encoding", "sheet", "language", "trust_on_first_use", "script", "coordinator_health", *_SHARES}
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -172,6 +175,10 @@ def load_config(path: Path) -> AgentConfig:
     for key in ("encoding", "sheet"):
         if key in data and (not isinstance(data[key], str) or not data[key]):
             raise ConfigError(f"{path}: {key} must be a non-empty string")
+    health = data.get("coordinator_health")
+    if health is not None and (not isinstance(health, str) or not health.startswith(("http://", "https://"))):
+        raise ConfigError(f"{path}: coordinator_health must be an http:// or https:// URL (the coordinator's "
+                          f"--health-port /healthz), not {health!r}")
     language = data.get("language", "en")
     if language not in LANGUAGES:
         raise ConfigError(f"{path}: language must be one of {', '.join(LANGUAGES)}, not {language!r}")
@@ -220,5 +227,6 @@ def load_config(path: Path) -> AgentConfig:
         batch_size=batch_size, tls=creds, insecure=insecure, columns=dict(data.get("columns", {})),
         sql=dict(data.get("sql", {})),
         retries=retries, encoding=data.get("encoding"), sheet=data.get("sheet"), language=language,
-        script=script, **shares, trust_on_first_use=trust_on_first_use, server_name=server_name, **optional,
+        script=script, **shares, trust_on_first_use=trust_on_first_use, server_name=server_name,
+        coordinator_health=health, **optional,
     )

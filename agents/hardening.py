@@ -19,6 +19,13 @@ the default.
                keyed function of the record's filter, so an unchanged record
                encodes identically in every upload (a resumed upload finds its
                batches again, and monthly uploads cannot be averaged to remove the noise)
+    twin       encode at half length twice, under unrelated keys; append the complement
+               of the second, permute under a secret-derived permutation: about half the
+               bits set, and no two positions are each other's complement in every filter
+               (balance's pairs are found from the filters alone: docs/hardening.md)
+    diffuse-T  every position the XOR of T positions of the keyed filter, each position
+               used T times, under secret-derived permutations (a diffusion layer,
+               Armknecht et al. 2023): no position holds one token's bit alone
 
 With `comparison = "segments"` each group of fields is encoded into its own
 segment and hardened there (balance: half each segment and its complement,
@@ -54,9 +61,13 @@ class HardenedEncoder:
         name, rate = hardening_option(schema.hardening)
         self.schema, self.name, self.rate = schema, name, rate
         self._secret, self._project_id = secret, project_id
-        raw_bits = {"xor": 2 * schema.filter_bits, "balance": schema.filter_bits // 2}.get(name, schema.filter_bits)
+        half = schema.filter_bits // 2
+        raw_bits = {"xor": 2 * schema.filter_bits, "balance": half, "twin": half}.get(name, schema.filter_bits)
         self._raw = Encoder(replace(schema, filter_bits=raw_bits), secret, project_id)
         self._key = derive_key(secret, project_id, f"hardening/{name}")
+        if name == "twin":
+            # HKDF under another project label: the twin's token positions are unrelated to the first's.
+            self._twin = Encoder(replace(schema, filter_bits=half), secret, f"{project_id}/twin")
         if name == "salt":
             self._salt_setup()
 
@@ -71,6 +82,10 @@ class HardenedEncoder:
             return balance(raw, self._key)
         if self.name == "blip":
             return blip(raw, self.rate, self._key)
+        if self.name == "twin":
+            return twin(raw, self._twin.encode(features), self._key)
+        if self.name == "diffuse":
+            return diffuse(raw, int(self.rate), self._key)
         return raw
 
     # -- salting -------------------------------------------------------------
@@ -139,17 +154,42 @@ def xor_fold(packed: np.ndarray) -> np.ndarray:
     return packed[:, :half] ^ packed[:, half:2 * half]
 
 
+def _permutation(key: bytes, label: bytes, m: int) -> np.ndarray:
+    seed = int.from_bytes(hmac.digest(key, label, "sha256")[:8], "big")
+    return np.random.default_rng(seed).permutation(m)
+
+
 def balance(packed: np.ndarray, key: bytes) -> np.ndarray:
     """Filter then its complement, positions permuted under `key`: exactly half the bits set,
     so the fill no longer tells how many tokens (how long a name or address) a record has."""
     packed = np.asarray(packed, dtype=np.uint8)
     m = packed.shape[1] * 8
-    seed = int.from_bytes(hmac.digest(key, b"balance-permutation", "sha256")[:8], "big")
-    perm = np.random.default_rng(seed).permutation(2 * m)
+    perm = _permutation(key, b"balance-permutation", 2 * m)
     # Position j of the result is bit perm[j] of (filter, complement): bit perm[j] mod m,
     # inverted where perm[j] falls in the complement. np.take gathers far faster than [:, perm].
     gathered = np.packbits(np.take(_bits(packed), perm % m, axis=1), axis=1)
     return gathered ^ np.packbits(perm >= m)
+
+
+def twin(first: np.ndarray, second: np.ndarray, key: bytes) -> np.ndarray:
+    """`first` then the complement of `second` (the same record under unrelated keys), positions
+    permuted under `key`. A first-half position is set when the record has one of the tokens
+    hashed there; a second-half one when it has none of another, unrelated set of tokens: the
+    two agree on every record only if both sets cover the same records, which independent keys
+    make a coincidence, so the complement-pair search finds nothing to pair."""
+    bits = np.concatenate([_bits(first), 1 - _bits(second)], axis=1)
+    return np.packbits(np.take(bits, _permutation(key, b"twin-permutation", bits.shape[1]), axis=1), axis=1)
+
+
+def diffuse(packed: np.ndarray, t: int, key: bytes) -> np.ndarray:
+    """Position j of the result is the XOR of bit perm_r[j] for r < t: t secret permutations, so
+    every bit of the filter feeds t positions and no position shows one token's bit alone.
+    A record differing in d bits differs in about t * d positions: the linkage cost."""
+    bits = _bits(packed)
+    out = np.zeros_like(bits)
+    for r in range(t):
+        out ^= np.take(bits, _permutation(key, b"diffuse-%d" % r, bits.shape[1]), axis=1)
+    return np.packbits(out, axis=1)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -24,7 +24,8 @@ def key_ceremony(pki: Path, departments: Sequence[str], say: Callable[[str], Non
     Roster(ca / WITNESSES_FILE, DEFAULT_QUORUM, ()).write()
     say(f"   CA operator: the project's witnesses file {ca / WITNESSES_FILE} (quorum {DEFAULT_QUORUM}), in every bundle")
     parties = [("coordinator", "coordinator", "")] + [(f"agent-{d}", "agent", d) for d in departments]
-    parties += [("operator", "operator", ""), ("officer", "officer", ""), ("spare", "operator", "")]
+    parties += [("operator", "operator", ""), ("officer", "officer", ""), ("console", "console", ""),
+                ("spare", "operator", "")]
     folders = {}
     for party, role, department in parties:
         folder = pki / party

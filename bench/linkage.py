@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,11 @@ def encode_scenario(scenario: Path, schema: LinkageSchema) -> tuple[list[Departm
     return departments, ids
 
 
-def measure(scenario: Path, comparison: str, hardening: str) -> dict:
+def measure(scenario: Path, comparison: str, hardening: str, without: tuple[str, ...] = ()) -> dict:
+    """Quality of the scenario's schema under `hardening`, less the fields named in `without`."""
     schema = schema_for(scenario, comparison, hardening)
+    if without:
+        schema = replace(schema, fields=tuple(f for f in schema.fields if f.name not in without))
     departments, ids = encode_scenario(scenario, schema)
     with LocalEngine(blocking="auto") as engine:
         linkage = link(departments, schema.threshold, engine, lambda *a: None, auto=schema.auto_threshold,

@@ -72,12 +72,13 @@ class CoordinatorClient:
     party = ""  # the certificate name in a PKI folder a client of this kind uses by default
 
     def __init__(self, address: str, credentials: Credentials | None, *, dev_identity: str = "",
-                 retries: int = 0, server_name: str = ""):
+                 retries: int = 0, server_name: str = "", health_url: str = ""):
         options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
         if server_name:  # the name to check the coordinator's certificate for, when not the address's own
             options.append(("grpc.ssl_target_name_override", server_name))
         self.address, self.server_name = address, server_name
+        self.health_url = health_url  # the coordinator's plain /healthz: its clock, when it refuses our certificate
         self.retries = retries
         self.credentials = credentials
         self._diagnosed: str | None = None
@@ -158,7 +159,7 @@ class CoordinatorClient:
 
             problems = credential_problems(self.credentials) + [p for p in [peer_problem(self.address)] if p]
             if not problems:  # all valid here: does the coordinator refuse our certificate (its clock)?
-                problems = [p for p in [refusal_problem(self.address, self.credentials)] if p]
+                problems = [p for p in [refusal_problem(self.address, self.credentials, self.health_url)] if p]
             self._diagnosed = "; ".join(problems)
         return f"{said}; {self._diagnosed}" if self._diagnosed else said
 

@@ -32,7 +32,9 @@ __all__ = [
     "validate_label",
 ]
 
-ROLES: tuple[str, ...] = ("coordinator", "agent", "operator", "officer")
+# console: the web console's own certificate, the one identity that records a person's page view and relays
+# an officer's decision (server/console); it reads nothing itself.
+ROLES: tuple[str, ...] = ("coordinator", "agent", "operator", "officer", "console")
 
 IDENTITY_URI_PREFIX = "urn:fedlink:"
 

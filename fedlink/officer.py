@@ -23,6 +23,8 @@ from fedlink.witnessing import Roster, Witnessing, witness_at
 # Event kinds that are someone reading data, for the access report.
 READ_KINDS = ("flags.deliver", "report.read", "audit.read", "project.read", "run.watch", "project.list", "run.list",
               "console.view")
+# What the access report reads: the reads, and the runs' ends (their probe signals).
+REPORT_KINDS = (*READ_KINDS, "run.done")
 
 
 def officer_witness(state: Path, name: str = "officer") -> Witness:
@@ -44,6 +46,12 @@ class Officer(CoordinatorClient):
         request = pb.ListAuditEventsRequest(**{k: v for k, v in filters.items() if v})
         return [(e.seq, e.body) for e in self._call(self.stub.ListAuditEvents, request, timeout=600)]
 
+    def access(self, department: str = "", run_id: str = "", since: float = 0.0, until: float = 0.0) -> dict:
+        """The access report (access_report) of one department, run or period, or the whole log; the
+        coordinator returns only the events it counts."""
+        return access_report(self.events(kinds=REPORT_KINDS, department=department, run_id=run_id, since=since,
+                                         until=until))
+
     # Dual control: proposals an operator made, decided by an officer who did not make them.
     def proposals(self, project_id: str = "", state: str = "") -> list[pb.Proposal]:
         return list(self._call(self.stub.ListProposals, pb.ListProposalsRequest(
@@ -53,13 +61,13 @@ class Officer(CoordinatorClient):
         return self._call(self.stub.GetProposal, pb.GetProposalRequest(proposal_id=proposal_id))
 
     # `on_behalf_of`: the console relaying the decision of the officer signed in to it.
-    def approve(self, proposal_id: str, note: str = "", on_behalf_of: str = "") -> pb.Proposal:
+    def approve(self, proposal_id: str, note: str = "", on_behalf_of: str = "", oidc: str = "") -> pb.Proposal:
         return self._call(self.stub.ApproveProposal, pb.DecideProposalRequest(
-            proposal_id=proposal_id, note=note, on_behalf_of=on_behalf_of))
+            proposal_id=proposal_id, note=note, on_behalf_of=on_behalf_of, oidc=oidc))
 
-    def reject(self, proposal_id: str, note: str = "", on_behalf_of: str = "") -> pb.Proposal:
+    def reject(self, proposal_id: str, note: str = "", on_behalf_of: str = "", oidc: str = "") -> pb.Proposal:
         return self._call(self.stub.RejectProposal, pb.DecideProposalRequest(
-            proposal_id=proposal_id, note=note, on_behalf_of=on_behalf_of))
+            proposal_id=proposal_id, note=note, on_behalf_of=on_behalf_of, oidc=oidc))
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return list(self._call(self.stub.GetInclusionProof, pb.GetInclusionProofRequest(index=index, tree_size=size),

@@ -153,12 +153,13 @@ class Segment:
 
 
 # Hardening options agents apply to their filters (agents/hardening.py; the
-# measured choice is in docs/hardening.md). "blip-R" flips bits with probability R.
-HARDENINGS = ("none", "salt", "balance", "xor", "blip-R")
+# measured choice is in docs/hardening.md). "blip-R" flips bits with probability R;
+# "diffuse-T" makes every position the XOR of T of them.
+HARDENINGS = ("none", "salt", "balance", "xor", "blip-R", "twin", "diffuse-T")
 
 
 def hardening_option(value: str) -> tuple[str, float]:
-    """(option, BLIP flip rate) of a schema's `hardening`; SchemaError says what is accepted."""
+    """(option, its parameter: the BLIP flip rate or the diffusion width T) of a schema's `hardening`; SchemaError says what is accepted."""
     name, _, rate = value.partition("-")
     if name in HARDENINGS and not rate:
         return name, 0.0
@@ -169,8 +170,10 @@ def hardening_option(value: str) -> tuple[str, float]:
             r = -1.0
         if 0.0 < r < 0.5:
             return name, r
+    if name == "diffuse" and rate.isdigit() and 2 <= int(rate) <= 8:
+        return name, float(rate)
     raise SchemaError(f"schema.hardening: {value!r} is not one of {', '.join(HARDENINGS)} "
-                      "(R a flip rate between 0 and 0.5, e.g. blip-0.02)")
+                      "(R a flip rate between 0 and 0.5, e.g. blip-0.02; T 2 to 8, e.g. diffuse-3)")
 
 
 @dataclass(frozen=True)
@@ -245,7 +248,7 @@ class LinkageSchema:
                               f"{PRESENCE_BITS}-bit presence word take {used}")
         if hardening_option(self.hardening)[0] in ("xor", "salt"):
             raise SchemaError(f"schema.hardening: {self.hardening!r} is not available with segments "
-                              "(none, balance or blip-R)")
+                              "(none, balance, twin, blip-R or diffuse-T)")
 
     @property
     def filter_bytes(self) -> int:

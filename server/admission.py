@@ -24,7 +24,7 @@ def dev_identity(context) -> Identity:
     role, _, rest = claimed.partition(":")
     if role == "agent":
         return Identity("agent", f"agent-{rest}", rest)
-    if role in ("operator", "officer"):
+    if role in ("operator", "officer", "console"):
         return Identity(role, rest or role, "")
     raise IdentityError(f"insecure mode: send metadata {DEV_IDENTITY_HEADER}=role:name")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import JSON, cast, select, type_coerce
 
 from fedlink import files, merkle
 from fedlink.audit import (AuditError, check_roots, event_leaf, log_signing_key, new_signing_key, walk_chain,
@@ -70,7 +70,7 @@ EVENT_KINDS = (
     "proposal.superseded", "report.read", "retention.failed", "retention.purge", "review.outcome", "rules.update",
     "run.done", "run.failed", "run.list", "run.start", "run.watch", "schedule.clear", "schedule.read",
     "schedule.set", "schedule.skipped", "upload.batch", "upload.batches", "upload.begin", "upload.commit",
-    "upload.expired", "upload.health", "upload.resume",
+    "upload.expired", "upload.health", "upload.purged", "upload.resume",
 )
 
 
@@ -343,7 +343,8 @@ class AuditLog:
             return self._tree.size
 
     def events(self, start: int = 0, end: int = 0, *, actor: str = "", kind: str = "", department: str = "",
-               since: float = 0.0, until: float = 0.0) -> Iterator[tuple[int, str]]:
+               since: float = 0.0, until: float = 0.0, run_id: str = "",
+               kinds: tuple[str, ...] = ()) -> Iterator[tuple[int, str]]:
         c = t.audit_events.c
         q = select(c.seq, c.body).where(c.seq >= start)
         if end:
@@ -351,10 +352,21 @@ class AuditLog:
         for column, value in ((c.actor, actor), (c.kind, kind), (c.department, department)):
             if value:
                 q = q.where(column == value)
+        if kinds:
+            q = q.where(c.kind.in_(kinds))
         if since:
             q = q.where(c.ts >= since)
         if until:
             q = q.where(c.ts < until)
         with self.store.read() as conn:
+            if run_id:
+                q = q.where(_details_run(c.body, conn.dialect.name) == run_id)
             for row in conn.execute(q.order_by(c.seq)):
                 yield row.seq, row.body
+
+
+def _details_run(body, dialect: str):
+    """The event's details.run_id, read in the database: the body is canonical JSON text (what the
+    leaf commits to), which PostgreSQL reads as JSON only when cast and SQLite's JSON functions read as is."""
+    document = cast(body, JSON) if dialect == "postgresql" else type_coerce(body, JSON)
+    return document[("details", "run_id")].as_string()

@@ -51,7 +51,8 @@ def coordinator_serve(
     insecure: bool = typer.Option(False, help="Plaintext, loopback only, for development; never with --pki"),
     engine: str = typer.Option("local", help="Match engine: local (exact, LSH-blocked for large pairs), "
                                              "local+exact, local+lsh, dask://HOST:PORT (the same choice on a "
-                                             "Dask cluster), dask+exact://, dask+lsh://; "
+                                             "Dask cluster), dask+exact://, dask+lsh://; any dask URL "
+                                             "takes ?storage=PATH_OR_URL[&block=N] for the partitioned pass; "
                                              "see docs/scale.md"),
     metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus metrics (/metrics) on this port, "
                                                           "on the --listen host"),

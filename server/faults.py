@@ -38,7 +38,15 @@ split view): that department's agent is served checkpoints and consistency
 proofs of a log whose event 20 differs, signed with the real audit key;
 everyone else, and the coordinator's own checks, see the stored log. The
 cosignatures it holds are served as they are, like a coordinator that forks
-its log but not the witnesses' notes."""
+its log but not the witnesses' notes.
+
+    FEDLINK_FAULT_WORKER_EXIT=/tmp/died  (in a Dask worker's environment)
+
+makes the first candidates task of a partitioned pass (server/engine/partitioned.py)
+that finds no file at that path create it and end its worker process at once
+(os._exit), as a machine lost mid-run: the scheduler must re-run its tasks.
+With FEDLINK_FAULT_WORKER_EXIT_ALWAYS=1 every candidates task ends its worker
+(a task that cannot complete anywhere)."""
 from __future__ import annotations
 
 import os
@@ -64,6 +72,20 @@ def pause(point: str) -> None:
         with open(mark, "a", encoding="utf-8") as fh:
             fh.write(point + "\n")
     time.sleep(float(os.environ.get("FEDLINK_FAULT_PAUSE_S", "120")))
+
+
+def worker_exit_once() -> None:
+    """End this (Dask worker) process the first time any worker gets here (module doc)."""
+    if os.environ.get("FEDLINK_FAULT_WORKER_EXIT_ALWAYS") == "1":
+        os._exit(1)
+    mark = os.environ.get("FEDLINK_FAULT_WORKER_EXIT")
+    if not mark:
+        return
+    try:
+        os.close(os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os._exit(1)
 
 
 def machine() -> str | None:

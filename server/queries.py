@@ -173,30 +173,27 @@ def records_in_both(conn, upload_id: str, other_upload_id: str) -> int:
         t.records.c.upload_id == upload_id)).scalar()
 
 
-def upload_before(conn, project_id: str, department: str, upload_id: str) -> str | None:
-    """The department's upload committed last before `upload_id` was."""
-    this = select(t.uploads.c.committed_at).where(t.uploads.c.upload_id == upload_id).scalar_subquery()
-    return conn.execute(select(t.uploads.c.upload_id).where(and_(
-        t.uploads.c.project_id == project_id, t.uploads.c.department == department,
-        t.uploads.c.upload_id != upload_id, t.uploads.c.committed_at.is_not(None),
-        t.uploads.c.committed_at < this)).order_by(t.uploads.c.committed_at.desc()).limit(1)).scalar()
+def mark_came_with(conn, upload_id: str, replaced: str | None, *, again: bool = False) -> None:
+    """Mark the records of `upload_id` whose reference the upload it replaced did not hold: they came with it
+    (the next commit counts those it removes again, a probe's trace). `again`: an earlier upload made current
+    again, whose marks were set against another."""
+    r = t.records
+    if again:
+        conn.execute(update(r).where(and_(r.c.upload_id == upload_id, r.c.came_with.is_not(None)))
+                     .values(came_with=None))
+    if replaced is None:
+        return  # a department's first upload: the baseline, nothing came with it
+    other = t.records.alias("other")
+    conn.execute(update(r).where(and_(r.c.upload_id == upload_id, ~select(other.c.id).where(and_(
+        other.c.upload_id == replaced, other.c.ref == r.c.ref)).exists())).values(came_with=1))
 
 
-def uploads_before_current(conn, project_id: str) -> set[str]:
-    """Per department, the upload committed last before its current one."""
-    current = conn.execute(select(t.uploads.c.upload_id, t.uploads.c.department).where(and_(
-        t.uploads.c.project_id == project_id, t.uploads.c.state == "committed"))).all()
-    return {u for u in (upload_before(conn, project_id, c.department, c.upload_id) for c in current) if u}
-
-
-def records_only_in(conn, upload_id: str, *others: str) -> int:
-    """Records of one upload whose reference none of the other uploads holds."""
-    query = select(func.count()).select_from(t.records).where(t.records.c.upload_id == upload_id)
-    for i, other_id in enumerate(others):
-        other = t.records.alias(f"other{i}")
-        query = query.where(~select(other.c.id).where(and_(
-            other.c.upload_id == other_id, other.c.ref == t.records.c.ref)).exists())
-    return conn.execute(query).scalar()
+def records_short_lived(conn, replaced: str, upload_id: str) -> int:
+    """Records that came with the `replaced` upload and that `upload_id` no longer holds."""
+    other = t.records.alias("other")
+    return conn.execute(select(func.count()).select_from(t.records).where(and_(
+        t.records.c.upload_id == replaced, t.records.c.came_with == 1, ~select(other.c.id).where(and_(
+            other.c.upload_id == upload_id, other.c.ref == t.records.c.ref)).exists()))).scalar()
 
 
 def upload_filters(conn, upload_id: str) -> list[bytes]:
@@ -253,16 +250,31 @@ def withdraw_committed_uploads(conn, project_id: str) -> dict[str, str]:
 
 # -- retention -----------------------------------------------------------------
 
+def uploads_of_runs_in_use(conn, project_id: str) -> set[str]:
+    """Uploads a run still refers to: a queued or running run's, and a finished run's whose links and flags
+    retention has not deleted (its links point at the upload's records, its carry at their ids)."""
+    linked = select(t.links.c.run_id).where(t.links.c.run_id == t.runs.c.run_id).exists()
+    in_use = (t.runs.c.state.in_(ACTIVE_RUN_STATES) | ((t.runs.c.state == "done") & t.runs.c.purged_at.is_(None))
+              | ((t.runs.c.state == "failed") & linked))  # a run failed after storing its links
+    rows = conn.execute(select(t.runs.c.run_id, t.runs.c.uploads).where(and_(
+        t.runs.c.project_id == project_id, in_use))).all()
+    kept = {u for r in rows for u in (r.uploads or {}).values()}
+    return kept | uploads_flagged_in(conn, [r.run_id for r in rows])
+
+
 def done_runs(conn, project_id: str):
     """(run_id, uploads, purged_at) of a project's finished runs, newest first."""
     return conn.execute(select(t.runs.c.run_id, t.runs.c.uploads, t.runs.c.purged_at).where(and_(
         t.runs.c.project_id == project_id, t.runs.c.state == "done")).order_by(t.runs.c.number.desc())).all()
 
 
-def superseded_uploads(conn, project_id: str):
-    """(upload_id, department, records) of the uploads no department uses now."""
-    return conn.execute(select(t.uploads.c.upload_id, t.uploads.c.department, t.uploads.c.record_count).where(and_(
-        t.uploads.c.project_id == project_id, t.uploads.c.state == "superseded"))).all()
+def superseded_uploads(conn, project_id: str, department: str | None = None):
+    """(upload_id, department, records) of the uploads no department (or not `department`) uses now."""
+    where = [t.uploads.c.project_id == project_id, t.uploads.c.state == "superseded"]
+    if department is not None:
+        where.append(t.uploads.c.department == department)
+    return conn.execute(select(t.uploads.c.upload_id, t.uploads.c.department, t.uploads.c.record_count)
+                        .where(and_(*where))).all()
 
 
 def uploads_flagged_in(conn, run_ids: list[str]) -> set[str]:

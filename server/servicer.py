@@ -347,12 +347,12 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     @rpc
     def ApproveProposal(self, request, context, who):
         return _proposal(self.coordinator.approvals.approve(who, request.proposal_id, request.note,
-                                                                 request.on_behalf_of))
+                                                                 request.on_behalf_of, request.oidc))
 
     @rpc
     def RejectProposal(self, request, context, who):
         return _proposal(self.coordinator.approvals.reject(who, request.proposal_id, request.note,
-                                                                request.on_behalf_of))
+                                                                request.on_behalf_of, request.oidc))
 
     @rpc
     def SetSchedule(self, request, context, who):
@@ -385,7 +385,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def ListAuditEvents(self, request, context, who):
         for seq, body in self.coordinator.audit.events(
                 who, request.start, request.end, actor=request.actor, kind=request.kind,
-                department=request.department, since=request.since, until=request.until):
+                department=request.department, since=request.since, until=request.until, run_id=request.run_id,
+                kinds=tuple(request.kinds)):
             yield pb.AuditEvent(seq=seq, body=body)
 
     @rpc
@@ -405,7 +406,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @rpc
     def RecordView(self, request, context, who):
-        return pb.RecordViewResponse(seq=self.coordinator.listings.record_view(who, request.viewer, request.page))
+        return pb.RecordViewResponse(seq=self.coordinator.listings.record_view(who, request.viewer, request.page,
+                                                                               request.oidc))
 
 
 def _malformed(name: str, request, limits: Limits, where: str = "") -> DomainError | None:

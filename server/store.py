@@ -74,6 +74,8 @@ records = Table(
     Column("clk", LargeBinary, nullable=False),
     Column("indicators", JSON, nullable=False),
     Column("household", LargeBinary),                 # keyed household token, household registers only
+    # 1: its reference was not in the upload this one replaced (server/domain/uploads.py, the probe trace)
+    Column("came_with", Integer),
     UniqueConstraint("upload_id", "ref", name="uq_record_ref"),
 )
 

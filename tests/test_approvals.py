@@ -136,25 +136,39 @@ def test_no_one_decides_on_their_own_proposal(project, coordinator, pki, tmp_pat
     assert "linkage.update" in kinds(coordinator.database)
 
 
+@pytest.fixture
+def console(coordinator, pki):
+    """The web console's own certificate (role console, issued by `pki init`)."""
+    with Officer.connect(coordinator.address, pki, "console") as client:
+        yield client
+
+
 def test_a_console_decides_for_the_officer_signed_in_to_it_and_dual_control_holds(project, coordinator, operator,
-                                                                                 officer):
+                                                                                 officer, console):
     """The console relays a person's decision (on_behalf_of): the decision is that officer's, with the
-    console's certificate as `via`; it cannot be made for an operator, nor for the proposer by name."""
+    console's certificate as `via`; it cannot be made for an operator, nor for the proposer by name; an
+    ordinary officer's certificate relays for no one, and the console's decides nothing of its own."""
     proposal = operator.propose_linkage("pilot", 0.5, False, reason="more links")
     pid = proposal.proposal_id
-    assert "only an officer" in refused(lambda: officer.approve(pid, on_behalf_of="operator:wang"),
+    assert "only an officer" in refused(lambda: console.approve(pid, on_behalf_of="operator:wang"),
                                         grpc.StatusCode.PERMISSION_DENIED)
-    assert "another officer" in refused(lambda: officer.approve(pid, on_behalf_of="officer:operator"),
+    assert "another officer" in refused(lambda: console.approve(pid, on_behalf_of="officer:operator"),
                                         grpc.StatusCode.PERMISSION_DENIED)
-    refused(lambda: officer.reject(pid, on_behalf_of="officer:no one"), grpc.StatusCode.INVALID_ARGUMENT)
-    # An operator's certificate relays nothing: ApproveProposal needs the officer role whatever it names.
+    refused(lambda: console.reject(pid, on_behalf_of="officer:no one"), grpc.StatusCode.INVALID_ARGUMENT)
+    # An officer's certificate decides as that officer only: naming a colleague is the console's alone.
+    for decide in (officer.approve, officer.reject):
+        assert "role console" in refused(lambda: decide(pid, on_behalf_of="officer:wang"),
+                                         grpc.StatusCode.PERMISSION_DENIED)
+    assert "relays the decision" in refused(lambda: console.approve(pid), grpc.StatusCode.PERMISSION_DENIED)
+    # An operator's certificate relays nothing: ApproveProposal needs the officer or console role.
     refused(lambda: Officer.approve(operator, pid, on_behalf_of="officer:wang"), grpc.StatusCode.PERMISSION_DENIED)
-    decided = officer.approve(pid, "fine by me", on_behalf_of="officer:wang")
+    assert officer.proposal(pid).state == "pending"
+    decided = console.approve(pid, "fine by me", on_behalf_of="officer:wang")
     assert decided.state == "approved" and decided.decided_by == "officer:wang"
     (body,) = [b for (k, b) in query(coordinator.database, "select kind, body from audit_events order by seq")
                if k == "proposal.approve"]
     event = json.loads(body)
-    assert event["actor"] == "officer:wang" and event["details"]["via"] == "officer:officer"
+    assert event["actor"] == "officer:wang" and event["details"]["via"] == "console:console"
     assert event["details"]["note"] == "fine by me"
     (update,) = [json.loads(b) for (k, b) in query(coordinator.database, "select kind, body from audit_events")
                  if k == "linkage.update"]
@@ -255,3 +269,24 @@ def test_a_proposal_shows_every_change_to_the_pack():
     fewer = base.replace("catastrophic_oop_yuan = 20000", "catastrophic_oop_yuan = 30000")
     assert [(i.area, i.item) for i in rules_diff(base, fewer).items] == [("parameters",
                                                                           "parameters.catastrophic_oop_yuan")]
+
+
+def test_only_the_console_records_a_persons_page_view(project, coordinator, operator, officer, console):
+    """RecordView writes a console.view in a person's name: an operator's or officer's certificate may not;
+    the console's may, with an OpenID identity only when its subject is that person's name."""
+    from fedlink.v1 import coordinator_pb2 as pb
+
+    view = pb.RecordViewRequest(viewer="officer:wang", page="/audit")
+    for client in (operator, officer):
+        assert "console role" in refused(lambda: client._call(client.stub.RecordView, view),
+                                         grpc.StatusCode.PERMISSION_DENIED)
+    assert console._call(console.stub.RecordView, view).seq > 0
+    refused(lambda: console._call(console.stub.RecordView, pb.RecordViewRequest(
+        viewer="officer:wang", page="/audit", oidc="https://login.example.gov li")), grpc.StatusCode.INVALID_ARGUMENT)
+    seq = console._call(console.stub.RecordView, pb.RecordViewRequest(
+        viewer="officer:wang", page="/audit", oidc="https://login.example.gov wang")).seq
+    (body,) = [b for s, b in officer.events(start=seq, end=seq + 1)]
+    assert json.loads(body)["details"] == {"viewer": "officer:wang", "page": "/audit",
+                                           "oidc": "https://login.example.gov wang"}
+    pid = operator.propose_linkage("pilot", 0.5, False, reason="more links").proposal_id
+    refused(lambda: officer.approve(pid, oidc="https://login.example.gov officer"), grpc.StatusCode.INVALID_ARGUMENT)

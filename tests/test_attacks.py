@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from agents.hardening import balance, blip, HardenedEncoder, xor_fold
+from agents.hardening import balance, blip, diffuse, HardenedEncoder, twin, xor_fold
 from bench.attacks import ATTACKS, run_attacks
 from fedlink.schema import LinkageSchema, SchemaError, hardening_option
 
@@ -90,7 +90,29 @@ def test_bit_level_options():
     assert (blip(f, 0.05, b"k") == n).all() and not (blip(f, 0.05, b"other") == n).all()
 
 
-@pytest.mark.parametrize("option", ["none", "salt", "balance", "xor", "blip-0.02"])
+def test_twin_is_about_half_set_and_keyed():
+    rng = np.random.default_rng(0)
+    first, second = (np.packbits(rng.random((50, 512)) < 0.3, axis=1) for _ in range(2))
+    t = np.unpackbits(twin(first, second, b"k"), axis=1)
+    assert t.shape == (50, 1024)
+    # 0.3 set in the first half, 0.7 in the complement of the second: half on average.
+    assert abs(t.mean() - 0.5) < 0.02
+    assert not (twin(first, second, b"other") == twin(first, second, b"k")).all()
+
+
+def test_diffuse_spreads_every_bit_over_t_positions():
+    rng = np.random.default_rng(0)
+    f = rng.random((20, 1024)) < 0.3
+    one = f.copy()
+    one[0, 17] ^= True
+    a, b = (np.unpackbits(diffuse(np.packbits(x, axis=1), 3, b"k"), axis=1) for x in (f, one))
+    # One bit of the filter feeds three positions: a record one bit away is three positions away.
+    assert (a != b).sum() == 3
+    assert abs(a.mean() - 0.468) < 0.02  # the XOR of three 0.3-filled bits: (1 - 0.4 ** 3) / 2
+    assert not (diffuse(np.packbits(f, axis=1), 3, b"other") == diffuse(np.packbits(f, axis=1), 3, b"k")).all()
+
+
+@pytest.mark.parametrize("option", ["none", "salt", "balance", "xor", "blip-0.02", "twin", "diffuse-3"])
 def test_every_option_keeps_the_wire_length_and_links_a_record_to_itself(option):
     schema = replace(LinkageSchema(), hardening=option)
     enc = HardenedEncoder(schema, b"secret", "p")
@@ -108,7 +130,10 @@ def test_every_option_keeps_the_wire_length_and_links_a_record_to_itself(option)
 def test_hardening_is_validated_as_project_data():
     assert hardening_option("blip-0.02") == ("blip", 0.02)
     assert hardening_option("balance") == ("balance", 0.0)
-    for bad in ("balanced", "blip", "blip-0.7", "blip-R", "xor-1"):
+    assert hardening_option("twin") == ("twin", 0.0)
+    assert hardening_option("diffuse-3") == ("diffuse", 3.0)
+    for bad in ("balanced", "blip", "blip-0.7", "blip-R", "xor-1", "twin-2", "diffuse", "diffuse-1", "diffuse-9",
+                "diffuse-T", "diffuse-2.5"):
         with pytest.raises(SchemaError, match="schema.hardening"):
             replace(LinkageSchema(), hardening=bad).validate()
 
@@ -117,13 +142,18 @@ def test_hardening_is_validated_as_project_data():
 def realistic():
     from bench.attacks.realistic import run_realistic
 
-    return {h: run_realistic(persons=2000, seed=0, hardening=h) for h in ("balance", "none")}
+    return {h: run_realistic(persons=2000, seed=0, hardening=h) for h in ("balance", "none", "twin")}
 
 
 def test_balance_complement_pairs_are_recovered_from_the_filters_alone(realistic):
     # balance's secret permutation hides where each bit's complement is; the filters give it away.
     assert realistic["balance"]["complement_pairs"] == {"found": 512, "of": 512}
     assert realistic["none"]["complement_pairs"]["found"] == 0
+
+
+def test_twin_gives_no_complement_pair_away(realistic):
+    # Its complement half is of the record under unrelated keys: no position is another's inverse.
+    assert realistic["twin"]["complement_pairs"] == {"found": 0, "of": 512}
 
 
 def test_sex_is_read_from_the_filters_of_realistic_names(realistic):

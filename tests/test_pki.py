@@ -263,7 +263,9 @@ def test_certificate_contents(pki):
 
 def test_init_pki_returns_every_party(pki):
     d, creds = pki
-    assert set(creds) == {"coordinator", "agent-population", "agent-medical_insurance", "ops-1", "officer"}
+    assert set(creds) == {"coordinator", "agent-population", "agent-medical_insurance", "ops-1", "officer",
+                          "console"}
+    assert identity_from_certificate(creds["console"].cert.read_bytes()) == Identity("console", "console")
     for party, c in creds.items():
         assert c == credentials_for(d, party)
         cert, key, ca = c.load()

@@ -44,7 +44,7 @@ from bench.attacks.census import Census
 from bench.attacks.encodings import fedlink_tokens, salted_tokens
 from bench.attacks.methods import CORRECT_F1, pattern_mining_attack, position_frequency_attack, score
 from bench.synth.realistic import build_cn, render_department_cn
-from fedlink.schema import LinkageSchema
+from fedlink.schema import LinkageSchema, schema_from_dict
 
 PROJECT_ID = "attack-bench-cn"
 KNOWN_SHARE = 0.02  # the records whose sex the attacker knows
@@ -76,9 +76,12 @@ def complement_pairs(bits: np.ndarray) -> list[tuple[int, int]]:
 
 def unbalance(bits: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
     """The filter under a balanced one: of each complement pair the rarer position (a Bloom
-    filter's bits are set less than half the time; its complement's more)."""
+    filter's bits are set less than half the time; its complement's more). Without pairs
+    (twin: the complement is of the record under other keys) every position set more than
+    half the time is taken for a complement's and inverted, so its token's positions
+    correlate positively with the first half's again."""
     if not pairs:
-        return bits
+        return np.where(bits.mean(axis=0) > 0.5, 1 - bits, bits).astype(bits.dtype)
     keep = [j if bits[:, j].mean() <= bits[:, k].mean() else k for j, k in pairs]
     return bits[:, keep]
 
@@ -181,10 +184,13 @@ def full_name_attacks(bits: np.ndarray, truth: dict, census: Census) -> dict:
 
 
 def run_realistic(persons: int = 5000, seed: int = 0, hardening: str | None = None, *,
-                  census_persons: int | None = None, census_seed: int | None = None) -> dict:
-    """Every realistic attack on the population extract of a `persons`-person realistic world."""
+                  census_persons: int | None = None, census_seed: int | None = None,
+                  without: tuple[str, ...] = (), comparison: str = "record") -> dict:
+    """Every realistic attack on the population extract of a `persons`-person realistic world,
+    encoded with the default schema of `comparison` less the fields named in `without`."""
     t0 = time.perf_counter()
-    schema = replace(LinkageSchema(), hardening=hardening or LinkageSchema().hardening)
+    schema = schema_from_dict({"comparison": comparison, "hardening": hardening or LinkageSchema().hardening})
+    schema = replace(schema, fields=tuple(f for f in schema.fields if f.name not in without))
     features, truth = _population(persons, seed)
     census_world = build_cn(census_persons or 8 * persons, seed + 7919 if census_seed is None else census_seed)
     census_surnames = census_world.world.fam.tolist()
@@ -197,7 +203,9 @@ def run_realistic(persons: int = 5000, seed: int = 0, hardening: str | None = No
     raw = unbalance(bits, pairs)
     name_hashes = next(f.hashes for f in schema.fields if f.name == "name")
     cliques = surname_cliques(raw, census_surnames, name_hashes)
-    return {"persons": persons, "seed": seed, "hardening": schema.hardening, "records": len(bits),
+    return {"persons": persons, "seed": seed, "hardening": schema.hardening, "without": list(without),
+            "comparison": comparison,
+            "records": len(bits),
             "complement_pairs": {"found": len(pairs), "of": bits.shape[1] // 2},
             "surname": surname_disclosure(raw, cliques, truth["surname"]),
             "sex": sex_attack(bits, truth["sex"], seed=seed),

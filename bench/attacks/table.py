@@ -68,7 +68,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.attacks", description=attacks.__doc__.split("\n\n")[0])
     ap.add_argument("--persons", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--hardening", default=None, help="none, salt, balance, xor, blip-R; default: the schema's")
+    ap.add_argument("--hardening", default=None, help="none, salt, balance, xor, blip-R, twin, diffuse-T; default: the schema's")
     ap.add_argument("--department", default="population")
     ap.add_argument("--census-persons", type=int, default=None)
     ap.add_argument("--table", type=Path, default=None, metavar="SCENARIO",

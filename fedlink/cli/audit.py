@@ -12,7 +12,7 @@ from rich.table import Table
 
 from fedlink.audit import load_log_key
 from fedlink.cli.base import INPUT, CoordOpt, Failure, OfficerOpt, PkiOpt, console, epoch_of, iso_time, out
-from fedlink.officer import Officer, access_report, officer_witness, verify_export
+from fedlink.officer import Officer, officer_witness, verify_export
 from fedlink.witnessing import Roster
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Privacy officer: the verifiable audit log.")
@@ -141,8 +141,7 @@ def audit_access(coordinator: str = CoordOpt, pki: Path = PkiOpt, party: str = O
     per department and run, the other departments' evidence it was shown and the signals of probing."""
     window = epoch_of(since, "--since"), epoch_of(until, "--until")
     with Officer.connect(coordinator, pki, party) as officer:
-        events = officer.events()
-    report = access_report(events, *window)
+        report = officer.access(since=window[0], until=window[1])
     for seen in report["actors"].values():
         seen["last"] = iso_time(seen.pop("last_ts"))
     print(json.dumps(report, indent=2, ensure_ascii=False))

@@ -23,6 +23,8 @@ def pki_init(
     departments: str = typer.Option(..., help="Comma-separated departments, e.g. population,civil_affairs"),
     operators: str = typer.Option("operator", help="Comma-separated operator names"),
     officers: str = typer.Option("officer", help="Comma-separated privacy officer names"),
+    consoles: str = typer.Option("console", help="Comma-separated web console names (the certificate a console "
+                                                 "records page views and relays officers' decisions with)"),
     hostname: list[str] = typer.Option([], help="Extra coordinator host names or IPs"),
     days: int = typer.Option(365, help="Validity of the issued certificates"),
 ):
@@ -31,6 +33,7 @@ def pki_init(
 
     issued = init_pki(directory, [d.strip() for d in departments.split(",") if d.strip()],
                       operators=tuple(operators.split(",")), officers=tuple(officers.split(",")),
+                      consoles=tuple(c for c in consoles.split(",") if c),
                       hostnames=tuple(hostname), days=days)
     print(f"{'CA (keep offline)':28s} {directory / CA_FOLDER}")
     for party, creds in issued.items():
@@ -48,7 +51,7 @@ def pki_new_ca(directory: Path, days: int = typer.Option(3650, help="Validity of
 
 @app.command("request")
 def pki_request(
-    role: str = typer.Option(..., help="coordinator, agent, operator or officer"),
+    role: str = typer.Option(..., help="coordinator, agent, operator, officer or console"),
     name: str = typer.Option("", help="Party name (default: the role; agent-<department> for an agent)"),
     department: str = typer.Option("", help="The agent's department"),
     dns: list[str] = typer.Option([], help="Coordinator only: a DNS name agents connect by (repeatable)"),

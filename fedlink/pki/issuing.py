@@ -3,7 +3,7 @@ played for every party at once (tests, `fedlink demo`, a pilot's first day).
 
     DIR/ca/            ca.pem ca.key crl.pem issued.jsonl audit-signing.vkey witnesses.toml  (the CA operator's, offline)
     DIR/coordinator/   coordinator.pem/.key ca.pem crl.pem audit-signing.key/.pub/.vkey witnesses.toml
-    DIR/<party>/       <party>.pem/.key ca.pem crl.pem audit-signing.vkey witnesses.toml  (each agent, operator, officer)
+    DIR/<party>/       <party>.pem/.key ca.pem crl.pem audit-signing.vkey witnesses.toml  (every other party)
 
 The witnesses file starts with the default quorum and no witness: each
 department and officer sends its witness key, the CA operator lists them
@@ -47,6 +47,7 @@ def init_pki(
     *,
     operators: Sequence[str] = ("operator",),
     officers: Sequence[str] = ("officer",),
+    consoles: Sequence[str] = ("console",),
     hostnames: Sequence[str] = (),
     days: int = LEAF_DAYS,
     ca_days: int = CA_DAYS,
@@ -58,13 +59,15 @@ def init_pki(
     *overwrite* is true. Returns ``{party name: Credentials}``.
     """
     directory = Path(directory)
-    if any(isinstance(v, str) for v in (departments, operators, officers, hostnames)):
-        raise TypeError("departments, operators, officers and hostnames must be sequences of strings, not a string")
+    if any(isinstance(v, str) for v in (departments, operators, officers, consoles, hostnames)):
+        raise TypeError("departments, operators, officers, consoles and hostnames must be sequences of strings, "
+                        "not a string")
     # (party name, role, department)
     parties: list[tuple[str, str, str]] = [("coordinator", "coordinator", "")]
     parties += [(agent_party_name(d), "agent", d) for d in departments]
     parties += [(validate_label(n, "operator name"), "operator", "") for n in operators]
     parties += [(validate_label(n, "officer name"), "officer", "") for n in officers]
+    parties += [(validate_label(n, "console name"), "console", "") for n in consoles]
     seen: dict[str, str] = {}
     for party, role, _ in parties:
         if party == CA_FOLDER:

@@ -193,14 +193,16 @@ class GetProposalRequest(_message.Message):
     def __init__(self, proposal_id: _Optional[str] = ...) -> None: ...
 
 class DecideProposalRequest(_message.Message):
-    __slots__ = ("proposal_id", "note", "on_behalf_of")
+    __slots__ = ("proposal_id", "note", "on_behalf_of", "oidc")
     PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
     ON_BEHALF_OF_FIELD_NUMBER: _ClassVar[int]
+    OIDC_FIELD_NUMBER: _ClassVar[int]
     proposal_id: str
     note: str
     on_behalf_of: str
-    def __init__(self, proposal_id: _Optional[str] = ..., note: _Optional[str] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
+    oidc: str
+    def __init__(self, proposal_id: _Optional[str] = ..., note: _Optional[str] = ..., on_behalf_of: _Optional[str] = ..., oidc: _Optional[str] = ...) -> None: ...
 
 class SetScheduleRequest(_message.Message):
     __slots__ = ("project_id", "every", "day", "at", "start", "start_now")
@@ -674,7 +676,7 @@ class Proof(_message.Message):
     def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ListAuditEventsRequest(_message.Message):
-    __slots__ = ("start", "end", "actor", "kind", "department", "since", "until")
+    __slots__ = ("start", "end", "actor", "kind", "department", "since", "until", "run_id", "kinds")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -682,6 +684,8 @@ class ListAuditEventsRequest(_message.Message):
     DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
     start: int
     end: int
     actor: str
@@ -689,7 +693,9 @@ class ListAuditEventsRequest(_message.Message):
     department: str
     since: float
     until: float
-    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., actor: _Optional[str] = ..., kind: _Optional[str] = ..., department: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
+    run_id: str
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., actor: _Optional[str] = ..., kind: _Optional[str] = ..., department: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., run_id: _Optional[str] = ..., kinds: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
     __slots__ = ("seq", "body")
@@ -764,12 +770,14 @@ class RunList(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[RunSummary, _Mapping]]] = ...) -> None: ...
 
 class RecordViewRequest(_message.Message):
-    __slots__ = ("viewer", "page")
+    __slots__ = ("viewer", "page", "oidc")
     VIEWER_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
+    OIDC_FIELD_NUMBER: _ClassVar[int]
     viewer: str
     page: str
-    def __init__(self, viewer: _Optional[str] = ..., page: _Optional[str] = ...) -> None: ...
+    oidc: str
+    def __init__(self, viewer: _Optional[str] = ..., page: _Optional[str] = ..., oidc: _Optional[str] = ...) -> None: ...
 
 class RecordViewResponse(_message.Message):
     __slots__ = ("seq",)

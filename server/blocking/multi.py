@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
@@ -157,6 +158,35 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket, offsets, changed):
     return codes, skipped_buckets, skipped_pairs, largest
 
 
+def slice_codes(key_chunks, sizes: np.ndarray, pair_index, max_bucket: int, changed=None):
+    """The unique pair-tagged candidate codes of some bands, from their keys.
+
+    ``key_chunks`` yields ``(bands, total rows)`` uint32 keys, every party's
+    rows side by side in party order (``sizes``), a few bands at a time: in
+    process computed from the filters (``multi_slice_links``), on a cluster
+    read from the key partitions (``server.engine.partitioned``).  Returns
+    (codes, buckets skipped, pairs skipped, largest bucket).  ``changed``: one
+    flag per row of all parties, only the pairs with a changed record
+    (``_emit_band_multi``).
+    """
+    changed = np.empty(0, np.uint8) if changed is None else changed
+    sizes = np.asarray(sizes, np.int64)
+    offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    packed = np.empty(offsets[-1], np.uint64)
+    found = Dedup(4 * int(offsets[-1]))
+    buckets = skipped = largest = 0
+    for keys in key_chunks:
+        for b in range(keys.shape[0]):
+            _pack_multi(keys[b], offsets, packed)
+            packed.sort()
+            codes, nb, ns, big = _emit_band_multi(packed, sizes, pair_index, max_bucket, offsets, changed)
+            buckets += nb
+            skipped += ns
+            largest = max(largest, big)
+            found.add(codes)
+    return found.result(), buckets, skipped, largest
+
+
 def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bucket, changed, positions):
     """One slice of bands over all parties at once: its candidates, scored; the passing ones.
 
@@ -171,25 +201,13 @@ def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bu
     buckets skipped, pairs skipped, largest bucket).
     """
     sizes = np.array([len(f) for f in filters], np.int64)
-    offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-    packed = np.empty(offsets[-1], np.uint64)
-    found = Dedup(4 * int(offsets[-1]))
-    buckets = skipped = largest = 0
-    for b0 in range(0, positions.shape[0], KEY_BANDS):
-        chunk = positions[b0:b0 + KEY_BANDS]
-        keys = np.empty((chunk.shape[0], offsets[-1]), np.uint32)
-        for p, f in enumerate(filters):
-            keys[:, offsets[p]:offsets[p + 1]] = sampled_keys(f, chunk, threaded=False)
-        for b in range(chunk.shape[0]):
-            _pack_multi(keys[b], offsets, packed)
-            packed.sort()
-            codes, nb, ns, big = _emit_band_multi(packed, sizes, pair_index, max_bucket, offsets, changed)
-            buckets += nb
-            skipped += ns
-            largest = max(largest, big)
-            found.add(codes)
-    codes = found.result()
-    del found
+
+    def key_chunks():
+        for b0 in range(0, positions.shape[0], KEY_BANDS):
+            chunk = positions[b0:b0 + KEY_BANDS]
+            yield np.concatenate([sampled_keys(f, chunk, threaded=False) for f in filters], axis=1)
+
+    codes, buckets, skipped, largest = slice_codes(key_chunks(), sizes, pair_index, max_bucket, changed)
     cuts = np.searchsorted(codes, np.arange(len(pair_keys) + 1, dtype=np.int64) << _PAIR_SHIFT)
     kept_codes, kept_scores = [], []
     for k, (pa, pb) in enumerate(pair_keys):
@@ -202,6 +220,31 @@ def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bu
         kept_scores.append(passing.score)
     return np.concatenate(kept_codes), np.concatenate(kept_scores), len(codes), buckets, skipped, largest
 
+
+@dataclass(frozen=True)
+class PassPlan:
+    """Who takes part in a multi-party pass: the parties (departments, sorted), the pairs in order,
+    ``pair_index[a, b]`` (party positions) numbering them, -1 for the others, and each pair's positions."""
+
+    parties: list[int]
+    order: list[tuple[int, int]]
+    pair_index: np.ndarray
+    pair_keys: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, pairs, sizes: list[int]) -> PassPlan:
+        """``pairs``: (a, b) department pairs, a < b; ``sizes``: every department's record count."""
+        parties = sorted({p for pair in pairs for p in pair})
+        if len(parties) > 1 << _PARTY_BITS:
+            raise ValueError(f"at most {1 << _PARTY_BITS} parties in one multi-party pass")
+        if max(sizes[p] for p in parties) >= 1 << _MULTI_ROW_BITS or max(
+                sizes[a] * sizes[b] for a, b in pairs) >= 1 << _PAIR_SHIFT:
+            raise ValueError("too many records for a multi-party pass; compare the pairs one by one")
+        order = sorted(pairs)
+        pair_index = np.full((len(parties), len(parties)), -1, np.int64)
+        for k, (a, b) in enumerate(order):
+            pair_index[parties.index(a), parties.index(b)] = k
+        return cls(parties, order, pair_index, [(parties.index(a), parties.index(b)) for a, b in order])
 
 
 def lsh_links_multi(
@@ -229,25 +272,15 @@ def lsh_links_multi(
     record (``_emit_band_multi``).
     """
     params = params or LshParams()
-    parties = sorted({p for pair in pairs for p in pair})
-    if len(parties) > 1 << _PARTY_BITS:
-        raise ValueError(f"at most {1 << _PARTY_BITS} parties in one multi-party pass")
+    plan = PassPlan.of(pairs, [len(f) for f in filters])
+    parties, order, pair_index, pair_keys = plan.parties, plan.order, plan.pair_index, plan.pair_keys
     local = [filters[p] for p in parties]
     for f in local[1:]:
         check_pair(local[0], f)
     sizes = [len(f) for f in local]
-    if max(sizes) >= 1 << _MULTI_ROW_BITS or max(
-        sizes[parties.index(a)] * sizes[parties.index(b)] for a, b in pairs
-    ) >= 1 << _PAIR_SHIFT:
-        raise ValueError("too many records for a multi-party pass; compare the pairs one by one")
-    order = sorted(pairs)
-    pair_index = np.full((len(parties), len(parties)), -1, np.int64)
-    for k, (a, b) in enumerate(order):
-        pair_index[parties.index(a), parties.index(b)] = k
     filter_bits = local[0].shape[1] * 64
     positions = band_positions(filter_bits, params.bands, params.rows, params.seed)
     counts = [popcounts(f) for f in local]
-    pair_keys = [(parties.index(a), parties.index(b)) for a, b in order]
     thresholds = [check_threshold(pairs[pair]) for pair in order]
     # A few slices per worker, each de-duplicating and scoring its own
     # candidates (memory bounded by the links: see multi_slice_links).

@@ -12,6 +12,8 @@ from pathlib import Path
 import grpc
 from asgi_csrf import asgi_csrf
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -23,6 +25,7 @@ from fedlink.identity import Identity
 from server.console import views
 from server.console.auth import IDENTITY_KEY, VIEWER_ROLES, Refused
 from server.console.i18n import LANGUAGES, pick_language, translator
+from server.console.oidc import LOGIN_PATH, OIDC_KEY, OidcConfig, oidc_routes, with_oidc_person
 from server.console.source import CoordinatorSource
 
 HERE = Path(__file__).parent
@@ -48,16 +51,17 @@ def _epoch(day: str, end: bool = False) -> float:
     return moment.timestamp() + (86400 if end and len(day) == 10 else 0)
 
 
-def create_app(source: CoordinatorSource, https: bool = True):
+def create_app(source: CoordinatorSource, https: bool = True, oidc: OidcConfig | None = None):
     """The console's ASGI app. `https`: its cookies are marked Secure (the test-only plain
-    listener, tests/console_plain.py, is the one caller that passes False)."""
+    listener, tests/console_plain.py, is the one caller that passes False). `oidc`: people
+    without a certificate sign in with that provider (server/console/oidc.py)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
 
     async def page(request: Request, role: str | tuple[str, ...], template: str, load) -> Response:
         who = _viewer(request, role)
         language = pick_language(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
         t = translator(language)
-        await run_in_threadpool(source.record_view, str(who), request.url.path)
+        await run_in_threadpool(source.record_view, str(who), request.url.path, request.scope.get(OIDC_KEY, ""))
         context = await run_in_threadpool(load)
         return templates.TemplateResponse(request, template, {
             "t": t, "lang": language, "languages": LANGUAGES, "who": who, "iso": _iso,
@@ -66,11 +70,12 @@ def create_app(source: CoordinatorSource, https: bool = True):
     def _viewer(request: Request, role: str | tuple[str, ...]) -> Identity:
         who = request.scope.get(IDENTITY_KEY)
         if not isinstance(who, Identity):
-            raise Refused(401, f"no usable client certificate: {who}")
+            raise Refused(401, f"no usable client certificate: {who}" + (
+                f"; or sign in at {LOGIN_PATH}" if oidc else ""))
         if who.role not in VIEWER_ROLES:
             raise Refused(403, f"the console is for operators and privacy officers; your certificate says {who.role}")
         if who.role not in (role if isinstance(role, tuple) else (role,)):
-            raise Refused(403, f"this page is for the {role} role; your certificate says {who.role}")
+            raise Refused(403, f"this page is for the {role} role; you are signed in as {who}")
         return who
 
     async def home(request: Request):
@@ -150,7 +155,8 @@ def create_app(source: CoordinatorSource, https: bool = True):
         pid, verdict = str(form.get("proposal_id", ""))[:64], form.get("verdict")
         if verdict not in ("approve", "reject"):
             raise Refused(400, "verdict: approve or reject")
-        await run_in_threadpool(source.decide, pid, verdict, str(form.get("note", ""))[:500], str(who))
+        await run_in_threadpool(source.decide, pid, verdict, str(form.get("note", ""))[:500], str(who),
+                                request.scope.get(OIDC_KEY, ""))
         return RedirectResponse(f"/approvals/{pid}", 303)
 
     async def language(request: Request):
@@ -163,6 +169,8 @@ def create_app(source: CoordinatorSource, https: bool = True):
         return response
 
     async def refused(request: Request, exc: Refused):
+        if exc.status == 401 and oidc and request.method == "GET":
+            return RedirectResponse(LOGIN_PATH, 303)  # no certificate: the site's provider signs the person in
         return _error_page(templates, request, exc.status, exc.message)
 
     async def rpc_failed(request: Request, exc: grpc.RpcError):
@@ -180,7 +188,15 @@ def create_app(source: CoordinatorSource, https: bool = True):
         Route("/lang/{code}", language),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={Refused: refused, grpc.RpcError: rpc_failed})
+    middleware = []
+    if oidc:
+        routes += oidc_routes(oidc)
+        # The signed session cookie holds the OpenID person (and, during sign-in, Authlib's state, nonce and
+        # PKCE verifier); its key lives as long as the process. Lax: the provider's redirect back is cross-site.
+        middleware = [Middleware(SessionMiddleware, secret_key=secrets.token_hex(32), session_cookie="fedlink-session",
+                                 max_age=8 * 3600, same_site="lax", https_only=https), Middleware(with_oidc_person)]
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={Refused: refused, grpc.RpcError: rpc_failed})
     # Double-submit token (signed cookie and form field) on every POST, the decision's path even without a
     # cookie: a browser carries the person's certificate to any site's form, so the certificate alone is no proof.
     return asgi_csrf(app, signing_secret=secrets.token_hex(32), always_protect={DECIDE_PATH}, cookie_secure=https,

@@ -4,12 +4,11 @@ browser presented, which the TLS layer verified against the project's CA
 gets an HTTP request through; one with a certificate of another role (an
 agent's) gets a refusal page. The identity travels to the app in the ASGI
 scope under IDENTITY_KEY, set here from the handshake and nowhere else from
-anything a client sends.
+anything a client sends (but for the OpenID sign-in below).
 
-OpenID Connect is not built: a site with a provider would put an
-authenticating proxy in front (or add an OIDC callback route) that maps the
-provider's verified claims to operator:NAME or officer:NAME and sets the
-same scope key; every page already takes the viewer from there only."""
+With a site's OpenID Connect provider (server/console/oidc.py) the handshake
+asks for a certificate without requiring one: a request without one gets the
+person of its signed-in session, set under the same key; a certificate wins."""
 from __future__ import annotations
 
 import ssl
@@ -58,6 +57,8 @@ class CertificateH11Protocol(H11Protocol):
         self.app = app
 
 
-def server_tls(cert: str, key: str, ca: str) -> dict:
-    """uvicorn's TLS settings: the console's server certificate, client certificates required from the CA."""
-    return {"ssl_certfile": cert, "ssl_keyfile": key, "ssl_ca_certs": ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+def server_tls(cert: str, key: str, ca: str, required: bool = True) -> dict:
+    """uvicorn's TLS settings: the console's server certificate, client certificates of the CA required
+    (or, where people may sign in with OpenID Connect instead, verified when presented)."""
+    return {"ssl_certfile": cert, "ssl_keyfile": key, "ssl_ca_certs": ca,
+            "ssl_cert_reqs": ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL}

@@ -34,8 +34,13 @@ def console_serve(
     operator: str = typer.Option("operator", help="Certificate in the PKI folder the console reads operator "
                                                   "pages with"),
     officer: str = typer.Option("officer", help="Certificate in the PKI folder the console reads officer pages with"),
+    relay: str = typer.Option("console", help="Certificate in the PKI folder of the console role: the console "
+                                              "records each page view and relays officers' decisions with it"),
     server_cert: str = typer.Option("coordinator", help="Certificate in the PKI folder the console serves HTTPS "
                                                         "with (its host names must match the address people open)"),
+    oidc: Optional[Path] = typer.Option(None, help="The site's OpenID Connect provider and who may sign in with "
+                                                   "it as operator or officer (docs/console.md); people without "
+                                                   "a certificate then sign in there"),
     log_level: str = typer.Option("info", help="debug, info, warning or error"),
 ):
     """Serve the console until Ctrl-C. People open it with their own certificate
@@ -45,18 +50,22 @@ def console_serve(
     from fedlink.pki import AUDIT_VKEY_FILE, WITNESSES_FILE, credentials_for, party_folder
     from server.console.app import create_app
     from server.console.auth import CertificateH11Protocol, server_tls
+    from server.console.oidc import OidcConfig
     from server.console.source import CoordinatorSource
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"--listen {listen!r}: use host:port, e.g. 127.0.0.1:8443")
+    provider = OidcConfig.load(oidc) if oidc else None
     served = credentials_for(pki, server_cert)
     delivered = party_folder(pki, officer)
     source = CoordinatorSource(coordinator, credentials_for(pki, operator), credentials_for(pki, officer),
+                               credentials_for(pki, relay),
                                log_key or delivered / AUDIT_VKEY_FILE, witnesses or delivered / WITNESSES_FILE)
     print(f"console at {console_url(listen)} (coordinator {coordinator})", flush=True)
     try:
-        uvicorn.run(create_app(source), host=host, port=int(port), http=CertificateH11Protocol, log_level=log_level,
-                    access_log=False, **server_tls(str(served.cert), str(served.key), str(served.ca)))
+        uvicorn.run(create_app(source, oidc=provider), host=host, port=int(port), http=CertificateH11Protocol,
+                    log_level=log_level, access_log=False,
+                    **server_tls(str(served.cert), str(served.key), str(served.ca), required=provider is None))
     finally:
         source.close()

@@ -1,6 +1,9 @@
 """Everything the console shows, read from the coordinator over gRPC with the
 console's own operator and officer certificates. Each read is an RPC the
-coordinator audits; no read returns a record, a filter or a reference."""
+coordinator audits; no read returns a record, a filter or a reference. What the
+console does for a person (record their page view, relay an officer's decision)
+goes with its certificate of the console role, the only one the coordinator
+takes such a call from."""
 from __future__ import annotations
 
 import json
@@ -13,7 +16,7 @@ from fedlink.checkpoint import CheckpointError, cosigners, open_checkpoint
 from fedlink.client import message_dict
 from fedlink.merkle import ProofError, verify_inclusion
 from fedlink.note import NoteError
-from fedlink.officer import Officer, access_report
+from fedlink.officer import Officer
 from fedlink.operator import Operator
 from fedlink.pki import Credentials
 from fedlink.v1 import coordinator_pb2 as pb
@@ -50,22 +53,26 @@ class CoordinatorSource:
     pinned from the PKI folder: a checkpoint signed by any other key fails the check.
     `witnesses` is the project's witnesses file, whose cosignatures are verified."""
 
-    def __init__(self, address: str, operator: Credentials, officer: Credentials, log_key: Path, witnesses: Path):
+    def __init__(self, address: str, operator: Credentials, officer: Credentials, console: Credentials,
+                 log_key: Path, witnesses: Path):
         self.log_key = load_log_key(log_key)
         self.roster = Roster.load(witnesses)
         self.operator = Operator(address, operator)
         self.officer = Officer(address, officer)
+        self.relay = Officer(address, console)  # role console: RecordView, and decisions on_behalf_of
 
     def close(self) -> None:
         self.operator.close()
         self.officer.close()
+        self.relay.close()
 
     # -- page views -------------------------------------------------------------
 
-    def record_view(self, viewer: str, page: str) -> int:
-        """The audit event of `viewer` opening `page` (by the console's identity of the viewer's role)."""
-        client = self._as(viewer.partition(":")[0])
-        reply = client._call(client.stub.RecordView, pb.RecordViewRequest(viewer=viewer, page=page), timeout=30)
+    def record_view(self, viewer: str, page: str, oidc: str = "") -> int:
+        """The audit event of `viewer` opening `page` (recorded by the console's own certificate);
+        `oidc`: "ISSUER SUBJECT" of a person signed in by OpenID Connect."""
+        reply = self.relay._call(self.relay.stub.RecordView,
+                                 pb.RecordViewRequest(viewer=viewer, page=page, oidc=oidc), timeout=30)
         return reply.seq
 
     # -- operator pages ---------------------------------------------------------
@@ -111,11 +118,11 @@ class CoordinatorSource:
         return message_dict(client._call(client.stub.GetProposal, pb.GetProposalRequest(proposal_id=proposal_id),
                                          timeout=30))
 
-    def decide(self, proposal_id: str, verdict: str, note: str, officer: str) -> dict:
+    def decide(self, proposal_id: str, verdict: str, note: str, officer: str, oidc: str = "") -> dict:
         """`officer` (officer:NAME, from their certificate) approves or rejects: the coordinator records the
         decision as theirs, made via the console's certificate, and refuses it if they proposed it."""
-        decide = self.officer.approve if verdict == "approve" else self.officer.reject
-        return message_dict(decide(proposal_id, note, on_behalf_of=officer))
+        decide = self.relay.approve if verdict == "approve" else self.relay.reject
+        return message_dict(decide(proposal_id, note, on_behalf_of=officer, oidc=oidc))
 
     # -- officer pages ----------------------------------------------------------
 
@@ -173,8 +180,6 @@ class CoordinatorSource:
             return InclusionCheck(seq, size, False, str(e), event["kind"], event["actor"])
 
     def access(self, department: str = "", run_id: str = "") -> dict:
-        """Who read what (fedlink/officer.py, access_report), for one department or run when given."""
-        events = self.officer.events(department=department)
-        if run_id:
-            events = [(s, b) for s, b in events if json.loads(b)["details"].get("run_id") == run_id]
-        return access_report(events)
+        """Who read what (fedlink/officer.py, access_report), for one department or run when given: the
+        coordinator sends only the events the report counts, of that department and run."""
+        return self.officer.access(department, run_id)

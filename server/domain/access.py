@@ -122,3 +122,13 @@ def require_member(who: Identity, project: Project) -> None:
 def require_own_department(who: Identity, department: str, what: str) -> None:
     if department != who.department:
         raise PermissionDenied(f"{what} belongs to another department")
+
+
+def checked_oidc(value: str, name: str) -> str:
+    """The OpenID identity a console sends beside a person ("ISSUER SUBJECT"), whose subject is the
+    person's name (server/console/oidc.py); refused when it is not that."""
+    issuer, _, subject = value.rpartition(" ")
+    if len(value) > 400 or not issuer.startswith(("https://", "http://")) or " " in issuer or subject != name:
+        raise InvalidArgument(f"oidc {value[:80]!r}: \"ISSUER SUBJECT\" of the person, whose subject is their "
+                              f"name {name!r}")
+    return value

@@ -23,7 +23,8 @@ from fedlink.rules import load_rulepack
 from fedlink.schema import Project, SchemaError
 from server import queries as q
 from server.domain.access import (
-    Context, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, existing_project, guarded,
+    Context, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, checked_oidc, existing_project,
+    guarded,
 )
 from server.domain.changes import Diff, key_check_reset_diff, linkage_diff, rule_changes, rules_diff
 
@@ -130,10 +131,11 @@ class Approvals:
         with self.ctx.store.read() as conn:
             return _proposal(self._row(conn, proposal_id))
 
-    @guarded("ApproveProposal", "officer")
-    def approve(self, who: Identity, proposal_id: str, note: str = "", on_behalf_of: str = "") -> Proposal:
+    @guarded("ApproveProposal", "officer", "console")
+    def approve(self, who: Identity, proposal_id: str, note: str = "", on_behalf_of: str = "",
+                oidc: str = "") -> Proposal:
         self.expire_overdue()
-        acting, via = _acting(who, on_behalf_of)
+        acting, via = _acting(who, on_behalf_of, oidc)
         with self.ctx.store.write() as conn:
             row = self._pending(conn, who, proposal_id, "approve", acting)
             project = existing_project(conn, row.project_id)
@@ -153,10 +155,11 @@ class Approvals:
         raise FailedPrecondition(f"proposal {proposal_id} was made against {row.kind} settings that changed "
                                  "since; what it shows is no longer what it would do: propose it again")
 
-    @guarded("RejectProposal", "officer")
-    def reject(self, who: Identity, proposal_id: str, note: str = "", on_behalf_of: str = "") -> Proposal:
+    @guarded("RejectProposal", "officer", "console")
+    def reject(self, who: Identity, proposal_id: str, note: str = "", on_behalf_of: str = "",
+               oidc: str = "") -> Proposal:
         self.expire_overdue()
-        acting, via = _acting(who, on_behalf_of)
+        acting, via = _acting(who, on_behalf_of, oidc)
         with self.ctx.store.write() as conn:
             row = self._pending(conn, who, proposal_id, "reject", acting)
             q.decide_proposal(conn, proposal_id, "rejected", str(acting), note)
@@ -216,18 +219,28 @@ class Approvals:
                                  proposed_by=row.proposed_by, was_pinned_by=was, uploads_withdrawn=withdrawn)
 
 
-def _acting(who: Identity, on_behalf_of: str) -> tuple[Identity, dict]:
-    """Who decides: the caller, or the officer signed in to the console that relays the
-    decision (officer:NAME from their certificate), with the console recorded as `via`."""
+def _acting(who: Identity, on_behalf_of: str, oidc: str = "") -> tuple[Identity, dict]:
+    """Who decides: an officer calling with their own certificate, or the officer signed in to the
+    console, whose decision only a console's certificate relays (`via`). An officer's certificate that
+    names another person is refused: it would let any officer decide in a colleague's name."""
+    if who.role == "officer" and on_behalf_of:
+        raise PermissionDenied(f"on_behalf_of is for the console's certificate (role console) alone; {who} decides "
+                               "only as itself: leave on_behalf_of out, or decide on the console")
+    if who.role == "console" and not on_behalf_of:
+        raise PermissionDenied(f"{who} decides for no one of its own: it relays the decision of the officer "
+                               "signed in to it (on_behalf_of officer:NAME)")
     if not on_behalf_of:
+        if oidc:
+            raise InvalidArgument("oidc names the person a console relays for: it comes with on_behalf_of")
         return who, {}
     role, _, name = on_behalf_of.partition(":")
     if role != "officer":
         raise PermissionDenied(f"on_behalf_of {on_behalf_of[:80]!r}: only an officer decides on a proposal")
     try:
-        return Identity("officer", validate_label(name, "officer name")), {"via": str(who)}
+        acting = Identity("officer", validate_label(name, "officer name"))
     except IdentityError as e:
         raise InvalidArgument(f"on_behalf_of: {e}") from None
+    return acting, {"via": str(who), **({"oidc": checked_oidc(oidc, name)} if oidc else {})}
 
 
 def _check_floor(project: Project, k: int) -> None:

@@ -87,10 +87,11 @@ class AuditReads:
     @_served
     def events(self, who: Identity, start: int = 0, end: int = 0, **filters) -> Iterator[tuple[int, str]]:
         """Events up to the current checkpoint; the read itself is logged after them."""
-        kind = filters.get("kind")
-        if kind and kind not in self.ctx.audit_log.kinds():
-            raise InvalidArgument(f"kind {kind[:60]!r} is not a kind of audit event; the kinds are: "
-                                  + ", ".join(self.ctx.audit_log.kinds()))
+        known = self.ctx.audit_log.kinds()
+        for kind in (filters.get("kind") or "", *filters.get("kinds", ())):
+            if kind and kind not in known:
+                raise InvalidArgument(f"kind {kind[:60]!r} is not a kind of audit event; the kinds are: "
+                                      + ", ".join(known))
         size = self.ctx.audit_log.size
         end = min(end or size, size)
         with self.ctx.store.write() as conn:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from fedlink.identity import Identity, IdentityError, validate_label
 from server import queries as q
-from server.domain.access import Context, InvalidArgument, existing_project, guarded
+from server.domain.access import Context, InvalidArgument, checked_oidc, existing_project, guarded
 
 MAX_RUNS = 500
 VIEWER_ROLES = ("operator", "officer")
@@ -66,9 +66,10 @@ class Listings:
         return [RunSummary(r.run_id, r.project_id, r.state, r.as_of, r.started_by, r.created_at,
                            r.finished_at or 0.0, int((r.report or {}).get("persons", 0))) for r in rows]
 
-    @guarded("RecordView", "operator", "officer")
-    def record_view(self, who: Identity, viewer: str, page: str) -> int:
-        """A console page opened by `viewer` (role:name, as the console read it off their certificate)."""
+    @guarded("RecordView", "console")
+    def record_view(self, who: Identity, viewer: str, page: str, oidc: str = "") -> int:
+        """A console page opened by `viewer` (role:name, as the console read it off their certificate
+        or their OpenID sign-in, whose "ISSUER SUBJECT" is `oidc`)."""
         role, _, name = viewer.partition(":")
         if role not in VIEWER_ROLES:
             raise InvalidArgument(f"viewer {viewer[:80]!r} is not operator:NAME or officer:NAME")
@@ -79,4 +80,5 @@ class Listings:
         if not page.startswith("/") or len(page) > 200 or "?" in page:
             raise InvalidArgument("page: the path of a console page, starting with / and without a query")
         with self.ctx.store.write() as conn:
-            return self.ctx.store.audit(conn, str(who), "console.view", viewer=viewer, page=page)
+            return self.ctx.store.audit(conn, str(who), "console.view", viewer=viewer, page=page,
+                                        **({"oidc": checked_oidc(oidc, name)} if oidc else {}))

@@ -43,15 +43,10 @@ def purge(store: Store, conn, project_id: str, keep_runs: int) -> Retention:
     old_runs: list[str] = []
     if keep_runs > 0:
         runs = q.done_runs(conn, project_id)
-        kept = {u for r in runs[:keep_runs] for u in (r.uploads or {}).values()}
-        kept |= q.uploads_flagged_in(conn, [r.run_id for r in runs[:keep_runs]])
-        # Each department's upload before its current one: the next commit counts the records that came
-        # with the current one and went again against it (a probe's trace, server/pipeline/probes.py).
-        kept |= q.uploads_before_current(conn, project_id)
         old_runs = [r.run_id for r in runs[keep_runs:] if r.purged_at is None]
-        gone = [u for u in q.superseded_uploads(conn, project_id) if u.upload_id not in kept]
         if old_runs:
             q.delete_run_results(conn, old_runs)
+        gone = [u for u in q.superseded_uploads(conn, project_id) if u.upload_id not in kept_uploads(conn, project_id)]
         if gone:
             records = q.delete_uploads(conn, [u.upload_id for u in gone])
             uploads = len(gone)
@@ -61,6 +56,13 @@ def purge(store: Store, conn, project_id: str, keep_runs: int) -> Retention:
     n_uploads, n_records, oldest = q.held_records(conn, project_id)
     when = datetime.fromtimestamp(oldest, timezone.utc).date().isoformat() if oldest else ""
     return Retention(keep_runs, n_uploads, n_records, when, uploads, records, len(old_runs))
+
+
+def kept_uploads(conn, project_id: str) -> set[str]:
+    """The uploads a superseded one must be among to stay: those of the runs not finished, or finished
+    with their links and flags kept (retention deletes the others' at the end of each run), and those
+    holding a kept flag's record."""
+    return q.uploads_of_runs_in_use(conn, project_id)
 
 
 def reclaim(store: Store) -> None:

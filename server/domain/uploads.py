@@ -31,6 +31,7 @@ from server.domain.access import (
     AlreadyExists, Context, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
     ResourceExhausted, existing_project, guarded, require_member, require_own_department,
 )
+from server.domain.superseded import purge_superseded
 from server.health import HealthReport, encoding_health
 from server.matching import pack_filters
 
@@ -296,6 +297,12 @@ class Uploads:
     def commit(self, who: Identity, upload_id: str, *, dry_run: bool = False) -> UploadSummary:
         if dry_run:
             return self._dry_run(who, upload_id)
+        summary, project_id = self._commit(who, upload_id)
+        if summary.replaced_upload_id:  # the one place a department's upload is superseded
+            purge_superseded(self.ctx, project_id, summary.department, upload_id)
+        return summary
+
+    def _commit(self, who: Identity, upload_id: str) -> tuple[UploadSummary, str]:
         with self.ctx.store.write() as conn:
             up = q.upload(conn, upload_id)
             if up is None:
@@ -306,9 +313,9 @@ class Uploads:
                 # The department sends an extract it had sent before (same digest): it is current again.
                 summary = self._replace_current(conn, who, up, summary, reinstated=True)
                 _log_commit(summary, up.project_id, (), reinstated=True)
-                return summary
+                return summary, up.project_id
             if up.state != "open":
-                return summary
+                return summary, up.project_id
             self._check_complete(conn, up)
             health = self._encoding_health(conn, up)
             # Recorded whether or not the upload is accepted: a refusal leaves its figures too.
@@ -327,7 +334,7 @@ class Uploads:
                 f"{'; '.join(health.refusals)}. Its batches are kept and the previous upload stays in use; "
                 "fix the extract or the agent's encoding and upload again")
         _log_commit(summary, up.project_id, health.warnings)
-        return replace(summary, health_warnings=tuple(health.warnings))
+        return replace(summary, health_warnings=tuple(health.warnings)), up.project_id
 
     @staticmethod
     def _check_complete(conn, up) -> None:
@@ -376,9 +383,9 @@ class Uploads:
         previous, short_lived = comparison["replaced_upload_id"], 0
         if previous:
             # Records that came with the previous upload and are gone again: what a probe leaves behind.
-            before = q.upload_before(conn, up.project_id, up.department, previous)
-            short_lived = q.records_only_in(conn, previous, up.upload_id, before) if before else 0
+            short_lived = q.records_short_lived(conn, previous, up.upload_id)
             q.set_upload_state(conn, previous, "superseded")
+        q.mark_came_with(conn, up.upload_id, previous or None, again=reinstated)
         q.set_upload_state(conn, up.upload_id, "committed")
         batches = [(b.seq, b.digest) for b in q.stored_batches(conn, up.upload_id)]
         self.ctx.store.audit(conn, str(who), "upload.commit", project_id=up.project_id, department=up.department,

@@ -6,9 +6,13 @@ import numpy as np
 from server.blocking.keys import band_positions
 from server.blocking.candidates import slice_candidates
 from server.blocking.multi import multi_slice_links
-from server.blocking.params import LshParams
+from server.blocking.params import BlockingStats, LshParams
 from server.engine.base import AUTO_EXACT_DEPTH, AUTO_EXACT_PAIRS, Engine
-from server.matching import dice_scores_above, popcounts
+from server.engine.partitioned import PartitionedPass
+from server.engine.partitions import Partitions, new_root, remove, write_partitions
+from server.matching import check_pair, dice_scores_above, popcounts
+
+BLOCK_ROWS = 100_000  # records per filter partition: 12.5 MiB of 1024-bit filters, 0.46 GiB of keys at L = 1200
 
 
 def _warm_up() -> bool:
@@ -32,9 +36,15 @@ class DaskEngine(Engine):
     """``blocking`` as for ``Engine`` (``dask://`` is "auto", the choice the
     default local engine makes per department pair).
 
-    What every task reads (the filters) is scattered to every worker once
-    per pass; each task's own arrays go to one worker.  The client connects
-    on first use (``connect()``) and warms the workers' compiled kernels.
+    Without ``storage``, what every task reads (the filters) is scattered
+    to every worker once per pass; each task's own arrays go to one worker.
+    With ``storage`` (a folder or fsspec URL the coordinator and every
+    worker reach), ``compare_all`` writes the filters there in blocks of
+    ``block_rows`` and runs the multi-party pass over those partition files
+    (``server.engine.partitioned``): no filter goes through the scheduler,
+    each task reads only its partition, and the pass's files are removed
+    after it.  The client connects on first use (``connect()``) and warms
+    the workers' compiled kernels.
     """
 
     def __init__(
@@ -46,8 +56,15 @@ class DaskEngine(Engine):
         client=None,
         exact_upto: int = AUTO_EXACT_PAIRS,
         exact_depth: int = AUTO_EXACT_DEPTH,
+        storage: str | None = None,
+        block_rows: int = BLOCK_ROWS,
     ):
         super().__init__(blocking, exact_upto, exact_depth)
+        if block_rows < 1:
+            raise ValueError(f"block_rows must be positive, got {block_rows}")
+        self.storage = storage
+        self.block_rows = block_rows
+        self.last_pass: PartitionedPass | None = None  # its task reports: what each task read, where
         self.address = address
         self.name = "dask" if self.blocking is None or self.auto else "dask+lsh"
         self.chunks_per_worker = chunks_per_worker
@@ -94,3 +111,35 @@ class DaskEngine(Engine):
                 done += weights[index[future.key]]
                 progress(done, total)
         return client.gather(futures)
+
+    def compare_all(self, filters, thresholds, progress=None, stats=None, changed=None):
+        """As ``Engine.compare_all``; with ``storage``, over partition files (class doc), except an
+        incremental run's pass of changed records (shipped as tasks, not yet over partitions)."""
+        if self.storage is None or changed is not None:
+            return super().compare_all(filters, thresholds, progress, stats, changed)
+        for f in filters[1:]:
+            check_pair(filters[0], f)
+        root = new_root(self.storage)
+        try:
+            return self.compare_partitions(write_partitions(root, filters, self.block_rows), thresholds,
+                                           progress, stats)
+        finally:
+            remove(root)
+
+    def compare_partitions(self, parts: Partitions, thresholds, progress=None,
+                           stats: BlockingStats | None = None):
+        """``compare_all`` of departments already written as partitions (``write_department``)."""
+        sizes = parts.sizes()
+        total = sum(sizes[a] * sizes[b] for a, b in thresholds)
+        run = PartitionedPass(self, self.connect(), parts)
+        run.submit(thresholds)
+        mine = BlockingStats()
+        scaled = None if progress is None else (lambda d, t: progress(total * d // t, total))
+        out = run.gather(scaled, mine)
+        self.last_pass = run
+        self.stats.add(mine)
+        if stats is not None:
+            stats.add(mine)
+        if progress is not None:
+            progress(total, total)
+        return out
