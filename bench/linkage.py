@@ -50,8 +50,10 @@ def encode_scenario(scenario: Path, schema: LinkageSchema) -> tuple[list[Departm
     for d in scenario_departments(scenario):
         frame = read_extract(scenario / f"{d}.csv", d, settings.get("columns", {}).get(d), identity=None)
         packed = pack_filters(encoder.encode(feature_columns(frame, fields)), schema.filter_bits)
-        departments.append(DepartmentRecords(d, np.arange(len(frame)), [], packed, {}))
         ids.append(frame["record_id"].astype(str))
+        # The references stand in for the agent's encrypted ones: the threshold's sample is chosen by them.
+        refs = [f"{d}:{r}".encode() for r in ids[-1]]
+        departments.append(DepartmentRecords(d, np.arange(len(frame)), refs, packed, {}))
     return departments, ids
 
 

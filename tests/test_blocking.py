@@ -298,7 +298,8 @@ def test_run_stream_shows_pairs_compared_and_an_eta():
     from server.pipeline.link import DepartmentRecords, link
 
     filters, _ = population(400, departments=3, seed=2)
-    departments = [DepartmentRecords(f"d{k}", np.arange(len(f)), [], f, {}) for k, f in enumerate(filters)]
+    departments = [DepartmentRecords(f"d{k}", np.arange(len(f)), [b"%d" % i for i in range(len(f))], f, {})
+                   for k, f in enumerate(filters)]
     events = []
     result = link(departments, 0.8, LocalEngine(), lambda *e: events.append(e))
     compare = [e for e in events if e[0] == "compare"]

@@ -58,7 +58,8 @@ def test_family_member_at_the_same_address_scores_below_every_rendering_of_the_p
 
 def _department(name: str, rows: list[dict]) -> DepartmentRecords:
     filters = pack_filters(encode(rows), SCHEMA.filter_bits)
-    return DepartmentRecords(name, np.arange(len(rows), dtype=np.int64), [b""] * len(rows), filters, {})
+    return DepartmentRecords(name, np.arange(len(rows), dtype=np.int64), [b"%d" % i for i in range(len(rows))],
+                             filters, {})
 
 
 def test_variants_link_and_the_father_does_not_through_the_coordinators_linkage(scenario):

@@ -116,6 +116,9 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     # threshold reads the part at or above its floor (as if measured from
     # there), the report keeps a histogram of the best scores.
     reach = max(0.0, round(threshold - HISTOGRAM_REACH, 4))
+    for d in departments:  # the threshold's sample is chosen by reference
+        if len(d.refs) != len(d.ids):
+            raise ValueError(f"department {d.department}: {len(d.refs)} references for {len(d.ids)} records")
     samples = [sample_rows(d.refs) for d in departments]
     profiles = {pair: pair_profile(departments[pair[0]], departments[pair[1]], (samples[pair[0]], samples[pair[1]]),
                                    reach, engine,
