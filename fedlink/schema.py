@@ -187,7 +187,7 @@ class LinkageSchema:
     # records in every encoding measured (docs/quality.md).
     threshold: float = 0.6
     auto_threshold: bool = True
-    hardening: str = "balance"  # chosen on measured evidence: docs/hardening.md
+    hardening: str = "twin"  # chosen on measured evidence: docs/hardening.md
     comparison: str = "record"  # "record": one Dice per record pair; "segments": see SEGMENT_FIELDS
 
     def segments(self) -> tuple[Segment, ...]:

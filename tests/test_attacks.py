@@ -34,7 +34,7 @@ def test_every_attack_runs_and_breaks_the_weak_control(result):
 
 
 def test_the_default_hardened_encoding_holds(result):
-    assert result["hardening"] == LinkageSchema().hardening == "balance"
+    assert result["hardening"] == LinkageSchema().hardening == "twin"
     ours = result["attacks"]["fedlink"]
     assert set(ours) == set(ATTACKS) - {"dictionary"}  # a dictionary needs the project secret
     for attack, score in ours.items():

@@ -17,7 +17,7 @@ from server.engine.local import LocalEngine
 from server.matching import dice_scores_pairs, pack_filters
 from server.pipeline.segments import fit_em, link_segments, presence, segment_levels
 
-SEGMENTED = schema_from_dict({"comparison": "segments"})
+SEGMENTED = schema_from_dict({"comparison": "segments", "hardening": "balance"})
 FIELDS = [(f.name, f.kind, f.column) for f in SEGMENTED.fields]
 SECRET, PROJECT = b"segments test secret", "segments-test"
 
@@ -45,8 +45,9 @@ def test_the_segmented_schema_fills_the_filter_and_validates():
 
 def test_record_level_projects_keep_their_digest_and_segmented_ones_cross_the_wire():
     record = Project.default("p")
-    # The digest main computed for this project before segments existed: uploads stay bound.
-    assert record.digest() == "0422b88f60435fe3b6834b67bee194f81c676e952ec3413e58056c55a7387ebc"
+    # The digest of the default project since its hardening became `twin` (session 22; before,
+    # with `balance`, 0422b88f...): a project's digest is of its schema, so uploads stay bound.
+    assert record.digest() == "e350401038e7d26aa54e80f7e2851859c339218fcb82db0a50443b28b24d10ea"
     segmented = replace(record, schema=SEGMENTED)
     assert segmented.digest() != record.digest()
     back = project_from_pb(project_to_pb(segmented))
