@@ -58,7 +58,10 @@ def test_a_second_coordinator_never_wipes_a_finishing_run(uploaded, tmp_path, pk
     """The finding: B started while A stored a run; B's recovery failed the run and deleted its flags."""
     mark = tmp_path / "fault"
     a = CoordinatorProcess(tmp_path, pki, uploaded, env={
-        "FEDLINK_FAULT_PAUSE": "run.finishing", "FEDLINK_FAULT_FILE": str(mark), "FEDLINK_FAULT_PAUSE_S": "6"})
+        "FEDLINK_FAULT_PAUSE": "run.finishing", "FEDLINK_FAULT_FILE": str(mark),
+        # long enough for B to start and be looked at while A holds its run: 6 s was not, once, on PostgreSQL
+        # with three test workers on two CPUs (B's start-up took longer and A finished first)
+        "FEDLINK_FAULT_PAUSE_S": "20"})
     try:
         with Operator.connect(a.address, pki) as op:
             run_id = op.start_run("pilot", REFERENCE_DATE)
