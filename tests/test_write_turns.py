@@ -1,12 +1,15 @@
 """Upload batches are written in turns per department (server/admission.py),
 on a real store: a department with twenty batches waiting does not go before
-another department's one batch, and a refused batch is rolled back alone.
+another department's one batch, and a refused batch is rolled back alone;
+and, with a real coordinator process, one department's commit computing its
+encoding health holds up no other department's upload.
 
 The test holds the store's write transaction, so the writer, once it has
 taken a round, waits for the store and every batch submitted meanwhile
 queues up: what the next round takes is then fixed, whatever the threads' timing."""
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
@@ -14,6 +17,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from agents.client import Agent
+from agents.config import load_config
+from conftest import REFERENCE_DATE
+from dbutil import query
+from fedlink.operator import Operator
+from fedlink.schema import Project
+from procs import FEDLINK, CoordinatorProcess, agent_toml, wait_for
 from server.admission import WriteQueue
 from server.store import Store
 
@@ -89,3 +99,38 @@ def test_a_refused_batch_is_rolled_back_alone_and_its_round_lands(store):
     with pytest.raises(IntegrityError):
         repeated.result(timeout=60)
     assert _stored(store) == [(1, "population"), (2, "housing"), (100, "civil_affairs")]
+
+
+def test_another_departments_upload_is_written_while_a_commit_computes_its_health(tmp_path, pki, database,
+                                                                               scenario, secret_file):
+    """Population's CommitUpload is held inside its encoding-health computation (fault point
+    upload.health, the first time only); civil affairs then uploads in full, batches and commit,
+    while population's commit is still held. Were the health computed inside the commit's write
+    transaction, every other write (civil affairs' BeginUpload first) would wait for it."""
+    mark = tmp_path / "paused"
+    site = CoordinatorProcess(tmp_path, pki, database, env={
+        "FEDLINK_FAULT_PAUSE": "upload.health", "FEDLINK_FAULT_FILE": str(mark), "FEDLINK_FAULT_PAUSE_S": "300",
+        "FEDLINK_FAULT_PAUSE_ONCE": "1"})
+    held = None
+    try:
+        with Operator.connect(site.address, pki) as op:
+            op.create_project(Project.default("pilot", reference_date=REFERENCE_DATE))
+        configs = {d: agent_toml(tmp_path, pki, d, site.address, scenario / f"{d}.csv", secret_file, batch_size=50)
+                   for d in ("population", "civil_affairs")}
+        held = subprocess.Popen([*FEDLINK, "agent", "upload", "--config", str(configs["population"]), "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for(mark.exists, "population's commit to reach its health computation", every=0.05)
+        with Agent(load_config(configs["civil_affairs"]), show_progress=False) as agent:
+            summary = agent.upload()
+        assert held.poll() is None, held.stderr.read()  # population's commit is still computing its health
+        assert mark.read_text().split() == ["upload.health"]
+        (state, count), = query(database, "select state, record_count from uploads where upload_id = :u",
+                                u=summary.upload_id)
+        assert state == "committed" and count == summary.record_count > 50  # more than one batch
+        (population,), = query(database, "select state from uploads where department = 'population'")
+        assert population == "open"
+    finally:
+        if held is not None:
+            held.kill()
+            held.wait()
+        site.kill()
