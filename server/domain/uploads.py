@@ -15,11 +15,14 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import queue
+import threading
 import time
 import uuid
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from fedlink import merkle
 
@@ -113,14 +116,69 @@ def batch_root(batches: Sequence[tuple[int, bytes]]) -> str:
 
 @dataclass
 class BatchStream:
-    """The batches one UploadBatches call stores, per upload, for its one audit event."""
+    """The batches one UploadBatches call stores, per upload, for its one audit event.
+
+    The call's batches are read and checked on a thread of their own and up to
+    `in_flight` of them wait for the writer at once, each acknowledged as soon
+    as its round commits: an agent's batches go on arriving instead of
+    waiting a round trip each, and no acknowledgement waits for the next batch."""
 
     uploads: Uploads
     who: Identity
+    in_flight: int = 8
     stored: dict[str, dict] = field(default_factory=dict)
 
-    def store(self, upload_id: str, seq: int, digest: bytes, records: Sequence[IncomingRecord]) -> StoredBatch:
-        result = self.uploads.store_batch(self.who, upload_id, seq, digest, records)
+    def __post_init__(self):
+        self._slots = threading.Semaphore(self.in_flight)
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._queued: queue.SimpleQueue = queue.SimpleQueue()  # (upload_id, seq, digest, future), an error, or None
+
+    def store_each(self, batches: Iterable[tuple[str, int, bytes, Sequence[IncomingRecord]]]
+                   ) -> Iterator[tuple[int, StoredBatch]]:
+        """Each (upload_id, seq, digest, records), stored exactly once: (seq, what was stored), in order."""
+        threading.Thread(target=self._submit_each, args=(batches,), daemon=True,
+                         name=f"upload-batches-{self.who.department}").start()
+        try:
+            while (item := self._queued.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                self._slots.release()
+                yield self._settle(*item)
+        finally:
+            self._stop()
+
+    def _submit_each(self, batches) -> None:
+        try:
+            for upload_id, seq, digest, records in batches:
+                self._slots.acquire()
+                with self._lock:
+                    if self._stopped:
+                        return
+                    self._queued.put((upload_id, seq, digest,
+                                      self.uploads.submit_batch(self.who, upload_id, seq, digest, records)))
+        except Exception as e:  # a refused batch, or the stream cut: raised by store_each in its turn
+            self._queued.put(e)
+        else:
+            self._queued.put(None)
+
+    def _stop(self) -> None:
+        """The call ends (a batch refused, the stream cut): nothing more is queued, and what already
+        was is written all the same and counted in the audit."""
+        with self._lock:
+            self._stopped = True
+        self._slots.release()  # a reader waiting for a slot wakes and sees the stop
+        while True:
+            try:
+                item = self._queued.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, tuple):
+                with suppress(Exception):  # refused: audited as such by batch_stored
+                    self._settle(*item)
+
+    def _settle(self, upload_id: str, seq: int, digest: bytes, future: Future) -> tuple[int, StoredBatch]:
+        result = self.uploads.batch_stored(self.who, seq, future)
         tally = self.stored.setdefault(upload_id, {"project_id": result.project_id, "batches": [], "records": 0,
                                                    "duplicates": 0})
         if result.duplicate:
@@ -128,7 +186,7 @@ class BatchStream:
         else:
             tally["batches"].append((seq, digest))
             tally["records"] += result.records
-        return result
+        return seq, result
 
 
 @dataclass(frozen=True)
@@ -252,9 +310,9 @@ class Uploads:
                 "departments for the shared secret")
 
     @guarded("UploadBatches", "agent")
-    def store_batch(self, who: Identity, upload_id: str, seq: int, digest: bytes,
-                    records: Sequence[IncomingRecord]) -> StoredBatch:
-        """Store one batch, exactly once."""
+    def submit_batch(self, who: Identity, upload_id: str, seq: int, digest: bytes,
+                     records: Sequence[IncomingRecord]) -> Future:
+        """Check one batch and queue it for the writer (server/admission.py); its future is `batch_stored`'s."""
         if len(records) > self.ctx.limits.max_batch_records:
             raise ResourceExhausted(
                 f"batch {seq} holds {len(records)} records; this coordinator takes at most "
@@ -263,9 +321,13 @@ class Uploads:
         with self.ctx.store.read() as conn:  # checked before its turn to write: the writer does only the writing
             up = self._batch_upload(conn, who, upload_id, seq)
             validate_batch(existing_project(conn, up.project_id), who.department, seq, digest, records)
+        return self.ctx.writes.submit(who.department, lambda conn: self._store_batch(conn, up, seq, digest, records))
+
+    @guarded("UploadBatches", "agent")
+    def batch_stored(self, who: Identity, seq: int, future: Future) -> StoredBatch:
+        """What the writer stored of a batch `submit_batch` queued, once its round has committed."""
         try:
-            return self.ctx.writes.submit(who.department, lambda conn: self._store_batch(conn, up, seq, digest,
-                                                                                         records)).result()
+            return future.result()
         except DomainError:
             raise
         except Exception as e:  # the unique constraint: a reference repeated across batches
