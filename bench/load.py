@@ -57,11 +57,12 @@ def agent_main(config: str, go: str, result: str) -> None:
         while not Path(go).exists():
             time.sleep(0.01)
         waits: list[float] = []
-        agent.stub = _TimedStub(agent.stub, waits)
+        sent: dict[int, list[str]] = {}  # per batch, its records' digests, as they went out (a resent batch once)
+        agent.stub = _TimedStub(agent.stub, waits, sent)
         cpu, start = _cpu_s(), time.time()
         summary = agent.upload(project, prepared)
         end, cpu = time.time(), _cpu_s() - cpu
-    digests = [record_digest(r, c) for b in prepared.batches for r, c in zip(b.refs, b.clks)]
+    digests = [d for seq in sorted(sent) for d in sent[seq]]
     Path(result).write_text(json.dumps({
         "config": config, "department": agent.config.department, "project": agent.config.project,
         "records": prepared.record_count, "upload_id": summary.upload_id, "upload_digest": prepared.digest.hex(),
@@ -70,10 +71,12 @@ def agent_main(config: str, go: str, result: str) -> None:
 
 class _TimedStub:
     """The agent's stub, timing each batch of UploadBatches from the moment gRPC
-    takes it from the agent (it is made, and goes on the wire) to its acknowledgement."""
+    takes it from the agent (it is made, and goes on the wire) to its acknowledgement,
+    and keeping the digests of the records sent (so the extract is not encoded a third
+    time, on cores the other agents are still uploading on)."""
 
-    def __init__(self, stub, waits: list[float]):
-        self._stub, self._waits = stub, waits
+    def __init__(self, stub, waits: list[float], digests: dict[int, list[str]]):
+        self._stub, self._waits, self._digests = stub, waits, digests
 
     def __getattr__(self, name):
         return getattr(self._stub, name)
@@ -83,6 +86,7 @@ class _TimedStub:
 
         def stamped():
             for batch in requests:
+                self._digests[batch.seq] = [record_digest(r.ref, r.clk) for r in batch.records]
                 sent[batch.seq] = time.monotonic()
                 yield batch
         for ack in self._stub.UploadBatches(stamped(), **kwargs):
