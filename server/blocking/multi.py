@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from server.blocking.candidates import Dedup
-from server.blocking.keys import KEY_BANDS, band_positions, sampled_keys
+from server.blocking.keys import KEY_BANDS, band_positions, bit_planes, sampled_keys
 from server.blocking.params import BlockingStats, LshParams
 from server.blocking.scoring import score_candidates
 from server.blocking.tasks import THREADS, Tasks
@@ -238,13 +238,14 @@ def slice_codes(key_chunks, sizes: np.ndarray, pair_index, max_bucket: int, chan
     return found.result(), buckets, skipped, largest
 
 
-def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bucket, changed, positions):
+def multi_slice_links(filters, planes, counts, pair_index, pair_keys, thresholds, max_bucket, changed, positions):
     """One slice of bands over all parties at once: its candidates, scored; the passing ones.
 
     The multi-party form of ``slice_candidates`` followed by
     ``score_candidates``: one sort per band over every party's records
     instead of one per party pair.  Keys are computed ``KEY_BANDS`` bands at
-    a time (a few hundred MB at 3M records, not the whole slice).  The
+    a time (a few hundred MB at 3M records, not the whole slice), from each
+    party's ``bit_planes`` (made once per pass).  The
     slice's candidates are de-duplicated and scored here, and only the
     pairs reaching their pair's threshold leave: what is kept grows with the
     links, not with the candidates (a true pair is a candidate in about half
@@ -256,7 +257,8 @@ def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bu
     def key_chunks():
         for b0 in range(0, positions.shape[0], KEY_BANDS):
             chunk = positions[b0:b0 + KEY_BANDS]
-            yield np.concatenate([sampled_keys(f, chunk, threaded=False) for f in filters], axis=1)
+            yield np.concatenate([sampled_keys(f, chunk, threaded=False, planes=p) for f, p in zip(filters, planes)],
+                                 axis=1)
 
     codes, buckets, skipped, largest = slice_codes(key_chunks(), sizes, pair_index, max_bucket, changed)
     cuts = np.searchsorted(codes, np.arange(len(pair_keys) + 1, dtype=np.int64) << _PAIR_SHIFT)
@@ -339,8 +341,9 @@ def lsh_links_multi(
     slices = [(int(a), int(b)) for a, b in itertools.pairwise(cuts) if b > a]
     flags = np.concatenate([np.asarray(changed[p], np.uint8) for p in parties]) if changed is not None \
         else np.empty(0, np.uint8)
+    planes = [bit_planes(f) for f in local]
     work = tasks.run(multi_slice_links,
-                     (local, counts, pair_index, pair_keys, thresholds, params.max_bucket, flags),
+                     (local, planes, counts, pair_index, pair_keys, thresholds, params.max_bucket, flags),
                      [(positions[b0:b1],) for b0, b1 in slices], [b1 - b0 for b0, b1 in slices], progress)
     codes, scores = [], []
     compared = buckets = skipped = largest = 0

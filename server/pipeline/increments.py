@@ -42,7 +42,7 @@ import numpy as np
 from sqlalchemy import and_, select
 
 from server import store as t
-from server.blocking.keys import band_positions, sampled_keys
+from server.blocking.keys import band_positions, bit_planes, sampled_keys
 from server.blocking.params import BlockingStats, LshParams
 from server.matching import ScoredPairs
 from server.pipeline.profiles import PairProfile, SideProfile, to_rows
@@ -224,8 +224,9 @@ def _largest_bucket(departments, changed: list[np.ndarray], params: LshParams) -
             most = max(most, len(rows))
             continue
         filters = np.ascontiguousarray(d.filters[rows])
+        planes = bit_planes(filters)
         for b0 in range(0, len(positions), _BANDS_PER_CHUNK):
-            keys = np.sort(sampled_keys(filters, positions[b0:b0 + _BANDS_PER_CHUNK]), axis=1)
+            keys = np.sort(sampled_keys(filters, positions[b0:b0 + _BANDS_PER_CHUNK], planes=planes), axis=1)
             # Runs of equal keys in a sorted row: where a run starts, per band.
             starts = np.ones(keys.shape, bool)
             starts[:, 1:] = keys[:, 1:] != keys[:, :-1]
