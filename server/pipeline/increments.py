@@ -18,9 +18,10 @@ the LSH candidates, and two records are candidates when their keys agree in
 some band whose bucket holds at most ``max_bucket`` records of each side.
 The new pairs come from the same multi-party pass as a full run's, over all
 the records' buckets, emitting only the candidates with a new or changed
-record (``Engine.compare_all`` with ``changed``): the keys and the sort per
-band are a full run's, the candidates scored about the changed share of
-them, and the buckets without one are passed over. The kept pairs were cut
+record (``Engine.compare_all`` with ``changed``): every record's key in every
+band is still computed, but only the buckets holding a changed record are
+sorted and scanned, each whole (``server.blocking.multi._pack_hits``), and
+the candidates scored are about the changed share of a full run's. The kept pairs were cut
 by the previous run's buckets, so the bucket rule must be inert in both
 runs: a run keeps a bound on its largest bucket (measured by a full pass,
 after an incremental one the previous bound plus the growth below), and the
