@@ -268,55 +268,52 @@ def _tree_sum(builder, terms):
 
 
 def _make_and_counts(words: int, accumulate: bool, test: bool):
-    """A compiled ``f(a, w0, blocks, k0, k1, out, least) -> hits``: for each block k0 <= k < k1
-    of eight tile columns, ``out[8k:8k+8] (+)= sum over w0 <= w < w0 + words of
-    popcount(a[w] & blocks[k, w])``; with ``test``, ``hits`` is the number of
-    columns 8*k0 <= j < 8*k1 with ``out[j] >= least[j]`` (else 0, and ``least``
-    is not read).
+    """A compiled ``f(left, i, w0, blocks, k0, k1, out, least) -> hits``: for each block
+    k0 <= k < k1 of eight tile columns, ``out[8k:8k+8] (+)= sum over w0 <= w < w0 + words
+    of popcount(left[i, w] & blocks[k, w])``; with ``test``, ``hits`` is the number
+    of those columns j with ``out[j] >= least[j]`` (else 0, and ``least`` is not read).
 
     Written as LLVM IR on explicit <8 x i64> vectors, so the loop is exactly
-    what bench/kernel.py counts: per block, one VPANDQ with a memory operand,
-    one VPOPCNTQ and one VPADDQ per word, one store, and with ``test`` one
-    compare and one masked add.  The left words stay in registers (at most
-    16, so they fit beside the temporaries in the 32 zmm registers), and
-    every block address is a constant offset from one pointer (numba's own
-    indexing of a word-major tile needed a register per word, and spilled).
+    what bench/kernel.py counts: per block, one VPANDQ (memory operand), one
+    VPOPCNTQ and one VPADDQ per word, one store, and with ``test`` one
+    compare whose mask is counted in a scalar register (KMOVB, POPCNT: one
+    op on the vector ports).  The row's words stay in registers (16 at most,
+    beside the temporaries in the 32 zmm registers), and every block address
+    is a constant offset from one pointer (numba's own indexing of a
+    word-major tile needed a register per word, and spilled).  Two rows per
+    pass, sharing each block's loads, measured no faster (bench/kernel.py).
     No bounds checks: the callers keep k1 <= len(blocks), 8*k1 <= len(out),
-    len(least) and w0 + words <= len(a).
+    len(least) and w0 + words <= left.shape[1].
     """
 
-    def arrays_ok(a, blocks, out, least):
-        def is_array(x, dtype, ndim):
-            return isinstance(x, types.Array) and x.dtype == dtype and x.ndim == ndim and x.layout == "C"
-
-        return (is_array(a, types.uint64, 1) and is_array(blocks, types.uint64, 3)
-                and is_array(out, types.int64, 1) and is_array(least, types.int64, 1))
+    def is_array(x, dtype, ndim):
+        return isinstance(x, types.Array) and x.dtype == dtype and x.ndim == ndim and x.layout == "C"
 
     @intrinsic
-    def and_counts(typingctx, a, w0, blocks, k0, k1, out, least):
-        if not (arrays_ok(a, blocks, out, least) and all(isinstance(x, types.Integer) for x in (w0, k0, k1))):
+    def and_counts(typingctx, left, i, w0, blocks, k0, k1, out, least):
+        if not (is_array(left, types.uint64, 2) and is_array(blocks, types.uint64, 3)
+                and is_array(out, types.int64, 1) and is_array(least, types.int64, 1)
+                and all(isinstance(x, types.Integer) for x in (i, w0, k0, k1))):
             return None
 
         def codegen(context, builder, signature, args):
-            a_arr, blocks_arr, out_arr, least_arr = (
-                context.make_array(signature.args[i])(context, builder, args[i]) for i in (0, 2, 5, 6)
+            left_arr, blocks_arr, out_arr, least_arr = (
+                context.make_array(signature.args[n])(context, builder, args[n]) for n in (0, 3, 6, 7)
             )
-            w0_, k0_, k1_ = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 4))
+            i_, w0_, k0_, k1_ = (context.cast(builder, args[n], signature.args[n], types.int64) for n in (1, 2, 4, 5))
+            row = builder.gep(left_arr.data, [builder.add(builder.mul(i_, builder.extract_value(left_arr.shape, 1)), w0_)])
+            row_words = [_splat(builder, builder.load(builder.gep(row, [ir.Constant(_I64, w)]))) for w in range(words)]
             n_words = builder.extract_value(blocks_arr.shape, 1)
-            left = [
-                _splat(builder, builder.load(builder.gep(a_arr.data, [builder.add(w0_, ir.Constant(_I64, w))])))
-                for w in range(words)
-            ]
             ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8, [_V8]), "llvm.ctpop.v8i64")
             columns = builder.gep(builder.bitcast(blocks_arr.data, _V8.as_pointer()), [w0_])
             counts = builder.bitcast(out_arr.data, _V8.as_pointer())
             bounds = builder.bitcast(least_arr.data, _V8.as_pointer())
-            hits = cgutils.alloca_once_value(builder, ir.Constant(_V8, None))
+            hits = cgutils.alloca_once_value(builder, ir.Constant(_I64, 0))
             with cgutils.for_range_slice(builder, k0_, k1_, ir.Constant(_I64, 1)) as (k, _):
                 block = builder.gep(columns, [builder.mul(k, n_words)])
                 terms = [
-                    builder.call(ctpop, [builder.and_(
-                        builder.load(builder.gep(block, [ir.Constant(_I64, w)]), align=8), left[w])])
+                    builder.call(ctpop, [builder.and_(builder.load(builder.gep(block, [ir.Constant(_I64, w)]), align=8),
+                                                      row_words[w])])
                     for w in range(words)
                 ]
                 target = builder.gep(counts, [k])
@@ -326,13 +323,11 @@ def _make_and_counts(words: int, accumulate: bool, test: bool):
                 builder.store(total, target, align=8)
                 if test:
                     passes = builder.icmp_signed(">=", total, builder.load(builder.gep(bounds, [k]), align=8))
-                    builder.store(builder.sub(builder.load(hits), builder.sext(passes, _V8)), hits)
-            if not test:
-                return ir.Constant(_I64, 0)
-            return _tree_sum(builder, [builder.extract_element(builder.load(hits), ir.Constant(ir.IntType(32), lane))
-                                       for lane in range(8)])
+                    mask = builder.zext(builder.bitcast(passes, ir.IntType(8)), _I64)
+                    builder.store(builder.add(builder.load(hits), builder.ctpop(mask)), hits)
+            return builder.load(hits)
 
-        return types.int64(a, w0, blocks, k0, k1, out, least), codegen
+        return types.int64(left, i, w0, blocks, k0, k1, out, least), codegen
 
     return and_counts
 
@@ -346,41 +341,41 @@ _and_counts8_add_test = _make_and_counts(8, accumulate=True, test=True)
 
 
 @njit(inline="always", **_jit)
-def _tile_counts_vector(a, tile, k0, k1, out, least, test):
-    """``_tile_counts`` on 512-bit vectors, for a multiple of 8 words."""
-    n_words = a.shape[0]
+def _tile_counts_vector(left, i, tile, k0, k1, out, least, test):
+    """``_tile_counts`` of one row on 512-bit vectors, for a multiple of 8 words."""
+    n_words = left.shape[1]
     if n_words == 16:  # 1024-bit filters, the default: one pass
         if test:
-            return _and_counts16_test(a, 0, tile, k0, k1, out, least)
-        return _and_counts16(a, 0, tile, k0, k1, out, least)
+            return _and_counts16_test(left, i, 0, tile, k0, k1, out, least)
+        return _and_counts16(left, i, 0, tile, k0, k1, out, least)
     last = n_words - 8
     if last == 0:
         if test:
-            return _and_counts8_test(a, 0, tile, k0, k1, out, least)
-        return _and_counts8(a, 0, tile, k0, k1, out, least)
-    _and_counts8(a, 0, tile, k0, k1, out, least)
+            return _and_counts8_test(left, i, 0, tile, k0, k1, out, least)
+        return _and_counts8(left, i, 0, tile, k0, k1, out, least)
+    _and_counts8(left, i, 0, tile, k0, k1, out, least)
     for w0 in range(8, last, 8):
-        _and_counts8_add(a, w0, tile, k0, k1, out, least)
+        _and_counts8_add(left, i, w0, tile, k0, k1, out, least)
     if test:
-        return _and_counts8_add_test(a, last, tile, k0, k1, out, least)
-    return _and_counts8_add(a, last, tile, k0, k1, out, least)
+        return _and_counts8_add_test(left, i, last, tile, k0, k1, out, least)
+    return _and_counts8_add(left, i, last, tile, k0, k1, out, least)
 
 
 @njit(inline="always", **_jit)
-def _tile_counts_portable(a, tile, k0, k1, out, least, test):
-    """``_tile_counts`` in plain loops, for any CPU and filter width (LLVM
-    vectorises the eight lanes as far as the CPU allows).
+def _tile_counts_portable(left, i, tile, k0, k1, out, least, test):
+    """``_tile_counts`` of one row in plain loops, for any CPU and filter width
+    (LLVM vectorises the eight lanes as far as the CPU allows).
 
     Indices are unsigned: numba wraps negative indices, and for a start LLVM
     cannot prove non-negative the wrap turns every load into a gather.
     """
-    n_words = a.shape[0]
+    a = left[i]
     hits = 0
     for k in range(np.uint64(k0), np.uint64(k1)):
         block = tile[k]
         for lane in range(8):
             out[8 * k + lane] = 0
-        for w in range(n_words):
+        for w in range(a.shape[0]):
             aw = a[w]
             for lane in range(8):
                 out[8 * k + lane] += _popcount64(aw & block[w, lane])
@@ -391,26 +386,22 @@ def _tile_counts_portable(a, tile, k0, k1, out, least, test):
 
 
 @njit(inline="always", **_jit)
-def _tile_counts(a, tile, j0, j1, out, least, test):
-    """out[j] = popcount(a & tile column j) for the blocks of columns j0 <= j < j1.
+def _tile_counts(left, i, tile, k0, k1, out, least, test):
+    """out[j] = popcount(left[i] & tile column j) for the columns of blocks k0 <= k < k1.
 
     ``tile`` is ``(width // 8, n_words, 8)``: blocks of eight columns, word
-    by word, so one vector holds one word of eight columns.  Whole blocks
-    are counted, so out[] is written a few columns beyond [j0, j1) too.
-    With ``test``, returns the number of those columns with out[j] >= least[j]
-    (``_fill_least`` makes the ones outside [j0, j1) impossible); else 0.
+    by word, so one vector holds one word of eight columns.  With ``test``,
+    returns the number of those columns with out[j] >= least[j]; else 0.
     """
-    k0 = j0 // 8
-    k1 = (j1 + 7) // 8
-    if _VECTOR_POPCOUNT and a.shape[0] % 8 == 0:
-        return _tile_counts_vector(a, tile, k0, k1, out, least, test)
-    return _tile_counts_portable(a, tile, k0, k1, out, least, test)
+    if _VECTOR_POPCOUNT and left.shape[1] % 8 == 0:
+        return _tile_counts_vector(left, i, tile, k0, k1, out, least, test)
+    return _tile_counts_portable(left, i, tile, k0, k1, out, least, test)
 
 
 @njit(inline="always", **_jit)
 def _fill_least(least, need, ca, counts, run_end, j0, j1, impossible):
     """least[j] = need[ca + counts[j]] for j0 <= j < j1, one need[] lookup per run of
-    equal popcounts; ``impossible`` in the rest of the blocks of eight around them."""
+    equal popcounts; ``impossible`` in the rest of their blocks of eight columns."""
     for j in range(np.uint64(j0 // 8 * 8), np.uint64(j0)):
         least[j] = impossible
     j = j0
@@ -433,6 +424,7 @@ def _write_hits(li, rj, score, size, out, least, counts, ca, j0, j1, i, base):
             rj[size] = base + j
             score[size] = _dice(out[j], ca + counts[j])
             size += 1
+    return size
 
 
 @njit(**_jit)
@@ -448,9 +440,9 @@ def _scan_block(
     of arrays reassigned in a loop costs a third of the speed.
 
     The kernel tests each count against least[j], the least passing overlap
-    of its column; least[] is refilled only when a row's popcount or column
-    range differs from the row before (rows are sorted by popcount, so most
-    rows reuse it), and pairs are written only for rows with hits.
+    of its column; a row's least[] is refilled only when its popcount or
+    column range differs from the row before (rows are sorted by popcount,
+    so most reuse it), and pairs are written only for rows with hits.
     """
     tiles, tile_counts, run_end = right
     width = tiles.shape[1] * 8
@@ -463,6 +455,8 @@ def _scan_block(
     least = np.empty(width, np.int64)
     for t in range(lo // width, (hi - 1) // width + 1):
         base = t * width
+        # Views taken once per tile: each costs numba a reference count in and out.
+        tile, counts, ends = tiles[t], tile_counts[t], run_end[t]
         filled = (-1, -1, -1)  # (ca, j0, j1) least[] holds
         for i in range(b0, b1):
             j0 = max(col_lo[i], base) - base
@@ -473,12 +467,13 @@ def _scan_block(
                 return -1
             ca = left_counts[i]
             if filled != (ca, j0, j1):
-                _fill_least(least, need, ca, tile_counts[t], run_end[t], j0, j1, impossible)
+                _fill_least(least, need, ca, counts, ends, j0, j1, impossible)
                 filled = (ca, j0, j1)
-            hits = _tile_counts(left[i], tiles[t], j0, j1, out, least, True)
+            hits = _tile_counts(left, i, tile, j0 // 8, (j1 + 7) // 8, out, least, True)
             if collect and hits:
-                _write_hits(li, rj, score, size, out, least, tile_counts[t], ca, j0, j1, i, base)
-            size += hits
+                size = _write_hits(li, rj, score, size, out, least, counts, ca, j0, j1, i, base)
+            else:
+                size += hits
     return size
 
 
@@ -660,9 +655,11 @@ def _tiles(right_sorted: np.ndarray, counts_sorted: np.ndarray):
     width = max(8, (_TILE_BYTES // (8 * n_words)) // 8 * 8)
     n_tiles = max(1, -(-m // width))
     tiles = _aligned_zeros((n_tiles, width // 8, n_words, 8), np.uint64)
-    padded = np.zeros((n_tiles * width, n_words), np.uint64)
-    padded[:m] = right_sorted
-    tiles[:] = padded.reshape(n_tiles, width // 8, 8, n_words).transpose(0, 1, 3, 2)
+    blocks = tiles.reshape(-1, n_words, 8)  # a view: blocks of eight columns in order
+    full = m // 8
+    blocks[:full] = right_sorted[: 8 * full].reshape(full, 8, n_words).transpose(0, 2, 1)
+    if m % 8:
+        blocks[full, :, : m % 8] = right_sorted[8 * full :].T
     counts = np.zeros(n_tiles * width, np.int64)
     counts[:m] = counts_sorted
     run_end = np.full(n_tiles * width, width, np.int64)
@@ -674,6 +671,13 @@ def _tiles(right_sorted: np.ndarray, counts_sorted: np.ndarray):
     return tiles, counts.reshape(n_tiles, width), run_end.reshape(n_tiles, width)
 
 
+def _popcount_order(counts: np.ndarray, filter_bits: int) -> np.ndarray:
+    """``np.argsort(counts, kind="stable")`` by a counting sort: popcounts are small integers."""
+    order = np.empty(len(counts), np.int64)
+    order[_bucket_positions(counts, filter_bits + 1)] = np.arange(len(counts))
+    return order
+
+
 def _run_chunks(kernel, left, right, threshold, left_counts, right_counts):
     """Sort, tile, split the left rows into chunks and run ``kernel`` on each.
 
@@ -682,8 +686,8 @@ def _run_chunks(kernel, left, right, threshold, left_counts, right_counts):
     filter_bits = left.shape[1] * 64
     need = need_table(threshold, filter_bits)
 
-    left_order = np.argsort(left_counts, kind="stable")
-    right_order = np.argsort(right_counts, kind="stable")
+    left_order = _popcount_order(left_counts, filter_bits)
+    right_order = _popcount_order(right_counts, filter_bits)
     left_sorted = left[left_order]
     ca = left_counts[left_order].astype(np.int64)
     cb = right_counts[right_order].astype(np.int64)
@@ -943,7 +947,7 @@ def _best_two_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
                 j1 = min(col_hi[i], base + width) - base
                 if j0 >= j1:
                     continue
-                _tile_counts(left[i], tiles[t], j0, j1, out, out, False)
+                _tile_counts(left, i, tiles[t], j0 // 8, (j1 + 7) // 8, out, out, False)
                 ca = left_counts[i]
                 s1, a1 = best[i - r0], best_at[i - r0]
                 s2, a2 = second[i - r0], second_at[i - r0]
