@@ -14,19 +14,24 @@ In the style of anonlink, a small set of pure functions:
   checked and measured against.
 
 The heavy loops are in the numba-compiled section below.  The comparison
-kernel works on a word-major copy of the right-hand filters cut into tiles of
-about 32 KiB, so a tile stays in L1 while a block of left rows is run against
-it.  For one left row and one tile the loop runs along the tile's columns
-with the filter words written out eight at a time, which LLVM vectorises
-across columns (AND, VPOPCNTQ, add, no horizontal sums).  Both sides are
-sorted by popcount, so the count bound ``2*min(ca, cb)/(ca + cb) >= t`` gives
-each left row one contiguous range of columns, and tiles outside the ranges
-of a whole block are skipped.  Whether an overlap ``c`` passes is looked up
-in a table ``need[ca + cb]`` of the least passing ``c``, built with the
-reference's own float64 division, so the pairs returned are exactly the
-reference's; runs of columns with equal popcount share one lookup.  Left rows
-are split into chunks of about equal work on a thread pool (the compiled
-functions release the GIL), as many threads as ``numba.get_num_threads()``.
+kernel works on a copy of the right-hand filters cut into tiles of about
+32 KiB, so a tile stays in L1 while a block of left rows is run against it;
+a tile is blocks of eight columns, word by word, so one 512-bit vector holds
+one word of eight columns.  Where the CPU has AVX-512 VPOPCNTQ the kernel is
+LLVM IR written out on <8 x i64> vectors (``_make_and_counts``): per block of
+eight pairs, per word, one AND, one VPOPCNTQ and one add, the left row's
+words in registers; elsewhere plain loops (``_tile_counts_portable``), chosen
+once at import.  Both sides are sorted by popcount, so the count bound
+``2*min(ca, cb)/(ca + cb) >= t`` gives each left row one contiguous range of
+columns, and tiles outside the ranges of a whole block are skipped.  Whether
+an overlap ``c`` passes is decided against ``need[ca + cb]``, the least
+passing ``c``, built with the reference's own float64 division, so the pairs
+returned are exactly the reference's; the kernel compares each count with
+its column's entry (``least``, filled once per run of equal popcounts) and
+counts the passes, and pairs are written only for rows with passes.  Left
+rows are split into chunks of about equal work on a thread pool (the
+compiled functions release the GIL), as many threads as
+``numba.get_num_threads()``.
 """
 
 from __future__ import annotations
