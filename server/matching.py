@@ -286,7 +286,7 @@ def _make_and_counts(words: int, accumulate: bool, test: bool):
     beside the temporaries in the 32 zmm registers), and every block address
     is a constant offset from one pointer (numba's own indexing of a
     word-major tile needed a register per word, and spilled).  Two rows per
-    pass, sharing each block's loads, measured no faster (bench/kernel.py).
+    pass, sharing each block's loads, timed no faster (docs/scale.md).
     No bounds checks: the callers keep k1 <= len(blocks), 8*k1 <= len(out),
     len(least) and w0 + words <= left.shape[1].
     """
