@@ -403,6 +403,15 @@ def _tile_counts(left, i, tile, k0, k1, out, least, test):
 
 
 @njit(inline="always", **_jit)
+def _aligned_empty(n):
+    """An int64 array of n on a 64-byte boundary (numba aligns to 32), so the kernel's
+    512-bit loads and stores of it never split a cache line."""
+    buffer = np.empty(n + 8, np.int64)
+    start = (-buffer.ctypes.data % 64) // 8
+    return buffer[start : start + n]
+
+
+@njit(inline="always", **_jit)
 def _fill_least(least, need, ca, counts, run_end, j0, j1, impossible):
     """least[j] = need[ca + counts[j]] for j0 <= j < j1, one need[] lookup per run of
     equal popcounts; ``impossible`` in the rest of their blocks of eight columns."""
@@ -471,8 +480,8 @@ def _scan_rows(
     hi = col_hi[b0:b1].max()
     if lo >= hi:
         return size
-    out = np.empty(width, np.int64)
-    least = np.empty(width, np.int64)
+    out = _aligned_empty(width)
+    least = _aligned_empty(width)
     for t in range(lo // width, (hi - 1) // width + 1):
         base = t * width
         # Views taken once per tile: each costs numba a reference count in and out.
@@ -969,7 +978,7 @@ def _best_two_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
     second = np.full(r1 - r0, -1.0)
     best_at = np.full(r1 - r0, -1, np.int64)
     second_at = np.full(r1 - r0, -1, np.int64)
-    out = np.empty(width, np.int64)
+    out = _aligned_empty(width)
     for b0 in range(r0, r1, _BLOCK_ROWS):
         b_end = min(b0 + _BLOCK_ROWS, r1)
         lo = col_lo[b0:b_end].min()
