@@ -83,7 +83,7 @@ def _prefer_512_bit_vectors() -> None:
 
 
 # Chosen once, at import, from the features numba compiles for: the explicit
-# 512-bit kernel (``_and_counts``) where they have VPOPCNTQ, the portable
+# 512-bit kernel (``_make_and_counts``) where they have VPOPCNTQ, the portable
 # loops (``_tile_counts_portable``) elsewhere.
 _VECTOR_POPCOUNT = _has_vector_popcount(_compile_features())
 _prefer_512_bit_vectors()
@@ -105,7 +105,7 @@ __all__ = [
 
 MAX_PARTIES = 32
 
-_TILE_BYTES = 32 * 1024  # right-hand filters per tile, word-major
+_TILE_BYTES = 32 * 1024  # right-hand filters per tile, in blocks of eight columns
 _BLOCK_ROWS = 256  # left rows run against one tile before moving to the next
 _TASKS_PER_THREAD = 4  # chunks of left rows per thread, for load balance
 _MIN_PAIRS_PER_TASK = 1 << 20  # below this much work a call runs on one thread
