@@ -128,7 +128,7 @@ class SegmentedEncoder(HardenedEncoder):
         self._parts = []
         for seg in schema.segments():
             fields = tuple(by_name[n] for n in seg.fields)
-            part = replace(schema, fields=fields, filter_bits=seg.words * 64, comparison="record")
+            part = replace(schema, fields=fields, filter_bits=seg.words * 64, comparison="record", id_segment_bits=0)
             self._parts.append((fields, HardenedEncoder(part, secret, f"{project_id}/segment/{seg.group}")))
 
     def encode(self, features: Mapping[str, Sequence[str]] | Sequence[Mapping[str, str]]) -> np.ndarray:

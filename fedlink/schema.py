@@ -216,7 +216,7 @@ class LinkageSchema:
         """How many 64-bit words at the end of the filter are the ID segment (0: none). Not under
         `salt`, which salts every field by the birth year: the ID stays in the record filter."""
         if (self.comparison != "record" or not self.id_fields() or len(self.id_fields()) == len(self.fields)
-                or hardening_option(self.hardening)[0] == "salt"):
+                or hardening_option(self.hardening)[0] == "salt" or not 0 < self.id_segment_bits < self.filter_bits):
             return 0
         return self.id_segment_bits // 64
 
