@@ -70,6 +70,7 @@ class Linkage:
     histogram_floor: float = 0.0
     carried: Carried | None = None                   # the pairs at the floor, for the next run (increments.py)
     blank_thresholds: dict[tuple[int, int], float] = None  # each pair's threshold for a blank ID (presence.py)
+    id_words: int = 0                                # the filters' ID segment, in words (0: none)
 
     @property
     def persons(self) -> int:
@@ -166,7 +167,7 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     labels = group_records(n, pairs)
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
     return Linkage(departments, offsets, labels, pairs, thresholds,
-                   {pair: best for pair, (best, _) in scores.items()}, reach, carried, blank)
+                   {pair: best for pair, (best, _) in scores.items()}, reach, carried, blank, words)
 
 
 def _kept_profile(departments, pair: tuple[int, int], floor: float, previous: Previous | None):

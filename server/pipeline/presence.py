@@ -13,6 +13,11 @@ to its own threshold, read as the first one is (server/threshold.py) from the
 best and runner-up scores of the sampled records with a blank ID against the
 whole other side, on the rest of the filter. Pairs where both have an ID keep
 the whole filter's Dice and the pair's threshold from the records with an ID.
+
+The candidates are the pairs at the schema's floor on the whole filter (the
+compare is unchanged), so a blank-class pair is found when its whole-filter
+Dice reaches the floor: under twin a rest Dice of about 0.70 at the default
+0.6, below every blank-class threshold measured (docs/quality.md).
 """
 from __future__ import annotations
 
@@ -59,6 +64,14 @@ def blank_threshold(left, right, words: int, floor: float, full: float, engine) 
         return full
     best, second = (np.where(s >= floor, s, -1.0) for s in (np.concatenate(best), np.concatenate(second)))
     return threshold_from_scores(best, second, floor)
+
+
+def whole_filter_floor(threshold: float, words: int, filter_words: int) -> float:
+    """The whole filter's Dice under which no blank-class pair reaches ``threshold`` on the rest.
+    A bound where the two records' rests together fill the rest's bits at least as densely as one
+    ID segment fills its own (under twin and balance about 1 against 0.5): the partner's segment
+    then adds at most the segment's share of the bits to the Dice's denominator."""
+    return threshold * (filter_words - words) / filter_words if words else threshold
 
 
 def cut_by_class(pairs: ScoredPairs, thresholds: tuple[float, float], left: np.ndarray, right: np.ndarray,
