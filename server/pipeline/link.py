@@ -15,7 +15,7 @@ from server import store as t
 from server.engine.base import Engine
 from server.matching import ScoredPairs, group_records, pack_filters
 from server.pipeline.increments import Carried, Previous, compare_at_floor
-from server.pipeline.presence import blank_ids, blank_threshold, cut_by_class
+from server.pipeline.presence import blank_threshold, cut_by_class, sampled_with_id
 from server.pipeline.segments import link_segments
 from server.pipeline.profiles import pair_profile
 from server.threshold import sample_rows, threshold_from_scores
@@ -132,8 +132,8 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     # The records with a blank ID are scored apart (server/pipeline/presence.py): the pairs with
     # both IDs read their threshold off the sampled records that have one.
     words = schema.id_segment_words() if schema is not None else 0
-    has_id = {pair: np.concatenate([~blank_ids(departments[d].filters[samples[d]], words)[:len(side.best)]
-                                    for d, side in zip(pair, profiles[pair])]) for pair in combos}
+    has_id = {pair: sampled_with_id([departments[d] for d in pair], [samples[d] for d in pair], profiles[pair], words)
+              for pair in combos}
     thresholds = {pair: threshold_from_scores(*(np.where(s >= threshold, s, -1.0)[has_id[pair]]
                                                 for s in scores[pair]), threshold) if auto else threshold
                   for pair in combos}

@@ -44,6 +44,14 @@ def without_id(filters: np.ndarray, words: int) -> np.ndarray:
     return np.ascontiguousarray(filters[:, :-words]) if words else filters
 
 
+def sampled_with_id(pair, samples, profile, words: int) -> np.ndarray:
+    """Over a department pair's profile (both sides' sampled records, in order): those with an ID,
+    whose scores give the first threshold; all of them where fewer than MIN_CLASS_RECORDS have one."""
+    mask = np.concatenate([~blank_ids(d.filters[rows], words)[:len(side.best)]
+                           for d, rows, side in zip(pair, samples, profile)])
+    return mask if mask.sum() >= MIN_CLASS_RECORDS else np.ones_like(mask)
+
+
 def class_sample(refs: list[bytes], blank: np.ndarray) -> np.ndarray:
     """Up to SAMPLE of the blank-ID rows, chosen by reference as the full sample is."""
     rows = np.flatnonzero(blank).astype(np.int64)
