@@ -14,7 +14,7 @@ from fedlink.schema import LinkageSchema, SchemaError
 from server.engine.local import LocalEngine
 from server.matching import ScoredPairs, dice_scores_pairs, pack_filters
 from server.pipeline.link import DepartmentRecords, link
-from server.pipeline.presence import blank_ids, cut_by_class, without_id
+from server.pipeline.presence import blank_ids, cut_by_class, whole_filter_floor, without_id
 
 SECRET, PROJECT = b"presence test secret", "presence-test"
 SCHEMA = LinkageSchema()
@@ -118,3 +118,18 @@ def test_blank_ids_are_linked_without_losing_precision_with_the_threshold_read_w
     assert len(after & blank) >= len(before & blank) + 0.2 * len(blank)
     assert len(after & blank) / len(blank) >= 0.8  # measured: 174 of 300 before, 243 after
     assert len(after - truth) <= len(before - truth) + 2
+
+
+def test_the_whole_filter_floor_bounds_every_blank_class_pair():
+    # possible_presence compares at this floor on the whole filter and cuts each class at its own
+    # threshold: no blank-class pair reaching the threshold on the rest may fall under the floor.
+    people, other = _registers(300, 5)
+    left, right = encode(people), encode(other)
+    li, rj = np.meshgrid(np.arange(300), np.flatnonzero(blank_ids(right, WORDS)), indexing="ij")
+    li, rj = li.ravel(), rj.ravel()
+    whole = dice_scores_pairs(left, right, li, rj)
+    rest = dice_scores_pairs(without_id(left, WORDS), without_id(right, WORDS), li, rj)
+    words = left.shape[1]
+    assert (whole >= np.array([whole_filter_floor(r, WORDS, words) for r in rest]) - 1e-6).all()
+    # And the floor is not slack: the pair's own whole-filter Dice is within a fifth of it.
+    assert (whole <= 1.2 * rest * (words - WORDS) / words + 1e-6).all()
