@@ -31,7 +31,11 @@ def test_bench_writes_links_flags_and_metrics(bench_run, scenario):
     assert list(flags.columns) == ["department", "record_id", "need", "tier"]
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["links"] == metrics["links"]
-    assert set(saved["times_s"]) >= {"normalise_encode", "upload", "link", "rules", "flag_delivery"}
+    assert set(saved["times_s"]) >= {"normalise_encode", "upload", "link", "rules", "store", "flag_delivery",
+                                     "bookkeeping", "audit_verify"}
+    assert saved["times_s"]["bookkeeping"] > 0
+    # The peak is read after the bookkeeping, the bench's own largest step at scale.
+    assert saved["peak_memory_mb"] > 0
     assert saved["links"]["f1"] >= 0.95, saved["links"]
 
 
