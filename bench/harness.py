@@ -137,8 +137,11 @@ class BenchSession:
         if database is None:
             for stale in (self.db, self.db.with_suffix(".sqlite-wal"), self.db.with_suffix(".sqlite-shm")):
                 stale.unlink(missing_ok=True)
-        # A new coordinator database is a new log: a new audit key, and the witnesses forget the last one.
-        for state in [*(self.out / "agents").glob("state-*/witness.json"), *self.pki.glob("*/witness.json")]:
+        # A new coordinator database is a new log: a new audit key, and the witnesses forget the last one
+        # (and the agents their last action in it: a bench run again in the same folder).
+        agents = self.out / "agents"
+        for state in [*agents.glob("state-*/witness.json"), *agents.glob("state-*/acted.json"),
+                      *self.pki.glob("*/witness.json")]:
             state.unlink()
         shutil.rmtree(self.out / "log", ignore_errors=True)
         self.audit_key = self.out / "log" / "audit-signing.key"
