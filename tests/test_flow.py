@@ -103,6 +103,7 @@ def test_a_bench_run_again_in_its_folder_finds_the_same_links_and_flags(bench_ru
     from dbutil import SERVER
 
     out, metrics = bench_run
+
     def rows(name: str) -> pd.DataFrame:
         frame = pd.read_csv(out / name, dtype=str)
         return frame.sort_values(list(frame.columns), ignore_index=True)
