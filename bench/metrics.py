@@ -105,12 +105,12 @@ def record_groups(scenario: Path, departments: list[str], settings: dict, projec
         n = len(frame)
         raw_names = frame[name_col].tolist() if name_col and name_col in frame else [""] * n
         chars = per_distinct(normalise_name, raw_names)
-        pinyin = per_distinct(lambda raw: bool(raw) and bool(name_pinyin(raw)), raw_names)
+        pinyin = per_distinct(name_pinyin, raw_names)
         parts.append(pd.DataFrame({
             "department": d, "record_id": frame["record_id"].tolist(),
             "birth": feats[birth] if birth else [""] * n, "sex": feats[sex] if sex else [""] * n,
             "minority": ["\u00b7" in c for c in chars],
-            "pinyin_only": [bool(raw) and not c and p for raw, c, p in zip(raw_names, chars, pinyin)]}))
+            "pinyin_only": [bool(raw) and not c and bool(p) for raw, c, p in zip(raw_names, chars, pinyin)]}))
     groups = pd.concat(parts, ignore_index=True)
     as_of = date.fromisoformat(project.reference_date) if project.reference_date else date.today()
     groups.attrs.update(as_of=as_of, has_birth=birth is not None, has_sex=sex is not None,
