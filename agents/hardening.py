@@ -55,6 +55,8 @@ class HardenedEncoder:
         # A segmented schema gets the segmented encoder, wherever a HardenedEncoder is made.
         if cls is HardenedEncoder and schema.comparison == "segments":
             cls = SegmentedEncoder
+        elif cls is HardenedEncoder and schema.id_segment_words():
+            cls = IdSegmentEncoder
         return super().__new__(cls)
 
     def __init__(self, schema: LinkageSchema, secret: bytes, project_id: str):
@@ -126,7 +128,7 @@ class SegmentedEncoder(HardenedEncoder):
         self._parts = []
         for seg in schema.segments():
             fields = tuple(by_name[n] for n in seg.fields)
-            part = replace(schema, fields=fields, filter_bits=seg.words * 64, comparison="record")
+            part = replace(schema, fields=fields, filter_bits=seg.words * 64, comparison="record", id_segment_bits=0)
             self._parts.append((fields, HardenedEncoder(part, secret, f"{project_id}/segment/{seg.group}")))
 
     def encode(self, features: Mapping[str, Sequence[str]] | Sequence[Mapping[str, str]]) -> np.ndarray:
@@ -138,6 +140,32 @@ class SegmentedEncoder(HardenedEncoder):
             parts.append(encoder.encode({f.name: features[f.name] for f in fields}))
             present[:, i] = np.logical_or.reduce([features[f.name] != "" for f in fields]) if n else 0
         return np.concatenate(parts + [np.packbits(present, axis=1)], axis=1)
+
+
+class IdSegmentEncoder(HardenedEncoder):
+    """A record-level schema with an ID segment (`schema.id_segment_bits`): the fields other
+    than the resident ID hardened into the first part of the filter, the ID alone into the
+    last `id_segment_bits`, each under the option and its own keys; a blank ID leaves its
+    segment all zero, which no hardened value is, so the coordinator can score a pair with
+    a blank ID on the first part alone (server/pipeline/presence.py)."""
+
+    def __init__(self, schema: LinkageSchema, secret: bytes, project_id: str):
+        self.schema = schema
+        ids = schema.id_fields()
+        rest = tuple(f for f in schema.fields if f not in ids)
+        bits = schema.id_segment_bits
+        self._ids = ids
+        self._rest = HardenedEncoder(replace(schema, fields=rest, filter_bits=schema.filter_bits - bits,
+                                             id_segment_bits=0), secret, project_id)
+        self._id = HardenedEncoder(replace(schema, fields=ids, filter_bits=bits, id_segment_bits=0),
+                                   secret, f"{project_id}/id-segment")
+
+    def encode(self, features: Mapping[str, Sequence[str]] | Sequence[Mapping[str, str]]) -> np.ndarray:
+        features = feature_arrays(features, self.schema.fields)
+        segment = self._id.encode(features)
+        blank = np.logical_and.reduce([features[f.name] == "" for f in self._ids])
+        segment[blank] = 0
+        return np.concatenate([self._rest.encode(features), segment], axis=1)
 
 
 # --------------------------------------------------------------------------- bit-level options

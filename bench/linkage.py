@@ -31,12 +31,14 @@ from server.pipeline.link import DepartmentRecords, link
 SECRET, PROJECT = b"bench linkage secret", "bench-linkage"
 
 
-def schema_for(scenario: Path, comparison: str, hardening: str) -> LinkageSchema:
+def schema_for(scenario: Path, comparison: str, hardening: str, id_segment_bits: int | None = None) -> LinkageSchema:
     settings = scenario_settings(scenario)
     schema = dict(settings.get("schema", {}))
     if comparison == "segments":
         schema = {k: v for k, v in schema.items() if k != "fields"}
     schema.update(comparison=comparison, hardening=hardening)
+    if id_segment_bits is not None:
+        schema["id_segment_bits"] = id_segment_bits
     out = schema_from_dict(schema)
     out.validate()
     return out
@@ -57,9 +59,11 @@ def encode_scenario(scenario: Path, schema: LinkageSchema) -> tuple[list[Departm
     return departments, ids
 
 
-def measure(scenario: Path, comparison: str, hardening: str, without: tuple[str, ...] = ()) -> dict:
-    """Quality of the scenario's schema under `hardening`, less the fields named in `without`."""
-    schema = schema_for(scenario, comparison, hardening)
+def measure(scenario: Path, comparison: str, hardening: str, without: tuple[str, ...] = (),
+            id_segment_bits: int | None = None) -> dict:
+    """Quality of the scenario's schema under `hardening`, less the fields named in `without`
+    (`id_segment_bits`: the schema's, else the scenario's or the default)."""
+    schema = schema_for(scenario, comparison, hardening, id_segment_bits)
     if without:
         schema = replace(schema, fields=tuple(f for f in schema.fields if f.name not in without))
     departments, ids = encode_scenario(scenario, schema)
@@ -74,6 +78,10 @@ def measure(scenario: Path, comparison: str, hardening: str, without: tuple[str,
     thresholds = list(linkage.thresholds.values())
     out = {"comparison": comparison, "hardening": hardening, **quality,
            "threshold_min": min(thresholds), "threshold_max": max(thresholds)}
+    if schema.id_segment_words():
+        blank = list(linkage.blank_thresholds.values())
+        out.update(id_segment_bits=schema.id_segment_bits, blank_id_threshold_min=min(blank),
+                   blank_id_threshold_max=max(blank))
     if (scenario / "groups.csv").exists():  # a realistic scenario: recall per group
         fairness = fairness_by_group(links, truth, pd.read_csv(scenario / "groups.csv", dtype=str))
         out["recall_by_group"] = {g: r["recall"] for g, r in fairness.items()}
@@ -86,10 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("bench-linkage"))
     parser.add_argument("--comparison", nargs="+", default=["record", "segments"])
     parser.add_argument("--hardening", default="balance")
+    parser.add_argument("--id-segment-bits", type=int, default=None,
+                        help="the schema's id_segment_bits (0: the ID hashed with the other fields)")
     args = parser.parse_args(argv)
     scenario = resolve_scenario(args.scenario, args.work)
     for comparison in args.comparison:
-        print(json.dumps(measure(scenario, comparison, args.hardening)))
+        print(json.dumps(measure(scenario, comparison, args.hardening, id_segment_bits=args.id_segment_bits)))
 
 
 if __name__ == "__main__":

@@ -189,6 +189,11 @@ class LinkageSchema:
     auto_threshold: bool = True
     hardening: str = "twin"  # chosen on measured evidence: docs/hardening.md
     comparison: str = "record"  # "record": one Dice per record pair; "segments": see SEGMENT_FIELDS
+    # comparison = "record": the last id_segment_bits of the filter hold the resident ID
+    # field(s) alone, hardened on their own and all zero where the ID is blank, so a pair
+    # with a blank ID is scored on the rest of the filter (server/pipeline/presence.py).
+    # 0, or a schema without a resident_id field: the ID is hashed with the other fields.
+    id_segment_bits: int = 256
 
     def segments(self) -> tuple[Segment, ...]:
         """The groups of a segmented schema in field order, laid out from word 0; the
@@ -203,6 +208,18 @@ class LinkageSchema:
             start += words
         return tuple(out)
 
+    def id_fields(self) -> tuple[FieldSpec, ...]:
+        """The fields of kind resident_id, which a record-level schema keeps in its ID segment."""
+        return tuple(f for f in self.fields if f.kind == "resident_id")
+
+    def id_segment_words(self) -> int:
+        """How many 64-bit words at the end of the filter are the ID segment (0: none). Not under
+        `salt`, which salts every field by the birth year: the ID stays in the record filter."""
+        if (self.comparison != "record" or not self.id_fields() or len(self.id_fields()) == len(self.fields)
+                or hardening_option(self.hardening)[0] == "salt" or not 0 < self.id_segment_bits < self.filter_bits):
+            return 0
+        return self.id_segment_bits // 64
+
     def validate(self) -> None:
         if self.filter_bits <= 0 or self.filter_bits % 64:
             raise SchemaError(f"schema.filter_bits: {self.filter_bits} is not a positive multiple of 64")
@@ -211,6 +228,9 @@ class LinkageSchema:
         if not self.fields:
             raise SchemaError("schema.fields: at least one field is needed")
         hardening_option(self.hardening)
+        if self.id_segment_bits < 0 or self.id_segment_bits % 128 or self.id_segment_bits >= self.filter_bits:
+            raise SchemaError(f"schema.id_segment_bits: {self.id_segment_bits} is not 0 or a multiple of 128 "
+                              f"below filter_bits ({self.filter_bits})")
         if self.comparison not in COMPARISONS:
             raise SchemaError(f"schema.comparison: {self.comparison!r} is not one of {', '.join(COMPARISONS)}")
         if self.comparison == "segments":
@@ -266,7 +286,7 @@ def _field_spec(index: int, data: dict) -> FieldSpec:
 
 def schema_from_dict(s: dict) -> LinkageSchema:
     """A [schema] table (project TOML, a scenario's scenario.toml) over the defaults."""
-    known = {"fields", "filter_bits", "threshold", "auto_threshold", "hardening", "comparison"}
+    known = {"fields", "filter_bits", "threshold", "auto_threshold", "hardening", "comparison", "id_segment_bits"}
     extra = set(s) - known
     if extra:
         raise SchemaError(f"schema: unknown keys {sorted(extra)}; known: {sorted(known)}")
@@ -291,8 +311,11 @@ MIN_SUPPRESSION_FLOOR = 3
 
 def _digested(schema: LinkageSchema) -> dict:
     """The schema as the digest sees it: the segment settings only where they are used,
-    so a record-level project's digest is what it was before segments existed."""
+    so a record-level project's digest is what it was before segments existed, and
+    one without an ID segment what it was before ID segments existed."""
     data = asdict(schema)
+    if not schema.id_segment_words():
+        del data["id_segment_bits"]
     if schema.comparison == "record":
         del data["comparison"]
         for f in data["fields"]:

@@ -41,7 +41,7 @@ def project_to_pb(project):
         project_id=project.project_id,
         schema=pb.LinkageSchema(
             filter_bits=s.filter_bits, threshold=s.threshold, hardening=s.hardening, auto_threshold=s.auto_threshold,
-            comparison=s.comparison,
+            comparison=s.comparison, id_segment_bits=s.id_segment_bits,
             fields=[pb.FieldSpec(name=f.name, hashes=f.hashes, qgram=f.qgram, kind=f.kind, column=f.column,
                                  segment_bits=f.segment_bits, group=f.group)
                     for f in s.fields]),
@@ -54,9 +54,9 @@ def project_to_pb(project):
 
 
 def project_from_pb(msg):
-    """A project from the wire. Only `hardening` and `comparison` can be told absent (proto3 has
-    no presence for numbers and booleans, and an empty field list or a zero
-    size is refused by validation, not filled in): empty, it is the schema's
+    """A project from the wire. Only `hardening`, `comparison` and `id_segment_bits` can be told
+    absent (proto3 has no presence for numbers and booleans, save an `optional` one, and an empty
+    field list or a zero size is refused by validation, not filled in): absent, it is the schema's
     default. FieldSpec fills an empty kind and column itself."""
     from fedlink.schema import DEFAULT_SUPPRESSION_FLOOR, FieldSpec, LinkageSchema, Project
 
@@ -68,6 +68,8 @@ def project_from_pb(msg):
         auto_threshold=msg.schema.auto_threshold,
         hardening=msg.schema.hardening or LinkageSchema.hardening,
         comparison=msg.schema.comparison or LinkageSchema.comparison,
+        id_segment_bits=(msg.schema.id_segment_bits if msg.schema.HasField("id_segment_bits")
+                         else LinkageSchema.id_segment_bits),
     )
     return Project(msg.project_id, {d.name: tuple(d.indicators) for d in msg.departments}, schema,
                    msg.reference_date, msg.rules_toml, msg.suppression_floor or DEFAULT_SUPPRESSION_FLOOR)

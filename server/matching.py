@@ -14,19 +14,24 @@ In the style of anonlink, a small set of pure functions:
   checked and measured against.
 
 The heavy loops are in the numba-compiled section below.  The comparison
-kernel works on a word-major copy of the right-hand filters cut into tiles of
-about 32 KiB, so a tile stays in L1 while a block of left rows is run against
-it.  For one left row and one tile the loop runs along the tile's columns
-with the filter words written out eight at a time, which LLVM vectorises
-across columns (AND, VPOPCNTQ, add, no horizontal sums).  Both sides are
-sorted by popcount, so the count bound ``2*min(ca, cb)/(ca + cb) >= t`` gives
-each left row one contiguous range of columns, and tiles outside the ranges
-of a whole block are skipped.  Whether an overlap ``c`` passes is looked up
-in a table ``need[ca + cb]`` of the least passing ``c``, built with the
-reference's own float64 division, so the pairs returned are exactly the
-reference's; runs of columns with equal popcount share one lookup.  Left rows
-are split into chunks of about equal work on a thread pool (the compiled
-functions release the GIL), as many threads as ``numba.get_num_threads()``.
+kernel works on a copy of the right-hand filters cut into tiles of about
+32 KiB, so a tile stays in L1 while a block of left rows is run against it;
+a tile is blocks of eight columns, word by word, so one 512-bit vector holds
+one word of eight columns.  Where the CPU has AVX-512 VPOPCNTQ the kernel is
+LLVM IR written out on <8 x i64> vectors (``_make_and_counts``): per block of
+eight pairs, per word, one AND, one VPOPCNTQ and one add, the left row's
+words in registers; elsewhere plain loops (``_tile_counts_portable``), chosen
+once at import.  Both sides are sorted by popcount, so the count bound
+``2*min(ca, cb)/(ca + cb) >= t`` gives each left row one contiguous range of
+columns, and tiles outside the ranges of a whole block are skipped.  Whether
+an overlap ``c`` passes is decided against ``need[ca + cb]``, the least
+passing ``c``, built with the reference's own float64 division, so the pairs
+returned are exactly the reference's; the kernel compares each count with
+its column's entry (``least``, filled once per run of equal popcounts) and
+counts the passes, and pairs are written only for rows with passes.  Left
+rows are split into chunks of about equal work on a thread pool (the
+compiled functions release the GIL), as many threads as
+``numba.get_num_threads()``.
 """
 
 from __future__ import annotations
@@ -38,34 +43,49 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.core import config as _numba_config
 from numba.extending import intrinsic
+
+
+def _compile_features() -> str:
+    """The CPU features numba compiles for: NUMBA_CPU_FEATURES if set, else the host's."""
+    if _numba_config.CPU_FEATURES is not None:
+        return _numba_config.CPU_FEATURES
+    try:
+        import llvmlite.binding as llvm
+
+        return llvm.get_host_cpu_features().flatten()
+    except Exception:  # no feature detection here: assume nothing
+        return ""
+
+
+def _has_vector_popcount(features: str) -> bool:
+    """Whether ``features`` (LLVM's "+a,-b" form) has AVX-512 with VPOPCNTQ."""
+    enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
+    return {"avx512f", "avx512vpopcntdq"} <= enabled
 
 
 def _prefer_512_bit_vectors() -> None:
     """Let LLVM use 512-bit vectors where the CPU has AVX-512 VPOPCNTQ.
 
     LLVM's tuning for Intel AVX-512 cores prefers 256-bit vectors, which
-    halves the width of the comparison loop (measured: 540 -> 820 M pairs/s
-    on one core, bench/kernel.py).  The preference is a property of numba's
-    one target machine, so it is set for the process, before the first
-    compilation (numba creates the target machine then); an explicit
-    NUMBA_CPU_FEATURES wins.  Code compiled for other features is cached
-    apart (numba keys its cache by CPU name and features).
+    halves the width of the loops it vectorises itself.  The preference is a
+    property of numba's one target machine, so it is set for the process,
+    before the first compilation (numba creates the target machine then); an
+    explicit NUMBA_CPU_FEATURES wins.  Code compiled for other features is
+    cached apart (numba keys its cache by CPU name and features).
     """
-    if _numba_config.CPU_FEATURES is not None:
-        return
-    try:
-        import llvmlite.binding as llvm
-
-        features = llvm.get_host_cpu_features()
-    except Exception:  # no feature detection here: keep numba's defaults
-        return
-    if features.get("avx512f") and features.get("avx512vpopcntdq"):
-        _numba_config.CPU_FEATURES = features.flatten() + ",-prefer-256-bit"
+    if _numba_config.CPU_FEATURES is None and _VECTOR_POPCOUNT:
+        _numba_config.CPU_FEATURES = _compile_features() + ",-prefer-256-bit"
 
 
+# Chosen once, at import, from the features numba compiles for: the explicit
+# 512-bit kernel (``_make_and_counts``) where they have VPOPCNTQ, the portable
+# loops (``_tile_counts_portable``) elsewhere.
+_VECTOR_POPCOUNT = _has_vector_popcount(_compile_features())
 _prefer_512_bit_vectors()
 
 __all__ = [
@@ -85,7 +105,7 @@ __all__ = [
 
 MAX_PARTIES = 32
 
-_TILE_BYTES = 32 * 1024  # right-hand filters per tile, word-major
+_TILE_BYTES = 32 * 1024  # right-hand filters per tile, in blocks of eight columns
 _BLOCK_ROWS = 256  # left rows run against one tile before moving to the next
 _TASKS_PER_THREAD = 4  # chunks of left rows per thread, for load balance
 _MIN_PAIRS_PER_TASK = 1 << 20  # below this much work a call runs on one thread
@@ -235,92 +255,238 @@ def _popcount64(typingctx, word):
     return types.int64(types.uint64), codegen
 
 
-@njit(inline="always", **_jit)
-def _and_count8(a, w, tile, j):
-    """popcount(a[w:w+8] & tile[w:w+8, j]), the eight words written out."""
-    return (
-        _popcount64(a[w] & tile[w, j])
-        + _popcount64(a[w + 1] & tile[w + 1, j])
-        + _popcount64(a[w + 2] & tile[w + 2, j])
-        + _popcount64(a[w + 3] & tile[w + 3, j])
-        + _popcount64(a[w + 4] & tile[w + 4, j])
-        + _popcount64(a[w + 5] & tile[w + 5, j])
-        + _popcount64(a[w + 6] & tile[w + 6, j])
-        + _popcount64(a[w + 7] & tile[w + 7, j])
-    )
+_V8 = ir.VectorType(ir.IntType(64), 8)  # eight tile columns of one filter word: one zmm register
+_I64 = ir.IntType(64)
 
 
-@njit(inline="always", **_jit)
-def _tile_counts(a, tile, j0, j1, out):
-    """out[j] = popcount(a & tile[:, j]) for tile columns j0 <= j < j1.
+def _splat(builder, word):
+    """<8 x i64> with every lane ``word`` (VPBROADCASTQ)."""
+    one = builder.insert_element(ir.Constant(_V8, ir.Undefined), word, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(_V8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
 
-    ``tile`` is word-major, ``(n_words, columns)``, so each loop below runs
-    along contiguous columns and vectorises across them.  The column index
-    is unsigned: numba wraps negative indices, and for a start LLVM cannot
-    prove non-negative the wrap turns every load into a gather (3x slower).
+
+def _tree_sum(builder, terms):
+    """Sum of the vectors pairwise, so no add waits on a long chain."""
+    while len(terms) > 1:
+        terms = [builder.add(*terms[k : k + 2]) if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def _make_and_counts(words: int, accumulate: bool, test: bool):
+    """A compiled ``f(left, i, w0, blocks, k0, k1, out, least) -> hits``: for each block
+    k0 <= k < k1 of eight tile columns, ``out[8k:8k+8] (+)= sum over w0 <= w < w0 + words
+    of popcount(left[i, w] & blocks[k, w])``; with ``test``, ``hits`` is the number
+    of those columns j with ``out[j] >= least[j]`` (else 0, and ``least`` is not read).
+
+    Written as LLVM IR on explicit <8 x i64> vectors, so the loop is exactly
+    what bench/kernel.py counts: per block, one VPANDQ (memory operand), one
+    VPOPCNTQ and one VPADDQ per word, one store, and with ``test`` one
+    compare whose mask is counted in a scalar register (KMOVB, POPCNT: one
+    op on the vector ports).  The row's words stay in registers (16 at most,
+    beside the temporaries in the 32 zmm registers), and every block address
+    is a constant offset from one pointer (numba's own indexing of a
+    word-major tile needed a register per word, and spilled).  Two rows per
+    pass, sharing each block's loads, timed no faster (docs/scale.md).
+    No bounds checks: the callers keep k1 <= len(blocks), 8*k1 <= len(out),
+    len(least) and w0 + words <= left.shape[1].
     """
-    n_words = a.shape[0]
-    u0 = np.uint64(j0)
-    u1 = np.uint64(j1)
-    if n_words == 16:  # 1024-bit filters, the default: one pass
-        for j in range(u0, u1):
-            out[j] = _and_count8(a, 0, tile, j) + _and_count8(a, 8, tile, j)
-    elif n_words % 8 == 0:
-        for j in range(u0, u1):
-            out[j] = _and_count8(a, 0, tile, j)
-        for w in range(8, n_words, 8):
-            for j in range(u0, u1):
-                out[j] += _and_count8(a, w, tile, j)
-    else:
-        for j in range(u0, u1):
-            out[j] = 0
-        for w in range(n_words):
-            aw = a[w]
-            for j in range(u0, u1):
-                out[j] += _popcount64(aw & tile[w, j])
+
+    def is_array(x, dtype, ndim):
+        return isinstance(x, types.Array) and x.dtype == dtype and x.ndim == ndim and x.layout == "C"
+
+    @intrinsic
+    def and_counts(typingctx, left, i, w0, blocks, k0, k1, out, least):
+        if not (is_array(left, types.uint64, 2) and is_array(blocks, types.uint64, 3)
+                and is_array(out, types.int64, 1) and is_array(least, types.int64, 1)
+                and all(isinstance(x, types.Integer) for x in (i, w0, k0, k1))):
+            return None
+
+        def codegen(context, builder, signature, args):
+            left_arr, blocks_arr, out_arr, least_arr = (
+                context.make_array(signature.args[n])(context, builder, args[n]) for n in (0, 3, 6, 7)
+            )
+            i_, w0_, k0_, k1_ = (context.cast(builder, args[n], signature.args[n], types.int64) for n in (1, 2, 4, 5))
+            row = builder.gep(left_arr.data, [builder.add(builder.mul(i_, builder.extract_value(left_arr.shape, 1)), w0_)])
+            row_words = [_splat(builder, builder.load(builder.gep(row, [ir.Constant(_I64, w)]))) for w in range(words)]
+            n_words = builder.extract_value(blocks_arr.shape, 1)
+            ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8, [_V8]), "llvm.ctpop.v8i64")
+            columns = builder.gep(builder.bitcast(blocks_arr.data, _V8.as_pointer()), [w0_])
+            counts = builder.bitcast(out_arr.data, _V8.as_pointer())
+            bounds = builder.bitcast(least_arr.data, _V8.as_pointer())
+            hits = cgutils.alloca_once_value(builder, ir.Constant(_I64, 0))
+            with cgutils.for_range_slice(builder, k0_, k1_, ir.Constant(_I64, 1)) as (k, _):
+                block = builder.gep(columns, [builder.mul(k, n_words)])
+                terms = [
+                    builder.call(ctpop, [builder.and_(builder.load(builder.gep(block, [ir.Constant(_I64, w)]), align=8),
+                                                      row_words[w])])
+                    for w in range(words)
+                ]
+                target = builder.gep(counts, [k])
+                if accumulate:
+                    terms.append(builder.load(target, align=8))
+                total = _tree_sum(builder, terms)
+                builder.store(total, target, align=8)
+                if test:
+                    passes = builder.icmp_signed(">=", total, builder.load(builder.gep(bounds, [k]), align=8))
+                    mask = builder.zext(builder.bitcast(passes, ir.IntType(8)), _I64)
+                    builder.store(builder.add(builder.load(hits), builder.ctpop(mask)), hits)
+            return builder.load(hits)
+
+        return types.int64(left, i, w0, blocks, k0, k1, out, least), codegen
+
+    return and_counts
 
 
-@njit(inline="always", **_jit)
-def _hits_in_run(out, j0, j1, least):
-    """How many of out[j0:j1] are >= least (vectorised)."""
+_and_counts16 = _make_and_counts(16, accumulate=False, test=False)
+_and_counts16_test = _make_and_counts(16, accumulate=False, test=True)
+_and_counts8 = _make_and_counts(8, accumulate=False, test=False)
+_and_counts8_test = _make_and_counts(8, accumulate=False, test=True)
+_and_counts8_add = _make_and_counts(8, accumulate=True, test=False)
+_and_counts8_add_test = _make_and_counts(8, accumulate=True, test=True)
+
+
+@njit(**_jit)
+def _tile_counts_words8(left, i, tile, k0, k1, out, least, test):
+    """``_tile_counts`` of one row on 512-bit vectors, eight words at a time."""
+    last = left.shape[1] - 8
+    if last == 0:
+        if test:
+            return _and_counts8_test(left, i, 0, tile, k0, k1, out, least)
+        return _and_counts8(left, i, 0, tile, k0, k1, out, least)
+    _and_counts8(left, i, 0, tile, k0, k1, out, least)
+    for w0 in range(8, last, 8):
+        _and_counts8_add(left, i, w0, tile, k0, k1, out, least)
+    if test:
+        return _and_counts8_add_test(left, i, last, tile, k0, k1, out, least)
+    return _and_counts8_add(left, i, last, tile, k0, k1, out, least)
+
+
+@njit(**_jit)
+def _tile_counts_portable(left, i, tile, k0, k1, out, least, test):
+    """``_tile_counts`` of one row in plain loops, for any CPU and filter width
+    (LLVM vectorises the eight lanes as far as the CPU allows).
+
+    Indices are unsigned: numba wraps negative indices, and for a start LLVM
+    cannot prove non-negative the wrap turns every load into a gather.
+    """
+    a = left[i]
     hits = 0
-    for j in range(np.uint64(j0), np.uint64(j1)):
-        hits += out[j] >= least
+    for k in range(np.uint64(k0), np.uint64(k1)):
+        block = tile[k]
+        for lane in range(8):
+            out[8 * k + lane] = 0
+        for w in range(a.shape[0]):
+            aw = a[w]
+            for lane in range(8):
+                out[8 * k + lane] += _popcount64(aw & block[w, lane])
+        if test:
+            for lane in range(8):
+                hits += out[8 * k + lane] >= least[8 * k + lane]
     return hits
 
 
 @njit(inline="always", **_jit)
-def _write_run(li, rj, score, size, out, j0, j1, least, i, base, total):
-    """Write the pairs (i, base + j) with out[j] >= least, j0 <= j < j1, from size on."""
+def _tile_counts(left, i, tile, k0, k1, out, least, test):
+    """out[j] = popcount(left[i] & tile column j) for the columns of blocks k0 <= k < k1.
+
+    ``tile`` is ``(width // 8, n_words, 8)``: blocks of eight columns, word
+    by word, so one vector holds one word of eight columns.  With ``test``,
+    returns the number of those columns with out[j] >= least[j]; else 0.
+    """
+    if _VECTOR_POPCOUNT and left.shape[1] == 16:  # 1024-bit filters, the default: one pass
+        if test:
+            return _and_counts16_test(left, i, 0, tile, k0, k1, out, least)
+        return _and_counts16(left, i, 0, tile, k0, k1, out, least)
+    if _VECTOR_POPCOUNT and left.shape[1] % 8 == 0:
+        return _tile_counts_words8(left, i, tile, k0, k1, out, least, test)
+    return _tile_counts_portable(left, i, tile, k0, k1, out, least, test)
+
+
+@njit(inline="always", **_jit)
+def _aligned_empty(n):
+    """An int64 array of n on a 64-byte boundary (numba aligns to 32), so the kernel's
+    512-bit loads and stores of it never split a cache line."""
+    buffer = np.empty(n + 8, np.int64)
+    start = (-buffer.ctypes.data % 64) // 8
+    return buffer[start : start + n]
+
+
+@njit(inline="always", **_jit)
+def _fill_least(least, need, ca, counts, run_end, j0, j1, impossible):
+    """least[j] = need[ca + counts[j]] for j0 <= j < j1, one need[] lookup per run of
+    equal popcounts; ``impossible`` in the rest of their blocks of eight columns."""
+    for j in range(np.uint64(j0 // 8 * 8), np.uint64(j0)):
+        least[j] = impossible
+    j = j0
+    while j < j1:
+        end = min(run_end[j], j1)
+        value = need[ca + counts[j]]
+        for jj in range(np.uint64(j), np.uint64(end)):
+            least[jj] = value
+        j = end
+    for j in range(np.uint64(j1), np.uint64((j1 + 7) // 8 * 8)):
+        least[j] = impossible
+
+
+@njit(inline="always", **_jit)
+def _write_hits(li, rj, score, size, out, least, counts, ca, j0, j1, i, base):
+    """Write the pairs (i, base + j) with out[j] >= least[j], j0 <= j < j1, from size on."""
     for j in range(j0, j1):
-        if out[j] >= least:
+        if out[j] >= least[j]:
             li[size] = i
             rj[size] = base + j
-            score[size] = _dice(out[j], total)
+            score[size] = _dice(out[j], ca + counts[j])
             size += 1
+    return size
 
 
 @njit(**_jit)
 def _scan_block(
     left, left_counts, col_lo, col_hi, right, need, b0, b1, collect, li, rj, score, size
 ):
+    """Compare sorted left rows b0 <= i < b1 with the right columns they may match
+    (``_scan_rows``, with the default width's kernel alone in the loop where it applies).
+    """
+    if _VECTOR_POPCOUNT and left.shape[1] == 16:
+        return _scan_rows(True, left, left_counts, col_lo, col_hi, right, need, b0, b1, collect, li, rj, score, size)
+    return _scan_rows(False, left, left_counts, col_lo, col_hi, right, need, b0, b1, collect, li, rj, score, size)
+
+
+@njit(inline="always", **_jit)
+def _scan_rows(
+    words16, left, left_counts, col_lo, col_hi, right, need, b0, b1, collect, li, rj, score, size
+):
     """Compare sorted left rows b0 <= i < b1 with the right columns they may match.
+
+    ``words16`` (a constant where inlined) puts the 1024-bit kernel alone in
+    the loop: with the other widths' paths beside it, even untaken, the loop
+    ran 6% slower (registers saved around their calls).
 
     ``size`` counts the passing pairs found so far; the new count is returned.
     With ``collect``, the pairs also go into li/rj/score from index ``size`` on,
     and -1 is returned as soon as they might not fit (grow, then run the block
     again).  The arrays are never replaced in here: numba's reference counting
     of arrays reassigned in a loop costs a third of the speed.
+
+    The kernel tests each count against least[j], the least passing overlap
+    of its column; a row's least[] is refilled only when its popcount or
+    column range differs from the row before (rows are sorted by popcount,
+    so most reuse it), and pairs are written only for rows with hits.
     """
     tiles, tile_counts, run_end = right
-    width = tiles.shape[2]
+    width = tiles.shape[1] * 8
+    impossible = need.shape[0]  # larger than any overlap
     lo = col_lo[b0:b1].min()
     hi = col_hi[b0:b1].max()
     if lo >= hi:
         return size
-    out = np.empty(width, np.int64)
+    out = _aligned_empty(width)
+    least = _aligned_empty(width)
     for t in range(lo // width, (hi - 1) // width + 1):
         base = t * width
+        # Views taken once per tile: each costs numba a reference count in and out.
+        tile, counts, ends = tiles[t], tile_counts[t], run_end[t]
+        filled = (-1, -1, -1)  # (ca, j0, j1) least[] holds
         for i in range(b0, b1):
             j0 = max(col_lo[i], base) - base
             j1 = min(col_hi[i], base + width) - base
@@ -328,19 +494,18 @@ def _scan_block(
                 continue
             if collect and size + (j1 - j0) > li.shape[0]:
                 return -1
-            _tile_counts(left[i], tiles[t], j0, j1, out)
-            # Columns are sorted by popcount: one need[] entry per run of equal counts.
             ca = left_counts[i]
-            j = j0
-            while j < j1:
-                end = min(run_end[t, j], j1)
-                total = ca + tile_counts[t, j]
-                least = need[total]
-                hits = _hits_in_run(out, j, end, least)
-                if collect and hits:
-                    _write_run(li, rj, score, size, out, j, end, least, i, base, total)
+            if filled != (ca, j0, j1):
+                _fill_least(least, need, ca, counts, ends, j0, j1, impossible)
+                filled = (ca, j0, j1)
+            if words16:
+                hits = _and_counts16_test(left, i, 0, tile, j0 // 8, (j1 + 7) // 8, out, least)
+            else:
+                hits = _tile_counts(left, i, tile, j0 // 8, (j1 + 7) // 8, out, least, True)
+            if collect and hits:
+                size = _write_hits(li, rj, score, size, out, least, counts, ca, j0, j1, i, base)
+            else:
                 size += hits
-                j = end
     return size
 
 
@@ -362,7 +527,7 @@ def _count_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
 @njit(**_jit)
 def _collect_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
     """Passing pairs (sorted left row, sorted right row, Dice) for rows r0..r1."""
-    capacity = 4 * right[0].shape[2]
+    capacity = 4 * right[0].shape[1] * 8
     li = np.empty(capacity, np.int64)
     rj = np.empty(capacity, np.int64)
     score = np.empty(capacity, np.float32)
@@ -485,35 +650,61 @@ def need_table(threshold: float, filter_bits: int) -> np.ndarray:
     return need
 
 
-def _count_bounds(need: np.ndarray, ca: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@njit(**_jit)
+def _count_bounds(need, ca):
     """For each popcount in ``ca``, the range [lo, hi] of cb that can reach the threshold.
 
     A pair can pass only if its largest possible overlap, min(ca, cb), does.
     That set of cb is an interval around ca: 2*cb/(ca+cb) rises with cb below
-    ca and 2*ca/(ca+cb) falls with cb above it.  Empty ranges get lo > hi.
+    ca and 2*ca/(ca+cb) falls with cb above it.  lo and hi are the first and
+    last passing cb, found from either end; empty ranges get lo > hi.
     """
     filter_bits = (need.shape[0] - 1) // 2
-    cb = np.arange(filter_bits + 1)
-    ok = np.minimum(ca[:, None], cb[None, :]) >= need[ca[:, None] + cb[None, :]]
-    any_ok = ok.any(axis=1)
-    lo = np.where(any_ok, ok.argmax(axis=1), filter_bits + 1)
-    hi = np.where(any_ok, filter_bits - ok[:, ::-1].argmax(axis=1), -1)
+    lo = np.full(ca.shape[0], filter_bits + 1, np.int64)
+    hi = np.full(ca.shape[0], -1, np.int64)
+    for k in range(ca.shape[0]):
+        a = ca[k]
+        for cb in range(filter_bits + 1):
+            if min(a, cb) >= need[a + cb]:
+                lo[k] = cb
+                break
+        for cb in range(filter_bits, lo[k] - 1, -1):
+            if min(a, cb) >= need[a + cb]:
+                hi[k] = cb
+                break
     return lo, hi
 
 
-def _tiles(right_sorted: np.ndarray, counts_sorted: np.ndarray):
-    """The right-hand filters, sorted by popcount, as word-major tiles.
+def _aligned_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Zeros on a 64-byte boundary, so no 512-bit load of a tile splits a cache line."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(size + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + size].view(dtype).reshape(shape)
 
-    Returns ``(tiles, counts, run_end)``: tiles ``(n_tiles, n_words, width)``
-    of about ``_TILE_BYTES`` each, the popcount of each tile column, and for
-    each column the tile-local end of its run of equal popcounts.
+
+@njit(**_jit)
+def _fill_blocks(blocks, filters):
+    """blocks[j // 8, w, j % 8] = filters[j, w] (numpy's strided copy of the transpose took 4x longer)."""
+    for j in range(filters.shape[0]):
+        for w in range(filters.shape[1]):
+            blocks[j // 8, w, j % 8] = filters[j, w]
+
+
+def _tiles(right_sorted: np.ndarray, counts_sorted: np.ndarray):
+    """The right-hand filters, sorted by popcount, in tiles of blocks of eight columns.
+
+    Returns ``(tiles, counts, run_end)``: tiles ``(n_tiles, width // 8,
+    n_words, 8)`` of about ``_TILE_BYTES`` each, where ``tiles[t, k, w, l]``
+    is word w of tile column 8k + l; the popcount of each tile column; and
+    for each column the tile-local end of its run of equal popcounts.
     """
     m, n_words = right_sorted.shape
     width = max(8, (_TILE_BYTES // (8 * n_words)) // 8 * 8)
     n_tiles = max(1, -(-m // width))
-    padded = np.zeros((n_tiles * width, n_words), np.uint64)
-    padded[:m] = right_sorted
-    tiles = np.ascontiguousarray(padded.reshape(n_tiles, width, n_words).transpose(0, 2, 1))
+    tiles = _aligned_zeros((n_tiles, width // 8, n_words, 8), np.uint64)
+    _fill_blocks(tiles.reshape(-1, n_words, 8), right_sorted)  # a view: blocks of eight columns in order
     counts = np.zeros(n_tiles * width, np.int64)
     counts[:m] = counts_sorted
     run_end = np.full(n_tiles * width, width, np.int64)
@@ -525,6 +716,13 @@ def _tiles(right_sorted: np.ndarray, counts_sorted: np.ndarray):
     return tiles, counts.reshape(n_tiles, width), run_end.reshape(n_tiles, width)
 
 
+def _popcount_order(counts: np.ndarray, filter_bits: int) -> np.ndarray:
+    """``np.argsort(counts, kind="stable")`` by a counting sort: popcounts are small integers."""
+    order = np.empty(len(counts), np.int64)
+    order[_bucket_positions(counts, filter_bits + 1)] = np.arange(len(counts))
+    return order
+
+
 def _run_chunks(kernel, left, right, threshold, left_counts, right_counts):
     """Sort, tile, split the left rows into chunks and run ``kernel`` on each.
 
@@ -533,8 +731,8 @@ def _run_chunks(kernel, left, right, threshold, left_counts, right_counts):
     filter_bits = left.shape[1] * 64
     need = need_table(threshold, filter_bits)
 
-    left_order = np.argsort(left_counts, kind="stable")
-    right_order = np.argsort(right_counts, kind="stable")
+    left_order = _popcount_order(left_counts, filter_bits)
+    right_order = _popcount_order(right_counts, filter_bits)
     left_sorted = left[left_order]
     ca = left_counts[left_order].astype(np.int64)
     cb = right_counts[right_order].astype(np.int64)
@@ -775,12 +973,12 @@ def _best_two_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
     are the only candidates.
     """
     tiles, tile_counts, run_end = right
-    width = tiles.shape[2]
+    width = tiles.shape[1] * 8
     best = np.full(r1 - r0, -1.0)
     second = np.full(r1 - r0, -1.0)
     best_at = np.full(r1 - r0, -1, np.int64)
     second_at = np.full(r1 - r0, -1, np.int64)
-    out = np.empty(width, np.int64)
+    out = _aligned_empty(width)
     for b0 in range(r0, r1, _BLOCK_ROWS):
         b_end = min(b0 + _BLOCK_ROWS, r1)
         lo = col_lo[b0:b_end].min()
@@ -794,7 +992,7 @@ def _best_two_chunk(left, left_counts, col_lo, col_hi, right, need, r0, r1):
                 j1 = min(col_hi[i], base + width) - base
                 if j0 >= j1:
                     continue
-                _tile_counts(left[i], tiles[t], j0, j1, out)
+                _tile_counts(left, i, tiles[t], j0 // 8, (j1 + 7) // 8, out, out, False)
                 ca = left_counts[i]
                 s1, a1 = best[i - r0], best_at[i - r0]
                 s2, a2 = second[i - r0], second_at[i - r0]
@@ -844,8 +1042,3 @@ def dice_best_two(left: np.ndarray, right: np.ndarray, threshold: float) -> tupl
             at = np.concatenate([r[k] for r in results])
             out[left_order] = np.where(at >= 0, right_order[np.maximum(at, 0)], -1)
     return best, second, best_row, second_row
-    results, left_order, _ = _run_chunks(_best_two_chunk, left, right, threshold, popcounts(left), popcounts(right))
-    if results:
-        best[left_order] = np.concatenate([b for b, _ in results])
-        second[left_order] = np.concatenate([s for _, s in results])
-    return best, second

@@ -15,7 +15,7 @@ from fedlink.schema import DEFAULT_SUPPRESSION_FLOOR, FieldSpec, LinkageSchema, 
 from server import store as t
 
 ACTIVE_RUN_STATES = ("queued", "running")
-_SCHEMA_SETTINGS = ("filter_bits", "threshold", "auto_threshold", "hardening", "comparison")
+_SCHEMA_SETTINGS = ("filter_bits", "threshold", "auto_threshold", "hardening", "comparison", "id_segment_bits")
 
 
 # -- projects ------------------------------------------------------------------
@@ -36,10 +36,11 @@ def project_to_row(p: Project) -> dict:
 
 
 def project_from_row(row) -> Project:
-    """A stored project; a setting the row lacks (written before it existed) takes the schema's default."""
+    """A stored project; a setting the row lacks (written before it existed) takes the schema's default,
+    save the ID segment: a project stored before it existed was encoded with the ID in the record filter."""
     spec = row.spec
     schema = spec["schema"]
-    settings = {k: schema[k] for k in _SCHEMA_SETTINGS if k in schema}
+    settings = {"id_segment_bits": 0} | {k: schema[k] for k in _SCHEMA_SETTINGS if k in schema}
     return Project(row.project_id, {d: tuple(v) for d, v in spec["departments"].items()},
                    LinkageSchema(fields=tuple(FieldSpec(**f) for f in schema["fields"]), **settings),
                    spec["reference_date"], row.rules_toml, row.suppression_floor or DEFAULT_SUPPRESSION_FLOOR)

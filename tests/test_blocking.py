@@ -339,10 +339,13 @@ def test_multi_party_pass_equals_pair_by_pair(max_bucket):
     assert multi_stats.pairs_compared >= pair_stats.pairs_compared
 
 
+@pytest.mark.parametrize("which", ["some", "none in one department", "all"])
 @pytest.mark.parametrize("max_bucket", [1000, 3])
-def test_multi_party_pass_of_changed_records_is_the_full_pass_restricted_to_them(max_bucket):
+def test_multi_party_pass_of_changed_records_is_the_full_pass_restricted_to_them(max_bucket, which):
     # An incremental run's new pairs (server/pipeline/increments.py): the buckets, and which are
-    # skipped for max_bucket, are those of all the records; only the pairs with a changed record are kept.
+    # skipped for max_bucket, are those of all the records; only the pairs with a changed record are
+    # kept. Only the buckets holding a changed record are sorted (_pack_hits): with max_bucket=3 the
+    # crowded bucket is over-full and must be skipped as the full pass skips it.
     from server.blocking.multi import lsh_links_multi
     from bench.scale import population
 
@@ -352,13 +355,22 @@ def test_multi_party_pass_of_changed_records_is_the_full_pass_restricted_to_them
     thresholds = {(0, 1): 0.8, (0, 2): 0.75, (1, 3): 0.85, (2, 3): 0.8}
     changed = [np.random.default_rng(k).random(len(f)) < 0.1 for k, f in enumerate(filters)]
     changed[2][-3:] = True  # in the crowded bucket
-    full = lsh_links_multi(filters, thresholds, params)
-    only = lsh_links_multi(filters, thresholds, params, changed=changed)
+    if which == "none in one department":
+        changed[1][:] = False
+    elif which == "all":
+        changed = [np.ones(len(f), bool) for f in filters]
+    full_stats, only_stats = BlockingStats(), BlockingStats()
+    full = lsh_links_multi(filters, thresholds, params, stats=full_stats)
+    only = lsh_links_multi(filters, thresholds, params, changed=changed, stats=only_stats)
     for a, b in thresholds:
         keep = changed[a][full[(a, b)].left] | changed[b][full[(a, b)].right]
         for column in ("left", "right", "score"):
             np.testing.assert_array_equal(getattr(only[(a, b)], column), getattr(full[(a, b)], column)[keep])
-        assert 0 < keep.sum() < len(keep)
+        # With none changed in department 1, its pairs keep only the other side's changed records.
+        assert keep.all() and len(keep) if which == "all" else 0 < keep.sum() < len(keep)
+    assert (only_stats.buckets_skipped > 0) == (max_bucket == 3)
+    if which == "all":  # every bucket holds a changed record: the same buckets skipped
+        assert only_stats.buckets_skipped == full_stats.buckets_skipped
 
 
 def test_compare_all_equals_compare_pair_by_pair():

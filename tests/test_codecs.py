@@ -14,7 +14,7 @@ DEFAULT = Project.default("defaults", reference_date="2025-06-30")
 # Every setting off its default, and a field of the project's own (kind and column given).
 CUSTOM = Project(
     "custom", {"population": ("elderly",), "housing": ("multiple_properties",)},
-    LinkageSchema(filter_bits=512, threshold=0.72, auto_threshold=False, hardening="blip-0.02",
+    LinkageSchema(filter_bits=512, threshold=0.72, auto_threshold=False, hardening="blip-0.02", id_segment_bits=0,
                   fields=(FieldSpec("surname", hashes=9, qgram=3, kind="text", column="surname"),
                           FieldSpec("birth_date", hashes=5, qgram=0))),
     reference_date="2024-01-31", rules_toml="# a pack of its own\n")
@@ -64,6 +64,28 @@ def test_a_stored_row_without_a_setting_takes_the_schema_default(store):
     assert (schema.auto_threshold, schema.hardening, schema.threshold, schema.filter_bits) == (
         defaults.auto_threshold, defaults.hardening, defaults.threshold, defaults.filter_bits)
     assert schema.fields == CUSTOM.schema.fields
+
+
+def test_a_project_stored_before_the_id_segment_keeps_its_encoding(store):
+    from sqlalchemy import update
+
+    from server import queries as q
+    from server import store as t
+
+    with store.write() as conn:
+        q.insert_project(conn, DEFAULT, "operator:test")
+        spec = q.project_to_row(DEFAULT)["spec"]
+        del spec["schema"]["id_segment_bits"]  # a row written before the setting existed
+        conn.execute(update(t.projects).where(t.projects.c.project_id == "defaults").values(spec=spec))
+    with store.read() as conn:
+        old = q.project(conn, "defaults")
+    # It was encoded with the ID in the record filter: that stays, and so does its digest.
+    assert old.schema.id_segment_bits == 0 and old.schema.id_segment_words() == 0
+    assert old.digest() != DEFAULT.digest() and DEFAULT.schema.id_segment_bits == 256
+    # A wire message without the field (an older operator's) is a new project: the default.
+    msg = project_to_pb(DEFAULT)
+    msg.schema.ClearField("id_segment_bits")
+    assert project_from_pb(msg).schema.id_segment_bits == 256
 
 
 def test_an_empty_wire_field_decodes_to_the_schema_default():

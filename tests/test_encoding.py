@@ -31,12 +31,14 @@ from fedlink.schema import DEFAULT_FIELDS, FieldSpec, LinkageSchema, hardening_o
 # The default fields and some that reach the other paths: a joined "a+b" column, 3- and
 # 4-grams (the 4-gram key is renumbered on the way), more than 32 hashes (a second HMAC
 # block), whole words, digits and Latin text.
+# The ID hashed with the other fields (id_segment_bits = 0): the reference is of one filter;
+# tests/test_presence.py checks that the ID segment is the same encoding of its two parts.
 SCHEMA = LinkageSchema(fields=DEFAULT_FIELDS + (
     FieldSpec("phone", hashes=4, qgram=3),
     FieldSpec("place", hashes=5, qgram=4, kind="text", column="address+phone"),
     FieldSpec("word", hashes=40, qgram=0, kind="text", column="name"),
     FieldSpec("house", hashes=2, qgram=1, kind="digits", column="address"),
-))
+), id_segment_bits=0)
 FIELDS = [(f.name, f.kind, f.column) for f in SCHEMA.fields]
 SECRET, PROJECT = b"encoding test secret", "encoding-test"
 

@@ -129,6 +129,8 @@ def test_an_incremental_run_links_and_flags_as_a_full_run(engine, kept, scenario
     assert theirs[3]["incremental"]["from_run"] is None and theirs[3]["incremental"]["department_pairs_kept"] == 0
     assert mine[0] == theirs[0] and len(mine[0]) > 0            # the same persons
     assert mine[1] == theirs[1] and len(mine[1]) == 3            # the same thresholds
+    blank = "blank_id_threshold_per_department_pair"             # and those of the pairs with a blank ID
+    assert mine[3][blank] == theirs[3][blank] and len(mine[3][blank]) == 3
     assert mine[2] == theirs[2] and any(mine[2].values())        # the same flags, statuses and dates
     # The same sampled profile: the score histograms of the report agree.
     assert mine[3]["score_histogram_per_department_pair"] == theirs[3]["score_histogram_per_department_pair"]

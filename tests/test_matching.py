@@ -145,6 +145,88 @@ def test_scores_above_across_tiles_and_threads(monkeypatch):
         numba.set_num_threads(before)
 
 
+def best_two_of_reference(ref, threshold):
+    """Each row's two highest float32 scores at or above ``threshold`` (-1 where fewer)."""
+    best, second = np.full(len(ref), -1.0), np.full(len(ref), -1.0)
+    for i, row in enumerate(ref):
+        scores = np.sort(row[row >= threshold].astype(np.float32).astype(np.float64))[::-1]
+        best[i], second[i] = (list(scores[:2]) + [-1.0, -1.0])[:2]
+    return best, second
+
+
+# Widths that take each kernel path: 9 words (plain loops on any CPU), 16
+# (the 1024-bit vector kernel), 24 (eight-word vector passes: first, middle,
+# last).  Right sides end mid-block and mid-tile (1024 bits: 256 columns a
+# tile, 8 a block); equal rows, empty and full filters among them.
+@pytest.mark.parametrize("filter_bits, m", [(576, 203), (1024, 525), (1024, 7), (1536, 349)])
+def test_kernel_paths_match_reference(filter_bits, m):
+    rng = np.random.default_rng(filter_bits + m)
+    left = mixed_filters(rng, 61, filter_bits)
+    right = np.concatenate([left[:20], mixed_filters(rng, m, filter_bits)])[:m]
+    ref = dice_reference(left, right)
+    for threshold in (0.0, 0.5, 0.8, 0.95, 1.0):
+        assert_matches_reference(left, right, threshold)
+        best, second, _, _ = matching.dice_best_two(left, right, threshold)
+        want_best, want_second = best_two_of_reference(ref, threshold)
+        np.testing.assert_array_equal(best, want_best)
+        np.testing.assert_array_equal(second, want_second)
+
+
+def test_portable_kernel_where_the_cpu_lacks_vector_popcount(tmp_path):
+    """With numba compiling for a CPU without AVX-512 (Haswell), matching picks the plain
+    loops at import, emits no 512-bit code, and gives the reference's results."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "portable.py"
+    script.write_text(
+        "import numba, numpy as np\n"
+        "import test_matching as t\n"
+        "from server import matching\n"
+        "assert not matching._VECTOR_POPCOUNT\n"
+        "rng = np.random.default_rng(9)\n"
+        "for bits, m in ((64, 70), (1024, 525), (1536, 200)):\n"
+        "    left = t.mixed_filters(rng, 40, bits)\n"
+        "    right = np.concatenate([left[:10], t.mixed_filters(rng, m, bits)])[:m]\n"
+        "    ref = matching.dice_reference(left, right)\n"
+        "    for threshold in (0.0, 0.6, 0.9):\n"
+        "        t.assert_matches_reference(left, right, threshold)\n"
+        "        best, second, _, _ = matching.dice_best_two(left, right, threshold)\n"
+        "        want = t.best_two_of_reference(ref, threshold)\n"
+        "        assert (best == want[0]).all() and (second == want[1]).all()\n"
+        "fresh = numba.njit(nogil=True)(matching._count_chunk.py_func)\n"
+        "f = matching.pack_filters(np.zeros((9, 128), np.uint8), 1024)\n"
+        "matching._run_chunks(fresh, f, f, 0.0, matching.popcounts(f), matching.popcounts(f))\n"
+        "asm = next(iter(fresh.inspect_asm().values()))\n"
+        "assert 'popcnt' in asm and 'zmm' not in asm\n"
+        "print('portable ok')\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               NUMBA_CPU_FEATURES="+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+lzcnt,+movbe,"
+                                  "+popcnt,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave",
+               PYTHONPATH=os.pathsep.join([str(root), str(root / "tests")]))
+    done = subprocess.run([sys.executable, str(script)], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "portable ok" in done.stdout
+
+
+@pytest.mark.skipif(not matching._VECTOR_POPCOUNT, reason="the CPU has no AVX-512 VPOPCNTQ")
+def test_vector_kernel_issues_what_the_limit_counts():
+    """On a CPU with VPOPCNTQ the 1024-bit inner loop is eight pairs of AND + VPOPCNTQ + add
+    on 512-bit registers, one store, one compare (bench/kernel.py reads the same loop)."""
+    from bench.kernel import kernel_loop
+
+    loop = kernel_loop()
+    ops = loop["mnemonics"]
+    assert loop["pairs_per_iteration"] == 8
+    assert ops["vpandq"] == ops["vpopcntq"] == 16 and ops["vpaddq"] == 15
+    assert ops["vpcmpnltq"] == 1 and ops["vmovdqu64"] == 1
+    assert loop["vector_alu_ops_per_pair"] == 49 / 8
+
+
 def test_scores_above_accepts_counts_and_checks_them():
     rng = np.random.default_rng(4)
     left = random_filters(rng, 20, 512)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.hardening import HardenedEncoder, SegmentedEncoder
+from agents.hardening import HardenedEncoder, IdSegmentEncoder, SegmentedEncoder
 from agents.normalise import feature_columns
 from fedlink.schema import LinkageSchema, Project, SchemaError, schema_from_dict
 from fedlink.wire import project_from_pb, project_to_pb
@@ -45,14 +45,21 @@ def test_the_segmented_schema_fills_the_filter_and_validates():
 
 def test_record_level_projects_keep_their_digest_and_segmented_ones_cross_the_wire():
     record = Project.default("p")
-    # The digest of the default project since its hardening became `twin` (session 22; before,
-    # with `balance`, 0422b88f...): a project's digest is of its schema, so uploads stay bound.
-    assert record.digest() == "e350401038e7d26aa54e80f7e2851859c339218fcb82db0a50443b28b24d10ea"
+    # The digest of the default project since its resident ID got its own segment (session 23;
+    # before, with `twin` and the ID in the record filter, e3504010..., which a schema with
+    # id_segment_bits = 0 keeps; with `balance`, 0422b88f...): a project's digest is of its
+    # schema, so uploads stay bound.
+    assert record.digest() == "e7435e9988497a7b0a09b2c6269b2f9b0a09d8f602d9557cd51278ec8a1d5195"
+    assert replace(record, schema=replace(record.schema, id_segment_bits=0)).digest() == (
+        "e350401038e7d26aa54e80f7e2851859c339218fcb82db0a50443b28b24d10ea")
     segmented = replace(record, schema=SEGMENTED)
     assert segmented.digest() != record.digest()
     back = project_from_pb(project_to_pb(segmented))
     assert back.schema == SEGMENTED and back.digest() == segmented.digest()
     assert project_from_pb(project_to_pb(record)).schema.comparison == "record"
+    for bits in (0, 256):  # 0 is a value, not the field's absence
+        split = replace(record, schema=replace(record.schema, id_segment_bits=bits))
+        assert project_from_pb(project_to_pb(split)).schema.id_segment_bits == bits
 
 
 def test_presence_word_marks_exactly_the_segments_with_a_value():
@@ -74,7 +81,7 @@ def test_a_blank_id_is_no_evidence_where_the_record_level_dice_counts_it_against
     levels = segment_levels(seg[:1], seg[1:], np.array([[0, 0]]), SEGMENTED.segments())
     assert 0 in levels[0].tolist()  # the document comparison: missing, weight 0
     assert set(levels[0].tolist()) <= {0, 1}  # everything else agrees fully
-    record = LinkageSchema()
+    record = LinkageSchema(id_segment_bits=0)
     rec = encode([full, blank_id, full], record)
     blank_score, same_score = dice_scores_pairs(rec[:1], rec, np.array([0, 0]), np.array([1, 2]))
     assert same_score == 1.0 and blank_score < 0.9  # the record-level Dice loses a tenth or more
@@ -133,4 +140,5 @@ def test_em_recovers_planted_probabilities():
 
 def test_the_segmented_encoder_is_what_a_segmented_schema_gets():
     assert type(HardenedEncoder(SEGMENTED, SECRET, PROJECT)) is SegmentedEncoder
-    assert type(HardenedEncoder(LinkageSchema(), SECRET, PROJECT)) is HardenedEncoder
+    assert type(HardenedEncoder(LinkageSchema(), SECRET, PROJECT)) is IdSegmentEncoder
+    assert type(HardenedEncoder(LinkageSchema(id_segment_bits=0), SECRET, PROJECT)) is HardenedEncoder

@@ -185,12 +185,16 @@ def full_name_attacks(bits: np.ndarray, truth: dict, census: Census) -> dict:
 
 def run_realistic(persons: int = 5000, seed: int = 0, hardening: str | None = None, *,
                   census_persons: int | None = None, census_seed: int | None = None,
-                  without: tuple[str, ...] = (), comparison: str = "record") -> dict:
+                  without: tuple[str, ...] = (), comparison: str = "record",
+                  id_segment_bits: int | None = None) -> dict:
     """Every realistic attack on the population extract of a `persons`-person realistic world,
-    encoded with the default schema of `comparison` less the fields named in `without`."""
+    encoded with the default schema of `comparison` less the fields named in `without`
+    (`id_segment_bits`: the default's unless given)."""
     t0 = time.perf_counter()
     schema = schema_from_dict({"comparison": comparison, "hardening": hardening or LinkageSchema().hardening})
     schema = replace(schema, fields=tuple(f for f in schema.fields if f.name not in without))
+    if id_segment_bits is not None:
+        schema = replace(schema, id_segment_bits=id_segment_bits)
     features, truth = _population(persons, seed)
     census_world = build_cn(census_persons or 8 * persons, seed + 7919 if census_seed is None else census_seed)
     census_surnames = census_world.world.fam.tolist()
@@ -204,7 +208,7 @@ def run_realistic(persons: int = 5000, seed: int = 0, hardening: str | None = No
     name_hashes = next(f.hashes for f in schema.fields if f.name == "name")
     cliques = surname_cliques(raw, census_surnames, name_hashes)
     return {"persons": persons, "seed": seed, "hardening": schema.hardening, "without": list(without),
-            "comparison": comparison,
+            "comparison": comparison, "id_segment_bits": schema.id_segment_words() * 64,
             "records": len(bits),
             "complement_pairs": {"found": len(pairs), "of": bits.shape[1] // 2},
             "surname": surname_disclosure(raw, cliques, truth["surname"]),

@@ -18,19 +18,21 @@ from bench.attacks.realistic import run_realistic
 from bench.linkage import measure
 from bench.synth import write_scenario
 
-COLUMNS = ("hardening", "comparison", "without", "seed", "F1", "pairs found", "surname disclosure", "sex read (vs commoner)",
+COLUMNS = ("hardening", "comparison", "ID segment", "without", "seed", "F1", "pairs found", "surname disclosure", "sex read (vs commoner)",
            "full name vs commonest")
 
 
 def row(persons: int, seed: int, hardening: str, without: tuple[str, ...], work: Path,
-        comparison: str = "record") -> dict:
+        comparison: str = "record", id_segment_bits: int | None = None) -> dict:
     scenario = work / f"cn{persons}-s{seed}"
     if not (scenario / "truth.csv").exists():
         write_scenario(scenario, persons, seed=seed, realism="cn")
-    attack = run_realistic(persons, seed, hardening, without=without, comparison=comparison)
-    quality = measure(scenario, comparison, hardening, without)
+    attack = run_realistic(persons, seed, hardening, without=without, comparison=comparison,
+                           id_segment_bits=id_segment_bits)
+    quality = measure(scenario, comparison, hardening, without, id_segment_bits)
     sex = attack["sex"]
-    return {"hardening": hardening, "comparison": comparison, "without": ",".join(without) or "-", "seed": seed, "F1": round(quality["f1"], 5),
+    return {"hardening": hardening, "comparison": comparison, "ID segment": attack["id_segment_bits"],
+            "without": ",".join(without) or "-", "seed": seed, "F1": round(quality["f1"], 5),
             "pairs found": f"{attack['complement_pairs']['found']} / {attack['complement_pairs']['of']}",
             "surname disclosure": f"{100 * attack['surname']['surname_disclosure']:.2f} %"
             + "".join(f" ({c['surname']})" for c in attack["surname"]["learned_correctly"]),
@@ -54,12 +56,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--without", default="", help="fields left out of the schema, comma-separated (e.g. sex)")
     ap.add_argument("--comparison", choices=["record", "segments"], default="record")
     ap.add_argument("--work", type=Path, default=Path("bench-realistic"))
+    ap.add_argument("--id-segment-bits", type=int, default=None,
+                    help="the schema's id_segment_bits (default: the schema's; 0: the ID hashed with the other fields)")
     args = ap.parse_args(argv)
     without = tuple(x for x in args.without.split(",") if x)
     rows = []
     for seed in args.seeds:
         for h in args.hardening:
-            rows.append(row(args.persons, seed, h, without, args.work, args.comparison))
+            rows.append(row(args.persons, seed, h, without, args.work, args.comparison, args.id_segment_bits))
             print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
     print(markdown(rows))
 

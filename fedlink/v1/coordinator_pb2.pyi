@@ -25,20 +25,22 @@ class FieldSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., hashes: _Optional[int] = ..., qgram: _Optional[int] = ..., kind: _Optional[str] = ..., column: _Optional[str] = ..., segment_bits: _Optional[int] = ..., group: _Optional[str] = ...) -> None: ...
 
 class LinkageSchema(_message.Message):
-    __slots__ = ("filter_bits", "fields", "threshold", "hardening", "auto_threshold", "comparison")
+    __slots__ = ("filter_bits", "fields", "threshold", "hardening", "auto_threshold", "comparison", "id_segment_bits")
     FILTER_BITS_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     HARDENING_FIELD_NUMBER: _ClassVar[int]
     AUTO_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     COMPARISON_FIELD_NUMBER: _ClassVar[int]
+    ID_SEGMENT_BITS_FIELD_NUMBER: _ClassVar[int]
     filter_bits: int
     fields: _containers.RepeatedCompositeFieldContainer[FieldSpec]
     threshold: float
     hardening: str
     auto_threshold: bool
     comparison: str
-    def __init__(self, filter_bits: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., threshold: _Optional[float] = ..., hardening: _Optional[str] = ..., auto_threshold: _Optional[bool] = ..., comparison: _Optional[str] = ...) -> None: ...
+    id_segment_bits: int
+    def __init__(self, filter_bits: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., threshold: _Optional[float] = ..., hardening: _Optional[str] = ..., auto_threshold: _Optional[bool] = ..., comparison: _Optional[str] = ..., id_segment_bits: _Optional[int] = ...) -> None: ...
 
 class DepartmentSpec(_message.Message):
     __slots__ = ("name", "indicators")

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from server.blocking.candidates import Dedup
-from server.blocking.keys import KEY_BANDS, band_positions, sampled_keys
+from server.blocking.keys import KEY_BANDS, band_positions, bit_planes, sampled_keys
 from server.blocking.params import BlockingStats, LshParams
 from server.blocking.scoring import score_candidates
 from server.blocking.tasks import THREADS, Tasks
@@ -42,6 +42,60 @@ def _pack_multi(keys, offsets, out):
             out[offsets[p] + r] = (np.uint64(keys[offsets[p] + r]) << np.uint64(32)) | tag | np.uint64(r)
 
 
+_HIT_MULT = np.uint64(0x9E3779B97F4A7C15)  # multiply-shift hash of a band key into the changed keys' table
+_BITMAP_BITS = 18  # a 32 KB bitmap of the changed keys' hashes: it stays in the L1 cache while every row is tested
+
+
+def _table_bits(changed_rows: int) -> int:
+    """Slots of the changed keys' table, as a power of two: at least twice the keys (short probes)."""
+    return max(4, int(2 * changed_rows - 1).bit_length())
+
+
+@njit(**_jit)
+def _pack_hits(keys, offsets, changed_rows, table_bits, table, bitmap, out):
+    """``_pack_multi`` of only the rows whose key is some changed row's key in this band: every row of
+    every bucket holding a changed record, so those buckets are whole. Returns how many were packed.
+
+    ``changed_rows`` are global row indices (all parties' rows at ``offsets``). ``table`` (``1 <<
+    table_bits`` slots, key + 1 or 0 for empty; open addressing) and ``bitmap`` (``1 << _BITMAP_BITS``
+    bits) are scratch, filled here: every row is tested against the small bitmap first and only
+    the few that pass are looked up in the table, which costs less than sorting every row per band.
+    """
+    mask = np.uint64((1 << table_bits) - 1)
+    shift = np.uint64(64 - table_bits)
+    bitmap_shift = np.uint64(64 - _BITMAP_BITS)
+    table[:] = 0
+    bitmap[:] = 0
+    for x in range(changed_rows.shape[0]):
+        want = np.uint64(keys[changed_rows[x]]) + np.uint64(1)
+        hashed = want * _HIT_MULT
+        bit = hashed >> bitmap_shift
+        bitmap[bit >> np.uint64(6)] |= np.uint64(1) << (bit & np.uint64(63))
+        slot = hashed >> shift
+        while table[slot] != 0 and table[slot] != want:
+            slot = (slot + np.uint64(1)) & mask
+        table[slot] = want
+    count = 0
+    for p in range(offsets.shape[0] - 1):  # the rows that may hit, as (key, party, row), written branch-free
+        tag = np.uint64(p) << np.uint64(_MULTI_ROW_BITS)
+        for r in range(offsets[p + 1] - offsets[p]):
+            key = np.uint64(keys[offsets[p] + r])
+            bit = ((key + np.uint64(1)) * _HIT_MULT) >> bitmap_shift
+            out[count] = (key << np.uint64(32)) | tag | np.uint64(r)
+            count += np.int64((bitmap[bit >> np.uint64(6)] >> (bit & np.uint64(63))) & np.uint64(1))
+    hits = 0
+    for x in range(count):  # those that do
+        want = (out[x] >> np.uint64(32)) + np.uint64(1)
+        slot = (want * _HIT_MULT) >> shift
+        while table[slot] != 0:
+            if table[slot] == want:
+                out[hits] = out[x]
+                hits += 1
+                break
+            slot = (slot + np.uint64(1)) & mask
+    return hits
+
+
 @njit(**_jit)
 def _flagged(packed, start, end, changed, offset):
     """How many of the sorted rows start..end (one party's, at ``offset``) are changed."""
@@ -53,27 +107,15 @@ def _flagged(packed, start, end, changed, offset):
 
 
 @njit(**_jit)
-def _any_changed(packed, start, end, changed, offsets):
-    """Whether any of the sorted rows start..end (of any party) is changed: most buckets hold none."""
-    party_mask = np.uint64((1 << _PARTY_BITS) - 1)
-    row_mask = np.uint64((1 << _MULTI_ROW_BITS) - 1)
-    for x in range(start, end):
-        party = np.int64((packed[x] >> np.uint64(_MULTI_ROW_BITS)) & party_mask)
-        if changed[offsets[party] + np.int64(packed[x] & row_mask)]:
-            return True
-    return False
-
-
-@njit(**_jit)
 def _emit_band_multi(packed, sizes, pair_index, max_bucket, offsets, changed):
     """Codes ``pair << 48 | i * m_b + j`` of the cross-party pairs of each bucket of one sorted band.
 
     ``changed`` (one flag per record, all parties' rows at ``offsets``), when
     not empty, keeps only the pairs with a changed record: an incremental
-    run's new pairs (server/pipeline/increments.py); the buckets, and so the
-    ``max_bucket`` rule, are still those of all the records, and a bucket
-    without a changed record is passed over (so the largest bucket returned
-    is only that of the single-party ones and of those with a changed record).
+    run's new pairs (server/pipeline/increments.py). ``packed`` then holds
+    only the buckets with a changed record, each whole (``_pack_hits``), so
+    the ``max_bucket`` rule is still that of all the records; the largest
+    bucket returned is only that of those buckets.
 
     ``pair_index[a, b]`` (a < b) numbers the party pairs wanted, -1 for the
     others.  A run of equal keys is a bucket; within it rows come party by
@@ -114,7 +156,7 @@ def _emit_band_multi(packed, sizes, pair_index, max_bucket, offsets, changed):
             if e - s > 1:
                 first = (packed[s] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
                 last = (packed[e - 1] >> np.uint64(_MULTI_ROW_BITS)) & party_mask
-                if first != last and (not only_changed or _any_changed(packed, s, e, changed, offsets)):
+                if first != last:
                     # Where each party's rows start in this run.
                     k = s
                     for p in range(n_parties):
@@ -175,11 +217,20 @@ def slice_codes(key_chunks, sizes: np.ndarray, pair_index, max_bucket: int, chan
     packed = np.empty(offsets[-1], np.uint64)
     found = Dedup(4 * int(offsets[-1]))
     buckets = skipped = largest = 0
+    if len(changed):  # only the buckets holding a changed record are sorted and scanned
+        changed_rows = np.flatnonzero(changed).astype(np.int64)
+        table_bits = _table_bits(len(changed_rows))
+        table = np.empty(1 << table_bits, np.uint64)
+        bitmap = np.empty(1 << (_BITMAP_BITS - 6), np.uint64)
     for keys in key_chunks:
         for b in range(keys.shape[0]):
-            _pack_multi(keys[b], offsets, packed)
-            packed.sort()
-            codes, nb, ns, big = _emit_band_multi(packed, sizes, pair_index, max_bucket, offsets, changed)
+            if len(changed):
+                band = packed[:_pack_hits(keys[b], offsets, changed_rows, table_bits, table, bitmap, packed)]
+            else:
+                band = packed
+                _pack_multi(keys[b], offsets, band)
+            band.sort()
+            codes, nb, ns, big = _emit_band_multi(band, sizes, pair_index, max_bucket, offsets, changed)
             buckets += nb
             skipped += ns
             largest = max(largest, big)
@@ -187,13 +238,14 @@ def slice_codes(key_chunks, sizes: np.ndarray, pair_index, max_bucket: int, chan
     return found.result(), buckets, skipped, largest
 
 
-def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bucket, changed, positions):
+def multi_slice_links(filters, planes, counts, pair_index, pair_keys, thresholds, max_bucket, changed, positions):
     """One slice of bands over all parties at once: its candidates, scored; the passing ones.
 
     The multi-party form of ``slice_candidates`` followed by
     ``score_candidates``: one sort per band over every party's records
     instead of one per party pair.  Keys are computed ``KEY_BANDS`` bands at
-    a time (a few hundred MB at 3M records, not the whole slice).  The
+    a time (a few hundred MB at 3M records, not the whole slice), from each
+    party's ``bit_planes`` (made once per pass).  The
     slice's candidates are de-duplicated and scored here, and only the
     pairs reaching their pair's threshold leave: what is kept grows with the
     links, not with the candidates (a true pair is a candidate in about half
@@ -205,7 +257,8 @@ def multi_slice_links(filters, counts, pair_index, pair_keys, thresholds, max_bu
     def key_chunks():
         for b0 in range(0, positions.shape[0], KEY_BANDS):
             chunk = positions[b0:b0 + KEY_BANDS]
-            yield np.concatenate([sampled_keys(f, chunk, threaded=False) for f in filters], axis=1)
+            yield np.concatenate([sampled_keys(f, chunk, threaded=False, planes=p) for f, p in zip(filters, planes)],
+                                 axis=1)
 
     codes, buckets, skipped, largest = slice_codes(key_chunks(), sizes, pair_index, max_bucket, changed)
     cuts = np.searchsorted(codes, np.arange(len(pair_keys) + 1, dtype=np.int64) << _PAIR_SHIFT)
@@ -288,8 +341,9 @@ def lsh_links_multi(
     slices = [(int(a), int(b)) for a, b in itertools.pairwise(cuts) if b > a]
     flags = np.concatenate([np.asarray(changed[p], np.uint8) for p in parties]) if changed is not None \
         else np.empty(0, np.uint8)
+    planes = [bit_planes(f) for f in local]
     work = tasks.run(multi_slice_links,
-                     (local, counts, pair_index, pair_keys, thresholds, params.max_bucket, flags),
+                     (local, planes, counts, pair_index, pair_keys, thresholds, params.max_bucket, flags),
                      [(positions[b0:b1],) for b0, b1 in slices], [b1 - b0 for b0, b1 in slices], progress)
     codes, scores = [], []
     compared = buckets = skipped = largest = 0

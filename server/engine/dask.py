@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.blocking.keys import band_positions
+from server.blocking.keys import band_positions, bit_planes
 from server.blocking.candidates import slice_candidates
 from server.blocking.multi import multi_slice_links
 from server.blocking.params import BlockingStats, LshParams
@@ -22,8 +22,11 @@ def _warm_up() -> bool:
     dice_scores_above(filters, filters, 0.5)
     positions = band_positions(1024, 2, 8)
     slice_candidates(filters, filters, 1000, positions)
-    multi_slice_links([filters, filters], [popcounts(filters)] * 2, np.array([[-1, 0], [-1, -1]]), [(0, 1)], [0.5],
-                      1000, np.empty(0, np.uint8), positions)
+    planes = bit_planes(filters)
+    multi_slice_links([filters, filters], [planes, planes], [popcounts(filters)] * 2, np.array([[-1, 0], [-1, -1]]),
+                      [(0, 1)], [0.5], 1000, np.empty(0, np.uint8), positions)
+    multi_slice_links([filters, filters], [planes, planes], [popcounts(filters)] * 2, np.array([[-1, 0], [-1, -1]]),
+                      [(0, 1)], [0.5], 1000, np.ones(128, np.uint8), positions)  # an incremental run's pass
     return True
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from server import faults
 from server.blocking.candidates import unique_sorted
-from server.blocking.keys import KEY_BANDS, band_positions, sampled_keys
+from server.blocking.keys import KEY_BANDS, band_positions, bit_planes, sampled_keys
 from server.blocking.multi import _PAIR_SHIFT, PassPlan, slice_codes
 from server.blocking.params import BlockingStats, LshParams
 from server.blocking.scoring import score_candidates
@@ -69,7 +69,8 @@ def keys_task(block: Block, key_url: str, params: LshParams, filter_bits: int) -
     started = time.perf_counter()
     filters = read_array(block.url)
     positions = band_positions(filter_bits, params.bands, params.rows, params.seed)
-    chunks = (sampled_keys(filters, positions[b0:b0 + _KEY_CHUNK_BANDS], threaded=False)
+    planes = bit_planes(filters)
+    chunks = (sampled_keys(filters, positions[b0:b0 + _KEY_CHUNK_BANDS], threaded=False, planes=planes)
               for b0 in range(0, params.bands, _KEY_CHUNK_BANDS))
     write_rows(key_url, (params.bands, block.rows), np.uint32, chunks)
     return {"task": "keys", "worker": _where(), "read": [block.url], "wrote": [key_url],

@@ -18,9 +18,10 @@ the LSH candidates, and two records are candidates when their keys agree in
 some band whose bucket holds at most ``max_bucket`` records of each side.
 The new pairs come from the same multi-party pass as a full run's, over all
 the records' buckets, emitting only the candidates with a new or changed
-record (``Engine.compare_all`` with ``changed``): the keys and the sort per
-band are a full run's, the candidates scored about the changed share of
-them, and the buckets without one are passed over. The kept pairs were cut
+record (``Engine.compare_all`` with ``changed``): every record's key in every
+band is still computed, but only the buckets holding a changed record are
+sorted and scanned, each whole (``server.blocking.multi._pack_hits``), and
+the candidates scored are about the changed share of a full run's. The kept pairs were cut
 by the previous run's buckets, so the bucket rule must be inert in both
 runs: a run keeps a bound on its largest bucket (measured by a full pass,
 after an incremental one the previous bound plus the growth below), and the
@@ -42,7 +43,7 @@ import numpy as np
 from sqlalchemy import and_, select
 
 from server import store as t
-from server.blocking.keys import band_positions, sampled_keys
+from server.blocking.keys import band_positions, bit_planes, sampled_keys
 from server.blocking.params import BlockingStats, LshParams
 from server.matching import ScoredPairs
 from server.pipeline.profiles import PairProfile, SideProfile, to_rows
@@ -224,8 +225,9 @@ def _largest_bucket(departments, changed: list[np.ndarray], params: LshParams) -
             most = max(most, len(rows))
             continue
         filters = np.ascontiguousarray(d.filters[rows])
+        planes = bit_planes(filters)
         for b0 in range(0, len(positions), _BANDS_PER_CHUNK):
-            keys = np.sort(sampled_keys(filters, positions[b0:b0 + _BANDS_PER_CHUNK]), axis=1)
+            keys = np.sort(sampled_keys(filters, positions[b0:b0 + _BANDS_PER_CHUNK], planes=planes), axis=1)
             # Runs of equal keys in a sorted row: where a run starts, per band.
             starts = np.ones(keys.shape, bool)
             starts[:, 1:] = keys[:, 1:] != keys[:, :-1]

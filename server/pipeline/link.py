@@ -14,9 +14,9 @@ from sqlalchemy import Text, cast, select
 from fedlink.schema import LinkageSchema, Project
 from server import store as t
 from server.engine.base import Engine
-from server.blocking.scoring import at_threshold
-from server.matching import ScoredPairs, group_records, pack_filters, popcounts
+from server.matching import ScoredPairs, group_records, pack_filters
 from server.pipeline.increments import Carried, Previous, compare_at_floor
+from server.pipeline.presence import blank_threshold, cut_by_class, sampled_with_id
 from server.pipeline.segments import link_segments
 from server.pipeline.profiles import pair_profile
 from server.threshold import sample_rows, threshold_from_scores
@@ -72,6 +72,8 @@ class Linkage:
     best_scores: dict[tuple[int, int], np.ndarray] = None  # sampled records' best scores (-1 under histogram_floor)
     histogram_floor: float = 0.0
     carried: Carried | None = None                   # the pairs at the floor, for the next run (increments.py)
+    blank_thresholds: dict[tuple[int, int], float] = None  # each pair's threshold for a blank ID (presence.py)
+    id_words: int = 0                                # the filters' ID segment, in words (0: none)
 
     @property
     def persons(self) -> int:
@@ -130,8 +132,16 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
                 for pair in combos}
     scores = {pair: [np.concatenate([side.best for side in p]), np.concatenate([side.second for side in p])]
               for pair, p in profiles.items()}
-    thresholds = {pair: threshold_from_scores(*(np.where(s >= threshold, s, -1.0) for s in scores[pair]),
-                                              threshold) if auto else threshold for pair in combos}
+    # The records with a blank ID are scored apart (server/pipeline/presence.py): the pairs with
+    # both IDs read their threshold off the sampled records that have one.
+    words = schema.id_segment_words() if schema is not None else 0
+    has_id = {pair: sampled_with_id([departments[d] for d in pair], [samples[d] for d in pair], profiles[pair], words)
+              for pair in combos}
+    thresholds = {pair: threshold_from_scores(*(np.where(s >= threshold, s, -1.0)[has_id[pair]]
+                                                for s in scores[pair]), threshold) if auto else threshold
+                  for pair in combos}
+    blank = {pair: blank_threshold(departments[pair[0]], departments[pair[1]], words, threshold, thresholds[pair],
+                                   engine) if auto and words else thresholds[pair] for pair in combos}
     started, last = time.monotonic(), [0.0]  # the ETA is the compare's own rate, not the thresholds'
 
     # The engine reports in units of the all-pairs space (n * m per
@@ -150,9 +160,8 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     # decides: the links are those of comparing at the thresholds, and the next run can keep them.
     carried = compare_at_floor(departments, threshold, engine, previous, progress=compared)
     carried.profiles = profiles
-    counts = [popcounts(d.filters) for d in departments]
-    bits = departments[0].filters.shape[1] * 64 if departments else 0
-    pairs = {(a, b): at_threshold(p, thresholds[(a, b)], counts[a], counts[b], bits)
+    pairs = {(a, b): cut_by_class(p, (thresholds[(a, b)], blank[(a, b)]), departments[a].filters,
+                                  departments[b].filters, words)
              for (a, b), p in carried.pairs.items()}
     kept = carried.summary["department_pairs_kept"]
     progress("compare", total, total, f"{sum(len(p) for p in pairs.values()):,} candidate links"
@@ -161,7 +170,7 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     labels = group_records(n, pairs)
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
     return Linkage(departments, offsets, labels, pairs, thresholds,
-                   {pair: best for pair, (best, _) in scores.items()}, reach, carried)
+                   {pair: best for pair, (best, _) in scores.items()}, reach, carried, blank, words)
 
 
 def _kept_profile(departments, pair: tuple[int, int], floor: float, previous: Previous | None):

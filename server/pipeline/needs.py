@@ -15,6 +15,7 @@ import numpy as np
 from fedlink.rules import And, Condition, Not, Rule, RulePack, Term, term_department
 from server.engine.base import Engine
 from server.pipeline.link import Linkage
+from server.pipeline.presence import cut_by_class, whole_filter_floor
 
 
 def find_needs(linkage: Linkage, pack: RulePack, engine: Engine) -> tuple[dict[str, np.ndarray], list[NeedFlag]]:
@@ -85,9 +86,12 @@ def possible_presence(linkage: Linkage, departments: list[str], engine: Engine, 
             rows_d = np.flatnonzero((holds[labels_d] >> x) & 1 == 0)  # D's records of persons with none in x
             if not len(rows_x) or not len(rows_d):
                 continue
-            t = linkage.thresholds[(min(x, d), max(x, d))]
-            near = engine.compare(linkage.departments[x].filters[rows_x], linkage.departments[d].filters[rows_d],
-                                  max(0.0, t - margin))
+            pair = (min(x, d), max(x, d))
+            # Each class of pair near its own threshold: a blank ID scored without it (presence.py).
+            t = [max(0.0, c[pair] - margin) for c in (linkage.thresholds, linkage.blank_thresholds or linkage.thresholds)]
+            left, right = linkage.departments[x].filters[rows_x], linkage.departments[d].filters[rows_d]
+            floor = min(t[0], whole_filter_floor(t[1], linkage.id_words, left.shape[1]))
+            near = cut_by_class(engine.compare(left, right, floor), tuple(t), left, right, linkage.id_words)
             person, other = labels_x[rows_x[near.left]], labels_d[rows_d[near.right]]
             possible[person[(holds[person] & holds[other]) == 0]] = True
         out[f"possible:{name}"] = possible

@@ -172,6 +172,9 @@ def build_report(linkage: Linkage, flag_rows: list[dict], k: int, facts: dict | 
         "suppression_k": k,
         **cells,
         "threshold_per_department_pair": {f"{names[a]}~{names[b]}": t for (a, b), t in linkage.thresholds.items()},
+        # Pairs with a blank resident ID, scored without it (server/pipeline/presence.py); none without an ID segment.
+        "blank_id_threshold_per_department_pair": {f"{names[a]}~{names[b]}": t for (a, b), t in
+                                                   (linkage.blank_thresholds or {}).items() if linkage.id_words},
         "score_histogram_per_department_pair": score_histograms(linkage, k),
     }
 
