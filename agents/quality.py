@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 
 import pandas as pd
 
 from agents.extract.values import excel_date
-from agents.normalise import name_pinyin, normalise_name, parse_resident_id, record_features
+from agents.normalise import feature_columns, name_pinyin, normalise_name, parse_resident_ids
 from fedlink.schema import BUILTIN_FEATURES
 
 
@@ -112,25 +111,25 @@ _COUNTS = ("blank", "unreadable", "invalid_ids", "pinyin_only", "converted")
 
 
 def _field(values: pd.Series, kind: str) -> dict[str, int]:
-    # Each distinct value is judged once: registers repeat few values many times, IDs never.
+    # Each distinct value is judged once (registers repeat few values many times),
+    # all of a frame's at once: IDs, phones and addresses hardly repeat at all.
     counts = values.value_counts()
     tally = {"blank": int(counts.get("", 0)), "unreadable": 0, "invalid_ids": 0, "pinyin_only": 0}
-    for value, n in counts.items():
-        if value:
-            for what in _judge(value, kind):
-                tally[what] += int(n)
+    known = counts[counts.index != ""]
+    for judgement, n in zip(_judge(known.index.tolist(), kind), known.tolist()):
+        for what in judgement:
+            tally[what] += int(n)
     return tally
 
 
-# Judgements kept across frames, bounded: names and dates repeat from frame to frame, IDs do not.
-@lru_cache(maxsize=1 << 16)
-def _judge(value: str, kind: str) -> tuple[str, ...]:
+def _judge(values: list[str], kind: str) -> list[tuple[str, ...]]:
+    """What is wrong with each (non-blank) value of a field of this kind, if anything."""
     if kind == "resident_id":
-        rid = parse_resident_id(value)
-        return ("unreadable",) if not rid.value else () if rid.valid else ("invalid_ids",)
-    if kind == "name" and not normalise_name(value):
-        return ("pinyin_only",) if name_pinyin(value) else ("unreadable",)
+        return [("unreadable",) if not r.value else () if r.valid else ("invalid_ids",)
+                for r in parse_resident_ids(values)]
+    if kind == "name":
+        return [() if normalise_name(v) else ("pinyin_only",) if name_pinyin(v) else ("unreadable",) for v in values]
     if kind == "date":
-        value = excel_date(value)
-    features = record_features({"v": value}, (("v", kind, "v"),))
-    return () if features["v"] else ("unreadable",)
+        values = [excel_date(v) for v in values]
+    features = feature_columns({"v": values}, (("v", kind, "v"),))["v"]
+    return [() if f else ("unreadable",) for f in features]

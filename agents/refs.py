@@ -47,10 +47,9 @@ def load_key(path: Path) -> bytes:
 
 
 class RefCipher:
-    """AES-SIV (RFC 5297) with the project and department as associated data; a
-    reference is the synthetic IV then the ciphertext. OpenSSL's, through
-    `cryptography`: about 5 us a reference, where a cipher object built per
-    record in pure-Python SIV took 660 us and was most of an agent's upload time."""
+    """AES-SIV (RFC 5297) with the project and department as associated data;
+    a reference is the 16-byte SIV tag followed by the ciphertext. One cipher
+    object serves every call: the bench decrypts millions of references."""
 
     def __init__(self, key: bytes, project_id: str, department: str):
         self._siv = AESSIV(key)
@@ -62,5 +61,5 @@ class RefCipher:
     def decrypt(self, ref: bytes) -> str:
         try:
             return self._siv.decrypt(ref, self._ad).decode()
-        except (InvalidTag, ValueError, UnicodeDecodeError):
+        except (InvalidTag, UnicodeDecodeError):
             raise RefError("a reference does not decrypt under this department's key") from None

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from agents.extract import read_extract
-from agents.normalise import name_pinyin, normalise_name, record_features
+from agents.normalise import feature_columns, name_pinyin, normalise_name
+from agents.normalise.records import per_distinct
 from fedlink.schema import Project
 
 
@@ -52,19 +54,25 @@ def pair_quality(links: pd.DataFrame, truth: pd.DataFrame) -> dict:
     record pairs with one record in each of the two count."""
     merged = links.merge(truth, on=["department", "record_id"], how="inner")
     departments = sorted(merged["department"].unique())
+
+    def cross(keys: list[str]) -> np.ndarray:
+        # Records per (key, department) as a matrix; column a times column b, summed
+        # over the keys, is the number of pairs with one record in each: all pairs at once.
+        table = merged.groupby(keys + ["department"]).size().unstack("department", fill_value=0)
+        counts = table.reindex(columns=departments, fill_value=0).to_numpy(dtype=np.int64)
+        return counts.T @ counts
+
+    predicted, actual, tp = cross(["cluster_id"]), cross(["person_id"]), cross(["cluster_id", "person_id"])
     out = {}
     for i, a in enumerate(departments):
-        for b in departments[i + 1:]:
-            def cross(keys: list[str]) -> int:
-                counts = merged[merged["department"].isin([a, b])].groupby(keys + ["department"]).size()
-                table = counts.unstack("department", fill_value=0)
-                return int((table.get(a, 0) * table.get(b, 0)).sum()) if a in table and b in table else 0
-            predicted, actual, tp = cross(["cluster_id"]), cross(["person_id"]), cross(["cluster_id", "person_id"])
-            precision = tp / predicted if predicted else 1.0
-            recall = tp / actual if actual else 1.0
+        for j in range(i + 1, len(departments)):
+            p, t_, hit = int(predicted[i, j]), int(actual[i, j]), int(tp[i, j])
+            precision = hit / p if p else 1.0
+            recall = hit / t_ if t_ else 1.0
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            out[f"{a}~{b}"] = {"precision": round(precision, 5), "recall": round(recall, 5), "f1": round(f1, 5),
-                               "true_pairs": actual, "predicted_pairs": predicted, "true_positive_pairs": tp}
+            out[f"{a}~{departments[j]}"] = {"precision": round(precision, 5), "recall": round(recall, 5),
+                                            "f1": round(f1, 5), "true_pairs": t_, "predicted_pairs": p,
+                                            "true_positive_pairs": hit}
     return out
 
 
@@ -90,27 +98,38 @@ def record_groups(scenario: Path, departments: list[str], settings: dict, projec
     birth = next((f.name for f in project.schema.fields if f.kind == "date"), None)
     sex = next((f.name for f in project.schema.fields if f.kind == "sex"), None)
     name_col = next((f.column for f in project.schema.fields if f.kind in ("name", "pinyin")), None)
-    rows = []
+    parts = []
     for d in departments:
         frame = read_extract(Path(scenario) / f"{d}.csv", d, settings.get("columns", {}).get(d, {}), identity=None)
-        for row in frame.to_dict("records"):
-            feats = record_features(row, fields)
-            raw_name = row.get(name_col, "") if name_col else ""
-            chars = normalise_name(raw_name)
-            rows.append({"department": d, "record_id": row["record_id"],
-                         "birth": feats[birth] if birth else "", "sex": feats[sex] if sex else "",
-                         "minority": "\u00b7" in chars, "pinyin_only": bool(raw_name) and not chars
-                         and bool(name_pinyin(raw_name))})
-    groups = pd.DataFrame(rows)
+        feats = feature_columns(frame, fields)  # the agent's own normalisation, once per distinct value
+        n = len(frame)
+        raw_names = frame[name_col].tolist() if name_col and name_col in frame else [""] * n
+        chars = per_distinct(normalise_name, raw_names)
+        pinyin = per_distinct(name_pinyin, raw_names)
+        parts.append(pd.DataFrame({
+            "department": d, "record_id": frame["record_id"].tolist(),
+            "birth": feats[birth] if birth else [""] * n, "sex": feats[sex] if sex else [""] * n,
+            "minority": ["\u00b7" in c for c in chars],
+            "pinyin_only": [bool(raw) and not c and bool(p) for raw, c, p in zip(raw_names, chars, pinyin)]}))
+    groups = pd.concat(parts, ignore_index=True)
     as_of = date.fromisoformat(project.reference_date) if project.reference_date else date.today()
     groups.attrs.update(as_of=as_of, has_birth=birth is not None, has_sex=sex is not None,
                         has_name=name_col is not None)
     return groups
 
 
-def _first_known(values: pd.Series) -> str:
-    known = values[values != ""]
-    return known.mode().iloc[0] if len(known) else ""
+def _most_common_known(frame: pd.DataFrame, key: str, column: str) -> pd.Series:
+    """Per `key`, the non-blank value of `column` that most of its rows give (the
+    smallest of those tied, as Series.mode orders them), "" where none is known:
+    counted all at once, not one group at a time (a million persons at 1M)."""
+    known = frame.loc[frame[column] != "", [key, column]]
+    counts = known.groupby([key, column], sort=False).size().rename("n").reset_index()
+    best = counts.sort_values([key, "n", column], ascending=[True, False, True]).drop_duplicates(key)
+    return best.set_index(key)[column].reindex(frame[key].unique(), fill_value="")
+
+
+def _age_bands(births: pd.Series, as_of: date) -> list[str]:
+    return per_distinct(lambda birth: _age_band(birth, as_of), births.tolist())
 
 
 def missed_links_by_group(links: pd.DataFrame, truth: pd.DataFrame, groups: pd.DataFrame) -> dict:
@@ -118,9 +137,10 @@ def missed_links_by_group(links: pd.DataFrame, truth: pd.DataFrame, groups: pd.D
     minority name are the person's (the value most of their records give); a
     pair is "pinyin-only" when either of its records has its name in pinyin only."""
     merged = links.merge(truth, on=["department", "record_id"]).merge(groups, on=["department", "record_id"])
-    person = merged.groupby("person_id").agg(birth=("birth", _first_known), sex=("sex", _first_known),
-                                             minority=("minority", "any"))
-    person["age_band"] = [_age_band(b, groups.attrs["as_of"]) for b in person["birth"]]
+    person = merged.groupby("person_id").agg(minority=("minority", "any"))
+    person["birth"] = _most_common_known(merged, "person_id", "birth")
+    person["sex"] = _most_common_known(merged, "person_id", "sex")
+    person["age_band"] = _age_bands(person["birth"], groups.attrs["as_of"])
     person["sex"] = person["sex"].replace("", "unknown")
     person["minority_name"] = person["minority"].map({True: "yes", False: "no"})
     recs = merged[["person_id", "cluster_id", "pinyin_only"]].reset_index(drop=True)

@@ -193,7 +193,8 @@ def fedlink_bench_table(sizes, work, engine: str = "local") -> list:
 def scale_row(persons: int, metrics: dict, wall: float | None = None, peak_mb: float | None = None) -> dict:
     times = metrics["times_s"]
     return {"persons": persons, "records": sum(metrics["records_per_department"].values()),
-            **{k: times.get(k) for k in ("normalise_encode", "upload", "link", "rules", "store", "flag_delivery")},
+            **{k: times.get(k) for k in ("normalise_encode", "upload", "link", "rules", "store", "flag_delivery",
+                                         "bookkeeping")},
             "wall_s": wall, "peak_mb": peak_mb or metrics.get("peak_memory_mb"),
             "f1": metrics.get("links", {}).get("f1")}
 
@@ -201,19 +202,23 @@ def scale_row(persons: int, metrics: dict, wall: float | None = None, peak_mb: f
 def print_scale_rows(rows, header: bool = True) -> None:
     if header:
         print(f"{'persons':>9} {'records':>9} {'encode':>8} {'upload':>8} {'link':>8} {'rules':>7} "
-              f"{'store':>7} {'flags':>7} {'peak MB':>8} {'F1':>6}")
+              f"{'store':>7} {'flags':>7} {'books':>7} {'peak MB':>8} {'F1':>6}")
     for r in rows:
         print(f"{r['persons']:>9,} {r['records']:>9,} {r['normalise_encode']:>8.1f} {r['upload']:>8.1f} "
               f"{r['link']:>8.1f} {r['rules']:>7.1f} {r['store']:>7.1f} {r['flag_delivery']:>7.1f} "
-              f"{r['peak_mb']:>8.0f} {r['f1'] or 0:>6.4f}", flush=True)
+              f"{_seconds(r.get('bookkeeping')):>7} {r['peak_mb']:>8.0f} {r['f1'] or 0:>6.4f}", flush=True)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"  # "-": a metrics.json from before the phase was timed
 
 
 def print_growth(rows) -> None:
     for small, big in itertools.pairwise(sorted(rows, key=lambda r: r["persons"])):
         ratio = big["records"] / small["records"]
         parts = []
-        for phase in ("normalise_encode", "upload", "link", "store", "flag_delivery"):
-            if small[phase] and big[phase]:
+        for phase in ("normalise_encode", "upload", "link", "store", "flag_delivery", "bookkeeping"):
+            if small.get(phase) and big.get(phase):
                 parts.append(f"{phase} x{big[phase] / small[phase]:.1f} (n^{np.log(big[phase] / small[phase]) / np.log(ratio):.2f})")
         print(f"{small['persons']:,} -> {big['persons']:,} persons (records x{ratio:.1f}): " + ", ".join(parts),
               flush=True)

@@ -3,12 +3,13 @@ compared, the records grouped into persons."""
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 
 from fedlink.schema import LinkageSchema, Project
 from server import store as t
@@ -47,16 +48,18 @@ def household_numbers(tokens: list[bytes | None]) -> np.ndarray | None:
 
 
 def load_department(conn, department: str, upload_id: str, project: Project) -> DepartmentRecords:
-    rows = conn.execute(select(t.records.c.id, t.records.c.ref, t.records.c.clk, t.records.c.indicators,
-                               t.records.c.household).where(
-        t.records.c.upload_id == upload_id).order_by(t.records.c.id)).all()
-    ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
-    filters = pack_filters([r.clk for r in rows], project.schema.filter_bits)
+    r = t.records.c
+    # Plain tuples, and the indicators as their JSON text parsed as one document,
+    # not a JSON parse and Row attributes per record: 326k records (100k persons)
+    # load in 5.8 s instead of 10.5 s (a loaded machine, 2026-12-03).
+    rows = conn.execute(select(r.id, r.ref, r.clk, cast(r.indicators, Text), r.household).where(
+        r.upload_id == upload_id).order_by(r.id)).all()
+    ids, refs, clks, indicators_json, households = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
+    parsed = json.loads("[" + ",".join(indicators_json) + "]")
     names = project.departments[department]
-    indicators = {n: np.fromiter((r.indicators.get(n, 0) for r in rows), dtype=np.int8, count=len(rows))
-                  for n in names}
-    return DepartmentRecords(department, ids, [r.ref for r in rows], filters, indicators,
-                             household_numbers([r.household for r in rows]))
+    indicators = {n: np.fromiter((i.get(n, 0) for i in parsed), dtype=np.int8, count=len(parsed)) for n in names}
+    return DepartmentRecords(department, np.array(ids, dtype=np.int64), refs,
+                             pack_filters(clks, project.schema.filter_bits), indicators, household_numbers(households))
 
 
 @dataclass
