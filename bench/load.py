@@ -5,9 +5,12 @@ loopback with mutual TLS.
 
 Agents are spread over projects (each project takes five departments, each
 department's certificate serves one agent per project). Every agent encodes
-its extract first, then all start uploading together; the figure is the
+its extract first, then all start uploading together; the figures are the
 records stored per second from the first agent's start to the last commit,
-and the coordinator's peak resident memory (VmHWM). What was lost is counted,
+each batch's wait (from the agent handing it to gRPC to its acknowledgement:
+p50, p99, max over every batch of every agent), the coordinator's peak
+resident memory (VmHWM), and the CPU seconds the coordinator and the agents
+spent while uploading (the PostgreSQL server's own are not counted). What was lost is counted,
 not assumed: per upload, the (reference, filter) pairs the agent sent that the
 coordinator did not store, and the uploads whose state, record count or
 upload digest differ from what the agent committed."""
@@ -16,6 +19,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import resource
 import signal
 import socket
 from contextlib import contextmanager
@@ -51,14 +56,59 @@ def agent_main(config: str, go: str, result: str) -> None:
         Path(result + ".ready").write_text("ready")
         while not Path(go).exists():
             time.sleep(0.01)
-        start = time.time()
+        waits: list[float] = []
+        sent: dict[int, list[str]] = {}  # per batch, its records' digests, as they went out (a resent batch once)
+        agent.stub = _TimedStub(agent.stub, waits, sent)
+        cpu, start = _cpu_s(), time.time()
         summary = agent.upload(project, prepared)
-        end = time.time()
-    digests = [record_digest(r, c) for b in prepared.batches for r, c in zip(b.refs, b.clks)]
+        end, cpu = time.time(), _cpu_s() - cpu
+    digests = [d for seq in sorted(sent) for d in sent[seq]]
     Path(result).write_text(json.dumps({
         "config": config, "department": agent.config.department, "project": agent.config.project,
         "records": prepared.record_count, "upload_id": summary.upload_id, "upload_digest": prepared.digest.hex(),
-        "sent": digests, "start": start, "end": end}))
+        "sent": digests, "start": start, "end": end, "batch_waits_s": waits, "cpu_s": cpu}))
+
+
+class _TimedStub:
+    """The agent's stub, timing each batch of UploadBatches from the moment gRPC
+    takes it from the agent (it is made, and goes on the wire) to its acknowledgement,
+    and keeping the digests of the records sent (so the extract is not encoded a third
+    time, on cores the other agents are still uploading on)."""
+
+    def __init__(self, stub, waits: list[float], digests: dict[int, list[str]]):
+        self._stub, self._waits, self._digests = stub, waits, digests
+
+    def __getattr__(self, name):
+        return getattr(self._stub, name)
+
+    def UploadBatches(self, requests, **kwargs):
+        sent: dict[int, float] = {}
+
+        def stamped():
+            for batch in requests:
+                self._digests[batch.seq] = [record_digest(r.ref, r.clk) for r in batch.records]
+                sent[batch.seq] = time.monotonic()
+                yield batch
+        for ack in self._stub.UploadBatches(stamped(), **kwargs):
+            self._waits.append(time.monotonic() - sent[ack.seq])
+            yield ack
+
+
+def _cpu_s() -> float:
+    """This process's CPU seconds, every thread's, user and system."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+def _process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank q-th percentile (0 < q <= 100)."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, -(-len(ordered) * q // 100) - 1))] if ordered else float("nan")
 
 
 @contextmanager
@@ -164,19 +214,25 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
                 if time.monotonic() > deadline:
                     raise RuntimeError("agents did not finish encoding in time")
                 time.sleep(0.05)
-            rss_before = _peak_rss_mib(coordinator.pid)
+            rss_before, coordinator_cpu = _peak_rss_mib(coordinator.pid), _process_cpu_s(coordinator.pid)
             go.write_text("go")
             for p in procs:
                 p.wait(timeout=max(1.0, deadline - time.monotonic()))
                 if p.returncode != 0:
                     raise RuntimeError(f"an agent failed (exit {p.returncode}); see {out}/agent-*/agent.log")
-            peak = _peak_rss_mib(coordinator.pid)
+            peak, coordinator_cpu = _peak_rss_mib(coordinator.pid), _process_cpu_s(coordinator.pid) - coordinator_cpu
             sent = [json.loads(r.read_text()) for r in results]
             per_upload = stored_against_sent(database, sent)
             records = sum(s["records"] for s in sent)
+            waits = [w for s in sent for w in s["batch_waits_s"]]
             seconds = max(s["end"] for s in sent) - min(s["start"] for s in sent)
             figures = {"agents": agents, "projects": len(projects), "records": records, "seconds": round(seconds, 2),
-                       "records_per_s": round(records / seconds, 1), "coordinator_peak_rss_mib": round(peak, 1),
+                       "records_per_s": round(records / seconds, 1),
+                       **{f"batch_wait_{name}_s": round(percentile(waits, q), 3)
+                          for name, q in (("p50", 50), ("p99", 99), ("max", 100))},
+                       "batches": len(waits), "coordinator_peak_rss_mib": round(peak, 1),
+                       "coordinator_cpu_s": round(coordinator_cpu, 1),
+                       "agents_cpu_s": round(sum(s["cpu_s"] for s in sent), 1),
                        "coordinator_rss_before_uploads_mib": round(rss_before, 1), "batch_size": batch_size,
                        "database": "postgresql" if "://" in database else "sqlite",
                        "lost": sum(u["lost"] for u in per_upload.values()),

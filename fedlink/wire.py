@@ -9,20 +9,28 @@ from typing import Iterable, Sequence
 
 def batch_digest(records: Iterable[tuple]) -> bytes:
     """Over (ref, clk, indicators) or (ref, clk, indicators, household token) per record."""
-    h = hashlib.sha256(b"fedlink/v1/batch\0")
+    parts = [b"fedlink/v1/batch\0"]
+    encoded: dict[tuple, bytes] = {}  # a batch repeats few distinct indicator sets: each encoded once
     for ref, clk, indicators, *household in records:
+        seen = tuple(indicators.items())
+        ind = encoded.get(seen)
+        if ind is None:
+            ind = encoded[seen] = _indicators(indicators)
         if household and household[0]:
             # Tagged, so a record without a token digests as it always did; 0xFF
             # cannot start a reference's 4-byte length.
-            h.update(b"\xffH" + len(household[0]).to_bytes(2, "big") + household[0])
-        h.update(len(ref).to_bytes(4, "big") + ref)
-        h.update(len(clk).to_bytes(4, "big") + clk)
-        items = sorted(indicators.items())
-        h.update(len(items).to_bytes(4, "big"))
-        for name, value in items:
-            raw = name.encode()
-            h.update(len(raw).to_bytes(4, "big") + raw + int(value).to_bytes(4, "big", signed=True))
-    return h.digest()
+            parts.append(b"\xffH" + len(household[0]).to_bytes(2, "big") + household[0])
+        parts += (len(ref).to_bytes(4, "big"), ref, len(clk).to_bytes(4, "big"), clk, ind)
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def _indicators(indicators: dict) -> bytes:
+    items = sorted(indicators.items())
+    out = [len(items).to_bytes(4, "big")]
+    for name, value in items:
+        raw = name.encode()
+        out.append(len(raw).to_bytes(4, "big") + raw + int(value).to_bytes(4, "big", signed=True))
+    return b"".join(out)
 
 
 def upload_digest(schema_digest: str, batch_digests: Sequence[bytes]) -> bytes:

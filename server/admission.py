@@ -1,11 +1,14 @@
 """Who may make a call, and how much of the coordinator one caller may hold:
 the caller's identity (its verified, unrevoked certificate; a self-named
 header only when the coordinator runs plaintext on loopback), and the watch
-on open streams that closes one whose client stopped sending or reading."""
+on open streams that closes one whose client stopped sending or reading,
+and the turns in which upload batches from many agents are written."""
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -114,3 +117,75 @@ def _cancel(context, code: str, details: str) -> None:
         context._rpc_event.call.cancel(getattr(cygrpc.StatusCode, code), details)
     except AttributeError:  # another gRPC's internals: a plain cancel still frees the thread
         context.cancel()
+
+
+class WriteQueue:
+    """Upload batches from many agents, written in turns and committed together.
+
+    Each department has its own queue. One writer thread makes a round of
+    the batches waiting: the oldest of each department in turn, then the next
+    of each, until every queue is empty or the round holds `most_per_round`.
+    So a batch waits behind at most one batch per other department ahead of
+    it, never behind another department's whole upload, however many streams
+    or batches that department has. A round's batches share one transaction
+    (one commit, one fsync: group commit), each inside a savepoint, so a
+    refused batch (a repeated reference) is rolled back alone and the others
+    still land. A batch's future is answered only once its round has committed."""
+
+    def __init__(self, store, most_per_round: int = 64):
+        self.store, self.most_per_round = store, most_per_round
+        self._queues: dict[str, deque[tuple[object, Future]]] = {}
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, department: str, work) -> Future:
+        """`work(conn)`, queued for the writer's next round: the future of its result, or of what it raised.
+        Once this returns, the batch is counted in `waiting()` until the writer takes it."""
+        future: Future = Future()
+        with self._wake:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="upload-writer", daemon=True)
+                self._thread.start()
+            self._queues.setdefault(department, deque()).append((work, future))
+            self._wake.notify()
+        return future
+
+    def waiting(self) -> dict[str, int]:
+        """Per department, the batches submitted that the writer has not yet taken into a round."""
+        with self._wake:
+            return {d: len(queue) for d, queue in self._queues.items() if queue}
+
+    def _next_round(self) -> list[tuple[object, Future]]:
+        with self._wake:
+            while not any(self._queues.values()):
+                self._wake.wait()
+            taken = []
+            while len(taken) < self.most_per_round and any(self._queues.values()):
+                for queue in self._queues.values():  # one of each department's, in turn
+                    if queue and len(taken) < self.most_per_round:
+                        taken.append(queue.popleft())
+            for department in [d for d, queue in self._queues.items() if not queue]:
+                del self._queues[department]  # its next batch takes the last turn of its round
+            return taken
+
+    def _run(self) -> None:
+        while True:
+            self._write(self._next_round())
+
+    def _write(self, taken: list[tuple[object, Future]]) -> None:
+        outcomes: list[tuple[object, BaseException | None]] = []
+        try:
+            with self.store.write() as conn:
+                for work, _ in taken:
+                    try:
+                        with conn.begin_nested():
+                            outcomes.append((work(conn), None))
+                    except Exception as e:  # this batch only: its savepoint is rolled back
+                        outcomes.append((None, e))
+        except Exception as e:  # the commit (or the transaction) failed: no batch of the round is stored
+            outcomes = [(None, error or e) for _, error in outcomes] + [(None, e)] * (len(taken) - len(outcomes))
+        for (_, future), (result, error) in zip(taken, outcomes):
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)

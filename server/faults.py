@@ -13,7 +13,9 @@ point is reached, so a later run goes through). Points:
   load, compare, cluster, rules, store;
 - `run.finishing`: a run whose links and flags are committed but which is not
   yet marked done;
-- `flags.delivering`: PullFlags, after the first flag was sent.
+- `flags.delivering`: PullFlags, after the first flag was sent;
+- `upload.health`: CommitUpload computing the encoding health of an upload
+  (before its write transaction: other uploads' batches are written meanwhile).
 
 A full disk, for SQLite: with FEDLINK_FAULT_SQLITE_PAGES=/tmp/pages, every
 database connection the coordinator takes from its pool first sets

@@ -257,11 +257,12 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     @rpc
     def UploadBatches(self, request_iterator, context, who):
         with self.coordinator.uploads.stream(who) as stream:  # one audit event for the whole stream
-            for batch in request_iterator:
-                records = [IncomingRecord(r.ref, r.clk, dict(r.indicators), r.household) for r in batch.records]
-                stored = stream.store(batch.upload_id, batch.seq, batch.digest, records)
+            incoming = ((b.upload_id, b.seq, b.digest,
+                         [IncomingRecord(r.ref, r.clk, dict(r.indicators), r.household) for r in b.records])
+                        for b in request_iterator)
+            for seq, stored in stream.store_each(incoming):
                 RECORDS_STORED.labels(who.department).inc(stored.records)
-                yield pb.BatchAck(seq=batch.seq, stored=stored.records, duplicate=stored.duplicate)
+                yield pb.BatchAck(seq=seq, stored=stored.records, duplicate=stored.duplicate)
 
     @rpc
     def CommitUpload(self, request, context, who):

@@ -15,6 +15,7 @@ from fedlink.identity import Identity
 from fedlink.schema import Project
 from server import queries as q
 from server.audit import AuditLog
+from server.admission import WriteQueue
 from server.bursts import BurstLog
 from server.limits import DEFAULT_RUN_STALL_S, Limits
 from server.store import Store
@@ -77,6 +78,8 @@ class Context:
     def __post_init__(self):
         if self.bursts is None:
             object.__setattr__(self, "bursts", BurstLog(self.store))
+        # Upload batches are written in turns per department, a round per commit (server/admission.py).
+        object.__setattr__(self, "writes", WriteQueue(self.store))
 
     def refuse(self, who: Identity | str, method: str, error: DomainError, **details) -> None:
         """Record a refused call, in its own transaction (the refused call's, if any, was rolled

@@ -12,13 +12,17 @@ than `upload_expiry_hours` is deleted (and audited) when the department
 begins another."""
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
+import queue
+import threading
 import time
 import uuid
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from fedlink import merkle
 
@@ -26,7 +30,7 @@ from fedlink.identity import Identity
 from fedlink.rules import load_rulepack
 from fedlink.schema import HOUSEHOLD_DEPARTMENTS, HOUSEHOLD_TOKEN_BYTES, Project
 from fedlink.wire import batch_digest, upload_digest
-from server import queries as q
+from server import faults, queries as q
 from server.domain.access import (
     AlreadyExists, Context, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
     ResourceExhausted, existing_project, guarded, require_member, require_own_department,
@@ -112,14 +116,69 @@ def batch_root(batches: Sequence[tuple[int, bytes]]) -> str:
 
 @dataclass
 class BatchStream:
-    """The batches one UploadBatches call stores, per upload, for its one audit event."""
+    """The batches one UploadBatches call stores, per upload, for its one audit event.
+
+    The call's batches are read and checked on a thread of their own and up to
+    `in_flight` of them wait for the writer at once, each acknowledged as soon
+    as its round commits: an agent's batches go on arriving instead of
+    waiting a round trip each, and no acknowledgement waits for the next batch."""
 
     uploads: Uploads
     who: Identity
+    in_flight: int = 8
     stored: dict[str, dict] = field(default_factory=dict)
 
-    def store(self, upload_id: str, seq: int, digest: bytes, records: Sequence[IncomingRecord]) -> StoredBatch:
-        result = self.uploads.store_batch(self.who, upload_id, seq, digest, records)
+    def __post_init__(self):
+        self._slots = threading.Semaphore(self.in_flight)
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._queued: queue.SimpleQueue = queue.SimpleQueue()  # (upload_id, seq, digest, future), an error, or None
+
+    def store_each(self, batches: Iterable[tuple[str, int, bytes, Sequence[IncomingRecord]]]
+                   ) -> Iterator[tuple[int, StoredBatch]]:
+        """Each (upload_id, seq, digest, records), stored exactly once: (seq, what was stored), in order."""
+        threading.Thread(target=self._submit_each, args=(batches,), daemon=True,
+                         name=f"upload-batches-{self.who.department}").start()
+        try:
+            while (item := self._queued.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                self._slots.release()
+                yield self._settle(*item)
+        finally:
+            self._stop()
+
+    def _submit_each(self, batches) -> None:
+        try:
+            for upload_id, seq, digest, records in batches:
+                self._slots.acquire()
+                with self._lock:
+                    if self._stopped:
+                        return
+                    self._queued.put((upload_id, seq, digest,
+                                      self.uploads.submit_batch(self.who, upload_id, seq, digest, records)))
+        except Exception as e:  # a refused batch, or the stream cut: raised by store_each in its turn
+            self._queued.put(e)
+        else:
+            self._queued.put(None)
+
+    def _stop(self) -> None:
+        """The call ends (a batch refused, the stream cut): nothing more is queued, and what already
+        was is written all the same and counted in the audit."""
+        with self._lock:
+            self._stopped = True
+        self._slots.release()  # a reader waiting for a slot wakes and sees the stop
+        while True:
+            try:
+                item = self._queued.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, tuple):
+                with suppress(Exception):  # refused: audited as such by batch_stored
+                    self._settle(*item)
+
+    def _settle(self, upload_id: str, seq: int, digest: bytes, future: Future) -> tuple[int, StoredBatch]:
+        result = self.uploads.batch_stored(self.who, seq, future)
         tally = self.stored.setdefault(upload_id, {"project_id": result.project_id, "batches": [], "records": 0,
                                                    "duplicates": 0})
         if result.duplicate:
@@ -127,7 +186,7 @@ class BatchStream:
         else:
             tally["batches"].append((seq, digest))
             tally["records"] += result.records
-        return result
+        return seq, result
 
 
 @dataclass(frozen=True)
@@ -251,17 +310,24 @@ class Uploads:
                 "departments for the shared secret")
 
     @guarded("UploadBatches", "agent")
-    def store_batch(self, who: Identity, upload_id: str, seq: int, digest: bytes,
-                    records: Sequence[IncomingRecord]) -> StoredBatch:
-        """Store one batch, exactly once."""
+    def submit_batch(self, who: Identity, upload_id: str, seq: int, digest: bytes,
+                     records: Sequence[IncomingRecord]) -> Future:
+        """Check one batch and queue it for the writer (server/admission.py); its future is `batch_stored`'s."""
         if len(records) > self.ctx.limits.max_batch_records:
             raise ResourceExhausted(
                 f"batch {seq} holds {len(records)} records; this coordinator takes at most "
                 f"{self.ctx.limits.max_batch_records} per batch (--max-batch-records): lower batch_size in the "
                 "agent's config")
+        with self.ctx.store.read() as conn:  # checked before its turn to write: the writer does only the writing
+            up = self._batch_upload(conn, who, upload_id, seq)
+            validate_batch(existing_project(conn, up.project_id), who.department, seq, digest, records)
+        return self.ctx.writes.submit(who.department, lambda conn: self._store_batch(conn, up, seq, digest, records))
+
+    @guarded("UploadBatches", "agent")
+    def batch_stored(self, who: Identity, seq: int, future: Future) -> StoredBatch:
+        """What the writer stored of a batch `submit_batch` queued, once its round has committed."""
         try:
-            with self.ctx.store.write() as conn:
-                return self._store_batch(conn, who, upload_id, seq, digest, records)
+            return future.result()
         except DomainError:
             raise
         except Exception as e:  # the unique constraint: a reference repeated across batches
@@ -270,23 +336,29 @@ class Uploads:
         raise InvalidArgument(f"batch {seq} repeats a record reference already stored in this upload: "
                               "record_id must be unique in the extract")
 
-    def _store_batch(self, conn, who: Identity, upload_id: str, seq: int, digest: bytes,
-                     records: Sequence[IncomingRecord]) -> StoredBatch:
+    @staticmethod
+    def _batch_upload(conn, who: Identity, upload_id: str, seq: int):
         up = q.upload(conn, upload_id)
         if up is None:
             raise NotFound(f"upload {upload_id!r} does not exist; call BeginUpload first")
         require_own_department(who, up.department, f"upload {upload_id}")
         if not 0 <= seq < up.batch_count:  # before any lookup: seq is 32-bit unsigned on the wire
             raise InvalidArgument(f"batch {seq} is outside 0..{up.batch_count - 1} of upload {upload_id}")
+        return up
+
+    @staticmethod
+    def _store_batch(conn, up, seq: int, digest: bytes, records: Sequence[IncomingRecord]) -> StoredBatch:
+        """In the writer's transaction: the upload as it is now (another batch may have landed)."""
+        upload_id = up.upload_id
         prior = q.batch_digest_at(conn, upload_id, seq)
         if prior is not None:
             if prior != digest:
                 raise AlreadyExists(f"batch {seq} of upload {upload_id} is stored with other content; "
                                     "an extract cannot change mid-upload: start a new upload")
             return StoredBatch(0, True, up.project_id)
-        if up.state != "open":
-            raise FailedPrecondition(f"upload {upload_id} is {up.state}; it takes no more batches")
-        validate_batch(existing_project(conn, up.project_id), who.department, seq, digest, records)
+        state = q.upload_state(conn, upload_id)
+        if state != "open":
+            raise FailedPrecondition(f"upload {upload_id} is {state or 'deleted'}; it takes no more batches")
         if q.stored_record_count(conn, upload_id) + len(records) > up.record_count:
             raise InvalidArgument(f"batch {seq} takes upload {upload_id} past its declared "
                                   f"{up.record_count} records")
@@ -303,6 +375,14 @@ class Uploads:
         return summary
 
     def _commit(self, who: Identity, upload_id: str) -> tuple[UploadSummary, str]:
+        # Before the write transaction, so that it stays short: an upload whose every batch is stored
+        # cannot change any more, and the health of 2M filters takes seconds no other writer should wait.
+        with self.ctx.store.read() as conn:
+            up = q.upload(conn, upload_id)
+            health = None
+            if up is not None and up.state == "open" and up.department == who.department:
+                self._check_complete(conn, up)
+                health = self._encoding_health(conn, up)
         with self.ctx.store.write() as conn:
             up = q.upload(conn, upload_id)
             if up is None:
@@ -316,8 +396,9 @@ class Uploads:
                 return summary, up.project_id
             if up.state != "open":
                 return summary, up.project_id
-            self._check_complete(conn, up)
-            health = self._encoding_health(conn, up)
+            if health is None:  # it was committed or refused in between: checked again, in the transaction
+                self._check_complete(conn, up)
+                health = self._encoding_health(conn, up)
             # Recorded whether or not the upload is accepted: a refusal leaves its figures too.
             self.ctx.store.audit(conn, str(who), "upload.health", project_id=up.project_id,
                                  department=up.department, upload_id=upload_id, accepted=not health.refusals,
@@ -398,6 +479,7 @@ class Uploads:
     def _encoding_health(conn, up) -> HealthReport:
         """Encoding health (server/health.py) of an upload's stored filters."""
         project = existing_project(conn, up.project_id)
+        faults.pause("upload.health")
         return encoding_health(pack_filters(q.upload_filters(conn, up.upload_id), project.schema.filter_bits))
 
 
@@ -412,13 +494,18 @@ def _log_commit(s: UploadSummary, project_id: str, warnings, reinstated: bool = 
                     "replaced_upload_id": s.replaced_upload_id, "encoding_warnings": len(warnings)})
 
 
+@functools.lru_cache(maxsize=64)
+def _evaluates_households(rules_toml: str) -> bool:
+    """Parsed once per rule pack text, not once per batch."""
+    return bool(load_rulepack(rules_toml).household_indicators)
+
+
 def validate_batch(project: Project, department: str, seq: int, digest: bytes,
                    records: Sequence[IncomingRecord]) -> None:
     width = project.schema.filter_bytes
     declared = set(project.departments[department])
     # Household tokens are refused where the pack evaluates no household or the department numbers none.
-    households = (department in HOUSEHOLD_DEPARTMENTS
-                  and bool(load_rulepack(project.rules_toml).household_indicators))
+    households = department in HOUSEHOLD_DEPARTMENTS and _evaluates_households(project.rules_toml)
     refs = set()
     for i, r in enumerate(records):
         where = f"batch {seq}, record {i}"
