@@ -166,3 +166,32 @@ def test_the_kept_profile_and_pairs_are_a_full_runs_where_the_sample_moves():
     rows, earlier = previous.unchanged[after[0].department]
     sampled_now = earlier[np.isin(after[0].ids[rows], incremental.carried.profiles[(0, 1)][0].ids)]
     assert not np.isin(sampled_now, first.carried.profiles[(0, 1)][0].ids).all()
+
+
+
+def test_a_kept_level_above_what_this_run_needs_is_not_reused():
+    """A previous run kept a department pair's pairs from higher than this run needs (its threshold
+    fell): they miss pairs this run needs, so that pair is compared in full and the links, thresholds
+    and profiles are still a full run's."""
+    from dataclasses import replace as replaced
+
+    from bench.incremental import FLOOR, identical, month_one, month_two
+    from server.engine import engine_from_url
+    from server.pipeline.increments import Previous, pair_carries
+    from server.pipeline.link import link
+
+    def quiet(*_):
+        pass
+
+    engine = engine_from_url("local")
+    before = month_one(1200, seed=11)
+    first = link(before, FLOOR, engine, quiet, auto=True)
+    after, unchanged = month_two(before, 1200, changed=0.05, removed=0.02, seed=11)
+    carries = pair_carries(before, first.carried)
+    first_pair = next(iter(carries))
+    carries[first_pair] = replaced(carries[first_pair], level=0.99)  # as if kept above every threshold
+    full = link(after, FLOOR, engine, quiet, auto=True)
+    incremental = link(after, FLOOR, engine, quiet, auto=True,
+                       previous=Previous("month-1", FLOOR, first.carried.bucket_bound, carries, unchanged))
+    assert incremental.carried.summary["department_pairs_kept"] == len(carries) - 1
+    assert identical(full, incremental)

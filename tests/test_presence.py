@@ -133,3 +133,67 @@ def test_the_whole_filter_floor_bounds_every_blank_class_pair():
     assert (whole >= np.array([whole_filter_floor(r, WORDS, words) for r in rest]) - 1e-6).all()
     # And the floor is not slack: the pair's own whole-filter Dice is within a fifth of it.
     assert (whole <= 1.2 * rest * (words - WORDS) / words + 1e-6).all()
+
+
+def test_a_pair_is_compared_from_a_level_near_its_thresholds_with_the_links_of_comparing_at_the_floor(monkeypatch):
+    """The pairs a run scores and keeps start a margin under what the pair's thresholds need, the blank
+    class's included (its threshold on the rest, bounded on the whole filter by the records' counts),
+    not at the floor, where a tenth of all pairs of balanced filters pass; the links are those of
+    comparing at the floor."""
+    import sys
+
+    from server.matching import dice_scores_above
+
+    linking = sys.modules["server.pipeline.link"]  # the module (server.pipeline's `link` is the function)
+
+    people, other = _registers(1500, 7)
+    departments = [DepartmentRecords(name, np.arange(len(rows), dtype=np.int64),
+                                     [b"%s%d" % (name.encode(), i) for i in range(len(rows))], encode(rows), {})
+                   for name, rows in (("population", people), ("housing", other))]
+    left, right = departments[0].filters, departments[1].filters
+    margin = linking.CARRY_MARGIN
+    with LocalEngine() as engine:
+        near = link(departments, SCHEMA.threshold, engine, lambda *a: None, auto=True, schema=SCHEMA)
+        monkeypatch.setattr(linking, "CARRY_MARGIN", 1.0)  # every level down to the floor: the old compare
+        floor = link(departments, SCHEMA.threshold, engine, lambda *a: None, auto=True, schema=SCHEMA)
+    level = near.carried.levels[(0, 1)]
+    assert floor.carried.levels[(0, 1)] == SCHEMA.threshold < level
+    kept = near.carried.pairs[(0, 1)]
+    assert len(kept) == len(dice_scores_above(left, right, level)) < len(floor.carried.pairs[(0, 1)])
+    # The blank class sets it: its threshold on the rest, on the whole filter's scale, is the lower.
+    assert SCHEMA.threshold < level < near.thresholds[(0, 1)] - margin
+    assert np.array_equal(near.labels, floor.labels)
+    for c in ("left", "right", "score"):
+        assert np.array_equal(getattr(near.pairs[(0, 1)], c), getattr(floor.pairs[(0, 1)], c))
+
+
+def test_pairs_kept_from_the_floor_before_levels_existed_are_reused_cut_at_this_runs_level(monkeypatch):
+    """A project's last run before migration 0009 kept its pairs from the floor: the next run reuses
+    them, cut at its own level as the kernel decides, and its links and kept pairs are a full run's."""
+    import sys
+
+    from server.pipeline.increments import Previous, pair_carries
+
+    linking = sys.modules["server.pipeline.link"]
+    people, other = _registers(800, 9)
+    departments = [DepartmentRecords(name, np.arange(len(rows), dtype=np.int64),
+                                     [b"%s%d" % (name.encode(), i) for i in range(len(rows))], encode(rows), {})
+                   for name, rows in (("population", people), ("housing", other))]
+    margin = linking.CARRY_MARGIN
+    with LocalEngine() as engine:
+        monkeypatch.setattr(linking, "CARRY_MARGIN", 1.0)
+        before = link(departments, SCHEMA.threshold, engine, lambda *a: None, auto=True, schema=SCHEMA)
+        monkeypatch.setattr(linking, "CARRY_MARGIN", margin)
+        unchanged = {d.department: (np.arange(len(d.ids)), d.ids) for d in departments}
+        previous = Previous("before-0009", SCHEMA.threshold, before.carried.bucket_bound,
+                            pair_carries(departments, before.carried), unchanged)
+        full = link(departments, SCHEMA.threshold, engine, lambda *a: None, auto=True, schema=SCHEMA)
+        kept = link(departments, SCHEMA.threshold, engine, lambda *a: None, auto=True, schema=SCHEMA,
+                    previous=previous)
+    assert kept.carried.summary["department_pairs_kept"] == 1
+    assert before.carried.levels[(0, 1)] < kept.carried.levels[(0, 1)]
+    assert len(kept.carried.pairs[(0, 1)]) < len(before.carried.pairs[(0, 1)])  # some were cut
+    for c in ("left", "right", "score"):
+        assert np.array_equal(getattr(kept.carried.pairs[(0, 1)], c), getattr(full.carried.pairs[(0, 1)], c))
+        assert np.array_equal(getattr(kept.pairs[(0, 1)], c), getattr(full.pairs[(0, 1)], c))
+    assert np.array_equal(kept.labels, full.labels)

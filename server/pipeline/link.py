@@ -15,14 +15,16 @@ from fedlink.schema import LinkageSchema, Project
 from server import store as t
 from server.engine.base import Engine
 from server.matching import ScoredPairs, group_records, pack_filters
-from server.pipeline.increments import Carried, Previous, compare_at_floor
-from server.pipeline.presence import blank_threshold, cut_by_class, sampled_with_id
+from server.pipeline.increments import Carried, Previous, compare_at_levels
+from server.pipeline.presence import blank_threshold, compare_level, cut_by_class, sampled_with_id
 from server.pipeline.segments import link_segments
 from server.pipeline.profiles import pair_profile
 from server.threshold import sample_rows, threshold_from_scores
 
 # The score histogram (the console's) reaches this far below the threshold.
 HISTOGRAM_REACH = 0.2
+# A department pair's pairs are compared and kept this far under what its thresholds need.
+CARRY_MARGIN = 0.02
 
 # The run's progress: (phase, done, total, message), streamed to `fedlink run watch`.
 PhaseProgress = Callable[[str, int, int, str], None]
@@ -71,7 +73,7 @@ class Linkage:
     thresholds: dict[tuple[int, int], float]         # the threshold each department pair was linked at
     best_scores: dict[tuple[int, int], np.ndarray] = None  # sampled records' best scores (-1 under histogram_floor)
     histogram_floor: float = 0.0
-    carried: Carried | None = None                   # the pairs at the floor, for the next run (increments.py)
+    carried: Carried | None = None                   # the pairs at each pair's level, for the next run (increments.py)
     blank_thresholds: dict[tuple[int, int], float] = None  # each pair's threshold for a blank ID (presence.py)
     id_words: int = 0                                # the filters' ID segment, in words (0: none)
 
@@ -155,10 +157,15 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
         # Counts and ETA first: `fedlink run watch` shows the first 60 characters.
         progress("compare", at, total, f"{_count(at)} of {_count(total)} pairs compared{eta}: all department pairs")
 
-    # Every pair at the floor (blocked pairs in one pass over the bands, server/engine/base.py; or
+    # Every pair at its level (blocked pairs in one pass over the bands, server/engine/base.py; or
     # kept from the previous run where unchanged), then cut at each pair's threshold as the kernel
     # decides: the links are those of comparing at the thresholds, and the next run can keep them.
-    carried = compare_at_floor(departments, threshold, engine, previous, progress=compared)
+    # The level sits CARRY_MARGIN under what the thresholds need, so that a next run whose threshold
+    # moved down a little can still keep them, and never under the floor.
+    levels = {(a, b): max(threshold, compare_level(departments[a].filters, departments[b].filters,
+                                                   (thresholds[(a, b)], blank[(a, b)]), words) - CARRY_MARGIN)
+              for a, b in combos}
+    carried = compare_at_levels(departments, threshold, levels, engine, previous, progress=compared)
     carried.profiles = profiles
     pairs = {(a, b): cut_by_class(p, (thresholds[(a, b)], blank[(a, b)]), departments[a].filters,
                                   departments[b].filters, words)

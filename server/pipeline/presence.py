@@ -82,6 +82,29 @@ def whole_filter_floor(threshold: float, words: int, filter_words: int) -> float
     return threshold * (filter_words - words) / filter_words if words else threshold
 
 
+def compare_level(left: np.ndarray, right: np.ndarray, thresholds: tuple[float, float], words: int) -> float:
+    """The whole filter's Dice at which a department pair is compared so that ``cut_by_class`` finds
+    every pair it keeps: the first threshold for pairs with both IDs; for a pair with a blank ID, its
+    threshold on the rest times the least share the rest can have of the pair's bits. A blank
+    record's whole Dice is its rest Dice times (its rest + the other's rest) over (those + the other's
+    ID segment); the records' own counts bound that share from below (the fewest rest bits on either
+    side against the most ID bits on the other), so nothing the class keeps is left uncompared.
+    ``left``, ``right``: the packed filters."""
+    full, blank = thresholds
+    if not words:
+        return full
+    rest = popcounts(without_id(left, words)), popcounts(without_id(right, words))
+    ids = popcounts(np.ascontiguousarray(left[:, -words:])), popcounts(np.ascontiguousarray(right[:, -words:]))
+    level = full
+    for side in (0, 1):
+        blanks = ids[side] == 0
+        if blanks.any():
+            least = float(rest[side][blanks].min() + rest[1 - side].min())
+            most = float(ids[1 - side].max())
+            level = min(level, blank * least / (least + most) if least + most else blank)
+    return level
+
+
 def cut_by_class(pairs: ScoredPairs, thresholds: tuple[float, float], left: np.ndarray, right: np.ndarray,
                  words: int) -> ScoredPairs:
     """The pairs (scored on the whole filters, at a floor) that reach their class's threshold:
