@@ -24,7 +24,7 @@ from server.threshold import sample_rows, threshold_from_scores
 # The score histogram (the console's) reaches this far below the threshold.
 HISTOGRAM_REACH = 0.2
 # A department pair's pairs are compared and kept this far under what its thresholds need.
-CARRY_MARGIN = 0.02
+CARRY_MARGIN = 0.05
 
 # The run's progress: (phase, done, total, message), streamed to `fedlink run watch`.
 PhaseProgress = Callable[[str, int, int, str], None]
