@@ -30,6 +30,13 @@ from fedlink.v1 import coordinator_pb2 as pb
 from fedlink.wire import project_from_pb
 from fedlink.witnessing import Contact, Roster, Witnessing, witness_at
 
+
+def commit_deadline(records: int) -> float:
+    """Seconds to wait for CommitUpload: it checks the whole upload's encoding health first, about
+    5.5 us a record on a quiet 2-core machine (docs/operations.md: 10.7 s for 1.96M records), so a
+    20M-record upload's check alone would pass a fixed 60 s. Four times that rate, on top of 60 s."""
+    return 60.0 + 22e-6 * records
+
 class Agent(CoordinatorClient):
     def __init__(self, config: AgentConfig, *, show_progress: bool = True, retries: int | None = None):
         super().__init__(config.coordinator, config.tls, dev_identity=f"agent:{config.department}",
@@ -138,13 +145,14 @@ class Agent(CoordinatorClient):
                 requests.reraise()  # the extract failed while sending: its error, not gRPC's CANCELLED
             if not force:  # a dry run first: what the commit would remove from the current upload
                 dry = self._call(self.stub.CommitUpload,
-                                 pb.CommitUploadRequest(upload_id=session.upload_id, dry_run=True))
+                                 pb.CommitUploadRequest(upload_id=session.upload_id, dry_run=True),
+                                 timeout=commit_deadline(prepared.record_count))
                 refusal = removal_refusal(dry.records_kept, dry.records_removed, self.config)
                 if refusal:
                     raise UploadRefused(prepared.department, [refusal], sent=True)
             # A step of its own: the coordinator checks the whole upload before it counts.
             step = bar.add_task("committing (the coordinator checks the upload)", total=1)
-            summary = self._call(self.stub.CommitUpload, commit)
+            summary = self._call(self.stub.CommitUpload, commit, timeout=commit_deadline(prepared.record_count))
             bar.advance(step, 1)
         return summary
 

@@ -208,3 +208,16 @@ def test_invalid_utf8_extract_names_the_row(project, agent_config, scenario, tmp
     bad.write_bytes(b"\n".join(raw))
     with pytest.raises(ExtractError, match=r"row 4: not valid UTF-8"):
         read_extract(bad, "housing")
+
+
+def test_the_commit_waits_for_the_health_check_of_an_upload_at_the_record_limit():
+    """CommitUpload checks the whole upload's encoding health before it writes: 10.7 s for 1.96M
+    records here (docs/operations.md), so at the 20M-record limit a fixed 60 s deadline would end
+    the call while the coordinator still checks. The agent's deadline leaves that check twice the
+    measured time, at every size up to the limit."""
+    from agents.client import commit_deadline
+    from server.limits import Limits
+
+    measured = 10.7 / 1_959_902
+    for records in (1, 2_000_000, Limits().max_records_per_upload):
+        assert commit_deadline(records) >= 60 + 2 * measured * records
