@@ -39,6 +39,12 @@ def blank_ids(filters: np.ndarray, words: int) -> np.ndarray:
     return ~filters[:, -words:].any(axis=1)
 
 
+def rest_and_id_counts(filters: np.ndarray, words: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per record: the set bits of the filter less its ID segment, and of the segment (no copy)."""
+    return (np.bitwise_count(filters[:, :-words]).sum(axis=1, dtype=np.int32),
+            np.bitwise_count(filters[:, -words:]).sum(axis=1, dtype=np.int32))
+
+
 def without_id(filters: np.ndarray, words: int) -> np.ndarray:
     """The filters less their ID segment, C-contiguous for the kernels."""
     return np.ascontiguousarray(filters[:, :-words]) if words else filters
@@ -93,8 +99,8 @@ def compare_level(left: np.ndarray, right: np.ndarray, thresholds: tuple[float, 
     full, blank = thresholds
     if not words:
         return full
-    rest = popcounts(without_id(left, words)), popcounts(without_id(right, words))
-    ids = popcounts(np.ascontiguousarray(left[:, -words:])), popcounts(np.ascontiguousarray(right[:, -words:]))
+    (rest_left, id_left), (rest_right, id_right) = rest_and_id_counts(left, words), rest_and_id_counts(right, words)
+    rest, ids = (rest_left, rest_right), (id_left, id_right)
     level = full
     for side in (0, 1):
         blanks = ids[side] == 0
@@ -120,7 +126,7 @@ def cut_by_class(pairs: ScoredPairs, thresholds: tuple[float, float], left: np.n
     # whole filter's score and counts, then scored over the rest's counts.
     li, rj = pairs.left[blank], pairs.right[blank]
     overlap = np.rint(pairs.score[blank].astype(np.float64) * (counts[0][li] + counts[1][rj]) / 2.0)
-    rest = popcounts(without_id(left, words)), popcounts(without_id(right, words))
+    rest = rest_and_id_counts(left, words)[0], rest_and_id_counts(right, words)[0]
     total = np.maximum(rest[0][li] + rest[1][rj], 1)
     partial = ScoredPairs(li, rj, (2.0 * overlap / total).astype(np.float32))
     kept = (at_threshold(full, thresholds[0], *counts, bits),
