@@ -14,6 +14,8 @@ point is reached, so a later run goes through). Points:
 - `run.finishing`: a run whose links and flags are committed but which is not
   yet marked done;
 - `flags.delivering`: PullFlags, after the first flag was sent;
+- `upload.batch.<seq>`: UploadBatches, before batch <seq> is checked and
+  queued (earlier batches of the stream are queued and go on to commit);
 - `upload.health`: CommitUpload computing the encoding health of an upload
   (before its write transaction: other uploads' batches are written meanwhile).
 

@@ -51,18 +51,25 @@ def test_batch_sent_twice_is_stored_once(project, agent_config, coordinator):
     assert summary.committed and stored_records(coordinator) == prepared.record_count
 
 
-def test_upload_killed_mid_stream_resumes_exactly_once(project, agent_config, coordinator):
+def test_upload_killed_mid_stream_resumes_exactly_once(project, agent_config, coordinator, tmp_path, monkeypatch):
     config = agent_config("population", batch_size=1)
     total = len(load_config(config).extract.read_text(encoding="utf-8").splitlines()) - 1
+    # The coordinator stops before batch total//4 (server/faults.py): the kill lands after exactly the
+    # batches before it are stored, however fast the agent sends and the store commits.
+    cut, reached = total // 4, tmp_path / "reached"
+    monkeypatch.setenv("FEDLINK_FAULT_PAUSE", f"upload.batch.{cut}")
+    monkeypatch.setenv("FEDLINK_FAULT_PAUSE_ONCE", "1")
+    monkeypatch.setenv("FEDLINK_FAULT_PAUSE_S", "3")
+    monkeypatch.setenv("FEDLINK_FAULT_FILE", str(reached))
     cmd = [sys.executable, "-m", "fedlink.cli", "agent", "upload", "--config", str(config), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    while time.time() < deadline and stored_records(coordinator) < total // 4:
-        time.sleep(0.002)
+    while time.time() < deadline and not (reached.exists() and stored_records(coordinator) >= cut):
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     at_kill = stored_records(coordinator)
-    assert 0 < at_kill < total, f"the kill should land mid-upload (stored {at_kill} of {total})"
+    assert at_kill == cut, f"the kill should land at batch {cut} (stored {at_kill} of {total})"
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert stored_records(coordinator) == total

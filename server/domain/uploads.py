@@ -313,6 +313,7 @@ class Uploads:
     def submit_batch(self, who: Identity, upload_id: str, seq: int, digest: bytes,
                      records: Sequence[IncomingRecord]) -> Future:
         """Check one batch and queue it for the writer (server/admission.py); its future is `batch_stored`'s."""
+        faults.pause(f"upload.batch.{seq}")  # the upload tests' kill point; off unless asked for
         if len(records) > self.ctx.limits.max_batch_records:
             raise ResourceExhausted(
                 f"batch {seq} holds {len(records)} records; this coordinator takes at most "
