@@ -137,13 +137,18 @@ def test_the_commands_of_the_readme_work_end_to_end(site, scenario):
 
 def test_ctrl_c_mid_upload_loses_nothing_and_the_agent_resumes(site, scenario):
     port = free_port()
-    coordinator = serve(site, port, grace=0.2, database=database_of(site))  # a short grace cuts the stream
+    total = len((scenario / "population.csv").read_text(encoding="utf-8").splitlines()) - 1
+    # The coordinator holds batch total//4 a moment (server/faults.py), so the Ctrl-C lands mid-upload
+    # however fast the agent sends and the store commits.
+    cut, reached = total // 4, site / "reached"
+    coordinator = serve(site, port, grace=0.2, database=database_of(site),  # a short grace cuts the stream
+                        env={"FEDLINK_FAULT_PAUSE": f"upload.batch.{cut}", "FEDLINK_FAULT_PAUSE_ONCE": "1",
+                             "FEDLINK_FAULT_PAUSE_S": "1", "FEDLINK_FAULT_FILE": str(reached)})
     address = f"127.0.0.1:{port}"
     fedlink("project", "create", "project.toml", "--coordinator", address, "--pki", "pki", cwd=site)
     config = agent_toml(site, "population", port, scenario / "population.csv", batch_size=1)
     witness_ceremony(site, [config], address)
     fedlink("agent", "keygen", "--config", config, cwd=site)
-    total = len((scenario / "population.csv").read_text(encoding="utf-8").splitlines()) - 1
     agent = subprocess.Popen([*FEDLINK, "agent", "upload", "--config", str(config), "--quiet"], cwd=site,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -155,7 +160,7 @@ def test_ctrl_c_mid_upload_loses_nothing_and_the_agent_resumes(site, scenario):
             return 0
 
     deadline = time.time() + 60
-    while time.time() < deadline and stored() < total // 4:
+    while time.time() < deadline and not (reached.exists() and stored() >= cut):
         time.sleep(0.005)
     coordinator.send_signal(signal.SIGINT)  # Ctrl-C: the batch being stored commits, then it stops
     coordinator.wait(timeout=30)
