@@ -57,7 +57,11 @@ class SchemaError(ValueError):
 # key of each part of a transliterated name) and "permit" (Hong Kong, Macau and
 # Taiwan residents' documents) serve the realities of China's registers.
 KINDS = ("name", "pinyin", "sex", "date", "resident_id", "address", "phone", "text", "digits",
-         "syllables", "phonetic", "permit")
+         "syllables", "phonetic", "permit", "document_region")
+
+# The kinds read from the identity document a record holds (a resident ID, a Hong Kong,
+# Macau or Taiwan permit): a record-level schema's ID segment (LinkageSchema.id_fields).
+DOCUMENT_KINDS = ("resident_id", "permit", "document_region")
 
 # The OpenCC conversions a department may name for its register's script (agent
 # TOML `script`, agents/normalise/unicode_forms.py): t2s for standard traditional
@@ -79,6 +83,7 @@ BUILTIN_FEATURES: dict[str, tuple[str, str]] = {
     "name_syllables": ("syllables", "name"),
     "name_phonetic": ("phonetic", "name"),
     "permit": ("permit", "resident_id"),
+    "document_region": ("document_region", "resident_id"),
 }
 # Feature names the agent's normaliser produces for a standard extract.
 FEATURES = tuple(BUILTIN_FEATURES)
@@ -209,8 +214,9 @@ class LinkageSchema:
         return tuple(out)
 
     def id_fields(self) -> tuple[FieldSpec, ...]:
-        """The fields of kind resident_id, which a record-level schema keeps in its ID segment."""
-        return tuple(f for f in self.fields if f.kind == "resident_id")
+        """The fields read from the identity document (kinds resident_id, permit, document_region),
+        which a record-level schema keeps in its ID segment."""
+        return tuple(f for f in self.fields if f.kind in DOCUMENT_KINDS)
 
     def id_segment_words(self) -> int:
         """How many 64-bit words at the end of the filter are the ID segment (0: none). Not under
