@@ -45,8 +45,6 @@ COMPOUND_SURNAMES = frozenset("""
 司空 子车 颛孙 羊舌 微生 第五 乐正 鲜于 段干 谷梁 公羊 公良 漆雕 巫马 南门 东门 西门 壤驷 乐正 司寇
 """.split())
 
-import os  # EXPERIMENT, remove
-_EXPERIMENT_OFF = os.environ.get("NAMES_OFF") == "1"
 _GIVEN_LENGTH = 2  # a given name the rule trusts: two characters (one would be ambiguous, above)
 
 
@@ -61,7 +59,7 @@ def own_name(name: str) -> str:
     """`name` (simplified Han characters, nothing else) without a husband's surname in
     front: 陈王秀英 -> 王秀英, 陈欧阳秀英 -> 欧阳秀英, 欧阳王秀英 -> 王秀英; any other name
     as it is."""
-    if _EXPERIMENT_OFF or not 4 <= len(name) <= 6:
+    if not 4 <= len(name) <= 6:
         return name
     husband = _surname_at(name, 0)
     if husband == 0:
