@@ -1,11 +1,15 @@
 """Monthly runs that redo only what changed (issue 18).
 
-A run keeps, per department pair, every scored pair at or above the pair's
-level (a little under what its thresholds need, server/pipeline/link.py, and
-never under the project's floor), with the level and how the pair was
+A run keeps, per department pair, every scored pair at or above its class's
+level (a little under the class's threshold, server/pipeline/link.py, and
+never under the project's floor): the pairs with both IDs on the whole
+filter from ``level``, those with a blank ID on the rest of the filter from
+``blank_level`` (server/pipeline/presence.py), with how the pair was
 compared, exactly or LSH-blocked (``link_carries``). Kept at the floor, they
 were a tenth of all pairs of balanced filters (158 million at 100,000
-persons, 10 GB while stored).
+persons, 10 GB while stored). Each class is kept or compared anew on its own:
+a record unchanged since the previous run has the same ID segment, so its
+pairs with other unchanged records stay in their class.
 The next run matches each department's records to the previous run's by
 their stable reference: a record is unchanged when its filter is the same
 bytes. Its pairs with other unchanged records keep their scores (a Dice
@@ -15,7 +19,7 @@ from the sampled profile exactly as a full run chooses them
 (server/pipeline/link.py), and the links at them are cut from the merged
 pairs at the level, so the links, the persons and the flags are a full
 run's. A pair whose previous level is above this run's (its threshold fell by
-more than the margin) is compared in full.
+more than the margin) is compared in full, the class whose level it is.
 
 Blocked pairs: a full run's blocked pair is the exact result restricted to
 the LSH candidates, and two records are candidates when their keys agree in
@@ -35,7 +39,8 @@ bucket grows by at most the records that came into it) stays within
 ``max_bucket``. A pair whose blocking changed (the sizes crossed the
 engine's exact limit, another engine) or that has no previous pairs is
 compared in full. An exact pair scores its changed rows against the other
-side, (c x m) + (n x c') pairs.
+side, (c x m) + (n x c') pairs. The blank class is blocked on the rests' keys:
+its bound and growth are measured there too, and the larger growth counts.
 """
 from __future__ import annotations
 
