@@ -24,7 +24,7 @@ FEDLINK = [sys.executable, "-m", "fedlink.cli"]
 def measure(out: Path, extract: Path, department: str, database: str | None = None, batch_size: int = 2000) -> dict:
     from agents.secret import new_secret
     from bench.harness import officer_witnesses, write_agent_config
-    from bench.load import _peak_rss_mib, serving_coordinator
+    from bench.load import _memory_mib, serving_coordinator
     from fedlink.audit import vkey_path
     from fedlink.operator import Operator
     from fedlink.pki import init_pki
@@ -60,7 +60,7 @@ def measure(out: Path, extract: Path, department: str, database: str | None = No
         summary = json.loads(done.stdout.strip().splitlines()[-1])
         figures = {"extract": str(extract), "records": int(summary.get("record_count", 0)),
                    "agent_peak_rss_mib": round(int(peak.group(1)) / 1024, 1), "upload_seconds": round(seconds, 1),
-                   "coordinator_peak_rss_mib": round(_peak_rss_mib(coordinator.pid), 1), "batch_size": batch_size,
+                   "coordinator_peak_rss_mib": round(_memory_mib(coordinator.pid), 1), "batch_size": batch_size,
                    "database": "postgresql" if "://" in database else "sqlite"}
         (out / "agent_memory.json").write_text(json.dumps(figures, indent=2))
         return figures

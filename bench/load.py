@@ -57,16 +57,26 @@ def agent_main(config: str, go: str, result: str) -> None:
         while not Path(go).exists():
             time.sleep(0.01)
         waits: list[float] = []
+        acks: list[float] = []  # when each acknowledgement came (this process's monotonic clock)
         sent: dict[int, list[str]] = {}  # per batch, its records' digests, as they went out (a resent batch once)
-        agent.stub = _TimedStub(agent.stub, waits, sent)
-        cpu, start = _cpu_s(), time.time()
+        agent.stub = _TimedStub(agent.stub, waits, acks, sent)
+        cpu, start, began = _cpu_s(), time.time(), time.monotonic()
         summary = agent.upload(project, prepared)
         end, cpu = time.time(), _cpu_s() - cpu
     digests = [d for seq in sorted(sent) for d in sent[seq]]
     Path(result).write_text(json.dumps({
         "config": config, "department": agent.config.department, "project": agent.config.project,
         "records": prepared.record_count, "upload_id": summary.upload_id, "upload_digest": prepared.digest.hex(),
-        "sent": digests, "start": start, "end": end, "batch_waits_s": waits, "cpu_s": cpu}))
+        "sent": digests, "start": start, "end": end, "batch_waits_s": waits,
+        "ack_gaps_s": ack_gaps(began, acks), "cpu_s": cpu}))
+
+
+def ack_gaps(began: float, acks: list[float]) -> list[float]:
+    """The gaps an agent saw between acknowledgements, from its upload's start: what it waited with nothing
+    acknowledged. A writer that served departments unfairly shows here as one agent's long gap, however
+    short the other agents' batch waits are."""
+    times = [began, *sorted(acks)]
+    return [b - a for a, b in zip(times, times[1:])]
 
 
 class _TimedStub:
@@ -75,8 +85,8 @@ class _TimedStub:
     and keeping the digests of the records sent (so the extract is not encoded a third
     time, on cores the other agents are still uploading on)."""
 
-    def __init__(self, stub, waits: list[float], digests: dict[int, list[str]]):
-        self._stub, self._waits, self._digests = stub, waits, digests
+    def __init__(self, stub, waits: list[float], acks: list[float], digests: dict[int, list[str]]):
+        self._stub, self._waits, self._acks, self._digests = stub, waits, acks, digests
 
     def __getattr__(self, name):
         return getattr(self._stub, name)
@@ -90,8 +100,25 @@ class _TimedStub:
                 sent[batch.seq] = time.monotonic()
                 yield batch
         for ack in self._stub.UploadBatches(stamped(), **kwargs):
-            self._waits.append(time.monotonic() - sent[ack.seq])
+            now = time.monotonic()
+            self._waits.append(now - sent[ack.seq])
+            self._acks.append(now)
             yield ack
+
+
+def _watch_uploads(procs: list[subprocess.Popen], coordinator: int, deadline: float, out: Path) -> list:
+    """Wait for every agent, sampling the coordinator's resident memory twice a second: [(s, MiB), ...], so
+    its peak can be placed against the uploads' commits (which read a whole upload's filters)."""
+    start, trace = time.monotonic(), []
+    while any(p.poll() is None for p in procs):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the agents did not finish uploading in time; see {out}/agent-*/agent.log")
+        trace.append((round(time.monotonic() - start, 1), round(_memory_mib(coordinator, "VmRSS"), 1)))
+        time.sleep(0.5)
+    failed = [p.returncode for p in procs if p.returncode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} agents failed (exit {failed[0]}); see {out}/agent-*/agent.log")
+    return trace
 
 
 def _cpu_s() -> float:
@@ -144,9 +171,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _peak_rss_mib(pid: int) -> float:
+def _memory_mib(pid: int, field: str = "VmHWM") -> float:
+    """A process's peak (VmHWM) or present (VmRSS) resident memory."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -214,23 +242,28 @@ def run_load(out: Path, *, agents: int = 20, persons: int = 2000, database: str 
                 if time.monotonic() > deadline:
                     raise RuntimeError("agents did not finish encoding in time")
                 time.sleep(0.05)
-            rss_before, coordinator_cpu = _peak_rss_mib(coordinator.pid), _process_cpu_s(coordinator.pid)
+            rss_before, coordinator_cpu = _memory_mib(coordinator.pid), _process_cpu_s(coordinator.pid)
             go.write_text("go")
-            for p in procs:
-                p.wait(timeout=max(1.0, deadline - time.monotonic()))
-                if p.returncode != 0:
-                    raise RuntimeError(f"an agent failed (exit {p.returncode}); see {out}/agent-*/agent.log")
-            peak, coordinator_cpu = _peak_rss_mib(coordinator.pid), _process_cpu_s(coordinator.pid) - coordinator_cpu
+            trace = _watch_uploads(procs, coordinator.pid, deadline, out)
+            peak, coordinator_cpu = _memory_mib(coordinator.pid), _process_cpu_s(coordinator.pid) - coordinator_cpu
             sent = [json.loads(r.read_text()) for r in results]
             per_upload = stored_against_sent(database, sent)
             records = sum(s["records"] for s in sent)
             waits = [w for s in sent for w in s["batch_waits_s"]]
+            gaps = [g for s in sent for g in s["ack_gaps_s"]]
+            first = min(s["start"] for s in sent)
             seconds = max(s["end"] for s in sent) - min(s["start"] for s in sent)
             figures = {"agents": agents, "projects": len(projects), "records": records, "seconds": round(seconds, 2),
                        "records_per_s": round(records / seconds, 1),
                        **{f"batch_wait_{name}_s": round(percentile(waits, q), 3)
                           for name, q in (("p50", 50), ("p99", 99), ("max", 100))},
+                       **{f"ack_gap_{name}_s": round(percentile(gaps, q), 3)
+                          for name, q in (("p50", 50), ("p99", 99), ("max", 100))},
+                       "worst_agent_max_ack_gap_s": round(max(max(s["ack_gaps_s"], default=0) for s in sent), 3),
+                       "best_agent_max_ack_gap_s": round(min(max(s["ack_gaps_s"], default=0) for s in sent), 3),
                        "batches": len(waits), "coordinator_peak_rss_mib": round(peak, 1),
+                       "coordinator_rss_trace": trace,
+                       "commits_s": sorted(round(s["end"] - first, 2) for s in sent),
                        "coordinator_cpu_s": round(coordinator_cpu, 1),
                        "agents_cpu_s": round(sum(s["cpu_s"] for s in sent), 1),
                        "coordinator_rss_before_uploads_mib": round(rss_before, 1), "batch_size": batch_size,

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.load import _peak_rss_mib
+from bench.load import _memory_mib
 from bench.synthetic_filters import population
 from fedlink.schema import LinkageSchema
 
@@ -112,7 +112,7 @@ def _task_costs(reports: list[dict]) -> dict:
 def _peak_rss_mib_self() -> float:
     import os
 
-    return _peak_rss_mib(os.getpid())
+    return _memory_mib(os.getpid())
 
 
 def _identical(work: Path) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from bench.load import count_lost, record_digest, run_load, stored_against_sent
+from bench.load import ack_gaps, count_lost, record_digest, run_load, stored_against_sent
 from dbutil import execute, new_database
 
 
@@ -21,6 +21,11 @@ def test_lost_records_are_counted_not_assumed():
     assert count_lost(sent, sent[1:] + [record_digest(bytes([0]), b"\xf0" * 8)]) == 1
 
 
+def test_ack_gaps_are_the_waits_with_nothing_acknowledged():
+    assert ack_gaps(10.0, [10.5, 12.0, 11.0]) == [0.5, 0.5, 1.0]
+    assert ack_gaps(10.0, []) == []
+
+
 def test_twenty_agents_upload_at_once_and_nothing_is_lost(tmp_path):
     database = str(new_database(tmp_path))
     figures = run_load(tmp_path / "load", agents=20, persons=120, database=database, batch_size=50, limit_s=280)
@@ -29,6 +34,12 @@ def test_twenty_agents_upload_at_once_and_nothing_is_lost(tmp_path):
     assert all(u["sent"] > 0 and u["stored"] == u["sent"] and u["upload_matches"] for u in uploads.values())
     assert figures["lost"] == 0 and figures["uploads_differing"] == 0
     assert figures["records"] == sum(u["sent"] for u in uploads.values()) > 20 * 50
+    # Every acknowledgement of every agent is a gap counted, and no gap is longer than that agent's upload.
+    for result in (json.loads(p.read_text()) for p in (tmp_path / "load").glob("agent-*/result.json")):
+        assert len(result["ack_gaps_s"]) == len(result["batch_waits_s"]) > 0
+        assert 0 <= min(result["ack_gaps_s"]) and sum(result["ack_gaps_s"]) <= result["end"] - result["start"]
+    assert 0 < figures["ack_gap_p50_s"] <= figures["ack_gap_max_s"] == figures["worst_agent_max_ack_gap_s"]
+    assert len(figures["commits_s"]) == 20 and figures["coordinator_rss_trace"]
     print(f"\nload: {({k: v for k, v in figures.items() if k != 'per_upload'})}")
 
     # The same count on the same store sees a record removed and an upload altered.

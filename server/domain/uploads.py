@@ -24,6 +24,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
+
 from fedlink import merkle
 
 from fedlink.identity import Identity
@@ -481,7 +483,15 @@ class Uploads:
         """Encoding health (server/health.py) of an upload's stored filters."""
         project = existing_project(conn, up.project_id)
         faults.pause("upload.health")
-        return encoding_health(pack_filters(q.upload_filters(conn, up.upload_id), project.schema.filter_bits))
+        bits = project.schema.filter_bits
+        packed = np.empty((up.record_count, bits // 64), dtype=np.uint64)
+        filled = 0
+        for part in q.upload_filter_parts(conn, up.upload_id):
+            if filled + len(part) > len(packed):
+                raise RuntimeError(f"upload {up.upload_id} holds more than its {up.record_count} declared records")
+            packed[filled:filled + len(part)] = pack_filters(part, bits)
+            filled += len(part)
+        return encoding_health(packed[:filled])
 
 
 def _log_commit(s: UploadSummary, project_id: str, warnings, reinstated: bool = False) -> None:
