@@ -171,7 +171,8 @@ def store_carried(conn, project_id: str, run_id: str, departments, carried: Carr
     runs = select(t.runs.c.run_id).where(t.runs.c.project_id == project_id)
     conn.execute(t.link_carries.delete().where(t.link_carries.c.run_id.in_(runs)))
     rows = [{"run_id": run_id, "left_department": left, "right_department": right, "blocking": p.blocking,
-             "floor": carried.floor, "level": p.level, "blank_level": p.blank_level, "bucket_bound": carried.bucket_bound, "pairs": len(p.score),
+             "floor": carried.floor, "level": p.level, "blank_level": p.blank_level,
+             "bucket_bound": carried.bucket_bound, "pairs": len(p.score),
              "data": zlib.compress(p.left_ids.tobytes() + p.right_ids.tobytes() + p.score.tobytes()
                                    + (b"".join(side.pack() for side in p.profile) if p.profile else b""), 1)}
             for (left, right), p in pair_carries(departments, carried).items()]
