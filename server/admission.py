@@ -122,12 +122,13 @@ def _cancel(context, code: str, details: str) -> None:
 class WriteQueue:
     """Upload batches from many agents, written in turns and committed together.
 
-    Each department has its own queue. One writer thread makes a round of
-    the batches waiting: the oldest of each department in turn, then the next
-    of each, until every queue is empty or the round holds `most_per_round`.
-    So a batch waits behind at most one batch per other department ahead of
-    it, never behind another department's whole upload, however many streams
-    or batches that department has. A round's batches share one transaction
+    Each uploader (one department's upload into one project: one agent) has its
+    own queue. One writer thread makes a round of the batches waiting: the
+    oldest of each uploader in turn, then the next of each, until every queue
+    is empty or the round holds `most_per_round`. So a batch waits behind at
+    most one batch per other uploader ahead of it, never behind another
+    agent's whole upload, however many streams or batches that agent has; the
+    agents of one department in four projects are four uploaders, not one. A round's batches share one transaction
     (one commit, one fsync: group commit), each inside a savepoint, so a
     refused batch (a repeated reference) is rolled back alone and the others
     still land. A batch's future is answered only once its round has committed."""
@@ -138,7 +139,7 @@ class WriteQueue:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def submit(self, department: str, work) -> Future:
+    def submit(self, uploader: str, work) -> Future:
         """`work(conn)`, queued for the writer's next round: the future of its result, or of what it raised.
         Once this returns, the batch is counted in `waiting()` until the writer takes it."""
         future: Future = Future()
@@ -146,12 +147,12 @@ class WriteQueue:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="upload-writer", daemon=True)
                 self._thread.start()
-            self._queues.setdefault(department, deque()).append((work, future))
+            self._queues.setdefault(uploader, deque()).append((work, future))
             self._wake.notify()
         return future
 
     def waiting(self) -> dict[str, int]:
-        """Per department, the batches submitted that the writer has not yet taken into a round."""
+        """Per uploader, the batches submitted that the writer has not yet taken into a round."""
         with self._wake:
             return {d: len(queue) for d, queue in self._queues.items() if queue}
 
@@ -159,13 +160,19 @@ class WriteQueue:
         with self._wake:
             while not any(self._queues.values()):
                 self._wake.wait()
-            taken = []
+            taken, last = [], None
             while len(taken) < self.most_per_round and any(self._queues.values()):
-                for queue in self._queues.values():  # one of each department's, in turn
+                for uploader, queue in self._queues.items():  # one of each uploader's, in turn
                     if queue and len(taken) < self.most_per_round:
                         taken.append(queue.popleft())
-            for department in [d for d, queue in self._queues.items() if not queue]:
-                del self._queues[department]  # its next batch takes the last turn of its round
+                        last = uploader
+            # The next round starts after the last uploader served: a full round's remainder goes round the
+            # uploaders instead of always to the first ones.
+            order = list(self._queues)
+            for uploader in order[:order.index(last) + 1]:
+                self._queues[uploader] = self._queues.pop(uploader)
+            for uploader in [u for u, queue in self._queues.items() if not queue]:
+                del self._queues[uploader]  # its next batch takes the last turn of its round
             return taken
 
     def _run(self) -> None:

@@ -86,6 +86,20 @@ def test_a_round_is_taken_in_turns_until_every_queue_is_empty(store):
     assert order == ["civil_affairs", "population", "education", "population", "education", "population"]
 
 
+def test_a_full_rounds_remainder_goes_round_the_uploaders(store):
+    """Rounds of 4 over three uploaders of three batches each: the round's fourth turn moves on (a, then b,
+    then c), so the batches interleave a b c a b c a b c instead of the first uploader taking every remainder."""
+    queue, order = WriteQueue(store, most_per_round=4), []
+    with store.write():
+        futures = [queue.submit("held", _insert(order, "held"))]
+        _until_taken(queue)
+        futures += [queue.submit(u, _insert(order, u)) for u in ["load-0/population"] * 3 + [
+            "load-1/population"] * 3 + ["load-0/education"] * 3]
+    for f in futures:
+        f.result(timeout=60)
+    assert order == ["held"] + ["load-0/population", "load-1/population", "load-0/education"] * 3
+
+
 def test_a_refused_batch_is_rolled_back_alone_and_its_round_lands(store):
     queue, order = WriteQueue(store, most_per_round=64), []
     with store.write():

@@ -324,7 +324,7 @@ class Uploads:
         with self.ctx.store.read() as conn:  # checked before its turn to write: the writer does only the writing
             up = self._batch_upload(conn, who, upload_id, seq)
             validate_batch(existing_project(conn, up.project_id), who.department, seq, digest, records)
-        return self.ctx.writes.submit(who.department, lambda conn: self._store_batch(conn, up, seq, digest, records))
+        return self.ctx.writes.submit(f"{up.project_id}/{who.department}", lambda conn: self._store_batch(conn, up, seq, digest, records))
 
     @guarded("UploadBatches", "agent")
     def batch_stored(self, who: Identity, seq: int, future: Future) -> StoredBatch:
