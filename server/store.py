@@ -220,6 +220,7 @@ link_carries = Table(
     Column("blocking", String(64), nullable=False),   # how the pair was compared: exact, lsh:bands:rows:seed:max_bucket
     Column("floor", Float, nullable=False),           # the project's threshold the run's profile was taken from
     Column("level", Float),                           # the scores kept reach this (none: the floor, before 0009)
+    Column("blank_level", Float),                     # the blank-ID class's, on the rest (none: before 0010)
     Column("bucket_bound", Integer, nullable=False),  # at least the largest LSH bucket of the run's blocked pass
     Column("pairs", Integer, nullable=False),
     Column("data", LargeBinary, nullable=False),      # zlib: left, right ids (int64), scores (float32), profile

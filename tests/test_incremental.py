@@ -195,3 +195,69 @@ def test_a_kept_level_above_what_this_run_needs_is_not_reused():
                        previous=Previous("month-1", FLOOR, first.carried.bucket_bound, carries, unchanged))
     assert incremental.carried.summary["department_pairs_kept"] == len(carries) - 1
     assert identical(full, incremental)
+
+
+@pytest.mark.parametrize("engine_url", ["local", "local+lsh"])
+def test_blank_ids_that_change_between_months_link_as_in_a_full_run(engine_url):
+    """In process, with an ID segment (server/pipeline/presence.py): a sixth of the records have a
+    blank ID. In month two blank-ID records change (some gain an ID, some stay blank with another
+    rest), records with an ID lose it, newcomers come in blank: each class is kept from month one
+    at its own level and the thresholds of both classes, the pairs (of both classes, each with its
+    own score), the kept pairs, the profiles and the persons are a full run's."""
+    from bench.incremental import FLOOR, identical, month_one, month_two
+    from server.engine import engine_from_url
+    from server.pipeline.increments import Previous, pair_carries
+    from server.pipeline.link import link
+    from server.pipeline.presence import blank_ids
+
+    def quiet(*_):
+        pass
+
+    schema = Project.default("pilot").schema
+    words = schema.id_segment_words()
+    assert words == 4
+    rng = np.random.default_rng(21)
+
+    def blank_some(departments, share):
+        for d in departments:
+            d.filters[rng.random(len(d.ids)) < share, -words:] = 0
+
+    engine = engine_from_url(engine_url)
+    before = month_one(1500, seed=21)
+    blank_some(before, 1 / 6)
+    first = link(before, FLOOR, engine, quiet, auto=True, schema=schema)
+    after, unchanged = month_two(before, 1500, changed=0.06, removed=0.02, seed=21)
+    gained = lost = stayed = 0
+    for d in after:
+        rows, earlier = unchanged[d.department]
+        same = np.zeros(len(d.ids), bool)
+        same[rows] = True
+        changed = np.flatnonzero(~same)
+        # month_two flipped bits across the whole filter of a changed record, so a blank ID gained
+        # one; a third of the changed records get a blank ID (another rest, no ID).
+        now_blank = blank_ids(d.filters, words)
+        keep_blank = changed[rng.random(len(changed)) < 0.3]
+        d.filters[keep_blank, -words:] = 0
+        stayed += int(len(keep_blank))
+        # Unchanged records that lose their ID this month: no longer unchanged.
+        losing = rows[rng.random(len(rows)) < 0.01]
+        losing = losing[~now_blank[losing]]
+        d.filters[losing, -words:] = 0
+        lost += len(losing)
+        keep = ~np.isin(rows, losing)
+        unchanged[d.department] = (rows[keep], earlier[keep])
+        gained += int((~blank_ids(d.filters, words)[changed]).sum())
+    assert lost > 10 and stayed > 10 and gained > 10
+    previous = Previous("month-1", FLOOR, first.carried.bucket_bound, pair_carries(before, first.carried), unchanged)
+    full = link(after, FLOOR, engine, quiet, auto=True, schema=schema)
+    incremental = link(after, FLOOR, engine, quiet, auto=True, schema=schema, previous=previous)
+    summary = incremental.carried.summary
+    assert summary["department_pairs_kept"] == summary["blank_classes_kept"] == 15
+    assert identical(full, incremental)
+    assert full.blank_thresholds == incremental.blank_thresholds
+    for pair, p in full.carried.pairs.items():
+        for c in ("left", "right", "score"):
+            assert np.array_equal(getattr(p, c), getattr(incremental.carried.pairs[pair], c))
+    # Both classes were linked: pairs with a blank ID among the links.
+    links = full.pairs[(0, 1)]
+    assert (blank_ids(after[0].filters, words)[links.left] | blank_ids(after[1].filters, words)[links.right]).sum() > 20

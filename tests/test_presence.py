@@ -12,9 +12,9 @@ from agents.hardening import HardenedEncoder
 from agents.normalise import feature_columns
 from fedlink.schema import LinkageSchema, SchemaError
 from server.engine.local import LocalEngine
-from server.matching import ScoredPairs, dice_scores_pairs, pack_filters
+from server.matching import ScoredPairs, dice_scores_above, dice_scores_pairs, pack_filters
 from server.pipeline.link import DepartmentRecords, link
-from server.pipeline.presence import blank_ids, cut_by_class, whole_filter_floor, without_id
+from server.pipeline.presence import blank_ids, compare_by_class, cut_by_class, merged, rests_of, without_id
 
 SECRET, PROJECT = b"presence test secret", "presence-test"
 SCHEMA = LinkageSchema()
@@ -46,18 +46,35 @@ def test_the_id_segment_is_the_id_alone_and_zero_where_blank():
     assert not (alone[0] == filters[0, -WORDS:]).all()
 
 
+def _classes(filters: np.ndarray, thresholds: tuple[float, float], words: int = WORDS) -> ScoredPairs:
+    """Record 0 against the others, each class compared at its threshold (``compare_by_class``)."""
+    sides = [filters[:1], filters[1:]]
+    departments = [DepartmentRecords(str(i), np.arange(len(f)), [], f, {}) for i, f in enumerate(sides)]
+    with LocalEngine() as engine:
+        classes = compare_by_class(sides, rests_of(departments, words), {(0, 1): thresholds[0]},
+                                   {(0, 1): thresholds[1]} if words else {}, words, engine)
+    return merged(*(c[(0, 1)] for c in classes if (0, 1) in c))
+
+
 def test_a_pair_with_a_blank_id_is_scored_on_the_rest_and_held_to_its_own_threshold():
-    filters = encode([PERSON, {**PERSON, "resident_id": ""}, PERSON])
-    pairs = ScoredPairs(np.array([0, 0]), np.array([1, 2]),
-                        dice_scores_pairs(filters, filters, np.array([0, 0]), np.array([1, 2])))
-    assert pairs.score[0] < 0.9 and pairs.score[1] == 1.0  # the whole filter counts the blank against
-    kept = cut_by_class(pairs, (0.95, 0.99), filters, filters, WORDS)
-    assert sorted(zip(kept.right.tolist(), kept.score.tolist())) == [(1, 1.0), (2, 1.0)]
+    moved = {**PERSON, "resident_id": "", "address": "广州市天河区体育西路14号"}
+    filters = encode([PERSON, moved, PERSON])
+    whole = dice_scores_pairs(filters, filters, np.array([0, 0]), np.array([1, 2]))
+    rest = float(dice_scores_pairs(without_id(filters, WORDS), without_id(filters, WORDS), np.array([0]),
+                                   np.array([1]))[0])
+    assert whole[0] < rest < 1.0 and whole[1] == 1.0  # the whole filter counts the blank against
+    kept = _classes(filters, (0.95, rest))
+    assert list(zip(kept.right.tolist(), kept.score.tolist())) == [(0, np.float32(rest)), (1, 1.0)]
     # Each class at its own threshold: the blank one above what its pair reaches drops it alone.
-    kept = cut_by_class(pairs, (0.95, 1.01), filters, filters, WORDS)
-    assert kept.right.tolist() == [2]
+    assert _classes(filters, (0.95, rest + 0.01)).right.tolist() == [1]
+    assert _classes(filters, (1.0, rest)).right.tolist() == [0, 1]
     # Without an ID segment the whole filter decides, as before.
-    assert cut_by_class(pairs, (0.95, 0.5), filters, filters, 0).right.tolist() == [2]
+    assert _classes(filters, (0.95, 0.5), words=0).right.tolist() == [1]
+    # Compared lower and cut at the thresholds, each class on its own bit counts: the same pairs.
+    low = _classes(filters, (0.5, 0.5))
+    for thresholds in ((0.95, rest), (0.95, rest + 0.01), (0.5, 0.5)):
+        cut = cut_by_class(low, thresholds, filters[:1], filters[1:], WORDS)
+        assert cut.right.tolist() == _classes(filters, thresholds).right.tolist()
 
 
 def test_the_id_segment_setting_is_checked():
@@ -120,29 +137,43 @@ def test_blank_ids_are_linked_without_losing_precision_with_the_threshold_read_w
     assert len(after - truth) <= len(before - truth) + 2
 
 
-def test_the_whole_filter_floor_bounds_every_blank_class_pair():
-    # possible_presence compares at this floor on the whole filter and cuts each class at its own
-    # threshold: no blank-class pair reaching the threshold on the rest may fall under the floor.
-    people, other = _registers(300, 5)
+def _exact_class(left, right, level, words, blank):
+    """Every pair of the class scoring at least ``level`` (the rest's Dice for the blank class), by brute force."""
+    pick = (lambda f: without_id(f, words)) if blank else (lambda f: f)
+    p = dice_scores_above(pick(left), pick(right), level)
+    either = blank_ids(left, words)[p.left] | blank_ids(right, words)[p.right]
+    keep = either if blank else ~either
+    return list(zip(p.left[keep].tolist(), p.right[keep].tolist(), p.score[keep].tolist()))
+
+
+def test_each_class_is_compared_on_its_own_filter_at_its_own_level():
+    """compare_by_class (the link phase's and the absence rules' compare): the pairs with both IDs are
+    every such pair at the ID class's level on the whole filter, those with a blank ID every such pair
+    at the blank class's level on the rest, none missed and none of the other class; with changed
+    records, only their pairs."""
+    people, other = _registers(400, 5)
     left, right = encode(people), encode(other)
-    li, rj = np.meshgrid(np.arange(300), np.flatnonzero(blank_ids(right, WORDS)), indexing="ij")
-    li, rj = li.ravel(), rj.ravel()
-    whole = dice_scores_pairs(left, right, li, rj)
-    rest = dice_scores_pairs(without_id(left, WORDS), without_id(right, WORDS), li, rj)
-    words = left.shape[1]
-    assert (whole >= np.array([whole_filter_floor(r, WORDS, words) for r in rest]) - 1e-6).all()
-    # And the floor is not slack: the pair's own whole-filter Dice is within a fifth of it.
-    assert (whole <= 1.2 * rest * (words - WORDS) / words + 1e-6).all()
+    departments = [DepartmentRecords(n, np.arange(len(f)), [], f, {}) for n, f in (("a", left), ("b", right))]
+    rests = rests_of(departments, WORDS)
+    with LocalEngine() as engine:
+        ids, blank = compare_by_class([left, right], rests, {(0, 1): 0.7}, {(0, 1): 0.75}, WORDS, engine)
+        changed = [np.arange(len(left)) % 9 == 0, np.arange(len(right)) % 11 == 0]
+        fresh = compare_by_class([left, right], rests, {(0, 1): 0.7}, {(0, 1): 0.75}, WORDS, engine, changed=changed)
+    for got, new, level, is_blank in ((ids, fresh[0], 0.7, False), (blank, fresh[1], 0.75, True)):
+        want = _exact_class(left, right, level, WORDS, is_blank)
+        p = got[(0, 1)]
+        assert list(zip(p.left.tolist(), p.right.tolist(), p.score.tolist())) == want and len(want) > 100
+        p = new[(0, 1)]
+        assert list(zip(p.left.tolist(), p.right.tolist(), p.score.tolist())) == [
+            (i, j, s) for i, j, s in want if changed[0][i] or changed[1][j]]
+    assert np.isin(np.flatnonzero(blank_ids(right, WORDS)), blank[(0, 1)].right).mean() > 0.9  # the blank IDs' links
 
 
-def test_a_pair_is_compared_from_a_level_near_its_thresholds_with_the_links_of_comparing_at_the_floor(monkeypatch):
-    """The pairs a run scores and keeps start a margin under what the pair's thresholds need, the blank
-    class's included (its threshold on the rest, bounded on the whole filter by the records' counts),
-    not at the floor, where a tenth of all pairs of balanced filters pass; the links are those of
-    comparing at the floor."""
+def test_a_pair_is_compared_from_levels_near_its_thresholds_with_the_links_of_comparing_at_the_floor(monkeypatch):
+    """The pairs a run scores and keeps start a margin under each class's threshold (the blank class's
+    on the rest of the filter), not at the floor, where a tenth of all pairs of balanced filters pass;
+    the links are those of comparing at the floor."""
     import sys
-
-    from server.matching import dice_scores_above
 
     linking = sys.modules["server.pipeline.link"]  # the module (server.pipeline's `link` is the function)
 
@@ -156,21 +187,27 @@ def test_a_pair_is_compared_from_a_level_near_its_thresholds_with_the_links_of_c
         near = link(departments, SCHEMA.threshold, engine, lambda *a: None, auto=True, schema=SCHEMA)
         monkeypatch.setattr(linking, "CARRY_MARGIN", 1.0)  # every level down to the floor: the old compare
         floor = link(departments, SCHEMA.threshold, engine, lambda *a: None, auto=True, schema=SCHEMA)
-    level = near.carried.levels[(0, 1)]
-    assert floor.carried.levels[(0, 1)] == SCHEMA.threshold < level
+    level, blank_level = near.carried.levels[(0, 1)], near.carried.blank_levels[(0, 1)]
+    assert floor.carried.levels[(0, 1)] == floor.carried.blank_levels[(0, 1)] == SCHEMA.threshold
+    assert level == pytest.approx(near.thresholds[(0, 1)] - margin) and level > SCHEMA.threshold
+    assert blank_level == pytest.approx(near.blank_thresholds[(0, 1)] - margin) and blank_level > SCHEMA.threshold
     kept = near.carried.pairs[(0, 1)]
-    assert len(kept) == len(dice_scores_above(left, right, level)) < len(floor.carried.pairs[(0, 1)])
-    # The blank class sets it: its threshold on the rest, on the whole filter's scale, is the lower.
-    assert SCHEMA.threshold < level < near.thresholds[(0, 1)] - margin
+    want = sorted(_exact_class(left, right, level, WORDS, False) + _exact_class(left, right, blank_level, WORDS, True))
+    assert list(zip(kept.left.tolist(), kept.right.tolist(), kept.score.tolist())) == want
+    assert len(kept) < len(floor.carried.pairs[(0, 1)]) / 2
     assert np.array_equal(near.labels, floor.labels)
     for c in ("left", "right", "score"):
         assert np.array_equal(getattr(near.pairs[(0, 1)], c), getattr(floor.pairs[(0, 1)], c))
 
 
-def test_pairs_kept_from_the_floor_before_levels_existed_are_reused_cut_at_this_runs_level(monkeypatch):
-    """A project's last run before migration 0009 kept its pairs from the floor: the next run reuses
-    them, cut at its own level as the kernel decides, and its links and kept pairs are a full run's."""
+@pytest.mark.parametrize("blank_kept", [False, True])
+def test_pairs_kept_from_the_floor_are_reused_per_class_cut_at_this_runs_levels(monkeypatch, blank_kept):
+    """A run kept its pairs from the floor: the next run reuses them, each class cut at its own level
+    as the kernel decides, and its links and kept pairs are a full run's. A run before migration 0009
+    kept them at the floor with no level, one before 0010 with no blank class's level (its blank-ID
+    pairs were scored on the whole filter): that class is compared anew, the other reused."""
     import sys
+    from dataclasses import replace as replaced
 
     from server.pipeline.increments import Previous, pair_carries
 
@@ -185,13 +222,17 @@ def test_pairs_kept_from_the_floor_before_levels_existed_are_reused_cut_at_this_
         before = link(departments, SCHEMA.threshold, engine, lambda *a: None, auto=True, schema=SCHEMA)
         monkeypatch.setattr(linking, "CARRY_MARGIN", margin)
         unchanged = {d.department: (np.arange(len(d.ids)), d.ids) for d in departments}
-        previous = Previous("before-0009", SCHEMA.threshold, before.carried.bucket_bound,
-                            pair_carries(departments, before.carried), unchanged)
+        carries = pair_carries(departments, before.carried)
+        if not blank_kept:
+            carries = {k: replaced(c, blank_level=None) for k, c in carries.items()}
+        previous = Previous("earlier", SCHEMA.threshold, before.carried.bucket_bound, carries, unchanged)
         full = link(departments, SCHEMA.threshold, engine, lambda *a: None, auto=True, schema=SCHEMA)
         kept = link(departments, SCHEMA.threshold, engine, lambda *a: None, auto=True, schema=SCHEMA,
                     previous=previous)
     assert kept.carried.summary["department_pairs_kept"] == 1
+    assert kept.carried.summary["blank_classes_kept"] == int(blank_kept)
     assert before.carried.levels[(0, 1)] < kept.carried.levels[(0, 1)]
+    assert before.carried.blank_levels[(0, 1)] < kept.carried.blank_levels[(0, 1)]
     assert len(kept.carried.pairs[(0, 1)]) < len(before.carried.pairs[(0, 1)])  # some were cut
     for c in ("left", "right", "score"):
         assert np.array_equal(getattr(kept.carried.pairs[(0, 1)], c), getattr(full.carried.pairs[(0, 1)], c))

@@ -16,7 +16,7 @@ from server import store as t
 from server.engine.base import Engine
 from server.matching import ScoredPairs, group_records, pack_filters
 from server.pipeline.increments import Carried, Previous, compare_at_levels
-from server.pipeline.presence import blank_threshold, compare_level, cut_by_class, sampled_with_id
+from server.pipeline.presence import blank_threshold, cut_by_class, rests_of, sampled_with_id
 from server.pipeline.segments import link_segments
 from server.pipeline.profiles import pair_profile
 from server.threshold import sample_rows, threshold_from_scores
@@ -76,6 +76,7 @@ class Linkage:
     carried: Carried | None = None                   # the pairs at each pair's level, for the next run (increments.py)
     blank_thresholds: dict[tuple[int, int], float] = None  # each pair's threshold for a blank ID (presence.py)
     id_words: int = 0                                # the filters' ID segment, in words (0: none)
+    rests: list[np.ndarray] | None = None            # each department's filters less the segment (presence.py)
 
     @property
     def persons(self) -> int:
@@ -142,8 +143,10 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     thresholds = {pair: threshold_from_scores(*(np.where(s >= threshold, s, -1.0)[has_id[pair]]
                                                 for s in scores[pair]), threshold) if auto else threshold
                   for pair in combos}
-    blank = {pair: blank_threshold(departments[pair[0]], departments[pair[1]], words, threshold, thresholds[pair],
-                                   engine) if auto and words else thresholds[pair] for pair in combos}
+    rests = rests_of(departments, words)
+    blank = {(a, b): blank_threshold(departments[a], departments[b], (rests[a], rests[b]), words, threshold,
+                                     thresholds[(a, b)], engine) if auto and words else thresholds[(a, b)]
+             for a, b in combos}
     started, last = time.monotonic(), [0.0]  # the ETA is the compare's own rate, not the thresholds'
 
     # The engine reports in units of the all-pairs space (n * m per
@@ -157,15 +160,16 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
         # Counts and ETA first: `fedlink run watch` shows the first 60 characters.
         progress("compare", at, total, f"{_count(at)} of {_count(total)} pairs compared{eta}: all department pairs")
 
-    # Every pair at its level (blocked pairs in one pass over the bands, server/engine/base.py; or
-    # kept from the previous run where unchanged), then cut at each pair's threshold as the kernel
-    # decides: the links are those of comparing at the thresholds, and the next run can keep them.
-    # The level sits CARRY_MARGIN under what the thresholds need, so that a next run whose threshold
-    # moved down a little can still keep them, and never under the floor.
-    levels = {(a, b): max(threshold, compare_level(departments[a].filters, departments[b].filters,
-                                                   (thresholds[(a, b)], blank[(a, b)]), words) - CARRY_MARGIN)
-              for a, b in combos}
-    carried = compare_at_levels(departments, threshold, levels, engine, previous, progress=compared)
+    # Every pair at its levels, each class at its own (presence.compare_by_class: blocked pairs in one
+    # pass over the bands per class, server/engine/base.py; or kept from the previous run where
+    # unchanged), then cut at each class's threshold as the kernel decides: the links are those of
+    # comparing at the thresholds, and the next run can keep them. A level sits CARRY_MARGIN under
+    # its class's threshold, so that a next run whose threshold moved down a little can still keep
+    # them, and never under the floor.
+    levels = {pair: max(threshold, thresholds[pair] - CARRY_MARGIN) for pair in combos}
+    blank_levels = {pair: max(threshold, blank[pair] - CARRY_MARGIN) for pair in combos} if words else {}
+    carried = compare_at_levels(departments, threshold, levels, engine, previous, progress=compared, words=words,
+                                blank_levels=blank_levels, rests=rests)
     carried.profiles = profiles
     pairs = {(a, b): cut_by_class(p, (thresholds[(a, b)], blank[(a, b)]), departments[a].filters,
                                   departments[b].filters, words)
@@ -177,7 +181,7 @@ def link(departments: list[DepartmentRecords], threshold: float, engine: Engine,
     labels = group_records(n, pairs)
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
     return Linkage(departments, offsets, labels, pairs, thresholds,
-                   {pair: best for pair, (best, _) in scores.items()}, reach, carried, blank, words)
+                   {pair: best for pair, (best, _) in scores.items()}, reach, carried, blank, words, rests)
 
 
 def _kept_profile(departments, pair: tuple[int, int], floor: float, previous: Previous | None):

@@ -15,7 +15,7 @@ import numpy as np
 from fedlink.rules import And, Condition, Not, Rule, RulePack, Term, term_department
 from server.engine.base import Engine
 from server.pipeline.link import Linkage
-from server.pipeline.presence import cut_by_class, whole_filter_floor
+from server.pipeline.presence import compare_by_class, merged
 
 
 def find_needs(linkage: Linkage, pack: RulePack, engine: Engine) -> tuple[dict[str, np.ndarray], list[NeedFlag]]:
@@ -87,11 +87,14 @@ def possible_presence(linkage: Linkage, departments: list[str], engine: Engine, 
             if not len(rows_x) or not len(rows_d):
                 continue
             pair = (min(x, d), max(x, d))
-            # Each class of pair near its own threshold: a blank ID scored without it (presence.py).
+            # Each class of pair near its own threshold, compared as the link phase compares them:
+            # a blank ID on the rest of the filter (presence.py).
             t = [max(0.0, c[pair] - margin) for c in (linkage.thresholds, linkage.blank_thresholds or linkage.thresholds)]
-            left, right = linkage.departments[x].filters[rows_x], linkage.departments[d].filters[rows_d]
-            floor = min(t[0], whole_filter_floor(t[1], linkage.id_words, left.shape[1]))
-            near = cut_by_class(engine.compare(left, right, floor), tuple(t), left, right, linkage.id_words)
+            filters = [linkage.departments[x].filters[rows_x], linkage.departments[d].filters[rows_d]]
+            rests = [linkage.rests[x][rows_x], linkage.rests[d][rows_d]] if linkage.id_words else None
+            classes = compare_by_class(filters, rests, {(0, 1): t[0]}, {(0, 1): t[1]} if linkage.id_words else {},
+                                       linkage.id_words, engine)
+            near = merged(*(c[(0, 1)] for c in classes if (0, 1) in c))
             person, other = labels_x[rows_x[near.left]], labels_d[rows_d[near.right]]
             possible[person[(holds[person] & holds[other]) == 0]] = True
         out[f"possible:{name}"] = possible

@@ -14,10 +14,14 @@ best and runner-up scores of the sampled records with a blank ID against the
 whole other side, on the rest of the filter. Pairs where both have an ID keep
 the whole filter's Dice and the pair's threshold from the records with an ID.
 
-The candidates are the pairs at the schema's floor on the whole filter (the
-compare is unchanged), so a blank-class pair is found when its whole-filter
-Dice reaches the floor: under twin a rest Dice of about 0.70 at the default
-0.6, below every blank-class threshold measured (docs/quality.md).
+The two classes are compared apart (``compare_by_class``, for the link phase and for
+the second look of absence rules alike): the pairs with both IDs on the whole filter
+at their class's level, the pairs with a blank ID on the rest of the filter at
+theirs, through the engine's pass over changed records with the blank-ID records as
+the changed ones. Compared together on the whole filter, the blank class's
+threshold on the rest had to be bounded by the records' bit counts, which put every
+department pair's level near the floor (0.63-0.65 at 100,000 persons, 160 million
+pairs kept for the next run, docs/scale.md).
 """
 from __future__ import annotations
 
@@ -64,14 +68,15 @@ def class_sample(refs: list[bytes], blank: np.ndarray) -> np.ndarray:
     return rows if len(rows) <= SAMPLE else rows[sample_rows([refs[i] for i in rows])]
 
 
-def blank_threshold(left, right, words: int, floor: float, full: float, engine) -> float:
+def blank_threshold(left, right, rests: tuple[np.ndarray, np.ndarray], words: int, floor: float, full: float,
+                    engine) -> float:
     """The threshold of the pair's blank class (module doc); ``full`` where it has too few
-    records to read one. ``left``, ``right``: DepartmentRecords."""
+    records to read one. ``left``, ``right``: DepartmentRecords; ``rests``: their ``rests_of``."""
     best, second = [], []
-    for a, b in ((left, right), (right, left)):
+    for (a, rest_a), rest_b in (((left, rests[0]), rests[1]), ((right, rests[1]), rests[0])):
         rows = class_sample(a.refs, blank_ids(a.filters, words))
-        if len(rows) and len(b.ids):
-            s1, s2, _, _ = engine.best_two(without_id(a.filters[rows], words), without_id(b.filters, words), floor)
+        if len(rows) and len(rest_b):
+            s1, s2, _, _ = engine.best_two(rest_a[rows], rest_b, floor)
             best.append(s1)
             second.append(s2)
     if sum(len(s) for s in best) < MIN_CLASS_RECORDS:
@@ -80,56 +85,63 @@ def blank_threshold(left, right, words: int, floor: float, full: float, engine) 
     return threshold_from_scores(best, second, floor)
 
 
-def whole_filter_floor(threshold: float, words: int, filter_words: int) -> float:
-    """The whole filter's Dice under which no blank-class pair reaches ``threshold`` on the rest.
-    A bound where the two records' rests together fill the rest's bits at least as densely as one
-    ID segment fills its own (under twin and balance about 1 against 0.5): the partner's segment
-    then adds at most the segment's share of the bits to the Dice's denominator."""
-    return threshold * (filter_words - words) / filter_words if words else threshold
+def rests_of(departments, words: int) -> list[np.ndarray] | None:
+    """Every department's filters less their ID segment, copied once per run: the blank class's
+    threshold and compare read them for every department pair the department is in."""
+    return [without_id(d.filters, words) for d in departments] if words else None
 
 
-def compare_level(left: np.ndarray, right: np.ndarray, thresholds: tuple[float, float], words: int) -> float:
-    """The whole filter's Dice at which a department pair is compared so that ``cut_by_class`` finds
-    every pair it keeps: the first threshold for pairs with both IDs; for a pair with a blank ID, its
-    threshold on the rest times the least share the rest can have of the pair's bits. A blank
-    record's whole Dice is its rest Dice times (its rest + the other's rest) over (those + the other's
-    ID segment); the records' own counts bound that share from below (the fewest rest bits on either
-    side against the most ID bits on the other), so nothing the class keeps is left uncompared.
-    ``left``, ``right``: the packed filters."""
-    full, blank = thresholds
+def _kept(pairs: ScoredPairs, keep: np.ndarray) -> ScoredPairs:
+    return ScoredPairs(pairs.left[keep], pairs.right[keep], pairs.score[keep])
+
+
+def compare_by_class(filters: list[np.ndarray], rests: list[np.ndarray] | None, levels: dict, blank_levels: dict,
+                     words: int, engine, changed: list[np.ndarray] | None = None, stats=None, progress=None
+                     ) -> tuple[dict, dict]:
+    """Each department pair's pairs of both classes: (ID class, blank class), each by (left, right).
+
+    The ID class: the pairs of ``levels`` whose records both have an ID, scored on the whole filters
+    at or above the pair's level. The blank class: the pairs of ``blank_levels`` where either record's
+    ID is blank, scored on the rests (``rests``: ``rests_of``) at or above the pair's blank level, by
+    the engine's pass over changed records with the blank-ID records as the changed ones (a blocked
+    pair is blocked on the rests' buckets). With ``changed`` (a bool mask per department: an
+    incremental run's new or changed records), only the pairs with a changed record, in both classes:
+    the blank class then takes the changed records' pairs on the rests and keeps those with a blank
+    ID, since a changed record with an ID can have a new blank-class pair with an unchanged blank one.
+    Without an ID segment (``words`` 0) every pair is in the ID class."""
+    whole = engine.compare_all(filters, levels, changed=changed, stats=stats, progress=progress) if levels else {}
     if not words:
-        return full
-    (rest_left, id_left), (rest_right, id_right) = rest_and_id_counts(left, words), rest_and_id_counts(right, words)
-    rest, ids = (rest_left, rest_right), (id_left, id_right)
-    level = full
-    for side in (0, 1):
-        blanks = ids[side] == 0
-        if blanks.any():
-            least = float(rest[side][blanks].min() + rest[1 - side].min())
-            most = float(ids[1 - side].max())
-            level = min(level, blank * least / (least + most) if least + most else blank)
-    return level
+        return whole, {pair: ScoredPairs.empty() for pair in blank_levels}
+    blanks = [blank_ids(f, words) for f in filters]
+    ids = {(a, b): _kept(p, ~blanks[a][p.left] & ~blanks[b][p.right]) for (a, b), p in whole.items()}
+    # A pair with no blank-ID record on either side has no blank class: nothing to compare.
+    wanted = {(a, b): level for (a, b), level in blank_levels.items() if blanks[a].any() or blanks[b].any()}
+    rest = engine.compare_all(rests, wanted, changed=blanks if changed is None else changed,
+                              stats=stats) if wanted else {}
+    blank = {pair: ScoredPairs.empty() for pair in blank_levels}
+    blank.update({(a, b): p if changed is None else _kept(p, blanks[a][p.left] | blanks[b][p.right])
+                  for (a, b), p in rest.items()})
+    return ids, blank
+
+
+def merged(*parts: ScoredPairs) -> ScoredPairs:
+    """One department pair's pairs from several parts (the classes; kept and fresh), by (left, right)."""
+    lefts, rights, scores = (np.concatenate([getattr(p, c) for p in parts]) for c in ("left", "right", "score"))
+    order = np.lexsort((rights, lefts))
+    return ScoredPairs(lefts[order].astype(np.int64), rights[order].astype(np.int64),
+                       scores[order].astype(np.float32))
 
 
 def cut_by_class(pairs: ScoredPairs, thresholds: tuple[float, float], left: np.ndarray, right: np.ndarray,
                  words: int) -> ScoredPairs:
-    """The pairs (scored on the whole filters, at a floor) that reach their class's threshold:
-    both IDs at the first on the whole filter's Dice, a blank ID at the second on the Dice of
-    the rest, which they then carry as their score. ``left``, ``right``: the packed filters."""
+    """The pairs (each scored in its class at a lower level: ``compare_by_class``) that reach their
+    class's threshold, as the exact kernel decides: both IDs at the first on the whole filter's bit
+    counts, a blank ID at the second on the rest's. ``left``, ``right``: the packed filters."""
     bits = left.shape[1] * 64
     counts = popcounts(left), popcounts(right)
     if not words:
         return at_threshold(pairs, thresholds[0], *counts, bits)
     blank = blank_ids(left, words)[pairs.left] | blank_ids(right, words)[pairs.right]
-    full = ScoredPairs(pairs.left[~blank], pairs.right[~blank], pairs.score[~blank])
-    # The overlap is all in the rest (a zero segment shares no bit): recovered exactly from the
-    # whole filter's score and counts, then scored over the rest's counts.
-    li, rj = pairs.left[blank], pairs.right[blank]
-    overlap = np.rint(pairs.score[blank].astype(np.float64) * (counts[0][li] + counts[1][rj]) / 2.0)
     rest = rest_and_id_counts(left, words)[0], rest_and_id_counts(right, words)[0]
-    total = np.maximum(rest[0][li] + rest[1][rj], 1)
-    partial = ScoredPairs(li, rj, (2.0 * overlap / total).astype(np.float32))
-    kept = (at_threshold(full, thresholds[0], *counts, bits),
-            at_threshold(partial, thresholds[1], *rest, bits - 64 * words))
-    return ScoredPairs(*(np.concatenate([k.left for k in kept]), np.concatenate([k.right for k in kept]),
-                         np.concatenate([k.score for k in kept])))
+    return merged(at_threshold(_kept(pairs, ~blank), thresholds[0], *counts, bits),
+                  at_threshold(_kept(pairs, blank), thresholds[1], *rest, bits - 64 * words))
