@@ -12,9 +12,8 @@ hardening (Kerckhoffs), and knows the attributes of a few of the department's re
     dice_neighbour   the attribute most common among the `k` known records nearest by Dice
                      on the same bits (ties: the nearest's)
 
-The attributes (``TARGETS``): province (the ID's first 2 digits), region (its first 6),
-birth decade, birth year, sex, and whether the person holds a Hong Kong, Macau or Taiwan
-permit (whose recorded number may be a travel permit's, 9 characters). Each is scored on
+The attributes (``TARGETS``): province (the true ID's first 2 digits), region (its first 6),
+birth decade, birth year and sex of the person behind the record. Each is scored on
 the records not known that have an ID (a blank ID's segment is zero: nothing to read, and
 the coordinator sees which those are), as accuracy against the share of the commonest value
 among the same records; ``advantage`` is the difference.
@@ -37,6 +36,7 @@ import argparse
 import json
 import secrets
 import time
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -50,7 +50,7 @@ from bench.attacks.realistic import KNOWN_SHARE, PROJECT_ID
 from bench.synth.realistic import build_cn, render_department_cn
 from fedlink.schema import DEPARTMENTS, LinkageSchema, schema_from_dict
 
-TARGETS = ("province", "region", "decade", "year", "sex", "permit")
+TARGETS = ("province", "region", "decade", "year", "sex")
 ATTACKS = ("logistic", "naive_bayes", "dice_neighbour")
 NEIGHBOURS = 5  # the known records a Dice-neighbour guess is voted from (fixed before any run)
 DEPARTMENT = "housing"  # the register with the most blank IDs (rates.py: 15 % of records)
@@ -68,8 +68,7 @@ def department_truth(persons: int, seed: int, department: str = DEPARTMENT, erro
     rid = p["resident_id"].astype(str).tolist()
     born = p["birth_date"].astype(str).tolist()
     truth = {"province": [r[:2] for r in rid], "region": [r[:6] for r in rid],
-             "decade": [b[:3] for b in born], "year": [b[:4] for b in born], "sex": p["sex"].tolist(),
-             "permit": groups["permit"].astype(bool).tolist()}
+             "decade": [b[:3] for b in born], "year": [b[:4] for b in born], "sex": p["sex"].tolist()}
     blank = np.array([f["resident_id"] == "" for f in features])
     return features, truth, blank, groups.assign(born_before_1960=[b < "1960" for b in born])
 
@@ -101,11 +100,11 @@ def read_attributes(bits: np.ndarray, truth: dict, known: np.ndarray, scored: np
             guess = {a: np.full(int(scored.sum()), y[known][0], dtype=object) for a in ATTACKS}
         else:
             guess = {}
-            import warnings
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 warnings.simplefilter("ignore", UserWarning)  # "more classes than half the samples": region
-                guess["logistic"] = LogisticRegression(C=1.0, max_iter=500).fit(bits[known], y[known]).predict(bits[scored])
+                model = LogisticRegression(C=1.0, max_iter=500).fit(bits[known], y[known])
+                guess["logistic"] = model.predict(bits[scored])
             guess["naive_bayes"] = BernoulliNB(alpha=1.0).fit(bits[known], y[known]).predict(bits[scored])
             guess["dice_neighbour"] = _dice_vote(bits[scored], bits[known], y[known], k)
         for a in ATTACKS:
@@ -153,7 +152,8 @@ def run_id_segment(persons: int = 5000, seed: int = 4, hardening: str | None = N
         assert (zero == blank).all(), "a zero ID segment is a blank ID and nothing else"
     scored = ~known & with_id
     return {"persons": persons, "seed": seed, "department": department, "hardening": schema.hardening,
-            "id_segment_bits": seg, "id_qgram": next(f.qgram for f in schema.id_fields()), "error_scale": error_scale, "records": len(bits),
+            "id_segment_bits": seg, "id_qgram": next(f.qgram for f in schema.id_fields()),
+            "error_scale": error_scale, "records": len(bits),
             "known_records": int(known.sum()), "scored_records": int(scored.sum()),
             "views": {v: read_attributes(b, truth, known & with_id, scored) for v, b in views.items()},
             "blank": blank_by_group(blank, groups), "seconds": round(time.perf_counter() - t0, 2)}
@@ -166,8 +166,8 @@ def table_rows(result: dict) -> list[dict]:
     """One row per view: per target the best attack's accuracy against the commonest share."""
     rows = []
     for view, targets in result["views"].items():
-        row = {"hardening": result["hardening"], "ID q-gram": result["id_qgram"], "ID segment": result["id_segment_bits"], "seed": result["seed"],
-               "view": view}
+        row = {"hardening": result["hardening"], "ID q-gram": result["id_qgram"],
+               "ID segment": result["id_segment_bits"], "seed": result["seed"], "view": view}
         for t in TARGETS:
             r = targets[t]
             best = max(ATTACKS, key=lambda a: r[a]["accuracy"])
