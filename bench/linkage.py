@@ -85,6 +85,9 @@ def measure(scenario: Path, comparison: str, hardening: str, without: tuple[str,
     if (scenario / "groups.csv").exists():  # a realistic scenario: recall per group
         fairness = fairness_by_group(links, truth, pd.read_csv(scenario / "groups.csv", dtype=str))
         out["recall_by_group"] = {g: r["recall"] for g, r in fairness.items()}
+        # A change that lifts one group's recall by making names agree more (married names,
+        # permits) can link namesakes too: their false links are watched beside the recall.
+        out["false_links_by_group"] = {g: r["false_links"] for g, r in fairness.items()}
     return out
 
 

@@ -54,10 +54,15 @@ class SchemaError(ValueError):
 # "text" (Latin names, street names, places) and "digits" (house numbers,
 # postcodes, other ID numbers) serve data sets written in other conventions.
 # "syllables" (the name's pinyin syllables in any order), "phonetic" (a coarse
-# key of each part of a transliterated name) and "permit" (Hong Kong, Macau and
-# Taiwan residents' documents) serve the realities of China's registers.
+# key of each part of a transliterated name), "permit" (Hong Kong, Macau and
+# Taiwan residents' documents) and "document_region" (HK, MO or TW, from either
+# their residence or their travel permit) serve the realities of China's registers.
 KINDS = ("name", "pinyin", "sex", "date", "resident_id", "address", "phone", "text", "digits",
-         "syllables", "phonetic", "permit")
+         "syllables", "phonetic", "permit", "document_region")
+
+# The kinds read from the identity document a record holds (a resident ID, a Hong Kong,
+# Macau or Taiwan permit): a record-level schema's ID segment (LinkageSchema.id_fields).
+DOCUMENT_KINDS = ("resident_id", "permit", "document_region")
 
 # The OpenCC conversions a department may name for its register's script (agent
 # TOML `script`, agents/normalise/unicode_forms.py): t2s for standard traditional
@@ -79,6 +84,7 @@ BUILTIN_FEATURES: dict[str, tuple[str, str]] = {
     "name_syllables": ("syllables", "name"),
     "name_phonetic": ("phonetic", "name"),
     "permit": ("permit", "resident_id"),
+    "document_region": ("document_region", "resident_id"),
 }
 # Feature names the agent's normaliser produces for a standard extract.
 FEATURES = tuple(BUILTIN_FEATURES)
@@ -119,6 +125,15 @@ DEFAULT_FIELDS = (
     FieldSpec("birth_date", hashes=10, qgram=0),
     FieldSpec("resident_id", hashes=6, qgram=2),
     FieldSpec("address", hashes=3, qgram=2),
+    # A Hong Kong, Macau or Taiwan resident's travel permit, and where their document was
+    # issued: with the resident ID in the ID segment (LinkageSchema.id_fields). The permit
+    # number makes two registers that hold it agree there; the region is what a residence
+    # permit (an ID, 810000...) and a travel permit (H...) of one person share, so the
+    # pair is no longer a blank ID against a higher threshold nor two numbers that differ
+    # (docs/quality.md, "Married names and Hong Kong, Macau and Taiwan documents"). Blank
+    # for everyone else: a mainland record's filter is as before.
+    FieldSpec("permit", hashes=6, qgram=2),
+    FieldSpec("document_region", hashes=30, qgram=0),
 )
 
 
@@ -209,8 +224,9 @@ class LinkageSchema:
         return tuple(out)
 
     def id_fields(self) -> tuple[FieldSpec, ...]:
-        """The fields of kind resident_id, which a record-level schema keeps in its ID segment."""
-        return tuple(f for f in self.fields if f.kind == "resident_id")
+        """The fields read from the identity document (kinds resident_id, permit, document_region),
+        which a record-level schema keeps in its ID segment."""
+        return tuple(f for f in self.fields if f.kind in DOCUMENT_KINDS)
 
     def id_segment_words(self) -> int:
         """How many 64-bit words at the end of the filter are the ID segment (0: none). Not under

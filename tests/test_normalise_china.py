@@ -9,7 +9,8 @@ import pytest
 
 from agents.encoding import Encoder, date_tokens, dice
 from agents.normalise import feature_columns, name_pinyin, normalise_address, normalise_name, parse_resident_id
-from agents.normalise.permits import normalise_permit
+from agents.normalise.permits import document_region, normalise_permit
+from agents.normalise.surnames import own_name
 from agents.normalise.pinyin_keys import name_phonetic, name_syllables, phonetic_key, split_syllables
 from fedlink.schema import FieldSpec, LinkageSchema
 
@@ -109,6 +110,21 @@ def test_resident_ids_are_not_permits():
     assert columns == {"resident_id": ["", "11010519491231002X"], "permit": ["H12345678", ""]}
 
 
+@pytest.mark.parametrize("one,other,region", [
+    ("810000199001011234", "H12345678", "HK"),     # a residence permit and the travel permit of one person
+    ("82000019900101123X", "M87654321", "MO"),
+    ("830000199001011234", "1234567890(B)", "TW"),  # 台胞证, an old booklet
+    ("A123456(7)", "h 1234 5678", "HK"),            # the identity card and the travel permit
+])
+def test_both_kinds_of_hong_kong_macau_taiwan_document_give_their_region(one, other, region):
+    assert document_region(one) == document_region(other) == region
+
+
+@pytest.mark.parametrize("raw", ["11010519491231002X", "440881195002270896", "", "81000019900101", "not an id"])
+def test_a_mainland_id_or_anything_else_has_no_document_region(raw):
+    assert document_region(raw) == ""
+
+
 def test_placeholder_dates_set_only_the_year():
     assert date_tokens("1950-01-01") == date_tokens("1950-07-01") == ["y1950", "Y1950"]
     schema = LinkageSchema(fields=(FieldSpec("birth_date", hashes=10, qgram=0),))
@@ -151,3 +167,43 @@ def test_a_frame_with_every_reality_normalises_without_error():
     assert out["name_syllables"][1] == "hui wang xiao"
     assert out["permit"] == ["", "H12345678", "", ""]
     assert out["name_phonetic"][3] == ""
+
+
+@pytest.mark.parametrize("married,own", [
+    ("陈王秀英", "王秀英"),      # husband 陈, her own name 王秀英
+    ("張陳桂芳", "陈桂芳"),      # traditional script: read after the conversion
+    ("鍾唐雲琴", "唐云琴"),
+    ("陈 王秀英", "王秀英"),     # a space between the two surnames
+    ("陈欧阳秀英", "欧阳秀英"),  # her surname compound
+    ("司马王秀英", "王秀英"),    # his compound
+])
+def test_a_husbands_surname_in_front_of_a_married_womans_name_goes(married, own):
+    assert normalise_name(married) == own
+    assert name_pinyin(married) == name_pinyin(own)
+    assert name_syllables(married) == name_syllables(own)
+    assert name_phonetic(married) == name_phonetic(own)
+
+
+@pytest.mark.parametrize("name", [
+    "王秀英", "欧阳素珍", "夏侯素珍", "诸葛明华",  # a compound surname is one surname, not two
+    "陈王丽",            # three characters: 陈 with the given name 王丽 as likely as a married 王丽
+    "艾合买提", "卓玛央金", "祖丽菲亚", "阿依古丽",  # transliterated names: no surname in front
+    "艾力·买买提", "王秀英英英",
+])
+def test_names_that_are_not_a_husbands_surname_and_hers_stay_as_written(name):
+    assert normalise_name(name) == own_name(name) == name
+
+
+def test_two_different_women_stay_two():
+    """王秀英 and 李秀英 are two women; so are they married to the same 陈 (陈王秀英, 陈李秀英):
+    taking the husband's surname off leaves each her own surname."""
+    assert normalise_name("陈王秀英") == "王秀英" != normalise_name("陈李秀英") == "李秀英"
+    schema = LinkageSchema(fields=(FieldSpec("name", hashes=12, qgram=1), FieldSpec("name_pinyin", hashes=8, qgram=2)))
+    enc = Encoder(schema, b"s" * 16, "p")
+    records = [{"name": normalise_name(n), "name_pinyin": name_pinyin(n)} for n in ("陈王秀英", "王秀英", "陈李秀英")]
+    married, unmarried, other = (f.tobytes() for f in enc.encode(records))
+    assert dice(married, unmarried) == 1.0
+    # before: the husband's 陈 shared with the other woman's married name weighed for them
+    assert dice(married, other) < 0.75
+    plain = [{"name": "陈王秀英", "name_pinyin": "chenwangxiuying"}, {"name": "陈李秀英", "name_pinyin": "chenlixiuying"}]
+    assert dice(married, other) < dice(*(f.tobytes() for f in enc.encode(plain)))

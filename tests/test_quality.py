@@ -133,3 +133,7 @@ def test_the_in_process_quality_loop_reports_recall_per_group_on_realistic_regis
     assert result["recall_by_group"]["all"] == result["recall"]
     assert 0.9 < result["f1"] <= 1.0
     assert all(0.0 <= r <= 1.0 for r in result["recall_by_group"].values())
+    # false links per group: none in a group can exceed those of all pairs, and all pairs' are
+    # the linked pairs of two persons (precision's complement)
+    false = result["false_links_by_group"]
+    assert set(false) == set(result["recall_by_group"]) and all(0 <= f <= false["all"] for f in false.values())

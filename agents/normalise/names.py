@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from pypinyin import Style, lazy_pinyin
 
+from agents.normalise.surnames import own_name
 from agents.normalise.unicode_forms import DEFAULT_SCRIPT, nfkc, simplified
 
 _MIDDLE_DOT = "\u00b7"
@@ -15,6 +16,7 @@ _MIDDLE_DOT = "\u00b7"
 _CJK_CLASS = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _CJK_RE = re.compile(f"[{_CJK_CLASS}]")
 _CJK_RUN_RE = re.compile(f"[{_CJK_CLASS}]+")
+_CJK_ONLY_RE = re.compile(f"[{_CJK_CLASS}]+")  # fullmatch: a Han name, nothing else
 
 # Everything a keyboard, an IME or an OCR pass produces where a transliterated
 # minority name has its separator dot. After NFKC, U+FF0E and U+FE52 are "."
@@ -39,6 +41,12 @@ def _has_cjk(text: str) -> bool:
     return _CJK_RE.search(text) is not None
 
 
+def _han_own_name(text: str) -> str:
+    # Only a name of Han characters alone can carry a husband's surname in front
+    # (surnames.own_name); a minority name's parts or a Latin one are left as they are.
+    return own_name(text) if _CJK_ONLY_RE.fullmatch(text) else text
+
+
 def normalise_name(raw: str, script: str = DEFAULT_SCRIPT) -> str:
     """The Chinese-character form of a name in simplified script, "" for a pinyin-only rendering.
 
@@ -46,7 +54,8 @@ def normalise_name(raw: str, script: str = DEFAULT_SCRIPT) -> str:
     variants of unicode_forms); every middle-dot variant and the ideographic
     space become U+00B7, runs of dots collapse to one and dots at either end
     go; all other whitespace and punctuation is removed. Latin letters mixed
-    into a CJK name are kept, lower-cased.
+    into a CJK name are kept, lower-cased. A husband's surname written in front
+    of a married woman's name goes (surnames.own_name: 陈王秀英 -> 王秀英).
     """
     if not raw:
         return ""
@@ -64,7 +73,7 @@ def _normalise_name_cached(raw: str, script: str) -> str:
     # Dropping a space can leave a combining mark next to a letter; compose
     # again so the result is a fixed point.
     kept = nfkc(kept.lower())
-    return _DOT_RUN_RE.sub(_MIDDLE_DOT, kept).strip(_MIDDLE_DOT)
+    return _han_own_name(_DOT_RUN_RE.sub(_MIDDLE_DOT, kept).strip(_MIDDLE_DOT))
 
 
 # pypinyin (0.55) has no surname mode: lazy_pinyin reads a lone character
@@ -142,7 +151,8 @@ def name_pinyin(raw: str, script: str = DEFAULT_SCRIPT) -> str:
     compound surname) with its surname reading; ü is written u. Latin text
     loses case, tone marks, spaces, hyphens and apostrophes. Homophones agree
     by construction: 王小慧 and 王晓慧 both give "wangxiaohui", as do
-    "WANG Xiao-hui" and "Wáng Xiǎohuì".
+    "WANG Xiao-hui" and "Wáng Xiǎohuì". A Han name is read without a husband's
+    surname in front, as normalise_name has it (陈王秀英 "wangxiuying").
     """
     if not raw:
         return ""
@@ -151,7 +161,9 @@ def name_pinyin(raw: str, script: str = DEFAULT_SCRIPT) -> str:
 
 @lru_cache(maxsize=1 << 18)
 def _name_pinyin_cached(raw: str, script: str) -> str:
-    return "".join(reading for reading, _ in pinyin_pieces(simplified(nfkc(raw), script)))
+    text = simplified(nfkc(raw), script)
+    han = "".join(ch for ch in text if _keep_name_char(ch))
+    return "".join(reading for reading, _ in pinyin_pieces(own_name(han) if _CJK_ONLY_RE.fullmatch(han) else text))
 
 
 def pinyin_pieces(text: str) -> list[tuple[str, bool]]:
@@ -170,6 +182,12 @@ def pinyin_pieces(text: str) -> list[tuple[str, bool]]:
 
 def name_parts(raw: str, script: str = DEFAULT_SCRIPT) -> list[str]:
     """The parts of a name between its separators (·, •, ‧, ., the ideographic space and
-    their variants), NFKC and simplified: ["阿卜杜拉", "买买提"]; one part for a Han name."""
+    their variants), NFKC and simplified: ["阿卜杜拉", "买买提"]; one part for a Han name, without
+    a husband's surname in front (normalise_name)."""
     text = simplified(nfkc(raw.translate(_DOT_TABLE)), script).translate(_DOT_TABLE)
-    return [p for p in text.split(_MIDDLE_DOT) if p.strip()]
+    parts = [p for p in text.split(_MIDDLE_DOT) if p.strip()]
+    if len(parts) == 1:
+        han = "".join(ch for ch in parts[0] if _keep_name_char(ch))
+        if _CJK_ONLY_RE.fullmatch(han):
+            return [own_name(han)]
+    return parts

@@ -46,3 +46,32 @@ def _normalise_permit_cached(raw: str) -> str:
     if match := _TAIWAN_RE.fullmatch(text):
         return "T" + match.group(1)
     return ""
+
+
+# The residence permits of these residents are resident IDs with the area code of
+# their home: 810000 Hong Kong, 820000 Macau, 830000 Taiwan.
+_RESIDENCE_REGION = {"810000": "HK", "820000": "MO", "830000": "TW"}
+_PERMIT_REGION = {"H": "HK", "M": "MO", "T": "TW", "K": "HK"}
+_ID_TEXT_RE = re.compile(r"[0-9]{17}[0-9X]")
+
+
+def document_region(raw: str) -> str:
+    """Where the document of a Hong Kong, Macau or Taiwan resident was issued, "HK", "MO" or
+    "TW", from either kind of number: a residence permit's area code (810000, 820000,
+    830000) or a travel permit's or identity card's form (normalise_permit); "" for a
+    mainland resident ID, a blank or anything else.
+
+    The point: one person's residence permit and travel permit numbers share nothing, and
+    registers hold either, so this is what the two have in common."""
+    if not raw:
+        return ""
+    return _document_region_cached(raw)
+
+
+@lru_cache(maxsize=1 << 12)
+def _document_region_cached(raw: str) -> str:
+    text = _STRIP_RE.sub("", nfkc(raw)).upper()
+    if _ID_TEXT_RE.fullmatch(text):
+        return _RESIDENCE_REGION.get(text[:6], "")
+    permit = normalise_permit(text)
+    return _PERMIT_REGION.get(permit[:1], "")

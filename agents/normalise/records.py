@@ -16,7 +16,7 @@ from agents.normalise.addresses import normalise_address
 from agents.normalise.dates import normalise_date
 from agents.normalise.fields import normalise_digits, normalise_phone, normalise_sex, normalise_text
 from agents.normalise.names import name_pinyin, normalise_name
-from agents.normalise.permits import normalise_permit
+from agents.normalise.permits import document_region, normalise_permit
 from agents.normalise.pinyin_keys import name_phonetic, name_syllables
 from agents.normalise.resident_ids import ResidentId, parse_resident_ids
 from agents.normalise.unicode_forms import DEFAULT_SCRIPT
@@ -46,6 +46,7 @@ _NORMALISERS = {
     "syllables": name_syllables,
     "phonetic": name_phonetic,
     "permit": normalise_permit,
+    "document_region": document_region,
 }
 # The normalisers that read Chinese characters, which take the register's script.
 _SCRIPTED = ("name", "pinyin", "address", "syllables", "phonetic")
