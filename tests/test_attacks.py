@@ -204,11 +204,11 @@ def test_id_segment_of_the_whole_id_token_reads_no_attribute(id_segment):
         assert res["best_advantage"] <= 0.03, (target, res)
 
 
-def test_the_zero_segment_is_exactly_the_blank_ids(id_segment):
+def test_the_zero_segment_is_exactly_the_records_without_a_document(id_segment):
     r = id_segment[2]
     assert r["id_segment_bits"] == 256 and r["department"] == "housing"
     blank = r["blank"]
     # housing leaves about 15 % of IDs blank (bench.synth.realistic.rates); run_id_segment
-    # itself checks that the zero segments are those records and no others.
+    # itself checks that the zero segments are the records with neither an ID nor a permit.
     assert 0.10 < blank["all"]["blank_share"] < 0.20, blank
     assert r["scored_records"] + r["known_records"] <= r["records"]

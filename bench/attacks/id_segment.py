@@ -14,8 +14,8 @@ hardening (Kerckhoffs), and knows the attributes of a few of the department's re
 
 The attributes (``TARGETS``): province (the true ID's first 2 digits), region (its first 6),
 birth decade, birth year and sex of the person behind the record. Each is scored on
-the records not known that have an ID (a blank ID's segment is zero: nothing to read, and
-the coordinator sees which those are), as accuracy against the share of the commonest value
+the records not known that have a document (a record without one has a zero segment:
+nothing to read, and the coordinator sees which those are), as accuracy against the share of the commonest value
 among the same records; ``advantage`` is the difference.
 
 Each attack reads three views, so the table says what the segment adds: ``segment`` (the
@@ -23,8 +23,9 @@ last id_segment_bits alone), ``filter`` (the whole filter as uploaded), and with
 ``id_segment_bits = 0`` only ``filter`` (the ID hashed with the other fields, the layout
 before session 23).
 
-The zero segment itself discloses which records have no ID: ``blank`` lists the blank
-share by group of the generator's truth (migrant, permit holder, minority, born before 1960).
+The zero segment itself discloses which records have no document (no resident ID and no
+permit): ``blank`` lists that share by group of the generator's truth (migrant, permit
+holder, minority, born before 1960).
 
     run_id_segment(persons=5000, seed=4, hardening=None, id_segment_bits=None) -> dict
     python -m bench.attacks.id_segment --persons 5000 --seeds 4 5 6 [--hardening twin diffuse-4]
@@ -58,7 +59,7 @@ DEPARTMENT = "housing"  # the register with the most blank IDs (rates.py: 15 % o
 
 def department_truth(persons: int, seed: int, department: str = DEPARTMENT, error_scale: float = 1.0):
     """One department's records as the agent normalises them, and per record the true person's
-    attributes (`TARGETS`), whether the record's ID is blank, and its generator groups."""
+    attributes (`TARGETS`) and its generator groups."""
     if department not in DEPARTMENTS:
         raise ValueError(f"department {department!r} is not one of {', '.join(DEPARTMENTS)}")
     cw = build_cn(persons, seed)
@@ -69,8 +70,7 @@ def department_truth(persons: int, seed: int, department: str = DEPARTMENT, erro
     born = p["birth_date"].astype(str).tolist()
     truth = {"province": [r[:2] for r in rid], "region": [r[:6] for r in rid],
              "decade": [b[:3] for b in born], "year": [b[:4] for b in born], "sex": p["sex"].tolist()}
-    blank = np.array([f["resident_id"] == "" for f in features])
-    return features, truth, blank, groups.assign(born_before_1960=[b < "1960" for b in born])
+    return features, truth, groups.assign(born_before_1960=[b < "1960" for b in born])
 
 
 def _dice_vote(unknown: np.ndarray, known: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -116,7 +116,7 @@ def read_attributes(bits: np.ndarray, truth: dict, known: np.ndarray, scored: np
 
 
 def blank_by_group(blank: np.ndarray, groups) -> dict:
-    """The blank-ID share of all records and of each group's (what the zero segment tells)."""
+    """The share without a document of all records and of each group's (what the zero segment tells)."""
     out = {"all": {"records": int(len(blank)), "blank_share": float(blank.mean()) if len(blank) else 0.0}}
     for g in ("migrant", "permit", "minority", "born_before_1960"):
         sel = groups[g].to_numpy().astype(bool)
@@ -137,7 +137,9 @@ def run_id_segment(persons: int = 5000, seed: int = 4, hardening: str | None = N
     if id_qgram is not None:
         schema = replace(schema, fields=tuple(replace(f, qgram=id_qgram) if f.kind == "resident_id" else f
                                               for f in schema.fields))
-    features, truth, blank, groups = department_truth(persons, seed, department, error_scale)
+    features, truth, groups = department_truth(persons, seed, department, error_scale)
+    # No document: every field of the segment blank (a resident ID, or a HK/MO/TW permit).
+    blank = np.array([all(f[x.name] == "" for x in schema.id_fields()) for f in features])
     bits = np.unpackbits(HardenedEncoder(schema, secrets.token_bytes(32), PROJECT_ID).encode(features), axis=1)
     seg = schema.id_segment_words() * 64
     rng = np.random.default_rng(seed)
@@ -149,7 +151,7 @@ def run_id_segment(persons: int = 5000, seed: int = 4, hardening: str | None = N
     if seg:
         views["segment"] = bits[:, -seg:]
         zero = ~views["segment"].any(axis=1)
-        assert (zero == blank).all(), "a zero ID segment is a blank ID and nothing else"
+        assert (zero == blank).all(), "a zero ID segment is a record without a document and nothing else"
     scored = ~known & with_id
     return {"persons": persons, "seed": seed, "department": department, "hardening": schema.hardening,
             "id_segment_bits": seg, "id_qgram": next(f.qgram for f in schema.id_fields()),

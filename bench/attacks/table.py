@@ -97,5 +97,6 @@ def main(argv=None) -> None:
         r = run_realistic(a.persons, a.seed, a.hardening, census_persons=a.census_persons)
         print(json.dumps(r, ensure_ascii=False, indent=2))
         return
-    r = run_attacks(a.persons, a.seed, a.hardening, department=a.department or "population", census_persons=a.census_persons)
+    r = run_attacks(a.persons, a.seed, a.hardening, department=a.department or "population",
+                    census_persons=a.census_persons)
     print(json.dumps(r, ensure_ascii=False, indent=2))
