@@ -174,3 +174,41 @@ def test_realistic_report_has_every_attack_and_its_baseline(realistic):
     full = r["full_name"]
     assert full["commonest_name"]["share"] > 0 and "advantage" in full
     assert {"position_frequency", "pattern_mining"} <= set(full)
+
+
+# -- the resident-ID segment (bench.attacks.id_segment) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def id_segment():
+    from bench.attacks.id_segment import run_id_segment
+
+    # The default encoding, and the same with the whole ID hashed as one token.
+    return {q: run_id_segment(persons=2000, seed=1, hardening="twin", id_qgram=q) for q in (2, 0)}
+
+
+def test_id_segment_bigrams_give_the_region_of_birth_registration_away(id_segment):
+    """docs/hardening.md, "The ID segment under attack": the ID's digit bigrams in a segment of
+    their own let a few known records teach the coordinator the province and district."""
+    seg = id_segment[2]["views"]["segment"]
+    assert seg["province"]["best_advantage"] > 0.10, seg["province"]
+    assert seg["region"]["best_advantage"] > 0.05, seg["region"]
+
+
+def test_id_segment_of_the_whole_id_token_reads_no_attribute(id_segment):
+    """The whole ID as one token shares nothing between two people, so neither the classifiers
+    nor the Dice neighbours read anything from the segment (the test above is the same check
+    failing on the bigram encoding)."""
+    seg = id_segment[0]["views"]["segment"]
+    for target, res in seg.items():
+        assert res["best_advantage"] <= 0.03, (target, res)
+
+
+def test_the_zero_segment_is_exactly_the_records_without_a_document(id_segment):
+    r = id_segment[2]
+    assert r["id_segment_bits"] == 256 and r["department"] == "housing"
+    blank = r["blank"]
+    # housing leaves about 15 % of IDs blank (bench.synth.realistic.rates); run_id_segment
+    # itself checks that the zero segments are the records with neither an ID nor a permit.
+    assert 0.10 < blank["all"]["blank_share"] < 0.20, blank
+    assert r["scored_records"] + r["known_records"] <= r["records"]

@@ -63,8 +63,16 @@ on the un-balanced filters.
 
     python -m bench.attacks --realism cn --persons 5000 [--hardening none]
 
+On the resident-ID segment of a record-level filter (bench.attacks.id_segment): classifiers
+and Dice neighbours trained on a few known records read province, district, birth decade
+and year, and sex; the blank-ID share by group.
+
+    python -m bench.attacks --id-segment --persons 5000 --seed 4 [--hardening twin] [--department housing]
+    python -m bench.attacks.id_segment --persons 5000 --seeds 4 5 6 [--id-segment-bits 256 0] [--id-qgram 0]
+
 Layout: ``encodings`` (the targets and their public tokenisations), ``census``,
-``methods`` (the attacks and the scoring), ``harness`` (``run_attacks``), ``realistic`` (``run_realistic``), ``table``
+``methods`` (the attacks and the scoring), ``harness`` (``run_attacks``), ``realistic`` (``run_realistic``),
+``id_segment`` (``run_id_segment``), ``table``
 (docs/hardening.md's table and the command line).
 """
 

@@ -69,12 +69,15 @@ def main(argv=None) -> None:
     ap.add_argument("--persons", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hardening", default=None, help="none, salt, balance, xor, blip-R, twin, diffuse-T; default: the schema's")
-    ap.add_argument("--department", default="population")
+    ap.add_argument("--department", default=None,
+                    help="the attacked department's extract (default: population; housing with --id-segment)")
     ap.add_argument("--census-persons", type=int, default=None)
     ap.add_argument("--table", type=Path, default=None, metavar="SCENARIO",
                     help="measure every option: bench F1 on SCENARIO and every attack (docs/hardening.md)")
     ap.add_argument("--realism", choices=["cn"], default=None,
                     help="the realistic population's attacks (bench.attacks.realistic)")
+    ap.add_argument("--id-segment", action="store_true",
+                    help="the attacks on the resident-ID segment (bench.attacks.id_segment)")
     ap.add_argument("--out", type=Path, default=Path("hardening-bench"), help="bench folders of --table")
     a = ap.parse_args(argv)
     if a.table:
@@ -82,11 +85,18 @@ def main(argv=None) -> None:
         (a.out / "hardening.json").write_text(json.dumps(rows, indent=2) + "\n")
         print(markdown(rows))
         return
+    if a.id_segment:
+        from bench.attacks.id_segment import DEPARTMENT, run_id_segment
+
+        r = run_id_segment(a.persons, a.seed, a.hardening, department=a.department or DEPARTMENT)
+        print(json.dumps(r, ensure_ascii=False, indent=2))
+        return
     if a.realism:
         from bench.attacks.realistic import run_realistic
 
         r = run_realistic(a.persons, a.seed, a.hardening, census_persons=a.census_persons)
         print(json.dumps(r, ensure_ascii=False, indent=2))
         return
-    r = run_attacks(a.persons, a.seed, a.hardening, department=a.department, census_persons=a.census_persons)
+    r = run_attacks(a.persons, a.seed, a.hardening, department=a.department or "population",
+                    census_persons=a.census_persons)
     print(json.dumps(r, ensure_ascii=False, indent=2))
