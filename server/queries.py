@@ -201,8 +201,8 @@ def records_short_lived(conn, replaced: str, upload_id: str) -> int:
 def upload_filter_parts(conn, upload_id: str, part_rows: int = 65536):
     """An upload's filters, ``part_rows`` at a time: at the 20M-record limit the whole list of bytes objects
     would hold ~3.4 GB beside its packed copy (a server-side cursor on PostgreSQL, so it is not fetched whole)."""
-    result = conn.execution_options(yield_per=part_rows).execute(
-        select(t.records.c.clk).where(t.records.c.upload_id == upload_id))
+    result = conn.execute(select(t.records.c.clk).where(t.records.c.upload_id == upload_id)
+                          .execution_options(yield_per=part_rows))  # the statement's, not the connection's
     for part in result.scalars().partitions():
         yield part
 
