@@ -16,7 +16,6 @@ _MIDDLE_DOT = "\u00b7"
 _CJK_CLASS = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _CJK_RE = re.compile(f"[{_CJK_CLASS}]")
 _CJK_RUN_RE = re.compile(f"[{_CJK_CLASS}]+")
-_CJK_ONLY_RE = re.compile(f"[{_CJK_CLASS}]+")  # fullmatch: a Han name, nothing else
 
 # Everything a keyboard, an IME or an OCR pass produces where a transliterated
 # minority name has its separator dot. After NFKC, U+FF0E and U+FE52 are "."
@@ -42,9 +41,10 @@ def _has_cjk(text: str) -> bool:
 
 
 def _han_own_name(text: str) -> str:
-    # Only a name of Han characters alone can carry a husband's surname in front
-    # (surnames.own_name); a minority name's parts or a Latin one are left as they are.
-    return own_name(text) if _CJK_ONLY_RE.fullmatch(text) else text
+    """``text``'s name characters without a husband's surname in front where they are Han characters
+    alone (surnames.own_name); a minority name's parts or a Latin one are left as they are."""
+    han = "".join(ch for ch in text if _keep_name_char(ch))
+    return own_name(han) if _CJK_RUN_RE.fullmatch(han) else text
 
 
 def normalise_name(raw: str, script: str = DEFAULT_SCRIPT) -> str:
@@ -161,9 +161,7 @@ def name_pinyin(raw: str, script: str = DEFAULT_SCRIPT) -> str:
 
 @lru_cache(maxsize=1 << 18)
 def _name_pinyin_cached(raw: str, script: str) -> str:
-    text = simplified(nfkc(raw), script)
-    han = "".join(ch for ch in text if _keep_name_char(ch))
-    return "".join(reading for reading, _ in pinyin_pieces(own_name(han) if _CJK_ONLY_RE.fullmatch(han) else text))
+    return "".join(reading for reading, _ in pinyin_pieces(_han_own_name(simplified(nfkc(raw), script))))
 
 
 def pinyin_pieces(text: str) -> list[tuple[str, bool]]:
@@ -186,8 +184,4 @@ def name_parts(raw: str, script: str = DEFAULT_SCRIPT) -> list[str]:
     a husband's surname in front (normalise_name)."""
     text = simplified(nfkc(raw.translate(_DOT_TABLE)), script).translate(_DOT_TABLE)
     parts = [p for p in text.split(_MIDDLE_DOT) if p.strip()]
-    if len(parts) == 1:
-        han = "".join(ch for ch in parts[0] if _keep_name_char(ch))
-        if _CJK_ONLY_RE.fullmatch(han):
-            return [own_name(han)]
-    return parts
+    return [_han_own_name(parts[0])] if len(parts) == 1 else parts

@@ -48,6 +48,7 @@ from sklearn.naive_bayes import BernoulliNB
 from agents.hardening import HardenedEncoder
 from agents.normalise import normalise_record
 from bench.attacks.realistic import KNOWN_SHARE, PROJECT_ID
+from bench.attacks.realistic_table import markdown
 from bench.synth.realistic import build_cn, render_department_cn
 from fedlink.schema import DEPARTMENTS, LinkageSchema, schema_from_dict
 
@@ -178,12 +179,6 @@ def table_rows(result: dict) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--persons", type=int, default=5000)
@@ -206,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
                                      id_qgram=args.id_qgram)
                 print(json.dumps(res, ensure_ascii=False), flush=True)
                 rows += table_rows(res)
-    print(markdown(rows))
+    print(markdown(rows, COLUMNS))
 
 
 if __name__ == "__main__":

@@ -42,9 +42,10 @@ def row(persons: int, seed: int, hardening: str, without: tuple[str, ...], work:
             "full_name_advantage": attack["full_name"]["advantage"], "f1": quality["f1"]}
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
+def markdown(rows: list[dict], columns: tuple[str, ...] | list[str] = COLUMNS) -> str:
+    """The rows' ``columns`` as a Markdown table (bench.attacks.id_segment's too)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
